@@ -1,0 +1,523 @@
+/*
+ * conf.c: the declarative YAML loader (see conf.h).
+ *
+ * libyaml builds the document (with line marks and aliases resolved); we
+ * walk its mappings, turning each dotted path into a table row. Sections are
+ * implied by the paths: "ingest" is a section because "ingest.mode" is a key.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include <voca/log.h>
+#include <voca/xalloc.h>
+
+#include "conf.h"
+
+struct loader {
+	const char *file;
+	const struct conf_key *keys;
+	void *dst;
+	unsigned char *seen; /* one flag per key: set twice is an error */
+	char *err;
+	size_t errlen;
+	yaml_document_t *doc;
+};
+
+static int fail(struct loader *l, const yaml_node_t *node, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(struct loader *l, const yaml_node_t *node, const char *path, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (node)
+		snprintf(l->err, l->errlen, "%s:%zu: %s: %s", l->file, node->start_mark.line + 1,
+			 path, msg);
+	else
+		snprintf(l->err, l->errlen, "%s: %s: %s", l->file, path, msg);
+	return -1;
+}
+
+static void *field(const struct conf_key *k, void *dst)
+{
+	return (char *)dst + k->offset;
+}
+
+/* ---- scalar parsers ---- */
+
+static int parse_int(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_scaled(const char *s, int64_t *out, const char *const *units,
+			const int64_t *scale, int unit_required)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return -1;
+	if (*end == '\0') {
+		if (unit_required && v != 0)
+			return -1;
+		*out = v;
+		return 0;
+	}
+	for (size_t i = 0; units[i]; i++) {
+		if (strcmp(end, units[i]) == 0) {
+			if (v > INT64_MAX / scale[i])
+				return -1;
+			*out = v * scale[i];
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int conf_parse_duration(const char *s, int64_t *ms)
+{
+	static const char *const units[] = {"ms", "s", "m", "h", "d", "w", NULL};
+	static const int64_t scale[] = {1, 1000, 60000, 3600000, 86400000, 604800000};
+
+	return parse_scaled(s, ms, units, scale, 1);
+}
+
+int conf_parse_size(const char *s, int64_t *bytes)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "kB", "MB", "GB", NULL};
+	static const int64_t scale[] = {1, 1024, 1048576, 1073741824, 1000, 1000000, 1000000000};
+
+	return parse_scaled(s, bytes, units, scale, 0);
+}
+
+static int read_secret_file(const char *path, char **out)
+{
+	FILE *f = fopen(path, "r");
+	char buf[65536];
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	*out = xstrndup(buf, n);
+	return 0;
+}
+
+static int resolve_secret(struct loader *l, const yaml_node_t *node, const char *path,
+			  const char *s, struct secret *out)
+{
+	size_t len = strlen(s);
+	char *name;
+	const char *v;
+
+	if (len < 8 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}' ||
+	    (strncmp(s + 2, "env:", 4) != 0 && strncmp(s + 2, "file:", 5) != 0))
+		return fail(l, node, path,
+			    "is a secret: give it as ${env:NAME} or ${file:PATH}, not inline");
+	if (strncmp(s + 2, "env:", 4) == 0) {
+		name = xstrndup(s + 6, len - 7);
+		v = getenv(name);
+		if (v == NULL || *v == '\0') {
+			fail(l, node, path, "environment variable %s is not set", name);
+			free(name);
+			return -1;
+		}
+		out->value = xstrdup(v);
+	} else {
+		name = xstrndup(s + 7, len - 8);
+		if (read_secret_file(name, &out->value) < 0) {
+			fail(l, node, path, "cannot read secret file %s: %s", name,
+			     strerror(errno));
+			free(name);
+			return -1;
+		}
+	}
+	free(name);
+	out->ref = xstrdup(s);
+	return 0;
+}
+
+static void free_value(const struct conf_key *k, void *dst)
+{
+	void *p = field(k, dst);
+
+	switch (k->type) {
+	case CONF_STR:
+		free(*(char **)p);
+		*(char **)p = NULL;
+		break;
+	case CONF_STRLIST: {
+		struct conf_list *list = p;
+
+		for (size_t i = 0; i < list->n; i++)
+			free(list->v[i]);
+		free(list->v);
+		list->v = NULL;
+		list->n = 0;
+		break;
+	}
+	case CONF_SECRET: {
+		struct secret *sec = p;
+
+		if (sec->value) {
+			/* volatile: the wipe must not be optimised away. */
+			for (volatile char *c = sec->value; *c; c++)
+				*c = '\0';
+		}
+		free(sec->value);
+		free(sec->ref);
+		sec->value = sec->ref = NULL;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* Sets one scalar value. node is NULL for defaults. */
+static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_node_t *node,
+		      const char *s)
+{
+	void *p = field(k, l->dst);
+	int64_t v;
+
+	switch (k->type) {
+	case CONF_STR:
+		if (*s == '\0')
+			return fail(l, node, k->path, "needs a value");
+		free(*(char **)p);
+		*(char **)p = xstrdup(s);
+		return 0;
+	case CONF_INT:
+		if (parse_int(s, &v) < 0 || v < k->min || v > k->max)
+			return fail(l, node, k->path,
+				    "expected an integer from %lld to %lld, got '%s'",
+				    (long long)k->min, (long long)k->max, s);
+		*(int64_t *)p = v;
+		return 0;
+	case CONF_DURATION:
+		if (conf_parse_duration(s, &v) < 0 || v < k->min || v > k->max)
+			return fail(l, node, k->path,
+				    "expected a duration from %lldms to %lldms such as 5ms, 30s, "
+				    "1h, 7d, got '%s'",
+				    (long long)k->min, (long long)k->max, s);
+		*(int64_t *)p = v;
+		return 0;
+	case CONF_SIZE:
+		if (conf_parse_size(s, &v) < 0 || v < k->min || v > k->max)
+			return fail(l, node, k->path,
+				    "expected a size from %lld to %lld bytes such as 4096, 64KiB, "
+				    "1MiB, got '%s'",
+				    (long long)k->min, (long long)k->max, s);
+		*(int64_t *)p = v;
+		return 0;
+	case CONF_BOOL:
+		if (strcmp(s, "true") == 0)
+			*(int *)p = 1;
+		else if (strcmp(s, "false") == 0)
+			*(int *)p = 0;
+		else
+			return fail(l, node, k->path, "expected true or false, got '%s'", s);
+		return 0;
+	case CONF_ENUM:
+		for (int i = 0; k->choices[i]; i++) {
+			if (strcmp(s, k->choices[i]) == 0) {
+				*(int *)p = i;
+				return 0;
+			}
+		}
+		{
+			char list[160] = "";
+
+			for (int i = 0; k->choices[i]; i++) {
+				strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+				strncat(list, k->choices[i], sizeof(list) - strlen(list) - 1);
+			}
+			return fail(l, node, k->path, "expected one of %s, got '%s'", list, s);
+		}
+	case CONF_SECRET: {
+		struct secret tmp = {0};
+
+		if (resolve_secret(l, node, k->path, s, &tmp) < 0)
+			return -1;
+		free_value(k, l->dst);
+		*(struct secret *)p = tmp;
+		return 0;
+	}
+	case CONF_STRLIST: {
+		struct conf_list *list = p;
+
+		if (*s == '\0')
+			return fail(l, node, k->path, "list items need a value");
+		list->v = xrealloc(list->v, (list->n + 1) * sizeof(*list->v));
+		list->v[list->n++] = xstrdup(s);
+		return 0;
+	}
+	}
+	return 0;
+}
+
+static int set_value(struct loader *l, const struct conf_key *k, yaml_node_t *node)
+{
+	if (k->type == CONF_STRLIST) {
+		free_value(k, l->dst); /* the file's list replaces the default */
+		if (node->type == YAML_SCALAR_NODE)
+			return set_scalar(l, k, node, (const char *)node->data.scalar.value);
+		if (node->type != YAML_SEQUENCE_NODE)
+			return fail(l, node, k->path, "expected a list of strings");
+		for (yaml_node_item_t *it = node->data.sequence.items.start;
+		     it < node->data.sequence.items.top; it++) {
+			yaml_node_t *item = yaml_document_get_node(l->doc, *it);
+
+			if (item->type != YAML_SCALAR_NODE)
+				return fail(l, item, k->path, "list items must be strings");
+			if (set_scalar(l, k, item, (const char *)item->data.scalar.value) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (node->type != YAML_SCALAR_NODE)
+		return fail(l, node, k->path, "expected a single value, got a %s",
+			    node->type == YAML_MAPPING_NODE ? "mapping" : "list");
+	return set_scalar(l, k, node, (const char *)node->data.scalar.value);
+}
+
+/* ---- paths ---- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* Is path a section, that is, a proper prefix of some key followed by '.'? */
+static int is_section(const struct conf_key *keys, const char *path)
+{
+	size_t n = strlen(path);
+
+	for (const struct conf_key *k = keys; k->path; k++)
+		if (strncmp(k->path, path, n) == 0 && k->path[n] == '.')
+			return 1;
+	return 0;
+}
+
+static int unknown_key(struct loader *l, const yaml_node_t *node, const char *path)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+
+	for (const struct conf_key *k = l->keys; k->path; k++) {
+		size_t d = edit_distance(path, k->path);
+
+		if (d < best_d) {
+			best_d = d;
+			best = k->path;
+		}
+	}
+	if (best)
+		return fail(l, node, path, "unknown key (did you mean '%s'?)", best);
+	return fail(l, node, path, "unknown key");
+}
+
+static int walk(struct loader *l, yaml_node_t *map, const char *prefix)
+{
+	for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
+	     pair < map->data.mapping.pairs.top; pair++) {
+		yaml_node_t *key = yaml_document_get_node(l->doc, pair->key);
+		yaml_node_t *val = yaml_document_get_node(l->doc, pair->value);
+		char path[256];
+		const struct conf_key *k;
+
+		if (key->type != YAML_SCALAR_NODE)
+			return fail(l, key, prefix[0] ? prefix : "(top)", "keys must be strings");
+		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
+			 (const char *)key->data.scalar.value);
+		for (k = l->keys; k->path && strcmp(k->path, path) != 0; k++)
+			;
+		if (k->path) {
+			size_t idx = (size_t)(k - l->keys);
+
+			if (l->seen[idx])
+				return fail(l, key, path, "set twice");
+			l->seen[idx] = 1;
+			if (set_value(l, k, val) < 0)
+				return -1;
+		} else if (is_section(l->keys, path)) {
+			if (val->type == YAML_SCALAR_NODE && val->data.scalar.length == 0 &&
+			    val->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+				continue; /* "ingest:" with nothing under it: all defaults */
+			if (val->type != YAML_MAPPING_NODE)
+				return fail(l, val, path, "expected a section (a mapping of keys)");
+			for (yaml_node_pair_t *q = pair + 1; q < map->data.mapping.pairs.top; q++) {
+				yaml_node_t *k2 = yaml_document_get_node(l->doc, q->key);
+
+				if (k2->type == YAML_SCALAR_NODE &&
+				    strcmp((const char *)k2->data.scalar.value,
+					   (const char *)key->data.scalar.value) == 0)
+					return fail(l, k2, path, "section appears twice");
+			}
+			if (walk(l, val, path) < 0)
+				return -1;
+		} else {
+			return unknown_key(l, key, path);
+		}
+	}
+	return 0;
+}
+
+void conf_defaults(const struct conf_key *keys, void *dst)
+{
+	struct loader l = {.file = "(defaults)", .keys = keys, .dst = dst};
+	char err[256];
+
+	l.err = err;
+	l.errlen = sizeof(err);
+	for (const struct conf_key *k = keys; k->path; k++) {
+		if (k->def && set_scalar(&l, k, NULL, k->def) < 0)
+			fatal("bad built-in default: %s", err);
+	}
+}
+
+void conf_free(const struct conf_key *keys, void *dst)
+{
+	for (const struct conf_key *k = keys; k->path; k++)
+		free_value(k, dst);
+}
+
+int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst,
+	      char *err, size_t errlen)
+{
+	struct loader l = {.file = file, .keys = keys, .dst = dst, .err = err, .errlen = errlen};
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	FILE *f = NULL;
+	size_t nkeys = 0;
+	int rc = -1;
+
+	conf_defaults(keys, dst);
+	if (!yaml_parser_initialize(&parser))
+		fatal("out of memory (yaml parser)");
+	if (text) {
+		yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+	} else {
+		f = fopen(file, "rb");
+		if (f == NULL) {
+			snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+			yaml_parser_delete(&parser);
+			conf_free(keys, dst);
+			return -1;
+		}
+		yaml_parser_set_input_file(&parser, f);
+	}
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, errlen, "%s:%zu: YAML syntax error: %s %s", file,
+			 parser.problem_mark.line + 1, parser.problem ? parser.problem : "",
+			 parser.context ? parser.context : "");
+		goto out_parser;
+	}
+	l.doc = &doc;
+	for (const struct conf_key *k = keys; k->path; k++)
+		nkeys++;
+	l.seen = xcalloc(nkeys, 1);
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+
+	if (root == NULL) {
+		rc = 0; /* an empty file: all defaults */
+	} else if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0) {
+		rc = 0;
+	} else if (root->type != YAML_MAPPING_NODE) {
+		snprintf(err, errlen, "%s:%zu: the top level must be a mapping of sections", file,
+			 root->start_mark.line + 1);
+	} else {
+		rc = walk(&l, root, "");
+	}
+	free(l.seen);
+	yaml_document_delete(&doc);
+out_parser:
+	yaml_parser_delete(&parser);
+	if (f)
+		fclose(f);
+	if (rc < 0)
+		conf_free(keys, dst);
+	return rc;
+}
+
+void conf_print(const struct conf_key *keys, const void *dst, FILE *out)
+{
+	for (const struct conf_key *k = keys; k->path; k++) {
+		const void *p = (const char *)dst + k->offset;
+
+		fprintf(out, "  %-28s ", k->path);
+		switch (k->type) {
+		case CONF_STR:
+			fprintf(out, "%s", *(char *const *)p ? *(char *const *)p : "(unset)");
+			break;
+		case CONF_INT:
+		case CONF_DURATION:
+		case CONF_SIZE:
+			fprintf(out, "%lld%s", (long long)*(const int64_t *)p,
+				k->type == CONF_DURATION ? "ms" : k->type == CONF_SIZE ? " B" : "");
+			break;
+		case CONF_BOOL:
+			fputs(*(const int *)p ? "true" : "false", out);
+			break;
+		case CONF_ENUM:
+			fputs(k->choices[*(const int *)p], out);
+			break;
+		case CONF_SECRET: {
+			const struct secret *sec = p;
+
+			fputs(sec->ref ? sec->ref : "(unset)", out);
+			break;
+		}
+		case CONF_STRLIST: {
+			const struct conf_list *list = p;
+
+			fputc('[', out);
+			for (size_t i = 0; i < list->n; i++)
+				fprintf(out, "%s\"%s\"", i ? ", " : "", list->v[i]);
+			fputc(']', out);
+			break;
+		}
+		}
+		fputc('\n', out);
+	}
+}

@@ -1,0 +1,74 @@
+/*
+ * config.c: voca's configuration keys (see config.h).
+ *
+ * The defaults make `voca run` with no file a working daemon: subscribe to a
+ * publisher on loopback and store into ./voca.db. Limits are generous for
+ * real traffic and small enough that one bad peer cannot exhaust memory.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <voca/xalloc.h>
+
+#include "config.h"
+
+static const char *const modes[] = {"sub", "pull", NULL};
+static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+
+#define OFF(m) offsetof(struct config, m)
+
+const struct conf_key config_keys[] = {
+	{"ingest.mode", CONF_ENUM, OFF(ingest.mode), "sub", 0, 0, modes,
+	 "sub: connect to PUB endpoints; pull: bind a PULL socket for PUSH senders"},
+	{"ingest.endpoints", CONF_STRLIST, OFF(ingest.endpoints), "tcp://127.0.0.1:7600", 0, 0,
+	 NULL, "ZeroMQ endpoints: connected in sub mode, bound in pull mode"},
+	{"ingest.topics", CONF_STRLIST, OFF(ingest.topics), NULL, 0, 0, NULL,
+	 "sub mode: topic prefixes to subscribe to; none means every message"},
+	{"ingest.rcvhwm", CONF_INT, OFF(ingest.rcvhwm), "100000", 1, 10000000, NULL,
+	 "messages ZeroMQ may queue per connection before it drops (SUB) or pushes back (PULL)"},
+	{"ingest.max_message_bytes", CONF_SIZE, OFF(ingest.max_message_bytes), "1MiB", 1024,
+	 256 * 1024 * 1024, NULL,
+	 "larger frames are quarantined; over 8x this, ZeroMQ drops the connection"},
+	{"ingest.max_array_events", CONF_INT, OFF(ingest.max_array_events), "10000", 1, 1000000,
+	 NULL, "most events one frame may carry as a JSON array"},
+	{"ingest.max_depth", CONF_INT, OFF(ingest.max_depth), "32", 4, 512, NULL,
+	 "deepest nesting of objects and arrays in one event"},
+	{"store.path", CONF_STR, OFF(store.path), "voca.db", 0, 0, NULL,
+	 "the SQLite file (WAL mode); relative paths are from the working directory"},
+	{"store.batch_max", CONF_INT, OFF(store.batch_max), "2000", 1, 1000000, NULL,
+	 "group commit: most events in one transaction"},
+	{"store.batch_ms", CONF_DURATION, OFF(store.batch_ms), "5ms", 1, 10000, NULL,
+	 "group commit: longest an event waits for its transaction to commit"},
+	{"store.quarantine_raw_max", CONF_SIZE, OFF(store.quarantine_raw_max), "16KiB", 0,
+	 16 * 1024 * 1024, NULL, "bytes of a rejected input kept in the quarantine table"},
+	{"store.cache_size", CONF_SIZE, OFF(store.cache_size), "16MiB", 1024 * 1024,
+	 4LL * 1024 * 1024 * 1024, NULL, "SQLite page cache"},
+	{"log.level", CONF_ENUM, OFF(log.level), "info", 0, 0, levels,
+	 "error, warn, info or debug"},
+	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	*cfg = (struct config){0};
+	if (file == NULL) {
+		conf_defaults(config_keys, cfg);
+		return 0;
+	}
+	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
+		return -1;
+	cfg->file = xstrdup(file);
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	conf_free(config_keys, cfg);
+	free(cfg->file);
+	cfg->file = NULL;
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	conf_print(config_keys, cfg, out);
+}

@@ -1,0 +1,54 @@
+/*
+ * config.h: voca's configuration, loaded from YAML through conf.h.
+ *
+ * Every key is a row in config_keys (config.c) with its default and a line
+ * of documentation; packaging/voca.example.yaml documents each of them and a
+ * unit test keeps the two in step.
+ */
+#ifndef VOCA_CONFIG_H
+#define VOCA_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "conf.h"
+
+enum ingest_mode {
+	INGEST_SUB = 0,  /* connect to publishers' PUB sockets */
+	INGEST_PULL = 1, /* bind a PULL socket that PUSH senders connect to */
+};
+
+struct config {
+	char *file; /* NULL when running on the built-in defaults */
+	struct {
+		int mode;
+		struct conf_list endpoints;
+		struct conf_list topics;
+		int64_t rcvhwm;
+		int64_t max_message_bytes;
+		int64_t max_array_events;
+		int64_t max_depth;
+	} ingest;
+	struct {
+		char *path;
+		int64_t batch_max;
+		int64_t batch_ms;
+		int64_t quarantine_raw_max;
+		int64_t cache_size;
+	} store;
+	struct {
+		int level;
+	} log;
+};
+
+extern const struct conf_key config_keys[];
+
+/*
+ * Loads file into cfg, or the built-in defaults when file is NULL. Returns 0,
+ * or -1 with "FILE:LINE: KEY: problem" in err and nothing to free.
+ */
+int config_load(const char *file, struct config *cfg, char *err, size_t errlen);
+void config_free(struct config *cfg);
+void config_print(const struct config *cfg, FILE *out);
+
+#endif

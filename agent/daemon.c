@@ -1,0 +1,197 @@
+/*
+ * daemon.c: the agent's loop (see daemon.h).
+ *
+ * One thread. zmq_poll waits on the ingest socket and a self-pipe written by
+ * the signal handlers; its timeout is the time until the open batch is due
+ * (Redis's ae.c habit: the loop sleeps exactly until the next deadline).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include <voca/log.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "ingest.h"
+#include "store.h"
+
+static int sigpipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char c = (unsigned char)sig;
+
+	if (write(sigpipe[1], &c, 1) < 0) {
+		/* The pipe is full: a signal is pending already. */
+	}
+	errno = saved;
+}
+
+void daemon_stop(void)
+{
+	on_signal(SIGTERM);
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe(sigpipe) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		fcntl(sigpipe[i], F_SETFL, O_NONBLOCK);
+		fcntl(sigpipe[i], F_SETFD, FD_CLOEXEC);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void close_signals(void)
+{
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	for (int i = 0; i < 2; i++) {
+		if (sigpipe[i] >= 0)
+			close(sigpipe[i]);
+		sigpipe[i] = -1;
+	}
+}
+
+static void describe(const struct config *cfg)
+{
+	char eps[512] = "";
+
+	for (size_t i = 0; i < cfg->ingest.endpoints.n; i++) {
+		strncat(eps, i ? "," : "", sizeof(eps) - strlen(eps) - 1);
+		strncat(eps, cfg->ingest.endpoints.v[i], sizeof(eps) - strlen(eps) - 1);
+	}
+	log_info("voca: config=%s mode=%s endpoints=%s store=%s batch=%lld/%lldms",
+		 cfg->file ? cfg->file : "(built-in defaults)",
+		 cfg->ingest.mode == INGEST_PULL ? "pull (bind)" : "sub (connect)", eps,
+		 cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
+}
+
+static void reload(struct config *cfg, struct ingest *in)
+{
+	struct config next;
+	char err[512];
+
+	if (cfg->file == NULL) {
+		log_info("voca: SIGHUP: running on built-in defaults, nothing to reload");
+		return;
+	}
+	if (config_load(cfg->file, &next, err, sizeof(err)) < 0) {
+		log_error("voca: reload failed, keeping the running configuration: %s", err);
+		return;
+	}
+	if (strcmp(next.store.path, cfg->store.path) != 0)
+		log_warn("voca: store.path changed to %s: takes effect after a restart; still "
+			 "writing %s",
+			 next.store.path, cfg->store.path);
+	if (ingest_reconfigure(in, &next, err, sizeof(err)) < 0) {
+		log_error("voca: reload failed, keeping the running configuration: %s", err);
+		config_free(&next);
+		return;
+	}
+	/* Keep the path the store was opened with until a restart. */
+	char *path = next.store.path;
+
+	next.store.path = cfg->store.path;
+	cfg->store.path = path;
+	config_free(cfg);
+	*cfg = next;
+	log_set_level((enum log_level)cfg->log.level);
+	log_info("voca: configuration reloaded from %s", cfg->file);
+	describe(cfg);
+}
+
+int daemon_run(const struct daemon_opts *opts)
+{
+	struct config cfg;
+	struct store *st = NULL;
+	struct ingest *in = NULL;
+	void *zctx = NULL;
+	char err[512];
+	int status = 1, running = 1;
+
+	if (config_load(opts->config_file, &cfg, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	log_set_level((enum log_level)cfg.log.level);
+	st = store_open(cfg.store.path, cfg.store.cache_size, err, sizeof(err));
+	if (st == NULL) {
+		log_error("store: %s", err);
+		goto out;
+	}
+	zctx = zmq_ctx_new();
+	in = ingest_new(zctx, &cfg, st, err, sizeof(err));
+	if (in == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (opts->on_commit)
+		ingest_on_commit(in, opts->on_commit, opts->on_commit_arg);
+	if (install_signals() < 0) {
+		log_error("voca: signal pipe: %s", strerror(errno));
+		goto out;
+	}
+	describe(&cfg);
+	log_info("voca: running (store schema %d); SIGHUP reloads, SIGTERM stops",
+		 store_schema_version(st));
+	while (running) {
+		zmq_pollitem_t items[2] = {
+			{.socket = ingest_socket(in), .events = ZMQ_POLLIN},
+			{.fd = sigpipe[0], .events = ZMQ_POLLIN},
+		};
+		int rc = zmq_poll(items, 2, ingest_timeout_ms(in));
+
+		if (rc < 0 && zmq_errno() != EINTR) {
+			log_error("voca: poll: %s", zmq_strerror(zmq_errno()));
+			goto out;
+		}
+		if (rc > 0 && (items[0].revents & ZMQ_POLLIN) && ingest_drain(in, 4096) < 0)
+			goto out;
+		if (ingest_timeout_ms(in) == 0 && ingest_flush(in) < 0)
+			goto out;
+		if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+			unsigned char sig;
+
+			while (read(sigpipe[0], &sig, 1) == 1) {
+				if (sig == SIGHUP) {
+					reload(&cfg, in);
+				} else {
+					log_info("voca: %s: committing and stopping",
+						 sig == SIGINT ? "SIGINT" : "SIGTERM");
+					running = 0;
+				}
+			}
+		}
+	}
+	if (ingest_flush(in) < 0)
+		goto out;
+	status = 0;
+out:
+	ingest_free(in);
+	if (zctx)
+		zmq_ctx_term(zctx);
+	store_close(st);
+	close_signals();
+	config_free(&cfg);
+	if (status == 0)
+		log_info("voca: stopped cleanly");
+	return status;
+}

@@ -1,0 +1,25 @@
+/*
+ * daemon.h: `voca run`, the long-running agent.
+ *
+ * Loads the configuration, opens the store, receives until SIGTERM or
+ * SIGINT (then commits what is pending and exits 0), and reloads on SIGHUP
+ * (a configuration that does not load is reported and the running one kept).
+ */
+#ifndef VOCA_DAEMON_H
+#define VOCA_DAEMON_H
+
+#include "ingest.h"
+
+struct daemon_opts {
+	const char *config_file; /* NULL: the built-in defaults */
+	ingest_commit_fn on_commit; /* optional: called after every commit */
+	void *on_commit_arg;
+};
+
+/* Runs until asked to stop. Returns the process exit status. */
+int daemon_run(const struct daemon_opts *opts);
+
+/* Asks a running daemon_run() in this process to stop (signal-safe). */
+void daemon_stop(void);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * stats.c: `voca stats` (see stats.h).
+ *
+ * Reads the store through its own read-only connection (WAL lets it run
+ * beside the daemon). The figures are gathered once into a cJSON object,
+ * which is printed either as JSON (--json, for scripts and tests) or as
+ * text, so the two views cannot disagree.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include <voca/event.h>
+#include <voca/log.h>
+
+#include "config.h"
+#include "stats.h"
+
+static void add_query(sqlite3 *db, cJSON *parent, const char *name, const char *sql)
+{
+	cJSON *arr = cJSON_AddArrayToObject(parent, name);
+	sqlite3_stmt *s;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		cJSON *row = cJSON_CreateObject();
+
+		cJSON_AddItemToArray(arr, row);
+		for (int i = 0; i < sqlite3_column_count(s); i++) {
+			const char *col = sqlite3_column_name(s, i);
+
+			switch (sqlite3_column_type(s, i)) {
+			case SQLITE_INTEGER:
+			case SQLITE_FLOAT:
+				cJSON_AddNumberToObject(row, col, sqlite3_column_double(s, i));
+				break;
+			case SQLITE_NULL:
+				cJSON_AddNullToObject(row, col);
+				break;
+			default:
+				cJSON_AddStringToObject(row, col,
+							(const char *)sqlite3_column_text(s, i));
+			}
+		}
+	}
+	sqlite3_finalize(s);
+}
+
+static double num(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static cJSON *gather(sqlite3 *db, const char *path)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *counters = cJSON_AddObjectToObject(root, "counters");
+	sqlite3_stmt *s;
+
+	cJSON_AddStringToObject(root, "store", path);
+	if (sqlite3_prepare_v2(db, "SELECT name, value FROM counters ORDER BY name", -1, &s,
+			       NULL) == SQLITE_OK) {
+		while (sqlite3_step(s) == SQLITE_ROW)
+			cJSON_AddNumberToObject(counters, (const char *)sqlite3_column_text(s, 0),
+						sqlite3_column_double(s, 1));
+		sqlite3_finalize(s);
+	}
+	add_query(db, root, "events",
+		  "SELECT count(*) AS stored, min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,"
+		  " count(DISTINCT sku) AS skus, count(DISTINCT category) AS categories,"
+		  " sum(sentiment = 'negative') AS negative,"
+		  " sum(needs_review) AS needs_review FROM events");
+	add_query(db, root, "by_category",
+		  "SELECT category, count(*) AS events FROM events GROUP BY category"
+		  " ORDER BY events DESC, category LIMIT 12");
+	add_query(db, root, "quarantine",
+		  "SELECT code, count(*) AS count, max(reason) AS example FROM quarantine"
+		  " GROUP BY code ORDER BY count DESC, code");
+	add_query(db, root, "publishers",
+		  "SELECT p.publisher, p.last_seq, p.last_seen_ms,"
+		  " (SELECT count(*) FROM gaps g WHERE g.publisher = p.publisher) AS gaps,"
+		  " (SELECT coalesce(sum(missing), 0) FROM gaps g WHERE g.publisher = p.publisher)"
+		  " AS missing FROM publishers p ORDER BY p.publisher");
+	add_query(db, root, "recent_gaps",
+		  "SELECT publisher, expected_seq, got_seq, missing, detected_ms FROM gaps"
+		  " ORDER BY id DESC LIMIT 10");
+	return root;
+}
+
+static void print_text(const cJSON *r)
+{
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "counters");
+	const cJSON *ev = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "events"), 0);
+	const cJSON *row;
+	char t1[32], t2[32];
+
+	printf("store: %s\n", str(r, "store"));
+	printf("events: %.0f stored (%.0f new, %.0f superseded by a higher revision); "
+	       "%.0f duplicates and %.0f stale revisions dropped\n",
+	       num(ev, "stored"), num(c, "events_new"), num(c, "events_superseded"),
+	       num(c, "events_duplicate"), num(c, "events_stale"));
+	if (num(ev, "stored") > 0) {
+		rfc3339_format((int64_t)num(ev, "first_ts_ms"), t1, sizeof(t1));
+		rfc3339_format((int64_t)num(ev, "last_ts_ms"), t2, sizeof(t2));
+		printf("  written %s .. %s; %.0f SKUs, %.0f categories, %.1f%% negative, "
+		       "%.0f flagged needs_review\n",
+		       t1, t2, num(ev, "skus"), num(ev, "categories"),
+		       100.0 * num(ev, "negative") / num(ev, "stored"), num(ev, "needs_review"));
+		printf("  by category:");
+		cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "by_category"))
+			printf(" %s %.0f", str(row, "category"), num(row, "events"));
+		printf("\n");
+	}
+	printf("quarantine: %.0f inputs rejected\n", num(c, "quarantined"));
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "quarantine"))
+		printf("  %-16s %6.0f  e.g. %s\n", str(row, "code"), num(row, "count"),
+		       str(row, "example"));
+	printf("sequence gaps: %.0f, %.0f events missing\n", num(c, "gaps"),
+	       num(c, "gap_missing"));
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "publishers"))
+	{
+		rfc3339_format((int64_t)num(row, "last_seen_ms"), t1, sizeof(t1));
+		printf("  publisher %s: last seq %.0f seen %s; %.0f gaps, %.0f missing\n",
+		       str(row, "publisher"), num(row, "last_seq"), t1, num(row, "gaps"),
+		       num(row, "missing"));
+	}
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: voca stats [-c FILE] [--json]\n"
+	      "\n"
+	      "Prints what the store holds: events, duplicates and stale revisions dropped,\n"
+	      "inputs quarantined and why, and publisher sequence gaps.\n"
+	      "\n"
+	      "  -c, --config FILE   the configuration naming the store (default: built-in)\n"
+	      "  -d, --db PATH       the store file, overriding the configuration\n"
+	      "      --json          print JSON instead of text\n",
+	      f);
+}
+
+int stats_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *file = NULL, *dbpath = NULL;
+	struct config cfg;
+	char err[512];
+	int c, json = 0, rc = 1;
+	sqlite3 *db = NULL;
+	struct stat sb;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': file = optarg; break;
+		case 'd': dbpath = optarg; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (config_load(file, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "voca stats: %s\n", err);
+		return 1;
+	}
+	if (dbpath == NULL)
+		dbpath = cfg.store.path;
+	if (stat(dbpath, &sb) < 0) {
+		fprintf(stderr, "voca stats: no store at %s (has voca run started?)\n", dbpath);
+		goto out;
+	}
+	if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		fprintf(stderr, "voca stats: %s: %s\n", dbpath, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	cJSON *r = gather(db, dbpath);
+
+	if (json) {
+		char *s = cJSON_Print(r);
+
+		puts(s);
+		free(s);
+	} else {
+		print_text(r);
+	}
+	cJSON_Delete(r);
+	rc = 0;
+out:
+	sqlite3_close(db);
+	config_free(&cfg);
+	return rc;
+}

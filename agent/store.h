@@ -1,0 +1,81 @@
+/*
+ * store.h: everything voca keeps, in one SQLite file.
+ *
+ * One writer (the daemon) batches work into transactions: the first write
+ * opens one, store_commit() ends it (group commit). Events are keyed by
+ * event_id and keep their highest revision. Readers (`voca stats`, the
+ * tests) open the same file in WAL mode without blocking the writer.
+ */
+#ifndef VOCA_STORE_H
+#define VOCA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <voca/event.h>
+
+struct store;
+
+/* What store_put() did with an event. Stored in counters: never renumber. */
+enum store_verdict {
+	STORE_NEW = 0,        /* first time this event_id was seen */
+	STORE_SUPERSEDED = 1, /* a higher revision replaced the stored one */
+	STORE_DUPLICATE = 2,  /* same event_id and revision again: dropped */
+	STORE_STALE = 3,      /* lower revision than the stored one: dropped */
+};
+
+/* Counters of the open transaction, added to the stored totals on commit. */
+struct store_counts {
+	uint64_t verdict[4]; /* indexed by enum store_verdict */
+	uint64_t quarantined;
+	uint64_t gaps;
+	uint64_t gap_missing;
+};
+
+/*
+ * Opens (creating if needed) the file at path and brings its schema up to
+ * date. cache_bytes sizes SQLite's page cache. Returns NULL with err filled.
+ */
+struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_t errlen);
+
+/* Commits what is pending, then closes. NULL is a no-op. */
+void store_close(struct store *st);
+
+/* The schema version the file is at after store_open(). */
+int store_schema_version(const struct store *st);
+
+int store_put(struct store *st, const struct event *ev, int64_t received_ms,
+	      enum store_verdict *verdict);
+
+/* Keeps at most keep bytes of raw; size records the full length. */
+int store_quarantine(struct store *st, int64_t received_ms, const char *topic,
+		     enum reject_code code, const char *reason, const char *raw, size_t len,
+		     size_t keep);
+
+/* Records a sequence gap: got arrived when expected was due. */
+int store_gap(struct store *st, const char *publisher, int64_t expected, int64_t got,
+	      int64_t detected_ms);
+
+/* Saves a publisher's sequence position (upsert), in the open transaction. */
+int store_publisher(struct store *st, const char *publisher, int64_t last_seq,
+		    int64_t last_seen_ms);
+
+/* Calls fn for each saved publisher position (for a restart to resume gap detection). */
+int store_publishers_each(struct store *st,
+			  void (*fn)(void *arg, const char *publisher, int64_t last_seq,
+				     int64_t last_seen_ms),
+			  void *arg);
+
+/* Commits the open transaction, if any, with its counters. */
+int store_commit(struct store *st);
+
+/* Operations waiting in the open transaction. */
+size_t store_pending(const struct store *st);
+
+/* Totals since the last commit (not yet stored). */
+const struct store_counts *store_uncommitted(const struct store *st);
+
+/* The last error, for the layer that logs. */
+const char *store_error(const struct store *st);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * event.h: one scored-feedback event, and the decoder that turns ZeroMQ
+ * frames into events or into reasons for quarantine.
+ *
+ * The contract is shared/schema/scored-feedback.v1.schema.json. A frame holds
+ * one JSON object or an array of them. The decoder checks the bytes (size,
+ * UTF-8), the JSON (syntax, duplicate keys, depth, finite numbers) and every
+ * field the schema names (types, enums, ranges, RFC 3339 times). Fields the
+ * schema does not name are kept in the event's raw JSON and otherwise ignored.
+ *
+ * Decoding is a pure function of the bytes: no clock, no I/O, no logging.
+ */
+#ifndef VOCA_EVENT_H
+#define VOCA_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum channel {
+	CHANNEL_NONE = 0, /* field absent */
+	CHANNEL_REVIEW,
+	CHANNEL_SUPPORT,
+	CHANNEL_SURVEY,
+	CHANNEL_CHAT,
+	CHANNEL_SOCIAL,
+	CHANNEL_RETURN,
+	CHANNEL_OTHER,
+};
+
+enum sentiment {
+	SENTIMENT_POSITIVE = 0,
+	SENTIMENT_NEUTRAL,
+	SENTIMENT_NEGATIVE,
+	SENTIMENT_MIXED,
+};
+
+enum severity {
+	SEVERITY_LOW = 0, /* the schema's default */
+	SEVERITY_MEDIUM,
+	SEVERITY_HIGH,
+	SEVERITY_CRITICAL,
+};
+
+const char *channel_name(enum channel c);
+const char *sentiment_name(enum sentiment s);
+const char *severity_name(enum severity s);
+
+/*
+ * A decoded event. Every pointer is borrowed from the decoder and valid only
+ * during the callback that receives the event. Absent optional strings are
+ * NULL; absent numbers are flagged as shown.
+ */
+struct event {
+	const char *event_id;
+	int64_t revision; /* 0 when absent */
+	int64_t ts_ms;    /* milliseconds since the Unix epoch, UTC */
+	const char *source;
+	enum channel channel;
+	const char *sku;
+	const char *product;
+	const char *category;
+	const char *subcategory;
+	enum sentiment sentiment;
+	double sentiment_score; /* NAN when absent */
+	enum severity severity;
+	double urgency;    /* NAN when absent */
+	double confidence; /* NAN when absent */
+	int needs_review;  /* 0 when absent */
+	int rating;        /* 0 when absent, else 1..5 */
+	const char *locale;
+	const char *region;
+	const char *customer_tier;
+	const char *text;
+	const char *summary;
+	const char *suggested_owner;
+	const char *suggested_action;
+	const char *url;
+	const char *model_name;
+	const char *model_version;
+	const char *prompt_version;
+	const char *taxonomy_version;
+	const char *publisher;
+	int64_t seq; /* -1 when absent */
+
+	const char *raw; /* the event's JSON text, unknown fields included */
+	size_t raw_len;
+};
+
+/*
+ * Why an input was quarantined. The values are stored: never renumber them,
+ * add new ones at the end. reject_code_name() gives the stable text form.
+ */
+enum reject_code {
+	REJECT_NONE = 0,
+	REJECT_EMPTY_FRAME,
+	REJECT_TOO_LARGE,
+	REJECT_INVALID_UTF8,
+	REJECT_INVALID_JSON,
+	REJECT_TOO_DEEP,
+	REJECT_DUPLICATE_KEY,
+	REJECT_NOT_OBJECT,
+	REJECT_EMPTY_ARRAY,
+	REJECT_MISSING_FIELD,
+	REJECT_WRONG_TYPE,
+	REJECT_OUT_OF_RANGE,
+	REJECT_BAD_ENUM,
+	REJECT_BAD_TIME,
+	REJECT_NOT_FINITE,
+	REJECT_BAD_FRAMES, /* a ZeroMQ message with an unexpected frame count */
+	REJECT_TOO_MANY_EVENTS,
+};
+
+const char *reject_code_name(enum reject_code code);
+
+struct event_error {
+	enum reject_code code;
+	char msg[240]; /* one line a person understands */
+};
+
+struct decode_limits {
+	size_t max_frame_bytes;  /* larger frames are rejected whole */
+	int max_depth;           /* deepest nesting of objects and arrays */
+	size_t max_array_events; /* most events one frame may carry */
+};
+
+/* The limits voca uses unless configured otherwise. */
+extern const struct decode_limits decode_limits_default;
+
+/*
+ * Called once per element of a frame: ev is the decoded event, or NULL and
+ * err says why it was rejected. raw/raw_len are what to quarantine: the
+ * element's JSON, or the whole frame when the frame itself is bad. Return 0
+ * to go on, non-zero to stop decoding this frame.
+ */
+typedef int (*event_fn)(void *arg, const struct event *ev, const struct event_error *err,
+			const char *raw, size_t raw_len);
+
+/*
+ * Decodes one frame and calls fn for each event or rejection in it. Returns
+ * the number of valid events, or -1 if fn asked to stop. Never fails on bad
+ * input: bad input becomes a call with err set.
+ */
+int event_decode(const char *frame, size_t len, const struct decode_limits *limits, event_fn fn,
+		 void *arg);
+
+/*
+ * Parses an RFC 3339 date-time ("2026-11-22T15:04:05.123+01:00") into
+ * milliseconds since the epoch, UTC. Returns 0, or -1 if s is not one.
+ */
+int rfc3339_parse(const char *s, int64_t *ms_out);
+
+/* Formats ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (>= 25 bytes). */
+void rfc3339_format(int64_t ms, char *out, size_t outlen);
+
+/* Returns 1 if the n bytes at p are well-formed UTF-8, else 0. */
+int utf8_valid(const char *p, size_t n);
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * xalloc.h: allocation that never returns NULL.
+ *
+ * voca treats out-of-memory as fatal (the OpenSMTPD habit): every caller can
+ * use the result without a check, and a half-built object never escapes. The
+ * daemon commits before it acts, so dying here loses nothing that was
+ * acknowledged. xalloc_install_cjson() routes cJSON through the same hooks.
+ */
+#ifndef VOCA_XALLOC_H
+#define VOCA_XALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Make cJSON allocate through xmalloc/free. Call once at start-up. */
+void xalloc_install_cjson(void);
+
+#endif

@@ -403,6 +403,18 @@ static int walk(struct loader *l, yaml_node_t *map, const char *prefix)
 	return 0;
 }
 
+static size_t type_size(enum conf_type t)
+{
+	switch (t) {
+	case CONF_STR: return sizeof(char *);
+	case CONF_BOOL:
+	case CONF_ENUM: return sizeof(int);
+	case CONF_STRLIST: return sizeof(struct conf_list);
+	case CONF_SECRET: return sizeof(struct secret);
+	default: return sizeof(int64_t);
+	}
+}
+
 void conf_defaults(const struct conf_key *keys, void *dst)
 {
 	struct loader l = {.file = "(defaults)", .keys = keys, .dst = dst};
@@ -410,6 +422,8 @@ void conf_defaults(const struct conf_key *keys, void *dst)
 
 	l.err = err;
 	l.errlen = sizeof(err);
+	for (const struct conf_key *k = keys; k->path; k++)
+		memset(field(k, dst), 0, type_size(k->type));
 	for (const struct conf_key *k = keys; k->path; k++) {
 		if (k->def && set_scalar(&l, k, NULL, k->def) < 0)
 			fatal("bad built-in default: %s", err);

@@ -49,7 +49,7 @@ struct conf_key {
 /*
  * Loads file (or, when text is not NULL, the YAML in text, named file in
  * messages) into dst according to keys, a table ended by a row with a NULL
- * path. dst is first filled with the defaults. Returns 0, or -1 with a
+ * path. dst (its keys' fields) is first zeroed and filled with the defaults. Returns 0, or -1 with a
  * one-line message in err; on failure dst holds nothing to free.
  */
 int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst,

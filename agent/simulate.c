@@ -626,14 +626,12 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 		if (j->kind == INJ_VOLUME_SPIKE)
 			extra = rng_poisson(&s->rng,
 					    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
-		else if (j->kind == INJ_DEFECT_BURST && hour == j->start_ms)
-			extra = 3;
+		else if (j->kind == INJ_DEFECT_BURST && (hour - j->start_ms) % (2 * HOUR_MS) == 0)
+			extra = 1; /* three reports, two hours apart */
 		else if (j->kind == INJ_NEW_TOPIC && (hour - j->start_ms) % (6 * HOUR_MS) == 0)
 			extra = 1;
 		for (int k = 0; k < extra; k++) {
-			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) *
-							       (j->kind == INJ_DEFECT_BURST ? 4 : 1) *
-							       HOUR_MS),
+			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
 					  .sku = j->sku,
 					  .cat = j->cat};
 

@@ -1,0 +1,177 @@
+"""The command line: check, publish, simulate, stats, run on defaults, help."""
+import gzip
+import json
+import os
+
+import pytest
+
+from conftest import VOCA, Agent, free_port, run_voca, wait_for
+
+COMMANDS = ["run", "check", "publish", "simulate", "stats"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(cmd):
+    r = run_voca(cmd, "--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith(f"usage: voca {cmd}")
+
+
+def test_unknown_command_and_option_are_one_clear_line():
+    r = run_voca("frobnicate")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == "voca: unknown command 'frobnicate'"
+    r = run_voca("check")
+    assert r.returncode == 2 and "needs -c FILE" in r.stderr
+    r = run_voca("publish", "--endpoint", "tcp://127.0.0.1:1", "--rate", "fast", "x")
+    assert r.returncode == 2 and "--rate takes events per second" in r.stderr
+
+
+def test_check_prints_summary_and_names_errors(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("ingest:\n  mode: pull\n  endpoints: [tcp://127.0.0.1:9999]\n")
+    r = run_voca("check", "-c", str(good))
+    assert r.returncode == 0, r.stderr
+    assert f"{good}: OK" in r.stdout
+    assert 'ingest.endpoints             ["tcp://127.0.0.1:9999"]' in r.stdout
+    assert "store.batch_ms               5ms" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ingest:\n  mode: pull\n\nstore:\n  batch_mx: 10\n")
+    r = run_voca("check", "-c", str(bad))
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"voca check: {bad}:5: store.batch_mx: unknown key "
+                                "(did you mean 'store.batch_max'?)")
+
+
+def test_example_config_checks():
+    example = os.path.join(os.path.dirname(__file__), "../../packaging/voca.example.yaml")
+    r = run_voca("check", "-c", example)
+    assert r.returncode == 0, r.stderr
+
+
+def test_simulate_is_deterministic_and_writes_truth(tmp_path):
+    args = ["simulate", "--seed", "5", "--days", "10", "--per-day", "800", "--incidents", "5"]
+    r1 = run_voca(*args, "-o", str(tmp_path / "a.jsonl"), "--truth", str(tmp_path / "t.json"))
+    r2 = run_voca(*args, "-o", str(tmp_path / "b.jsonl"))
+    r3 = run_voca(*args[:2], "6", *args[3:], "-o", str(tmp_path / "c.jsonl"))
+    assert r1.returncode == r2.returncode == r3.returncode == 0
+    a = (tmp_path / "a.jsonl").read_bytes()
+    assert a == (tmp_path / "b.jsonl").read_bytes()
+    assert a != (tmp_path / "c.jsonl").read_bytes()
+    truth = json.loads((tmp_path / "t.json").read_text())
+    kinds = {i["kind"] for i in truth["incidents"]}
+    assert kinds == {"volume_spike", "negative_shift", "defect_burst", "flatline", "new_topic"}
+    lines = a.decode().splitlines()
+    assert len(lines) == truth["lines"]
+    events = [json.loads(line) for line in lines]
+    # Valid, time-ordered, skewed across SKUs, with daily seasonality.
+    assert all(e["ts"] >= p["ts"] for p, e in zip(events, events[1:]))
+    skus = {}
+    hours = [0] * 24
+    for e in events:
+        skus[e["sku"]] = skus.get(e["sku"], 0) + 1
+        hours[int(e["ts"][11:13])] += 1
+    top = sorted(skus.values(), reverse=True)
+    assert top[0] > 10 * top[len(top) // 2]
+    assert max(hours) > 3 * min(hours)
+    # Injected incidents are in the stream: the defect burst's 3 events are there.
+    burst = next(i for i in truth["incidents"] if i["kind"] == "defect_burst")
+    hits = [e for e in events if e["sku"] == burst["sku"] and e["severity"] == "high"
+            and e["category"] == "product_defect" and burst["start"] <= e["ts"] < burst["end"]
+            and e["confidence"] >= 0.9]
+    assert len(hits) >= 3
+
+
+def simulate(tmp_path, name, seed, invalid):
+    feed, truth = tmp_path / f"{name}.jsonl.gz", tmp_path / f"{name}.json"
+    r = run_voca("simulate", "--seed", str(seed), "--days", "7", "--per-day", "1500",
+                 "--invalid", str(invalid), "-o", str(feed), "--truth", str(truth))
+    assert r.returncode == 0, r.stderr
+    with gzip.open(feed, "rt") as f:
+        nlines = sum(1 for _ in f)
+    return feed, json.loads(truth.read_text()), nlines
+
+
+def accounted(a):
+    return sum(a.counter(c) or 0 for c in ("events_new", "events_duplicate",
+                                           "events_superseded", "events_stale", "quarantined"))
+
+
+def test_publish_gzip_over_push_matches_ground_truth(tmp_path):
+    a = Agent(tmp_path).start()
+    try:
+        # One event per message, with malformed lines among them.
+        feed, t, nlines = simulate(tmp_path, "dirty", 3, 0.01)
+        r = run_voca("publish", "--socket", "push", "--endpoint", a.endpoint, "--frames", "1",
+                     str(feed))
+        assert r.returncode == 0, r.stderr
+        assert f"sent {nlines} events in {nlines} messages" in r.stdout
+        invalid = sum(t["invalid"].values())
+        wait_for(lambda: accounted(a) == nlines, timeout=30, what="every line accounted for")
+        assert a.scalar("SELECT count(*) FROM events") == t["events"]
+        assert a.counter("events_duplicate") == t["duplicates"]
+        assert a.counter("events_superseded") == t["revisions"]
+        assert a.counter("quarantined") == invalid > 0
+        # A clean feed packed 50 events per frame, as topic + JSON array.
+        feed, t2, n2 = simulate(tmp_path, "clean", 4, 0)
+        r = run_voca("publish", "-s", "push", "-e", a.endpoint, "--array", "50", str(feed))
+        assert r.returncode == 0, r.stderr
+        assert f"sent {n2} events in {(n2 + 49) // 50} messages" in r.stdout
+        wait_for(lambda: accounted(a) == nlines + n2, timeout=30, what="the arrays stored")
+        a.stop()
+        assert a.scalar("SELECT count(*) FROM events") == t["events"] + t2["events"]
+        assert a.counter("gaps") == 0
+        r = run_voca("stats", "-c", str(a.config))
+        assert f"events: {t['events'] + t2['events']} stored" in r.stdout
+        assert f"quarantine: {invalid} inputs rejected" in r.stdout
+    finally:
+        a.stop()
+
+
+def test_publish_rate_limits(tmp_path):
+    a = Agent(tmp_path).start()
+    try:
+        feed = tmp_path / "f.jsonl"
+        feed.write_text("".join(json.dumps({"event_id": f"r{i}", "ts": "2026-01-01T00:00:00Z",
+                                            "category": "x", "sentiment": {"label": "neutral"}})
+                                + "\n" for i in range(50)))
+        r = run_voca("publish", "-s", "push", "-e", a.endpoint, "--rate", "100/s", str(feed))
+        assert r.returncode == 0
+        secs = float(r.stdout.split(" in ")[-1].split(" s ")[0])
+        assert 0.45 <= secs < 2.0, r.stdout
+    finally:
+        a.stop()
+
+
+def test_publish_reports_when_nobody_listens(tmp_path):
+    feed = tmp_path / "f.jsonl"
+    feed.write_text('{"a":1}\n')
+    r = run_voca("publish", "-e", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5",
+                 str(feed))
+    assert r.returncode == 1
+    assert "0 of 1 subscribers connected" in r.stderr
+
+
+def test_run_without_config_uses_documented_defaults(tmp_path):
+    import subprocess
+    proc = subprocess.Popen([VOCA, "run"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        feed = tmp_path / "f.jsonl"
+        feed.write_text(json.dumps({"event_id": "d1", "ts": "2026-01-01T00:00:00Z",
+                                    "category": "x", "sentiment": {"label": "neutral"}}) + "\n")
+        r = run_voca("publish", "-e", "tcp://127.0.0.1:7600", str(feed), "--timeout", "10")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: "1 stored" in run_voca("stats", cwd=tmp_path).stdout, timeout=10)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert b"(built-in defaults)" in err
+    assert (tmp_path / "voca.db").exists()
+
+
+def test_stats_without_a_store(tmp_path):
+    r = run_voca("stats", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "no store at voca.db" in r.stderr

@@ -1,0 +1,231 @@
+/*
+ * test_store.c: the SQLite store on a real file: identity by (event_id,
+ * revision), quarantine, gaps, counters that survive a reopen, migrations.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include <voca/event.h>
+
+#include "store.h"
+
+struct fixture {
+	char dir[64];
+	char path[96];
+	struct store *st;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/voca-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
+	if (f->st == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	char p[128];
+
+	store_close(f->st);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", f->path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct event ev(const char *id, int64_t revision, const char *category)
+{
+	static char raw[256];
+	struct event e = {0};
+
+	snprintf(raw, sizeof(raw), "{\"event_id\":\"%s\",\"revision\":%lld}", id,
+		 (long long)revision);
+	e.event_id = id;
+	e.revision = revision;
+	e.ts_ms = 1772355600000LL;
+	e.category = category;
+	e.sentiment = SENTIMENT_NEGATIVE;
+	e.sentiment_score = 0.0 / 0.0;
+	e.confidence = 0.9;
+	e.seq = -1;
+	e.raw = raw;
+	e.raw_len = strlen(raw);
+	return e;
+}
+
+static int64_t query_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			v = sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+	return v;
+}
+
+static void put(struct store *st, struct event e, enum store_verdict want)
+{
+	enum store_verdict got;
+
+	assert_int_equal(store_put(st, &e, 1, &got), 0);
+	assert_int_equal(got, want);
+}
+
+static void test_identity(void **state)
+{
+	struct fixture *f = *state;
+
+	put(f->st, ev("a", 0, "shipping"), STORE_NEW);
+	put(f->st, ev("a", 0, "shipping"), STORE_DUPLICATE);
+	put(f->st, ev("a", 2, "billing"), STORE_SUPERSEDED);
+	put(f->st, ev("a", 1, "sizing"), STORE_STALE);
+	put(f->st, ev("a", 2, "sizing"), STORE_DUPLICATE);
+	put(f->st, ev("b", 5, "other"), STORE_NEW);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 2);
+	/* The higher revision's fields won; the stale and duplicate ones changed nothing. */
+	assert_int_equal(query_int(f->path, "SELECT revision FROM events WHERE event_id='a'"), 2);
+	assert_int_equal(query_int(f->path, "SELECT category='billing' FROM events "
+					    "WHERE event_id='a'"),
+			 1);
+	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='events_new'"),
+			 2);
+	assert_int_equal(
+		query_int(f->path, "SELECT value FROM counters WHERE name='events_duplicate'"), 2);
+	assert_int_equal(
+		query_int(f->path, "SELECT value FROM counters WHERE name='events_superseded'"), 1);
+	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='events_stale'"),
+			 1);
+}
+
+static void test_group_commit_is_one_transaction(void **state)
+{
+	struct fixture *f = *state;
+	char ids[50][8];
+
+	for (int i = 0; i < 50; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "g%d", i);
+		put(f->st, ev(ids[i], 0, "x"), STORE_NEW);
+	}
+	assert_int_equal(store_pending(f->st), 50);
+	/* Nothing is visible to another connection before the commit. */
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(store_pending(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 50);
+}
+
+static void test_quarantine_caps_raw(void **state)
+{
+	struct fixture *f = *state;
+	char raw[1000];
+
+	memset(raw, 'x', sizeof(raw));
+	assert_int_equal(store_quarantine(f->st, 5, "feedback", REJECT_INVALID_JSON, "bad", raw,
+					  sizeof(raw), 100),
+			 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT size FROM quarantine"), 1000);
+	assert_int_equal(query_int(f->path, "SELECT length(raw) FROM quarantine"), 100);
+	assert_int_equal(query_int(f->path, "SELECT code='invalid_json' FROM quarantine"), 1);
+	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='quarantined'"),
+			 1);
+}
+
+static void publisher_cb(void *arg, const char *publisher, int64_t last_seq, int64_t seen)
+{
+	(void)seen;
+	if (strcmp(publisher, "p1") == 0)
+		*(int64_t *)arg = last_seq;
+}
+
+static void test_gaps_and_publishers_survive_reopen(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	int64_t last = -1;
+
+	assert_int_equal(store_gap(f->st, "p1", 10, 14, 7), 0);
+	assert_int_equal(store_publisher(f->st, "p1", 14, 7), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	store_close(f->st);
+	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
+	assert_non_null(f->st);
+	assert_int_equal(store_schema_version(f->st), 1);
+	assert_int_equal(store_publishers_each(f->st, publisher_cb, &last), 0);
+	assert_int_equal(last, 14);
+	assert_int_equal(query_int(f->path, "SELECT missing FROM gaps"), 4);
+	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='gap_missing'"),
+			 4);
+}
+
+static void test_refuses_newer_schema(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	sqlite3 *db;
+
+	store_close(f->st);
+	f->st = NULL;
+	sqlite3_open(f->path, &db);
+	sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+	sqlite3_close(db);
+	assert_null(store_open(f->path, 2 << 20, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer than this voca knows"));
+}
+
+static void test_close_commits_pending(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	put(f->st, ev("z", 0, "x"), STORE_NEW);
+	store_close(f->st);
+	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_is_one_transaction, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gaps_and_publishers_survive_reopen, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}

@@ -29,7 +29,7 @@ struct loader {
 };
 
 static int fail(struct loader *l, const yaml_node_t *node, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 static int fail(struct loader *l, const yaml_node_t *node, const char *path, const char *fmt, ...)
 {
@@ -41,7 +41,7 @@ static int fail(struct loader *l, const yaml_node_t *node, const char *path, con
 	va_end(ap);
 	if (node)
 		snprintf(l->err, l->errlen, "%s:%zu: %s: %s", l->file, node->start_mark.line + 1,
-			 path, msg);
+		         path, msg);
 	else
 		snprintf(l->err, l->errlen, "%s: %s: %s", l->file, path, msg);
 	return -1;
@@ -67,8 +67,8 @@ static int parse_int(const char *s, int64_t *out)
 	return 0;
 }
 
-static int parse_scaled(const char *s, int64_t *out, const char *const *units,
-			const int64_t *scale, int unit_required)
+static int parse_scaled(const char *s, int64_t *out, const char *const *units, const int64_t *scale,
+                        int unit_required)
 {
 	char *end;
 	long long v;
@@ -127,7 +127,7 @@ static int read_secret_file(const char *path, char **out)
 }
 
 static int resolve_secret(struct loader *l, const yaml_node_t *node, const char *path,
-			  const char *s, struct secret *out)
+                          const char *s, struct secret *out)
 {
 	size_t len = strlen(s);
 	char *name;
@@ -136,7 +136,7 @@ static int resolve_secret(struct loader *l, const yaml_node_t *node, const char 
 	if (len < 8 || s[0] != '$' || s[1] != '{' || s[len - 1] != '}' ||
 	    (strncmp(s + 2, "env:", 4) != 0 && strncmp(s + 2, "file:", 5) != 0))
 		return fail(l, node, path,
-			    "is a secret: give it as ${env:NAME} or ${file:PATH}, not inline");
+		            "is a secret: give it as ${env:NAME} or ${file:PATH}, not inline");
 	if (strncmp(s + 2, "env:", 4) == 0) {
 		name = xstrndup(s + 6, len - 7);
 		v = getenv(name);
@@ -192,14 +192,13 @@ static void free_value(const struct conf_key *k, void *dst)
 		sec->value = sec->ref = NULL;
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 }
 
 /* Sets one scalar value. node is NULL for defaults. */
 static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_node_t *node,
-		      const char *s)
+                      const char *s)
 {
 	void *p = field(k, l->dst);
 	int64_t v;
@@ -214,24 +213,24 @@ static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_nod
 	case CONF_INT:
 		if (parse_int(s, &v) < 0 || v < k->min || v > k->max)
 			return fail(l, node, k->path,
-				    "expected an integer from %lld to %lld, got '%s'",
-				    (long long)k->min, (long long)k->max, s);
+			            "expected an integer from %lld to %lld, got '%s'",
+			            (long long)k->min, (long long)k->max, s);
 		*(int64_t *)p = v;
 		return 0;
 	case CONF_DURATION:
 		if (conf_parse_duration(s, &v) < 0 || v < k->min || v > k->max)
 			return fail(l, node, k->path,
-				    "expected a duration from %lldms to %lldms such as 5ms, 30s, "
-				    "1h, 7d, got '%s'",
-				    (long long)k->min, (long long)k->max, s);
+			            "expected a duration from %lldms to %lldms such as 5ms, 30s, "
+			            "1h, 7d, got '%s'",
+			            (long long)k->min, (long long)k->max, s);
 		*(int64_t *)p = v;
 		return 0;
 	case CONF_SIZE:
 		if (conf_parse_size(s, &v) < 0 || v < k->min || v > k->max)
 			return fail(l, node, k->path,
-				    "expected a size from %lld to %lld bytes such as 4096, 64KiB, "
-				    "1MiB, got '%s'",
-				    (long long)k->min, (long long)k->max, s);
+			            "expected a size from %lld to %lld bytes such as 4096, 64KiB, "
+			            "1MiB, got '%s'",
+			            (long long)k->min, (long long)k->max, s);
 		*(int64_t *)p = v;
 		return 0;
 	case CONF_BOOL:
@@ -301,7 +300,7 @@ static int set_value(struct loader *l, const struct conf_key *k, yaml_node_t *no
 	}
 	if (node->type != YAML_SCALAR_NODE)
 		return fail(l, node, k->path, "expected a single value, got a %s",
-			    node->type == YAML_MAPPING_NODE ? "mapping" : "list");
+		            node->type == YAML_MAPPING_NODE ? "mapping" : "list");
 	return set_scalar(l, k, node, (const char *)node->data.scalar.value);
 }
 
@@ -369,7 +368,7 @@ static int walk(struct loader *l, yaml_node_t *map, const char *prefix)
 		if (key->type != YAML_SCALAR_NODE)
 			return fail(l, key, prefix[0] ? prefix : "(top)", "keys must be strings");
 		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
-			 (const char *)key->data.scalar.value);
+		         (const char *)key->data.scalar.value);
 		for (k = l->keys; k->path && strcmp(k->path, path) != 0; k++)
 			;
 		if (k->path) {
@@ -391,7 +390,7 @@ static int walk(struct loader *l, yaml_node_t *map, const char *prefix)
 
 				if (k2->type == YAML_SCALAR_NODE &&
 				    strcmp((const char *)k2->data.scalar.value,
-					   (const char *)key->data.scalar.value) == 0)
+				           (const char *)key->data.scalar.value) == 0)
 					return fail(l, k2, path, "section appears twice");
 			}
 			if (walk(l, val, path) < 0)
@@ -436,8 +435,8 @@ void conf_free(const struct conf_key *keys, void *dst)
 		free_value(k, dst);
 }
 
-int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst,
-	      char *err, size_t errlen)
+int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst, char *err,
+              size_t errlen)
 {
 	struct loader l = {.file = file, .keys = keys, .dst = dst, .err = err, .errlen = errlen};
 	yaml_parser_t parser;
@@ -463,8 +462,8 @@ int conf_load(const char *file, const char *text, const struct conf_key *keys, v
 	}
 	if (!yaml_parser_load(&parser, &doc)) {
 		snprintf(err, errlen, "%s:%zu: YAML syntax error: %s %s", file,
-			 parser.problem_mark.line + 1, parser.problem ? parser.problem : "",
-			 parser.context ? parser.context : "");
+		         parser.problem_mark.line + 1, parser.problem ? parser.problem : "",
+		         parser.context ? parser.context : "");
 		goto out_parser;
 	}
 	l.doc = &doc;
@@ -479,7 +478,7 @@ int conf_load(const char *file, const char *text, const struct conf_key *keys, v
 		rc = 0;
 	} else if (root->type != YAML_MAPPING_NODE) {
 		snprintf(err, errlen, "%s:%zu: the top level must be a mapping of sections", file,
-			 root->start_mark.line + 1);
+		         root->start_mark.line + 1);
 	} else {
 		rc = walk(&l, root, "");
 	}
@@ -508,14 +507,12 @@ void conf_print(const struct conf_key *keys, const void *dst, FILE *out)
 		case CONF_DURATION:
 		case CONF_SIZE:
 			fprintf(out, "%lld%s", (long long)*(const int64_t *)p,
-				k->type == CONF_DURATION ? "ms" : k->type == CONF_SIZE ? " B" : "");
+			        k->type == CONF_DURATION ? "ms"
+			        : k->type == CONF_SIZE   ? " B"
+			                                 : "");
 			break;
-		case CONF_BOOL:
-			fputs(*(const int *)p ? "true" : "false", out);
-			break;
-		case CONF_ENUM:
-			fputs(k->choices[*(const int *)p], out);
-			break;
+		case CONF_BOOL: fputs(*(const int *)p ? "true" : "false", out); break;
+		case CONF_ENUM: fputs(k->choices[*(const int *)p], out); break;
 		case CONF_SECRET: {
 			const struct secret *sec = p;
 

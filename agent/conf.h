@@ -39,21 +39,21 @@ struct secret {
 struct conf_key {
 	const char *path; /* "ingest.rcvhwm" */
 	enum conf_type type;
-	size_t offset;             /* into the destination struct */
-	const char *def;           /* default as YAML text; NULL: none (empty) */
-	int64_t min, max;          /* CONF_INT, CONF_DURATION, CONF_SIZE */
+	size_t offset;              /* into the destination struct */
+	const char *def;            /* default as YAML text; NULL: none (empty) */
+	int64_t min, max;           /* CONF_INT, CONF_DURATION, CONF_SIZE */
 	const char *const *choices; /* CONF_ENUM: NULL-terminated */
-	const char *doc;           /* one line for `voca check` and the reference */
+	const char *doc;            /* one line for `voca check` and the reference */
 };
 
 /*
  * Loads file (or, when text is not NULL, the YAML in text, named file in
  * messages) into dst according to keys, a table ended by a row with a NULL
- * path. dst (its keys' fields) is first zeroed and filled with the defaults. Returns 0, or -1 with a
- * one-line message in err; on failure dst holds nothing to free.
+ * path. dst (its keys' fields) is first zeroed and filled with the defaults. Returns 0, or -1 with
+ * a one-line message in err; on failure dst holds nothing to free.
  */
-int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst,
-	      char *err, size_t errlen);
+int conf_load(const char *file, const char *text, const struct conf_key *keys, void *dst, char *err,
+              size_t errlen);
 
 /* Fills dst with the defaults only. Cannot fail for a well-formed table. */
 void conf_defaults(const struct conf_key *keys, void *dst);

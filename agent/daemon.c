@@ -79,9 +79,9 @@ static void describe(const struct config *cfg)
 		strncat(eps, cfg->ingest.endpoints.v[i], sizeof(eps) - strlen(eps) - 1);
 	}
 	log_info("voca: config=%s mode=%s endpoints=%s store=%s batch=%lld/%lldms",
-		 cfg->file ? cfg->file : "(built-in defaults)",
-		 cfg->ingest.mode == INGEST_PULL ? "pull (bind)" : "sub (connect)", eps,
-		 cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
+	         cfg->file ? cfg->file : "(built-in defaults)",
+	         cfg->ingest.mode == INGEST_PULL ? "pull (bind)" : "sub (connect)", eps,
+	         cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
 }
 
 static void reload(struct config *cfg, struct ingest *in)
@@ -99,8 +99,8 @@ static void reload(struct config *cfg, struct ingest *in)
 	}
 	if (strcmp(next.store.path, cfg->store.path) != 0)
 		log_warn("voca: store.path changed to %s: takes effect after a restart; still "
-			 "writing %s",
-			 next.store.path, cfg->store.path);
+		         "writing %s",
+		         next.store.path, cfg->store.path);
 	if (ingest_reconfigure(in, &next, err, sizeof(err)) < 0) {
 		log_error("voca: reload failed, keeping the running configuration: %s", err);
 		config_free(&next);
@@ -151,11 +151,11 @@ int daemon_run(const struct daemon_opts *opts)
 	}
 	describe(&cfg);
 	log_info("voca: running (store schema %d); SIGHUP reloads, SIGTERM stops",
-		 store_schema_version(st));
+	         store_schema_version(st));
 	while (running) {
 		zmq_pollitem_t items[2] = {
-			{.socket = ingest_socket(in), .events = ZMQ_POLLIN},
-			{.fd = sigpipe[0], .events = ZMQ_POLLIN},
+		        {.socket = ingest_socket(in), .events = ZMQ_POLLIN},
+		        {.fd = sigpipe[0], .events = ZMQ_POLLIN},
 		};
 		int rc = zmq_poll(items, 2, ingest_timeout_ms(in));
 
@@ -175,7 +175,7 @@ int daemon_run(const struct daemon_opts *opts)
 					reload(&cfg, in);
 				} else {
 					log_info("voca: %s: committing and stopping",
-						 sig == SIGINT ? "SIGINT" : "SIGTERM");
+					         sig == SIGINT ? "SIGINT" : "SIGTERM");
 					running = 0;
 				}
 			}

@@ -18,36 +18,36 @@
 #include <voca/xalloc.h>
 
 const struct decode_limits decode_limits_default = {
-	.max_frame_bytes = 1024 * 1024,
-	.max_depth = 32,
-	.max_array_events = 10000,
+        .max_frame_bytes = 1024 * 1024,
+        .max_depth = 32,
+        .max_array_events = 10000,
 };
 
 static const char *const channel_names[] = {
-	[CHANNEL_NONE] = "", [CHANNEL_REVIEW] = "review", [CHANNEL_SUPPORT] = "support",
-	[CHANNEL_SURVEY] = "survey", [CHANNEL_CHAT] = "chat", [CHANNEL_SOCIAL] = "social",
-	[CHANNEL_RETURN] = "return", [CHANNEL_OTHER] = "other",
+        [CHANNEL_NONE] = "",         [CHANNEL_REVIEW] = "review", [CHANNEL_SUPPORT] = "support",
+        [CHANNEL_SURVEY] = "survey", [CHANNEL_CHAT] = "chat",     [CHANNEL_SOCIAL] = "social",
+        [CHANNEL_RETURN] = "return", [CHANNEL_OTHER] = "other",
 };
 static const char *const sentiment_names[] = {"positive", "neutral", "negative", "mixed"};
 static const char *const severity_names[] = {"low", "medium", "high", "critical"};
 static const char *const reject_names[] = {
-	[REJECT_NONE] = "none",
-	[REJECT_EMPTY_FRAME] = "empty_frame",
-	[REJECT_TOO_LARGE] = "too_large",
-	[REJECT_INVALID_UTF8] = "invalid_utf8",
-	[REJECT_INVALID_JSON] = "invalid_json",
-	[REJECT_TOO_DEEP] = "too_deep",
-	[REJECT_DUPLICATE_KEY] = "duplicate_key",
-	[REJECT_NOT_OBJECT] = "not_object",
-	[REJECT_EMPTY_ARRAY] = "empty_array",
-	[REJECT_MISSING_FIELD] = "missing_field",
-	[REJECT_WRONG_TYPE] = "wrong_type",
-	[REJECT_OUT_OF_RANGE] = "out_of_range",
-	[REJECT_BAD_ENUM] = "bad_enum",
-	[REJECT_BAD_TIME] = "bad_time",
-	[REJECT_NOT_FINITE] = "not_finite",
-	[REJECT_BAD_FRAMES] = "bad_frames",
-	[REJECT_TOO_MANY_EVENTS] = "too_many_events",
+        [REJECT_NONE] = "none",
+        [REJECT_EMPTY_FRAME] = "empty_frame",
+        [REJECT_TOO_LARGE] = "too_large",
+        [REJECT_INVALID_UTF8] = "invalid_utf8",
+        [REJECT_INVALID_JSON] = "invalid_json",
+        [REJECT_TOO_DEEP] = "too_deep",
+        [REJECT_DUPLICATE_KEY] = "duplicate_key",
+        [REJECT_NOT_OBJECT] = "not_object",
+        [REJECT_EMPTY_ARRAY] = "empty_array",
+        [REJECT_MISSING_FIELD] = "missing_field",
+        [REJECT_WRONG_TYPE] = "wrong_type",
+        [REJECT_OUT_OF_RANGE] = "out_of_range",
+        [REJECT_BAD_ENUM] = "bad_enum",
+        [REJECT_BAD_TIME] = "bad_time",
+        [REJECT_NOT_FINITE] = "not_finite",
+        [REJECT_BAD_FRAMES] = "bad_frames",
+        [REJECT_TOO_MANY_EVENTS] = "too_many_events",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -204,8 +204,7 @@ int rfc3339_parse(const char *s, int64_t *ms_out)
 	    digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || digits(s + 11, 2, &h) ||
 	    s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &sec))
 		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-	    sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
 		return -1;
 	p = s + 19;
 	if (*p == '.') {
@@ -235,7 +234,7 @@ int rfc3339_parse(const char *s, int64_t *ms_out)
 	if (*p != '\0')
 		return -1;
 	int64_t t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-		    sec - off * 60;
+	            sec - off * 60;
 	*ms_out = t * 1000 + ms;
 	return 0;
 }
@@ -251,13 +250,13 @@ void rfc3339_format(int64_t ms, char *out, size_t outlen)
 
 	civil_from_days(days, &y, &m, &d);
 	snprintf(out, outlen, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", y, m, d, (int)(sod / 3600),
-		 (int)(sod / 60 % 60), (int)(sod % 60), (int)rem);
+	         (int)(sod / 60 % 60), (int)(sod % 60), (int)rem);
 }
 
 /* ---- tree checks: depth, duplicate keys, finite numbers ---- */
 
 static void reject(struct event_error *err, enum reject_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void reject(struct event_error *err, enum reject_code code, const char *fmt, ...)
 {
@@ -374,43 +373,46 @@ struct field {
 	size_t offset; /* into struct event */
 };
 
-#define FLD(n, k, m) {n, k, offsetof(struct event, m)}
+#define FLD(n, k, m)                                                                               \
+	{                                                                                          \
+		n, k, offsetof(struct event, m)                                                    \
+	}
 
 /* Sorted by name for bsearch. */
 static const struct field event_fields[] = {
-	FLD("category", F_STR, category),
-	FLD("channel", F_CHANNEL, channel),
-	FLD("confidence", F_UNIT, confidence),
-	FLD("customer_tier", F_STR, customer_tier),
-	FLD("event_id", F_ID, event_id),
-	FLD("locale", F_STR, locale),
-	FLD("model", F_MODEL, model_name),
-	FLD("needs_review", F_BOOL, needs_review),
-	FLD("product", F_STR, product),
-	FLD("publisher", F_STR, publisher),
-	FLD("rating", F_RATING, rating),
-	FLD("region", F_STR, region),
-	FLD("revision", F_NONNEG_INT, revision),
-	FLD("sentiment", F_SENTIMENT, sentiment),
-	FLD("seq", F_NONNEG_INT, seq),
-	FLD("severity", F_SEVERITY, severity),
-	FLD("sku", F_STR, sku),
-	FLD("source", F_STR, source),
-	FLD("subcategory", F_STR, subcategory),
-	FLD("suggested_action", F_STR, suggested_action),
-	FLD("suggested_owner", F_STR, suggested_owner),
-	FLD("summary", F_STR, summary),
-	FLD("text", F_TEXT, text),
-	FLD("ts", F_TS, ts_ms),
-	FLD("url", F_STR, url),
-	FLD("urgency", F_UNIT, urgency),
+        FLD("category", F_STR, category),
+        FLD("channel", F_CHANNEL, channel),
+        FLD("confidence", F_UNIT, confidence),
+        FLD("customer_tier", F_STR, customer_tier),
+        FLD("event_id", F_ID, event_id),
+        FLD("locale", F_STR, locale),
+        FLD("model", F_MODEL, model_name),
+        FLD("needs_review", F_BOOL, needs_review),
+        FLD("product", F_STR, product),
+        FLD("publisher", F_STR, publisher),
+        FLD("rating", F_RATING, rating),
+        FLD("region", F_STR, region),
+        FLD("revision", F_NONNEG_INT, revision),
+        FLD("sentiment", F_SENTIMENT, sentiment),
+        FLD("seq", F_NONNEG_INT, seq),
+        FLD("severity", F_SEVERITY, severity),
+        FLD("sku", F_STR, sku),
+        FLD("source", F_STR, source),
+        FLD("subcategory", F_STR, subcategory),
+        FLD("suggested_action", F_STR, suggested_action),
+        FLD("suggested_owner", F_STR, suggested_owner),
+        FLD("summary", F_STR, summary),
+        FLD("text", F_TEXT, text),
+        FLD("ts", F_TS, ts_ms),
+        FLD("url", F_STR, url),
+        FLD("urgency", F_UNIT, urgency),
 };
 
 static const struct field model_fields[] = {
-	FLD("name", F_STR, model_name),
-	FLD("prompt_version", F_STR, prompt_version),
-	FLD("taxonomy_version", F_STR, taxonomy_version),
-	FLD("version", F_STR, model_version),
+        FLD("name", F_STR, model_name),
+        FLD("prompt_version", F_STR, prompt_version),
+        FLD("taxonomy_version", F_STR, taxonomy_version),
+        FLD("version", F_STR, model_version),
 };
 
 static int cmp_field(const void *key, const void *f)
@@ -466,7 +468,7 @@ static int want_string(const char *path, const cJSON *v, struct event_error *err
 }
 
 static int want_enum(const char *path, const cJSON *v, const char *const *names, size_t n,
-		     const char *list, int *out, struct event_error *err)
+                     const char *list, int *out, struct event_error *err)
 {
 	char q[48];
 	int i;
@@ -484,7 +486,7 @@ static int want_enum(const char *path, const cJSON *v, const char *const *names,
 }
 
 static int want_number(const char *path, const cJSON *v, double lo, double hi, int integer,
-		       double *out, struct event_error *err)
+                       double *out, struct event_error *err)
 {
 	const char *what = integer ? "an integer" : "a number";
 
@@ -518,7 +520,7 @@ static int decode_model(const cJSON *obj, struct event *ev, struct event_error *
 	}
 	for (const cJSON *c = obj->child; c; c = c->next) {
 		const struct field *f = bsearch(c->string, model_fields, NELEM(model_fields),
-						sizeof(model_fields[0]), cmp_field);
+		                                sizeof(model_fields[0]), cmp_field);
 
 		if (f == NULL)
 			continue; /* unknown: kept, ignored */
@@ -544,8 +546,8 @@ static int decode_sentiment(const cJSON *obj, struct event *ev, struct event_err
 		if (strcmp(c->string, "label") == 0) {
 			label = c;
 		} else if (strcmp(c->string, "score") == 0) {
-			if (want_number("sentiment.score", c, -1, 1, 0, &ev->sentiment_score,
-					err) < 0)
+			if (want_number("sentiment.score", c, -1, 1, 0, &ev->sentiment_score, err) <
+			    0)
 				return -1;
 		}
 	}
@@ -554,14 +556,14 @@ static int decode_sentiment(const cJSON *obj, struct event *ev, struct event_err
 		return -1;
 	}
 	if (want_enum("sentiment.label", label, sentiment_names, NELEM(sentiment_names),
-		      "positive, neutral, negative, mixed", &i, err) < 0)
+	              "positive, neutral, negative, mixed", &i, err) < 0)
 		return -1;
 	ev->sentiment = (enum sentiment)i;
 	return 0;
 }
 
 static int decode_field(const struct field *f, const cJSON *v, struct event *ev,
-			struct event_error *err)
+                        struct event_error *err)
 {
 	void *dst = (char *)ev + f->offset;
 	char q[48];
@@ -615,8 +617,7 @@ static int decode_field(const struct field *f, const cJSON *v, struct event *ev,
 			return -1;
 		*(int *)dst = (int)d;
 		return 0;
-	case F_UNIT:
-		return want_number(f->name, v, 0, 1, 0, dst, err);
+	case F_UNIT: return want_number(f->name, v, 0, 1, 0, dst, err);
 	case F_BOOL:
 		if (!cJSON_IsBool(v)) {
 			reject(err, REJECT_WRONG_TYPE, "field '%s' must be a boolean, got %s",
@@ -627,20 +628,18 @@ static int decode_field(const struct field *f, const cJSON *v, struct event *ev,
 		return 0;
 	case F_CHANNEL:
 		if (want_enum(f->name, v, channel_names, NELEM(channel_names),
-			      "review, support, survey, chat, social, return, other", &i, err) < 0)
+		              "review, support, survey, chat, social, return, other", &i, err) < 0)
 			return -1;
 		*(enum channel *)dst = (enum channel)i;
 		return 0;
 	case F_SEVERITY:
 		if (want_enum(f->name, v, severity_names, NELEM(severity_names),
-			      "low, medium, high, critical", &i, err) < 0)
+		              "low, medium, high, critical", &i, err) < 0)
 			return -1;
 		*(enum severity *)dst = (enum severity)i;
 		return 0;
-	case F_SENTIMENT:
-		return decode_sentiment(v, ev, err);
-	case F_MODEL:
-		return decode_model(v, ev, err);
+	case F_SENTIMENT: return decode_sentiment(v, ev, err);
+	case F_MODEL: return decode_model(v, ev, err);
 	}
 	return 0;
 }
@@ -657,7 +656,7 @@ static int decode_object(const cJSON *obj, struct event *ev, struct event_error 
 	ev->seq = -1;
 	for (const cJSON *c = obj->child; c; c = c->next) {
 		const struct field *f = bsearch(c->string, event_fields, NELEM(event_fields),
-						sizeof(event_fields[0]), cmp_field);
+		                                sizeof(event_fields[0]), cmp_field);
 
 		if (f == NULL)
 			continue; /* unknown fields are kept in raw and ignored */
@@ -670,7 +669,10 @@ static int decode_object(const cJSON *obj, struct event *ev, struct event_error 
 	}
 	if (!have_id || !have_ts || !have_cat || !have_sent) {
 		reject(err, REJECT_MISSING_FIELD, "missing required field '%s'",
-		       !have_id ? "event_id" : !have_ts ? "ts" : !have_cat ? "category" : "sentiment");
+		       !have_id    ? "event_id"
+		       : !have_ts  ? "ts"
+		       : !have_cat ? "category"
+		                   : "sentiment");
 		return -1;
 	}
 	return 0;
@@ -744,14 +746,14 @@ static void explain_parse_error(const char *frame, size_t len, struct event_erro
 }
 
 static int emit_reject(event_fn fn, void *arg, const struct event_error *err, const char *raw,
-		       size_t len)
+                       size_t len)
 {
 	return fn(arg, NULL, err, raw, len);
 }
 
 /* Decodes one object; raw is its JSON text. Returns 1 valid, 0 rejected, -1 stop. */
 static int one(const cJSON *obj, const struct decode_limits *lim, int depth, const char *prefix,
-	       const char *raw, size_t raw_len, event_fn fn, void *arg)
+               const char *raw, size_t raw_len, event_fn fn, void *arg)
 {
 	struct event ev;
 	struct event_error err = {0};
@@ -772,7 +774,7 @@ static int one(const cJSON *obj, const struct decode_limits *lim, int depth, con
 }
 
 int event_decode(const char *frame, size_t len, const struct decode_limits *lim, event_fn fn,
-		 void *arg)
+                 void *arg)
 {
 	struct event_error err = {0};
 	const char *end = NULL;
@@ -804,7 +806,8 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *lim,
 	while (end < frame + len && is_space(*end))
 		end++;
 	if (end < frame + len) {
-		reject(&err, REJECT_INVALID_JSON, "invalid JSON: extra data after the value at byte %zu",
+		reject(&err, REJECT_INVALID_JSON,
+		       "invalid JSON: extra data after the value at byte %zu",
 		       (size_t)(end - frame));
 		r = emit_reject(fn, arg, &err, frame, len) ? -1 : 0;
 		goto out;

@@ -112,8 +112,8 @@ static int attach(struct ingest *in, const char *ep, char *err, size_t errlen)
 
 	if (rc != 0) {
 		snprintf(err, errlen, "ingest: cannot %s %s: %s",
-			 in->mode == INGEST_PULL ? "bind" : "connect to", ep,
-			 zmq_strerror(zmq_errno()));
+		         in->mode == INGEST_PULL ? "bind" : "connect to", ep,
+		         zmq_strerror(zmq_errno()));
 		return -1;
 	}
 	return 0;
@@ -152,7 +152,7 @@ static int topic_in(const struct conf_list *topics, const char *t)
  * exactly once; subscribing first leaves no moment with neither set.
  */
 static void subscribe_diff(struct ingest *in, const struct conf_list *have,
-			   const struct conf_list *want)
+                           const struct conf_list *want)
 {
 	if (in->mode != INGEST_SUB)
 		return;
@@ -202,14 +202,13 @@ static void close_socket(struct ingest *in)
 	list_free(&in->topics);
 }
 
-static void restore_publisher(void *arg, const char *publisher, int64_t last_seq,
-			      int64_t seen_ms)
+static void restore_publisher(void *arg, const char *publisher, int64_t last_seq, int64_t seen_ms)
 {
 	seqtrack_set(arg, publisher, last_seq, seen_ms);
 }
 
 struct ingest *ingest_new(void *zctx, const struct config *cfg, struct store *st, char *err,
-			  size_t errlen)
+                          size_t errlen)
 {
 	struct ingest *in = xcalloc(1, sizeof(*in));
 
@@ -306,7 +305,7 @@ static void complain(struct ingest *in, const struct event_error *err)
 	}
 	if (c->quiet)
 		log_warn("ingest: quarantined %s: %s (and %llu more like it since the last report)",
-			 reject_code_name(err->code), err->msg, (unsigned long long)c->quiet);
+		         reject_code_name(err->code), err->msg, (unsigned long long)c->quiet);
 	else
 		log_warn("ingest: quarantined %s: %s", reject_code_name(err->code), err->msg);
 	c->last_ms = in->now_ms;
@@ -327,22 +326,21 @@ static void track_seq(struct ingest *in, const struct event *ev)
 	switch (seqtrack_observe(in->seq, ev->publisher, ev->seq, in->now_ms, &expected)) {
 	case SEQ_GAP:
 		log_warn("ingest: publisher %s skipped seq %lld..%lld (%lld events lost upstream "
-			 "or in transit; replay them with voca publish)",
-			 ev->publisher, (long long)expected, (long long)ev->seq - 1,
-			 (long long)(ev->seq - expected));
+		         "or in transit; replay them with voca publish)",
+		         ev->publisher, (long long)expected, (long long)ev->seq - 1,
+		         (long long)(ev->seq - expected));
 		if (store_gap(in->st, ev->publisher, expected, ev->seq, in->now_ms) < 0)
 			fail_store(in);
 		break;
 	case SEQ_RESET:
 		log_info("ingest: publisher %s restarted its sequence at 0", ev->publisher);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
 static int on_event(void *arg, const struct event *ev, const struct event_error *err,
-		    const char *raw, size_t len)
+                    const char *raw, size_t len)
 {
 	struct ingest *in = arg;
 	enum store_verdict verdict;
@@ -350,7 +348,7 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 	if (ev == NULL) {
 		complain(in, err);
 		if (store_quarantine(in->st, in->now_ms, in->topic, err->code, err->msg, raw, len,
-				     in->quarantine_keep) < 0)
+		                     in->quarantine_keep) < 0)
 			return fail_store(in);
 		return 0;
 	}
@@ -365,8 +363,8 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 	if (store_put(in->st, ev, in->now_ms, &verdict) < 0)
 		return fail_store(in);
 	if (verdict == STORE_STALE)
-		log_debug("ingest: event %s revision %lld is older than the stored one", ev->event_id,
-			  (long long)ev->revision);
+		log_debug("ingest: event %s revision %lld is older than the stored one",
+		          ev->event_id, (long long)ev->revision);
 	return 0;
 }
 
@@ -375,7 +373,7 @@ static void quarantine_frames(struct ingest *in, int nframes, const zmq_msg_t *l
 	struct event_error err = {.code = REJECT_BAD_FRAMES};
 
 	snprintf(err.msg, sizeof(err.msg),
-		 "message has %d frames; expected 1 (JSON) or 2 (topic, JSON)", nframes);
+	         "message has %d frames; expected 1 (JSON) or 2 (topic, JSON)", nframes);
 	on_event(in, NULL, &err, zmq_msg_data((zmq_msg_t *)last), zmq_msg_size(last));
 }
 
@@ -427,8 +425,7 @@ int ingest_flush(struct ingest *in)
 	in->first_seq = in->last_seq = -1;
 	if (c.ops == 0)
 		return 0;
-	if (seqtrack_flush(in->seq, save_publisher, in->st) < 0 ||
-	    store_commit(in->st) < 0) {
+	if (seqtrack_flush(in->seq, save_publisher, in->st) < 0 || store_commit(in->st) < 0) {
 		log_error("ingest: commit failed: %s", store_error(in->st));
 		in->failed = 1;
 		return -1;

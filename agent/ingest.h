@@ -33,7 +33,7 @@ typedef void (*ingest_commit_fn)(void *arg, const struct ingest_commit *c);
  * address in use).
  */
 struct ingest *ingest_new(void *zctx, const struct config *cfg, struct store *st, char *err,
-			  size_t errlen);
+                          size_t errlen);
 void ingest_free(struct ingest *in);
 
 /* The ZeroMQ socket, for zmq_poll. */

@@ -29,7 +29,7 @@ struct jsonl *jsonl_open(const char *path, char *err, size_t errlen)
 	j->gz = strcmp(path, "-") == 0 ? gzdopen(dup(STDIN_FILENO), "rb") : gzopen(path, "rb");
 	if (j->gz == NULL) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
-			 errno ? strerror(errno) : "out of memory");
+		         errno ? strerror(errno) : "out of memory");
 		free(j);
 		return NULL;
 	}
@@ -56,20 +56,20 @@ long jsonl_next(struct jsonl *j, const char **line, char *err, size_t errlen)
 			}
 			if (j->line.len == 0)
 				return -1; /* end of file */
-			break; /* last line without a newline */
+			break;             /* last line without a newline */
 		}
 		n = strlen(chunk);
 		if (buf_add(&j->line, chunk, n) < 0) {
 			snprintf(err, errlen, "line %zu is longer than %ld bytes", j->lineno + 1,
-				 LINE_MAX_BYTES);
+			         LINE_MAX_BYTES);
 			return -2;
 		}
 		if (n && chunk[n - 1] == '\n')
 			break;
 	}
 	j->lineno++;
-	while (j->line.len && (j->line.data[j->line.len - 1] == '\n' ||
-			       j->line.data[j->line.len - 1] == '\r'))
+	while (j->line.len &&
+	       (j->line.data[j->line.len - 1] == '\n' || j->line.data[j->line.len - 1] == '\r'))
 		j->line.data[--j->line.len] = '\0';
 	*line = buf_str(&j->line);
 	return (long)j->line.len;

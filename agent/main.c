@@ -29,14 +29,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"run", run_main, "run the agent: receive, validate and store scored feedback"},
-	{"check", check_main, "validate a configuration file and print a summary"},
-	{"publish", publish_main, "send a JSON Lines file (plain or gzip) to a ZeroMQ endpoint"},
-	{"simulate", simulate_main, "write a realistic feedback stream with injected incidents"},
-	{"stats", stats_main, "show what is stored, quarantined and why, and sequence gaps"},
-	{"help", help_main, "show this help"},
-	{"version", version_main, "print the version"},
-	{NULL, NULL, NULL},
+        {"run", run_main, "run the agent: receive, validate and store scored feedback"},
+        {"check", check_main, "validate a configuration file and print a summary"},
+        {"publish", publish_main, "send a JSON Lines file (plain or gzip) to a ZeroMQ endpoint"},
+        {"simulate", simulate_main, "write a realistic feedback stream with injected incidents"},
+        {"stats", stats_main, "show what is stored, quarantined and why, and sequence gaps"},
+        {"help", help_main, "show this help"},
+        {"version", version_main, "print the version"},
+        {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f)
@@ -62,13 +62,12 @@ static int version_main(int argc, char **argv)
 	return 0;
 }
 
-static int config_opt(int argc, char **argv, const char *cmd, const char *help,
-		      const char **file)
+static int config_opt(int argc, char **argv, const char *cmd, const char *help, const char **file)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -91,14 +90,14 @@ static int config_opt(int argc, char **argv, const char *cmd, const char *help,
 static int run_main(int argc, char **argv)
 {
 	static const char help[] =
-		"usage: voca run [-c FILE]\n"
-		"\n"
-		"Runs the agent in the foreground, logging to stderr. Without -c it runs on\n"
-		"the built-in defaults: subscribe to tcp://127.0.0.1:7600, store in ./voca.db.\n"
-		"SIGHUP reloads the configuration (a bad one is reported and the running one\n"
-		"kept); SIGTERM or SIGINT commits what is pending and exits 0.\n"
-		"\n"
-		"  -c, --config FILE   the YAML configuration (see voca.example.yaml)\n";
+	        "usage: voca run [-c FILE]\n"
+	        "\n"
+	        "Runs the agent in the foreground, logging to stderr. Without -c it runs on\n"
+	        "the built-in defaults: subscribe to tcp://127.0.0.1:7600, store in ./voca.db.\n"
+	        "SIGHUP reloads the configuration (a bad one is reported and the running one\n"
+	        "kept); SIGTERM or SIGINT commits what is pending and exits 0.\n"
+	        "\n"
+	        "  -c, --config FILE   the YAML configuration (see voca.example.yaml)\n";
 	struct daemon_opts opts = {0};
 	int r = config_opt(argc, argv, "run", help, &opts.config_file);
 
@@ -109,10 +108,11 @@ static int run_main(int argc, char **argv)
 
 static int check_main(int argc, char **argv)
 {
-	static const char help[] = "usage: voca check -c FILE\n"
-				   "\n"
-				   "Validates a configuration and prints every setting in force.\n"
-				   "Errors name the file, the line and the key. Exit 0 when valid.\n";
+	static const char help[] =
+	        "usage: voca check -c FILE\n"
+	        "\n"
+	        "Validates a configuration and prints every setting in force.\n"
+	        "Errors name the file, the line and the key. Exit 0 when valid.\n";
 	struct config cfg;
 	const char *file;
 	char err[512];

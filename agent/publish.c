@@ -28,10 +28,10 @@
 struct pub_opts {
 	const char *endpoint;
 	const char *topic;
-	int push;   /* PUSH instead of PUB */
-	int bind;   /* -1: the socket type's usual side */
-	int frames; /* 1: JSON only; 2: topic + JSON */
-	long array; /* events per frame; 1 sends objects as they are */
+	int push;    /* PUSH instead of PUB */
+	int bind;    /* -1: the socket type's usual side */
+	int frames;  /* 1: JSON only; 2: topic + JSON */
+	long array;  /* events per frame; 1 sends objects as they are */
 	double rate; /* events/s; 0: as fast as the receiver takes them */
 	int subscribers;
 	double timeout_s;
@@ -78,8 +78,8 @@ static int wait_subscribers(struct pub_state *p)
 
 		if (left <= 0) {
 			fprintf(stderr,
-				"voca publish: %d of %d subscribers connected to %s within %.0f s\n",
-				have, p->o->subscribers, p->o->endpoint, p->o->timeout_s);
+			        "voca publish: %d of %d subscribers connected to %s within %.0f s\n",
+			        have, p->o->subscribers, p->o->endpoint, p->o->timeout_s);
 			return -1;
 		}
 		if (zmq_poll(&it, 1, left) > 0) {
@@ -118,9 +118,9 @@ static int send_frame(struct pub_state *p, const void *data, size_t len, int fla
 			p->waits++;
 		} else if (clock_mono_ns() - stuck_since > (int64_t)(p->o->timeout_s * 1e9)) {
 			fprintf(stderr,
-				"voca publish: the receiver took nothing for %.0f s; stopped after "
-				"%llu events\n",
-				p->o->timeout_s, p->events);
+			        "voca publish: the receiver took nothing for %.0f s; stopped after "
+			        "%llu events\n",
+			        p->o->timeout_s, p->events);
 			return -1;
 		}
 		zmq_pollitem_t it = {.socket = p->sock, .events = ZMQ_POLLOUT | ZMQ_POLLIN};
@@ -141,7 +141,7 @@ static void pace(struct pub_state *p)
 	now = clock_mono_ns();
 	if (due > now) {
 		struct timespec ts = {(time_t)((due - now) / 1000000000),
-				      (long)((due - now) % 1000000000)};
+		                      (long)((due - now) % 1000000000)};
 
 		nanosleep(&ts, NULL);
 	}
@@ -150,8 +150,7 @@ static void pace(struct pub_state *p)
 static int send_message(struct pub_state *p, const char *data, size_t len, long events)
 {
 	pace(p);
-	if (p->o->frames == 2 &&
-	    send_frame(p, p->o->topic, strlen(p->o->topic), ZMQ_SNDMORE) < 0)
+	if (p->o->frames == 2 && send_frame(p, p->o->topic, strlen(p->o->topic), ZMQ_SNDMORE) < 0)
 		return -1;
 	if (send_frame(p, data, len, 0) < 0)
 		return -1;
@@ -205,8 +204,8 @@ static int publish_file(struct pub_state *p, const char *path)
 		fprintf(stderr, "voca publish: %s: %s\n", path, err);
 		rc = -1;
 	}
-	if (rc == 0 && in_batch && (buf_add(&batch, "]", 1) < 0 ||
-				    send_message(p, batch.data, batch.len, in_batch) < 0))
+	if (rc == 0 && in_batch &&
+	    (buf_add(&batch, "]", 1) < 0 || send_message(p, batch.data, batch.len, in_batch) < 0))
 		rc = -1;
 	buf_free(&batch);
 	jsonl_close(j);
@@ -216,25 +215,29 @@ static int publish_file(struct pub_state *p, const char *path)
 static int parse_opts(int argc, char **argv, struct pub_opts *o)
 {
 	static const struct option longopts[] = {
-		{"endpoint", required_argument, NULL, 'e'},
-		{"socket", required_argument, NULL, 's'},
-		{"bind", no_argument, NULL, 'B'},
-		{"connect", no_argument, NULL, 'C'},
-		{"topic", required_argument, NULL, 't'},
-		{"frames", required_argument, NULL, 'F'},
-		{"array", required_argument, NULL, 'A'},
-		{"rate", required_argument, NULL, 'r'},
-		{"subscribers", required_argument, NULL, 'S'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"endpoint", required_argument, NULL, 'e'},
+	        {"socket", required_argument, NULL, 's'},
+	        {"bind", no_argument, NULL, 'B'},
+	        {"connect", no_argument, NULL, 'C'},
+	        {"topic", required_argument, NULL, 't'},
+	        {"frames", required_argument, NULL, 'F'},
+	        {"array", required_argument, NULL, 'A'},
+	        {"rate", required_argument, NULL, 'r'},
+	        {"subscribers", required_argument, NULL, 'S'},
+	        {"timeout", required_argument, NULL, 'T'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	char *end;
 	int c;
 
-	*o = (struct pub_opts){.topic = "feedback", .bind = -1, .frames = 2, .array = 1,
-			       .subscribers = 1, .timeout_s = 30};
+	*o = (struct pub_opts){.topic = "feedback",
+	                       .bind = -1,
+	                       .frames = 2,
+	                       .array = 1,
+	                       .subscribers = 1,
+	                       .timeout_s = 30};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "e:s:t:r:qh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -269,7 +272,7 @@ static int parse_opts(int argc, char **argv, struct pub_opts *o)
 				end += 2;
 			if (*end || !(o->rate > 0)) {
 				fprintf(stderr, "voca publish: --rate takes events per second, "
-						"e.g. 5000 or 5000/s\n");
+				                "e.g. 5000 or 5000/s\n");
 				return -1;
 			}
 			break;
@@ -323,7 +326,7 @@ int publish_main(int argc, char **argv)
 		zmq_setsockopt(p.sock, ZMQ_XPUB_NODROP, &one, sizeof(one));
 	if ((o.bind ? zmq_bind(p.sock, o.endpoint) : zmq_connect(p.sock, o.endpoint)) != 0) {
 		fprintf(stderr, "voca publish: cannot %s %s: %s\n", o.bind ? "bind" : "connect to",
-			o.endpoint, zmq_strerror(zmq_errno()));
+		        o.endpoint, zmq_strerror(zmq_errno()));
 		rc = 1;
 		goto out;
 	}
@@ -342,9 +345,9 @@ out:
 	flush_ns = clock_mono_ns() - flush_ns;
 	if (p.messages && flush_ns >= (int64_t)linger * 1000000) {
 		fprintf(stderr,
-			"voca publish: the receiver did not take everything within %.0f s: some "
-			"of the last messages may not have arrived\n",
-			o.timeout_s);
+		        "voca publish: the receiver did not take everything within %.0f s: some "
+		        "of the last messages may not have arrived\n",
+		        o.timeout_s);
 		rc = 1;
 	}
 	if (p.start_ns && (!o.quiet || rc)) {

@@ -74,7 +74,7 @@ void seqtrack_set(struct seqtrack *t, const char *publisher, int64_t last_seq, i
 }
 
 enum seq_verdict seqtrack_observe(struct seqtrack *t, const char *publisher, int64_t seq,
-				  int64_t now_ms, int64_t *expected)
+                                  int64_t now_ms, int64_t *expected)
 {
 	struct pub *p = find(t, publisher);
 	enum seq_verdict v;
@@ -102,8 +102,8 @@ enum seq_verdict seqtrack_observe(struct seqtrack *t, const char *publisher, int
 }
 
 int seqtrack_flush(struct seqtrack *t,
-		   int (*fn)(void *arg, const char *publisher, int64_t last_seq, int64_t seen_ms),
-		   void *arg)
+                   int (*fn)(void *arg, const char *publisher, int64_t last_seq, int64_t seen_ms),
+                   void *arg)
 {
 	for (size_t i = 0; i < t->n; i++) {
 		struct pub *p = &t->v[i];

@@ -28,11 +28,11 @@ void seqtrack_set(struct seqtrack *t, const char *publisher, int64_t last_seq, i
 
 /* Notes that publisher sent seq. *expected is set for SEQ_GAP. */
 enum seq_verdict seqtrack_observe(struct seqtrack *t, const char *publisher, int64_t seq,
-				  int64_t now_ms, int64_t *expected);
+                                  int64_t now_ms, int64_t *expected);
 
 /* Calls fn for every publisher whose position changed since the last flush. */
 int seqtrack_flush(struct seqtrack *t,
-		   int (*fn)(void *arg, const char *publisher, int64_t last_seq, int64_t seen_ms),
-		   void *arg);
+                   int (*fn)(void *arg, const char *publisher, int64_t last_seq, int64_t seen_ms),
+                   void *arg);
 
 #endif

@@ -140,73 +140,106 @@ struct category {
 };
 
 static const struct category categories[] = {
-	{"praise", 0.40, 0.00, {"general", "quality", "value", NULL}, NULL, NULL},
-	{"product_defect", 0.09, 0.80, {"stopped_working", "broken_part", "leaking", "overheating"},
-	 "hardware-quality", "Check the batch and open a quality investigation"},
-	{"shipping", 0.11, 0.75, {"late", "damaged_in_transit", "wrong_item", NULL}, "logistics",
-	 "Check the carrier and the fulfilment centre for the affected orders"},
-	{"sizing", 0.06, 0.70, {"runs_small", "runs_large", NULL, NULL}, "merchandising",
-	 "Review the size chart on the product page"},
-	{"packaging", 0.05, 0.70, {"damaged_box", "excess_packaging", NULL, NULL}, "logistics",
-	 "Review the packaging spec with the warehouse"},
-	{"billing", 0.07, 0.80, {"double_charge", "refund_delay", "subscription", NULL}, "payments",
-	 "Check the payment provider for failed or duplicate captures"},
-	{"usability", 0.08, 0.65, {"setup", "app_pairing", "instructions", NULL}, "product-ux",
-	 "Review the setup flow and the quick-start guide"},
-	{"support", 0.06, 0.75, {"slow_response", "unresolved", NULL, NULL}, "customer-care",
-	 "Review the queue's response times"},
-	{"feature_request", 0.04, 0.10, {"integration", "colour_options", NULL, NULL}, "product",
-	 NULL},
-	{"other", 0.04, 0.40, {"unclassified", NULL, NULL, NULL}, NULL, NULL},
+        {"praise", 0.40, 0.00, {"general", "quality", "value", NULL}, NULL, NULL},
+        {"product_defect",
+         0.09,
+         0.80,
+         {"stopped_working", "broken_part", "leaking", "overheating"},
+         "hardware-quality",
+         "Check the batch and open a quality investigation"},
+        {"shipping",
+         0.11,
+         0.75,
+         {"late", "damaged_in_transit", "wrong_item", NULL},
+         "logistics",
+         "Check the carrier and the fulfilment centre for the affected orders"},
+        {"sizing",
+         0.06,
+         0.70,
+         {"runs_small", "runs_large", NULL, NULL},
+         "merchandising",
+         "Review the size chart on the product page"},
+        {"packaging",
+         0.05,
+         0.70,
+         {"damaged_box", "excess_packaging", NULL, NULL},
+         "logistics",
+         "Review the packaging spec with the warehouse"},
+        {"billing",
+         0.07,
+         0.80,
+         {"double_charge", "refund_delay", "subscription", NULL},
+         "payments",
+         "Check the payment provider for failed or duplicate captures"},
+        {"usability",
+         0.08,
+         0.65,
+         {"setup", "app_pairing", "instructions", NULL},
+         "product-ux",
+         "Review the setup flow and the quick-start guide"},
+        {"support",
+         0.06,
+         0.75,
+         {"slow_response", "unresolved", NULL, NULL},
+         "customer-care",
+         "Review the queue's response times"},
+        {"feature_request",
+         0.04,
+         0.10,
+         {"integration", "colour_options", NULL, NULL},
+         "product",
+         NULL},
+        {"other", 0.04, 0.40, {"unclassified", NULL, NULL, NULL}, NULL, NULL},
 };
 
-#define NCAT ((int)(sizeof(categories) / sizeof(categories[0])))
+#define NCAT       ((int)(sizeof(categories) / sizeof(categories[0])))
 #define CAT_DEFECT 1
 
-static const char *const adjectives[] = {"Aero", "Nimbus", "Terra", "Lumen", "Vela", "Orbit",
-					 "Pico", "Zephyr", "Atlas", "Nova", "Solstice", "Ember"};
-static const char *const nouns[] = {"Kettle", "Blender", "Headphones", "Backpack", "Lamp",
-				    "Jacket", "Scale", "Toaster", "Speaker", "Router", "Mug",
-				    "Sneakers", "Charger", "Tent", "Vacuum"};
+static const char *const adjectives[] = {"Aero", "Nimbus", "Terra", "Lumen", "Vela",     "Orbit",
+                                         "Pico", "Zephyr", "Atlas", "Nova",  "Solstice", "Ember"};
+static const char *const nouns[] = {"Kettle", "Blender",  "Headphones", "Backpack", "Lamp",
+                                    "Jacket", "Scale",    "Toaster",    "Speaker",  "Router",
+                                    "Mug",    "Sneakers", "Charger",    "Tent",     "Vacuum"};
 
 static const char *const texts_negative[NCAT][3] = {
-	{"", "", ""},
-	{"My %s stopped working after %d days. Very disappointed.",
-	 "The %s arrived with a cracked part and now it leaks everywhere.",
-	 "Second %s in a month that overheats and shuts off. Not safe."},
-	{"Ordered the %s %d days ago and it still has not arrived.",
-	 "The %s box was crushed and the item was damaged in transit.",
-	 "Received the wrong item instead of the %s I ordered."},
-	{"The %s runs at least one size small, had to send it back.",
-	 "Sizing on the %s is way off compared to the chart.", "The %s is too large, returning it."},
-	{"The %s came in a box three times its size, so wasteful.",
-	 "Packaging for the %s was torn open when it arrived.",
-	 "The %s box was soaked and falling apart."},
-	{"I was charged twice for the %s. Please refund me.",
-	 "Still waiting %d days for the refund on my %s.",
-	 "My subscription for the %s renewed without notice."},
-	{"Could not get the %s to pair with the app at all.",
-	 "The setup instructions for the %s are confusing and incomplete.",
-	 "Spent %d minutes trying to set up the %s."},
-	{"Support took %d days to answer about my %s.",
-	 "Nobody from support has resolved my %s issue yet.",
-	 "Chatted with support three times about the %s, still unresolved."},
-	{"Would love the %s to integrate with my calendar.", "Wish the %s came in more colours.",
-	 "The %s needs a timer option."},
-	{"Not sure what to make of the %s.", "The %s is fine I guess, nothing special.",
-	 "Mixed feelings about the %s after %d days."},
+        {"", "", ""},
+        {"My %s stopped working after %d days. Very disappointed.",
+         "The %s arrived with a cracked part and now it leaks everywhere.",
+         "Second %s in a month that overheats and shuts off. Not safe."},
+        {"Ordered the %s %d days ago and it still has not arrived.",
+         "The %s box was crushed and the item was damaged in transit.",
+         "Received the wrong item instead of the %s I ordered."},
+        {"The %s runs at least one size small, had to send it back.",
+         "Sizing on the %s is way off compared to the chart.",
+         "The %s is too large, returning it."},
+        {"The %s came in a box three times its size, so wasteful.",
+         "Packaging for the %s was torn open when it arrived.",
+         "The %s box was soaked and falling apart."},
+        {"I was charged twice for the %s. Please refund me.",
+         "Still waiting %d days for the refund on my %s.",
+         "My subscription for the %s renewed without notice."},
+        {"Could not get the %s to pair with the app at all.",
+         "The setup instructions for the %s are confusing and incomplete.",
+         "Spent %d minutes trying to set up the %s."},
+        {"Support took %d days to answer about my %s.",
+         "Nobody from support has resolved my %s issue yet.",
+         "Chatted with support three times about the %s, still unresolved."},
+        {"Would love the %s to integrate with my calendar.", "Wish the %s came in more colours.",
+         "The %s needs a timer option."},
+        {"Not sure what to make of the %s.", "The %s is fine I guess, nothing special.",
+         "Mixed feelings about the %s after %d days."},
 };
 
 static const char *const texts_positive[] = {
-	"Love the %s, works exactly as described.",
-	"The %s is great value, would buy again.",
-	"Really happy with my %s after %d days of use.",
-	"Five stars: the %s is well made and arrived fast.",
+        "Love the %s, works exactly as described.",
+        "The %s is great value, would buy again.",
+        "Really happy with my %s after %d days of use.",
+        "Five stars: the %s is well made and arrived fast.",
 };
 
 static const double hour_of_day[24] = {0.35, 0.25, 0.2,  0.2, 0.25, 0.35, 0.55, 0.8,
-				       1.0,  1.1,  1.15, 1.2, 1.25, 1.2,  1.15, 1.1,
-				       1.1,  1.2,  1.35, 1.5, 1.55, 1.4,  1.0,  0.6};
+                                       1.0,  1.1,  1.15, 1.2, 1.25, 1.2,  1.15, 1.1,
+                                       1.1,  1.2,  1.35, 1.5, 1.55, 1.4,  1.0,  0.6};
 /* Monday first: weekends are busier for consumer feedback. */
 static const double day_of_week[7] = {1.0, 0.95, 0.95, 1.0, 1.05, 1.2, 1.25};
 
@@ -216,10 +249,16 @@ struct sku {
 	double weight;
 };
 
-enum inj_kind { INJ_VOLUME_SPIKE, INJ_NEGATIVE_SHIFT, INJ_DEFECT_BURST, INJ_FLATLINE, INJ_NEW_TOPIC };
+enum inj_kind {
+	INJ_VOLUME_SPIKE,
+	INJ_NEGATIVE_SHIFT,
+	INJ_DEFECT_BURST,
+	INJ_FLATLINE,
+	INJ_NEW_TOPIC
+};
 
 static const char *const inj_names[] = {"volume_spike", "negative_shift", "defect_burst",
-					"flatline", "new_topic"};
+                                        "flatline", "new_topic"};
 
 struct injection {
 	enum inj_kind kind;
@@ -269,7 +308,7 @@ static double seasonal_mean(void)
 static double key_rate(const struct sim *s, int sku, int cat, int64_t ms)
 {
 	double r = s->per_day / 24 * seasonal(ms) / seasonal_mean() * s->skus[sku].weight /
-		   s->sku_total;
+	           s->sku_total;
 
 	return cat < 0 ? r : r * categories[cat].share;
 }
@@ -285,8 +324,8 @@ static void build_world(struct sim *s)
 
 		snprintf(k->id, sizeof(k->id), "SKU-%04d", 1000 + i);
 		snprintf(k->product, sizeof(k->product), "%s %s %d",
-			 adjectives[rng_below(&s->rng, 12)], nouns[rng_below(&s->rng, 15)],
-			 1 + rng_below(&s->rng, 9));
+		         adjectives[rng_below(&s->rng, 12)], nouns[rng_below(&s->rng, 15)],
+		         1 + rng_below(&s->rng, 9));
 		k->weight = 1.0 / pow(i + 1, 1.1); /* Zipf: a few SKUs have most volume */
 		s->sku_total += k->weight;
 		s->sku_cum[i] = s->sku_total;
@@ -333,7 +372,7 @@ static void plan_injections(struct sim *s)
 			j->cat = spike_cats[rng_below(&s->rng, 4)];
 			/* 0.2-20 events/hour on the key at a typical hour */
 			j->sku = sku_with_rate(s, 0.2 / categories[j->cat].share,
-					       20 / categories[j->cat].share);
+			                       20 / categories[j->cat].share);
 			j->end_ms = j->start_ms + spike_hours[rng_below(&s->rng, 5)] * HOUR_MS;
 			j->size = 5;
 			j->baseline_per_hour = key_rate(s, j->sku, j->cat, j->start_ms);
@@ -411,24 +450,26 @@ static void score(struct sim *s, struct draft *d)
 	else if (d->cat == 0)
 		d->sentiment = u < 0.9 ? SENTIMENT_POSITIVE : SENTIMENT_MIXED;
 	else
-		d->sentiment = u < 0.5 ? SENTIMENT_NEUTRAL : u < 0.8 ? SENTIMENT_MIXED
-								    : SENTIMENT_POSITIVE;
+		d->sentiment = u < 0.5   ? SENTIMENT_NEUTRAL
+		               : u < 0.8 ? SENTIMENT_MIXED
+		                         : SENTIMENT_POSITIVE;
 	d->severity = SEVERITY_LOW;
 	if (d->sentiment == SENTIMENT_NEGATIVE) {
 		u = rng_unit(&s->rng);
 		if (d->cat == CAT_DEFECT)
 			d->severity = u < 0.01   ? SEVERITY_CRITICAL
-				      : u < 0.15 ? SEVERITY_HIGH
-				      : u < 0.65 ? SEVERITY_MEDIUM
-						 : SEVERITY_LOW;
+			              : u < 0.15 ? SEVERITY_HIGH
+			              : u < 0.65 ? SEVERITY_MEDIUM
+			                         : SEVERITY_LOW;
 		else
-			d->severity = u < 0.02 ? SEVERITY_HIGH
-				      : u < 0.3 ? SEVERITY_MEDIUM
-						: SEVERITY_LOW;
+			d->severity = u < 0.02  ? SEVERITY_HIGH
+			              : u < 0.3 ? SEVERITY_MEDIUM
+			                        : SEVERITY_LOW;
 	}
 	/* Mostly confident, with a tail the scorer was unsure of. */
-	d->confidence = rng_chance(&s->rng, 0.05) ? 0.25 + 0.3 * rng_unit(&s->rng)
-						  : 0.6 + 0.39 * (rng_unit(&s->rng) + rng_unit(&s->rng)) / 2;
+	d->confidence = rng_chance(&s->rng, 0.05)
+	                        ? 0.25 + 0.3 * rng_unit(&s->rng)
+	                        : 0.6 + 0.39 * (rng_unit(&s->rng) + rng_unit(&s->rng)) / 2;
 }
 
 static int rating_for(struct sim *s, enum sentiment sent)
@@ -448,14 +489,12 @@ static const char *pii_tail(struct sim *s, char *buf, size_t len)
 	switch (rng_below(&s->rng, 3)) {
 	case 0:
 		snprintf(buf, len, " You can reach me at %s%d@example.com.",
-			 names[rng_below(&s->rng, 4)], rng_below(&s->rng, 100));
+		         names[rng_below(&s->rng, 4)], rng_below(&s->rng, 100));
 		break;
 	case 1:
 		snprintf(buf, len, " Call me on +1 415 555 %04d.", rng_below(&s->rng, 10000));
 		break;
-	default:
-		snprintf(buf, len, " Order placed with card 4111 1111 1111 1111.");
-		break;
+	default: snprintf(buf, len, " Order placed with card 4111 1111 1111 1111."); break;
 	}
 	return buf;
 }
@@ -516,7 +555,7 @@ static cJSON *render(struct sim *s, const struct draft *d)
 	int region = rng_below(&s->rng, 5);
 
 	snprintf(buf, sizeof(buf), "sim%llx-%08llx", (unsigned long long)s->seed,
-		 (unsigned long long)s->serial++);
+	         (unsigned long long)s->serial++);
 	cJSON_AddStringToObject(o, "event_id", buf);
 	cJSON_AddNumberToObject(o, "revision", 0);
 	rfc3339_format(d->ts, ts, sizeof(ts));
@@ -526,13 +565,14 @@ static cJSON *render(struct sim *s, const struct draft *d)
 	cJSON_AddStringToObject(o, "sku", s->skus[d->sku].id);
 	cJSON_AddStringToObject(o, "product", s->skus[d->sku].product);
 	cJSON_AddStringToObject(o, "category", c->name);
-	cJSON_AddStringToObject(o, "subcategory", d->subcategory ? d->subcategory : c->subs[d->sub]);
+	cJSON_AddStringToObject(o, "subcategory",
+	                        d->subcategory ? d->subcategory : c->subs[d->sub]);
 	sent = cJSON_AddObjectToObject(o, "sentiment");
 	cJSON_AddStringToObject(sent, "label", sentiment_name(d->sentiment));
 	cJSON_AddNumberToObject(sent, "score",
-				d->sentiment == SENTIMENT_POSITIVE   ? 0.8
-				: d->sentiment == SENTIMENT_NEGATIVE ? -0.8
-								     : 0.0);
+	                        d->sentiment == SENTIMENT_POSITIVE   ? 0.8
+	                        : d->sentiment == SENTIMENT_NEGATIVE ? -0.8
+	                                                             : 0.0);
 	cJSON_AddStringToObject(o, "severity", severity_name(d->severity));
 	cJSON_AddNumberToObject(o, "urgency", d->severity >= SEVERITY_HIGH ? 0.9 : 0.3);
 	cJSON_AddNumberToObject(o, "confidence", round(d->confidence * 1000) / 1000);
@@ -544,14 +584,15 @@ static cJSON *render(struct sim *s, const struct draft *d)
 	cJSON_AddStringToObject(o, "customer_tier", tiers[rng_below(&s->rng, 5)]);
 	text_for(s, d, buf, sizeof(buf));
 	cJSON_AddStringToObject(o, "text", buf);
-	snprintf(buf, sizeof(buf), "%s: %s", c->name, d->subcategory ? d->subcategory : c->subs[d->sub]);
+	snprintf(buf, sizeof(buf), "%s: %s", c->name,
+	         d->subcategory ? d->subcategory : c->subs[d->sub]);
 	cJSON_AddStringToObject(o, "summary", buf);
 	if (c->owner && d->sentiment == SENTIMENT_NEGATIVE) {
 		cJSON_AddStringToObject(o, "suggested_owner", c->owner);
 		cJSON_AddStringToObject(o, "suggested_action", c->action);
 	}
 	snprintf(buf, sizeof(buf), "https://shop.example.com/reviews/%llx",
-		 (unsigned long long)s->serial);
+	         (unsigned long long)s->serial);
 	cJSON_AddStringToObject(o, "url", buf);
 	model = cJSON_AddObjectToObject(o, "model");
 	cJSON_AddStringToObject(model, "name", "gpt-4o");
@@ -583,12 +624,8 @@ static int emit_invalid(struct sim *s, cJSON *valid)
 
 	s->invalid_n[kind]++;
 	switch (kind) {
-	case 0: /* truncated */
-		rc = jsonl_write(s->out, line, n / 2);
-		break;
-	case 1: /* missing category */
-		cJSON_DeleteItemFromObject(valid, "category");
-		goto print;
+	case 0: /* truncated */ rc = jsonl_write(s->out, line, n / 2); break;
+	case 1: /* missing category */ cJSON_DeleteItemFromObject(valid, "category"); goto print;
 	case 2: /* impossible date */
 		cJSON_ReplaceItemInObject(valid, "ts", cJSON_CreateString("2026-02-30T10:00:00Z"));
 		goto print;
@@ -625,15 +662,15 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 			continue;
 		if (j->kind == INJ_VOLUME_SPIKE)
 			extra = rng_poisson(&s->rng,
-					    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
+			                    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
 		else if (j->kind == INJ_DEFECT_BURST && (hour - j->start_ms) % (2 * HOUR_MS) == 0)
 			extra = 1; /* three reports, two hours apart */
 		else if (j->kind == INJ_NEW_TOPIC && (hour - j->start_ms) % (6 * HOUR_MS) == 0)
 			extra = 1;
 		for (int k = 0; k < extra; k++) {
 			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
-					  .sku = j->sku,
-					  .cat = j->cat};
+			                  .sku = j->sku,
+			                  .cat = j->cat};
 
 			score(s, &d);
 			d.sentiment = SENTIMENT_NEGATIVE;
@@ -730,10 +767,10 @@ static int run(struct sim *s)
 				cJSON_DeleteItemFromObject(o, "seq");
 				cJSON_ReplaceItemInObject(o, "revision", cJSON_CreateNumber(1));
 				cJSON_ReplaceItemInObject(
-					o, "confidence",
-					cJSON_CreateNumber(round((0.7 + 0.29 * rng_unit(&s->rng)) *
-								 1000) /
-							   1000));
+				        o, "confidence",
+				        cJSON_CreateNumber(
+				                round((0.7 + 0.29 * rng_unit(&s->rng)) * 1000) /
+				                1000));
 				rc = emit(s, o);
 				s->revisions++;
 			}
@@ -751,9 +788,9 @@ static int write_truth(struct sim *s, const char *path)
 	struct jsonl_out *out;
 	char *text;
 	int rc;
-	static const char *const invalid_kinds[] = {"truncated", "missing_category", "bad_date",
-						    "rating_out_of_range", "wrong_type",
-						    "unknown_channel"};
+	static const char *const invalid_kinds[] = {"truncated",  "missing_category",
+	                                            "bad_date",   "rating_out_of_range",
+	                                            "wrong_type", "unknown_channel"};
 
 	cJSON_AddNumberToObject(root, "seed", (double)s->seed);
 	rfc3339_format(s->start_ms, ts, sizeof(ts));
@@ -793,12 +830,12 @@ static int write_truth(struct sim *s, const char *path)
 		cJSON_AddStringToObject(o, "end", ts);
 		cJSON_AddNumberToObject(o, "size", j->size);
 		cJSON_AddStringToObject(o, "size_unit",
-					j->kind == INJ_VOLUME_SPIKE      ? "x rate"
-					: j->kind == INJ_NEGATIVE_SHIFT ? "points of negative share"
-					: j->kind == INJ_FLATLINE       ? "hours silent"
-									: "events");
+		                        j->kind == INJ_VOLUME_SPIKE     ? "x rate"
+		                        : j->kind == INJ_NEGATIVE_SHIFT ? "points of negative share"
+		                        : j->kind == INJ_FLATLINE       ? "hours silent"
+		                                                        : "events");
 		cJSON_AddNumberToObject(o, "baseline_per_hour",
-					round(j->baseline_per_hour * 1000) / 1000);
+		                        round(j->baseline_per_hour * 1000) / 1000);
 		cJSON_AddNumberToObject(o, "injected_events", j->injected);
 	}
 	out = jsonl_create(path, err, sizeof(err));
@@ -850,12 +887,17 @@ static int parse_num(const char *opt, const char *arg, double lo, double hi, dou
 int simulate_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"out", required_argument, NULL, 'o'},      {"truth", required_argument, NULL, 'T'},
-		{"seed", required_argument, NULL, 's'},     {"start", required_argument, NULL, 'S'},
-		{"days", required_argument, NULL, 'd'},     {"skus", required_argument, NULL, 'k'},
-		{"per-day", required_argument, NULL, 'p'},  {"incidents", required_argument, NULL, 'i'},
-		{"invalid", required_argument, NULL, 'I'},  {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"out", required_argument, NULL, 'o'},
+	        {"truth", required_argument, NULL, 'T'},
+	        {"seed", required_argument, NULL, 's'},
+	        {"start", required_argument, NULL, 'S'},
+	        {"days", required_argument, NULL, 'd'},
+	        {"skus", required_argument, NULL, 'k'},
+	        {"per-day", required_argument, NULL, 'p'},
+	        {"incidents", required_argument, NULL, 'i'},
+	        {"invalid", required_argument, NULL, 'I'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct sim s = {.days = 28, .nskus = 200, .per_day = 4000, .ninj = 10, .seed = 1};
 	const char *outpath = "-", *truth = NULL;
@@ -930,13 +972,13 @@ int simulate_main(int argc, char **argv)
 		rc = write_truth(&s, truth);
 	if (!rc)
 		fprintf(stderr,
-			"voca simulate: %llu events (+%llu duplicates, %llu revisions, %llu "
-			"malformed), %d SKUs, %d days, %d incidents injected\n",
-			(unsigned long long)s.events, (unsigned long long)s.duplicates,
-			(unsigned long long)s.revisions,
-			(unsigned long long)(s.invalid_n[0] + s.invalid_n[1] + s.invalid_n[2] +
-					     s.invalid_n[3] + s.invalid_n[4] + s.invalid_n[5]),
-			s.nskus, s.days, s.ninj);
+		        "voca simulate: %llu events (+%llu duplicates, %llu revisions, %llu "
+		        "malformed), %d SKUs, %d days, %d incidents injected\n",
+		        (unsigned long long)s.events, (unsigned long long)s.duplicates,
+		        (unsigned long long)s.revisions,
+		        (unsigned long long)(s.invalid_n[0] + s.invalid_n[1] + s.invalid_n[2] +
+		                             s.invalid_n[3] + s.invalid_n[4] + s.invalid_n[5]),
+		        s.nskus, s.days, s.ninj);
 	free(s.skus);
 	free(s.sku_cum);
 	free(s.inj);

@@ -40,12 +40,10 @@ static void add_query(sqlite3 *db, cJSON *parent, const char *name, const char *
 			case SQLITE_FLOAT:
 				cJSON_AddNumberToObject(row, col, sqlite3_column_double(s, i));
 				break;
-			case SQLITE_NULL:
-				cJSON_AddNullToObject(row, col);
-				break;
+			case SQLITE_NULL: cJSON_AddNullToObject(row, col); break;
 			default:
 				cJSON_AddStringToObject(row, col,
-							(const char *)sqlite3_column_text(s, i));
+				                        (const char *)sqlite3_column_text(s, i));
 			}
 		}
 	}
@@ -74,31 +72,31 @@ static cJSON *gather(sqlite3 *db, const char *path)
 
 	cJSON_AddStringToObject(root, "store", path);
 	if (sqlite3_prepare_v2(db, "SELECT name, value FROM counters ORDER BY name", -1, &s,
-			       NULL) == SQLITE_OK) {
+	                       NULL) == SQLITE_OK) {
 		while (sqlite3_step(s) == SQLITE_ROW)
 			cJSON_AddNumberToObject(counters, (const char *)sqlite3_column_text(s, 0),
-						sqlite3_column_double(s, 1));
+			                        sqlite3_column_double(s, 1));
 		sqlite3_finalize(s);
 	}
 	add_query(db, root, "events",
-		  "SELECT count(*) AS stored, min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,"
-		  " count(DISTINCT sku) AS skus, count(DISTINCT category) AS categories,"
-		  " sum(sentiment = 'negative') AS negative,"
-		  " sum(needs_review) AS needs_review FROM events");
+	          "SELECT count(*) AS stored, min(ts_ms) AS first_ts_ms, max(ts_ms) AS last_ts_ms,"
+	          " count(DISTINCT sku) AS skus, count(DISTINCT category) AS categories,"
+	          " sum(sentiment = 'negative') AS negative,"
+	          " sum(needs_review) AS needs_review FROM events");
 	add_query(db, root, "by_category",
-		  "SELECT category, count(*) AS events FROM events GROUP BY category"
-		  " ORDER BY events DESC, category LIMIT 12");
+	          "SELECT category, count(*) AS events FROM events GROUP BY category"
+	          " ORDER BY events DESC, category LIMIT 12");
 	add_query(db, root, "quarantine",
-		  "SELECT code, count(*) AS count, max(reason) AS example FROM quarantine"
-		  " GROUP BY code ORDER BY count DESC, code");
+	          "SELECT code, count(*) AS count, max(reason) AS example FROM quarantine"
+	          " GROUP BY code ORDER BY count DESC, code");
 	add_query(db, root, "publishers",
-		  "SELECT p.publisher, p.last_seq, p.last_seen_ms,"
-		  " (SELECT count(*) FROM gaps g WHERE g.publisher = p.publisher) AS gaps,"
-		  " (SELECT coalesce(sum(missing), 0) FROM gaps g WHERE g.publisher = p.publisher)"
-		  " AS missing FROM publishers p ORDER BY p.publisher");
+	          "SELECT p.publisher, p.last_seq, p.last_seen_ms,"
+	          " (SELECT count(*) FROM gaps g WHERE g.publisher = p.publisher) AS gaps,"
+	          " (SELECT coalesce(sum(missing), 0) FROM gaps g WHERE g.publisher = p.publisher)"
+	          " AS missing FROM publishers p ORDER BY p.publisher");
 	add_query(db, root, "recent_gaps",
-		  "SELECT publisher, expected_seq, got_seq, missing, detected_ms FROM gaps"
-		  " ORDER BY id DESC LIMIT 10");
+	          "SELECT publisher, expected_seq, got_seq, missing, detected_ms FROM gaps"
+	          " ORDER BY id DESC LIMIT 10");
 	return root;
 }
 
@@ -123,15 +121,14 @@ static void print_text(const cJSON *r)
 		       100.0 * num(ev, "negative") / num(ev, "stored"), num(ev, "needs_review"));
 		printf("  by category:");
 		cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "by_category"))
-			printf(" %s %.0f", str(row, "category"), num(row, "events"));
+		        printf(" %s %.0f", str(row, "category"), num(row, "events"));
 		printf("\n");
 	}
 	printf("quarantine: %.0f inputs rejected\n", num(c, "quarantined"));
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "quarantine"))
-		printf("  %-16s %6.0f  e.g. %s\n", str(row, "code"), num(row, "count"),
-		       str(row, "example"));
-	printf("sequence gaps: %.0f, %.0f events missing\n", num(c, "gaps"),
-	       num(c, "gap_missing"));
+	        printf("  %-16s %6.0f  e.g. %s\n", str(row, "code"), num(row, "count"),
+	               str(row, "example"));
+	printf("sequence gaps: %.0f, %.0f events missing\n", num(c, "gaps"), num(c, "gap_missing"));
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "publishers"))
 	{
 		rfc3339_format((int64_t)num(row, "last_seen_ms"), t1, sizeof(t1));
@@ -157,9 +154,11 @@ static void usage(FILE *f)
 int stats_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"db", required_argument, NULL, 'd'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *file = NULL, *dbpath = NULL;
 	struct config cfg;

@@ -19,43 +19,43 @@
 #include "store.h"
 
 static const char *const migrations[] = {
-	/* 1: events, quarantine, sequence gaps, counters. */
-	"CREATE TABLE events ("
-	" event_id TEXT NOT NULL UNIQUE,"
-	" revision INTEGER NOT NULL,"
-	" ts_ms INTEGER NOT NULL,"
-	" received_ms INTEGER NOT NULL,"
-	" source TEXT, channel TEXT, sku TEXT,"
-	" category TEXT NOT NULL, subcategory TEXT,"
-	" sentiment TEXT NOT NULL, severity TEXT NOT NULL,"
-	" confidence REAL, needs_review INTEGER NOT NULL, rating INTEGER,"
-	" region TEXT, publisher TEXT, seq INTEGER,"
-	" body TEXT NOT NULL);"
-	"CREATE INDEX events_ts ON events(ts_ms);"
-	"CREATE TABLE quarantine ("
-	" id INTEGER PRIMARY KEY,"
-	" received_ms INTEGER NOT NULL,"
-	" topic TEXT,"
-	" code TEXT NOT NULL,"
-	" reason TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" raw BLOB);"
-	"CREATE INDEX quarantine_code ON quarantine(code);"
-	"CREATE TABLE gaps ("
-	" id INTEGER PRIMARY KEY,"
-	" publisher TEXT NOT NULL,"
-	" expected_seq INTEGER NOT NULL,"
-	" got_seq INTEGER NOT NULL,"
-	" missing INTEGER NOT NULL,"
-	" detected_ms INTEGER NOT NULL);"
-	"CREATE TABLE publishers ("
-	" publisher TEXT PRIMARY KEY,"
-	" last_seq INTEGER NOT NULL,"
-	" last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;"
-	"CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
-	"INSERT INTO counters(name, value) VALUES"
-	" ('events_new', 0), ('events_superseded', 0), ('events_duplicate', 0),"
-	" ('events_stale', 0), ('quarantined', 0), ('gaps', 0), ('gap_missing', 0);",
+        /* 1: events, quarantine, sequence gaps, counters. */
+        "CREATE TABLE events ("
+        " event_id TEXT NOT NULL UNIQUE,"
+        " revision INTEGER NOT NULL,"
+        " ts_ms INTEGER NOT NULL,"
+        " received_ms INTEGER NOT NULL,"
+        " source TEXT, channel TEXT, sku TEXT,"
+        " category TEXT NOT NULL, subcategory TEXT,"
+        " sentiment TEXT NOT NULL, severity TEXT NOT NULL,"
+        " confidence REAL, needs_review INTEGER NOT NULL, rating INTEGER,"
+        " region TEXT, publisher TEXT, seq INTEGER,"
+        " body TEXT NOT NULL);"
+        "CREATE INDEX events_ts ON events(ts_ms);"
+        "CREATE TABLE quarantine ("
+        " id INTEGER PRIMARY KEY,"
+        " received_ms INTEGER NOT NULL,"
+        " topic TEXT,"
+        " code TEXT NOT NULL,"
+        " reason TEXT NOT NULL,"
+        " size INTEGER NOT NULL,"
+        " raw BLOB);"
+        "CREATE INDEX quarantine_code ON quarantine(code);"
+        "CREATE TABLE gaps ("
+        " id INTEGER PRIMARY KEY,"
+        " publisher TEXT NOT NULL,"
+        " expected_seq INTEGER NOT NULL,"
+        " got_seq INTEGER NOT NULL,"
+        " missing INTEGER NOT NULL,"
+        " detected_ms INTEGER NOT NULL);"
+        "CREATE TABLE publishers ("
+        " publisher TEXT PRIMARY KEY,"
+        " last_seq INTEGER NOT NULL,"
+        " last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+        "INSERT INTO counters(name, value) VALUES"
+        " ('events_new', 0), ('events_superseded', 0), ('events_duplicate', 0),"
+        " ('events_stale', 0), ('quarantined', 0), ('gaps', 0), ('gap_missing', 0);",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -79,24 +79,24 @@ enum stmt_id {
 	"severity, confidence, needs_review, rating, region, publisher, seq, body"
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_INSERT] = "INSERT INTO events(" EVENT_COLS ", event_id) "
-		     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18) "
-		     "ON CONFLICT(event_id) DO NOTHING",
-	[S_REVISION] = "SELECT revision FROM events WHERE event_id = ?1",
-	[S_UPDATE] = "UPDATE events SET (" EVENT_COLS ") = "
-		     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) "
-		     "WHERE event_id = ?18",
-	[S_QUARANTINE] = "INSERT INTO quarantine(received_ms, topic, code, reason, size, raw) "
-			 "VALUES(?1,?2,?3,?4,?5,?6)",
-	[S_GAP] = "INSERT INTO gaps(publisher, expected_seq, got_seq, missing, detected_ms) "
-		  "VALUES(?1,?2,?3,?4,?5)",
-	[S_PUBLISHER] = "INSERT INTO publishers(publisher, last_seq, last_seen_ms) "
-			"VALUES(?1,?2,?3) ON CONFLICT(publisher) DO UPDATE SET "
-			"last_seq = excluded.last_seq, last_seen_ms = excluded.last_seen_ms",
-	[S_COUNTER] = "UPDATE counters SET value = value + ?2 WHERE name = ?1",
+        [S_BEGIN] = "BEGIN IMMEDIATE",
+        [S_COMMIT] = "COMMIT",
+        [S_ROLLBACK] = "ROLLBACK",
+        [S_INSERT] = "INSERT INTO events(" EVENT_COLS ", event_id) "
+                     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18) "
+                     "ON CONFLICT(event_id) DO NOTHING",
+        [S_REVISION] = "SELECT revision FROM events WHERE event_id = ?1",
+        [S_UPDATE] = "UPDATE events SET (" EVENT_COLS ") = "
+                     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17) "
+                     "WHERE event_id = ?18",
+        [S_QUARANTINE] = "INSERT INTO quarantine(received_ms, topic, code, reason, size, raw) "
+                         "VALUES(?1,?2,?3,?4,?5,?6)",
+        [S_GAP] = "INSERT INTO gaps(publisher, expected_seq, got_seq, missing, detected_ms) "
+                  "VALUES(?1,?2,?3,?4,?5)",
+        [S_PUBLISHER] = "INSERT INTO publishers(publisher, last_seq, last_seen_ms) "
+                        "VALUES(?1,?2,?3) ON CONFLICT(publisher) DO UPDATE SET "
+                        "last_seq = excluded.last_seq, last_seen_ms = excluded.last_seen_ms",
+        [S_COUNTER] = "UPDATE counters SET value = value + ?2 WHERE name = ?1",
 };
 
 struct store {
@@ -144,8 +144,8 @@ static int migrate(struct store *st)
 	sqlite3_finalize(s);
 	if (version > NMIGRATIONS) {
 		snprintf(st->err, sizeof(st->err),
-			 "the file is at schema version %d, newer than this voca knows (%d)",
-			 version, NMIGRATIONS);
+		         "the file is at schema version %d, newer than this voca knows (%d)",
+		         version, NMIGRATIONS);
 		return -1;
 	}
 	for (; version < NMIGRATIONS; version++) {
@@ -159,7 +159,8 @@ static int migrate(struct store *st)
 
 			memcpy(why, st->err, sizeof(why));
 			exec(st, "ROLLBACK");
-			snprintf(st->err, sizeof(st->err), "migration %d: %.200s", version + 1, why);
+			snprintf(st->err, sizeof(st->err), "migration %d: %.200s", version + 1,
+			         why);
 			return -1;
 		}
 		if (exec(st, "COMMIT") < 0)
@@ -177,21 +178,21 @@ struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
-			 st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		         st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
 	snprintf(pragmas, sizeof(pragmas),
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-		 " PRAGMA cache_size=-%lld;",
-		 (long long)(cache_bytes / 1024));
+	         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+	         " PRAGMA cache_size=-%lld;",
+	         (long long)(cache_bytes / 1024));
 	if (exec(st, pragmas) < 0 || migrate(st) < 0) {
 		snprintf(err, errlen, "%s: %s", path, st->err);
 		goto fail;
 	}
 	for (int i = 0; i < S_COUNT; i++) {
 		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &st->stmt[i], NULL) != SQLITE_OK) {
+		                       &st->stmt[i], NULL) != SQLITE_OK) {
 			snprintf(err, errlen, "%s: prepare: %s", path, sqlite3_errmsg(st->db));
 			goto fail;
 		}
@@ -290,7 +291,7 @@ static void bind_event(sqlite3_stmt *s, const struct event *ev, int64_t received
 }
 
 int store_put(struct store *st, const struct event *ev, int64_t received_ms,
-	      enum store_verdict *verdict)
+              enum store_verdict *verdict)
 {
 	sqlite3_stmt *s;
 	int64_t stored;
@@ -331,8 +332,8 @@ done:
 }
 
 int store_quarantine(struct store *st, int64_t received_ms, const char *topic,
-		     enum reject_code code, const char *reason, const char *raw, size_t len,
-		     size_t keep)
+                     enum reject_code code, const char *reason, const char *raw, size_t len,
+                     size_t keep)
 {
 	sqlite3_stmt *s = st->stmt[S_QUARANTINE];
 
@@ -352,7 +353,7 @@ int store_quarantine(struct store *st, int64_t received_ms, const char *topic,
 }
 
 int store_gap(struct store *st, const char *publisher, int64_t expected, int64_t got,
-	      int64_t detected_ms)
+              int64_t detected_ms)
 {
 	sqlite3_stmt *s = st->stmt[S_GAP];
 
@@ -371,8 +372,7 @@ int store_gap(struct store *st, const char *publisher, int64_t expected, int64_t
 	return 0;
 }
 
-int store_publisher(struct store *st, const char *publisher, int64_t last_seq,
-		    int64_t last_seen_ms)
+int store_publisher(struct store *st, const char *publisher, int64_t last_seq, int64_t last_seen_ms)
 {
 	sqlite3_stmt *s = st->stmt[S_PUBLISHER];
 
@@ -385,14 +385,14 @@ int store_publisher(struct store *st, const char *publisher, int64_t last_seq,
 }
 
 int store_publishers_each(struct store *st,
-			  void (*fn)(void *arg, const char *publisher, int64_t last_seq,
-				     int64_t last_seen_ms),
-			  void *arg)
+                          void (*fn)(void *arg, const char *publisher, int64_t last_seq,
+                                     int64_t last_seen_ms),
+                          void *arg)
 {
 	sqlite3_stmt *s;
 
 	if (sqlite3_prepare_v2(st->db, "SELECT publisher, last_seq, last_seen_ms FROM publishers",
-			       -1, &s, NULL) != SQLITE_OK)
+	                       -1, &s, NULL) != SQLITE_OK)
 		return set_err(st, "read publishers");
 	while (sqlite3_step(s) == SQLITE_ROW)
 		fn(arg, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1),

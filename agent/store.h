@@ -45,26 +45,26 @@ void store_close(struct store *st);
 int store_schema_version(const struct store *st);
 
 int store_put(struct store *st, const struct event *ev, int64_t received_ms,
-	      enum store_verdict *verdict);
+              enum store_verdict *verdict);
 
 /* Keeps at most keep bytes of raw; size records the full length. */
 int store_quarantine(struct store *st, int64_t received_ms, const char *topic,
-		     enum reject_code code, const char *reason, const char *raw, size_t len,
-		     size_t keep);
+                     enum reject_code code, const char *reason, const char *raw, size_t len,
+                     size_t keep);
 
 /* Records a sequence gap: got arrived when expected was due. */
 int store_gap(struct store *st, const char *publisher, int64_t expected, int64_t got,
-	      int64_t detected_ms);
+              int64_t detected_ms);
 
 /* Saves a publisher's sequence position (upsert), in the open transaction. */
 int store_publisher(struct store *st, const char *publisher, int64_t last_seq,
-		    int64_t last_seen_ms);
+                    int64_t last_seen_ms);
 
 /* Calls fn for each saved publisher position (for a restart to resume gap detection). */
 int store_publishers_each(struct store *st,
-			  void (*fn)(void *arg, const char *publisher, int64_t last_seq,
-				     int64_t last_seen_ms),
-			  void *arg);
+                          void (*fn)(void *arg, const char *publisher, int64_t last_seq,
+                                     int64_t last_seen_ms),
+                          void *arg);
 
 /* Commits the open transaction, if any, with its counters. */
 int store_commit(struct store *st);

@@ -133,7 +133,7 @@ extern const struct decode_limits decode_limits_default;
  * to go on, non-zero to stop decoding this frame.
  */
 typedef int (*event_fn)(void *arg, const struct event *ev, const struct event_error *err,
-			const char *raw, size_t raw_len);
+                        const char *raw, size_t raw_len);
 
 /*
  * Decodes one frame and calls fn for each event or rejection in it. Returns
@@ -141,7 +141,7 @@ typedef int (*event_fn)(void *arg, const struct event *ev, const struct event_er
  * input: bad input becomes a call with err set.
  */
 int event_decode(const char *frame, size_t len, const struct decode_limits *limits, event_fn fn,
-		 void *arg);
+                 void *arg);
 
 /*
  * Parses an RFC 3339 date-time ("2026-11-22T15:04:05.123+01:00") into

@@ -37,22 +37,22 @@ static void test_errors_name_file_line_and_key(void **state)
 {
 	(void)state;
 	expect_error("ingest:\n  mode: sub\n  rcvhwm: lots\n",
-		     "t.yaml:3: ingest.rcvhwm: expected an integer from 1 to 10000000, got 'lots'");
+	             "t.yaml:3: ingest.rcvhwm: expected an integer from 1 to 10000000, got 'lots'");
 	expect_error("ingest:\n  rcvhwm: 0\n", "t.yaml:2: ingest.rcvhwm: expected an integer");
 	expect_error("ingest:\n  mode: push\n",
-		     "t.yaml:2: ingest.mode: expected one of sub, pull, got 'push'");
+	             "t.yaml:2: ingest.mode: expected one of sub, pull, got 'push'");
 	expect_error("store:\n  batch_ms: 5\n", "t.yaml:2: store.batch_ms: expected a duration");
 	expect_error("store:\n  batch_ms: 1h\n", "store.batch_ms: expected a duration from 1ms");
 	expect_error("ingest:\n  max_message_bytes: huge\n",
-		     "t.yaml:2: ingest.max_message_bytes: expected a size");
+	             "t.yaml:2: ingest.max_message_bytes: expected a size");
 	expect_error("ingest:\n  endpoints:\n    - {a: b}\n",
-		     "t.yaml:3: ingest.endpoints: list items must be strings");
+	             "t.yaml:3: ingest.endpoints: list items must be strings");
 	expect_error("ingest:\n  mode: [sub]\n", "t.yaml:2: ingest.mode: expected a single value");
 	expect_error("ingest: 5\n", "t.yaml:1: ingest: expected a section");
 	expect_error("- a\n- b\n", "t.yaml:1: the top level must be a mapping");
 	expect_error("store:\n  path: a\n  path: b\n", "t.yaml:3: store.path: set twice");
 	expect_error("store:\n  path: a\nstore:\n  batch_max: 3\n",
-		     "t.yaml:3: store: section appears twice");
+	             "t.yaml:3: store: section appears twice");
 	expect_error("ingest:\n  mode: sub\n   bad indent: x\n", "t.yaml:3: YAML syntax error");
 	expect_error("store:\n  path: \"\"\n", "t.yaml:2: store.path: needs a value");
 }
@@ -61,7 +61,7 @@ static void test_unknown_keys(void **state)
 {
 	(void)state;
 	expect_error("ingest:\n  rcvhmw: 5\n",
-		     "t.yaml:2: ingest.rcvhmw: unknown key (did you mean 'ingest.rcvhwm'?)");
+	             "t.yaml:2: ingest.rcvhmw: unknown key (did you mean 'ingest.rcvhwm'?)");
 	expect_error("\nstorage:\n  path: x\n", "t.yaml:2: storage: unknown key");
 	expect_error("ingest:\n  zzzzzz: 1\n", "t.yaml:2: ingest.zzzzzz: unknown key");
 }
@@ -73,11 +73,11 @@ static void test_values_and_defaults(void **state)
 
 	(void)state;
 	assert_int_equal(conf_load("t.yaml",
-				   "ingest:\n  mode: pull\n  endpoints: tcp://*:9\n"
-				   "  max_message_bytes: 64KiB\nstore:\n  batch_ms: 2s\n"
-				   "log:\n  level: debug\n",
-				   config_keys, &cfg, err, sizeof(err)),
-			 0);
+	                           "ingest:\n  mode: pull\n  endpoints: tcp://*:9\n"
+	                           "  max_message_bytes: 64KiB\nstore:\n  batch_ms: 2s\n"
+	                           "log:\n  level: debug\n",
+	                           config_keys, &cfg, err, sizeof(err)),
+	                 0);
 	assert_int_equal(cfg.ingest.mode, INGEST_PULL);
 	assert_int_equal(cfg.ingest.endpoints.n, 1);
 	assert_string_equal(cfg.ingest.endpoints.v[0], "tcp://*:9");
@@ -126,8 +126,8 @@ struct secret_cfg {
 };
 
 static const struct conf_key secret_keys[] = {
-	{"api.token", CONF_SECRET, offsetof(struct secret_cfg, token), NULL, 0, 0, NULL, "token"},
-	{NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+        {"api.token", CONF_SECRET, offsetof(struct secret_cfg, token), NULL, 0, 0, NULL, "token"},
+        {NULL, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static void test_secrets(void **state)
@@ -139,22 +139,22 @@ static void test_secrets(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(conf_load("s.yaml", "api:\n  token: hunter2\n", secret_keys, &c, err,
-				   sizeof(err)),
-			 -1);
+	assert_int_equal(
+	        conf_load("s.yaml", "api:\n  token: hunter2\n", secret_keys, &c, err, sizeof(err)),
+	        -1);
 	assert_non_null(strstr(err, "s.yaml:2: api.token: is a secret: give it as ${env:NAME}"));
 	assert_null(strstr(err, "hunter2")); /* the inline value is not echoed */
 
 	unsetenv("VOCA_TEST_TOKEN");
-	assert_int_equal(conf_load("s.yaml", "api:\n  token: ${env:VOCA_TEST_TOKEN}\n",
-				   secret_keys, &c, err, sizeof(err)),
-			 -1);
+	assert_int_equal(conf_load("s.yaml", "api:\n  token: ${env:VOCA_TEST_TOKEN}\n", secret_keys,
+	                           &c, err, sizeof(err)),
+	                 -1);
 	assert_non_null(strstr(err, "environment variable VOCA_TEST_TOKEN is not set"));
 
 	setenv("VOCA_TEST_TOKEN", "s3cr3t", 1);
-	assert_int_equal(conf_load("s.yaml", "api:\n  token: ${env:VOCA_TEST_TOKEN}\n",
-				   secret_keys, &c, err, sizeof(err)),
-			 0);
+	assert_int_equal(conf_load("s.yaml", "api:\n  token: ${env:VOCA_TEST_TOKEN}\n", secret_keys,
+	                           &c, err, sizeof(err)),
+	                 0);
 	assert_string_equal(c.token.value, "s3cr3t");
 	/* Printing shows the reference, never the value. */
 	char *out = NULL;
@@ -216,12 +216,12 @@ static void test_example_loads_and_documents_every_key(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_errors_name_file_line_and_key),
-		cmocka_unit_test(test_unknown_keys),
-		cmocka_unit_test(test_values_and_defaults),
-		cmocka_unit_test(test_durations_and_sizes),
-		cmocka_unit_test(test_secrets),
-		cmocka_unit_test(test_example_loads_and_documents_every_key),
+	        cmocka_unit_test(test_errors_name_file_line_and_key),
+	        cmocka_unit_test(test_unknown_keys),
+	        cmocka_unit_test(test_values_and_defaults),
+	        cmocka_unit_test(test_durations_and_sizes),
+	        cmocka_unit_test(test_secrets),
+	        cmocka_unit_test(test_example_loads_and_documents_every_key),
 	};
 
 	return cmocka_run_group_tests_name("conf", tests, NULL, NULL);

@@ -18,7 +18,7 @@
 #include <voca/xalloc.h>
 
 #define GOOD                                                                                       \
-	"{\"event_id\":\"e1\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"shipping\","         \
+	"{\"event_id\":\"e1\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"shipping\","          \
 	"\"sentiment\":{\"label\":\"negative\"}"
 
 struct seen {
@@ -32,7 +32,7 @@ struct seen {
 };
 
 static int collect(void *arg, const struct event *ev, const struct event_error *err,
-		   const char *raw, size_t len)
+                   const char *raw, size_t len)
 {
 	struct seen *s = arg;
 
@@ -41,9 +41,9 @@ static int collect(void *arg, const struct event *ev, const struct event_error *
 			s->first = *ev;
 			snprintf(s->first_raw, sizeof(s->first_raw), "%.*s", (int)len, raw);
 			snprintf(s->publisher, sizeof(s->publisher), "%s",
-				 ev->publisher ? ev->publisher : "");
+			         ev->publisher ? ev->publisher : "");
 			snprintf(s->taxonomy, sizeof(s->taxonomy), "%s",
-				 ev->taxonomy_version ? ev->taxonomy_version : "");
+			         ev->taxonomy_version ? ev->taxonomy_version : "");
 		}
 		s->events++;
 	} else if (s->rejects < 8) {
@@ -70,79 +70,93 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{"invalid json", "{\"event_id\": nope}", REJECT_INVALID_JSON, "invalid JSON at byte"},
-	{"truncated frame", GOOD ",\"text\":\"it bro", REJECT_INVALID_JSON, "truncated"},
-	{"truncated after a comma", GOOD ",", REJECT_INVALID_JSON, "truncated"},
-	{"json scalar", "42", REJECT_NOT_OBJECT, "holds a number"},
-	{"json string", "\"hello\"", REJECT_NOT_OBJECT, "holds a string"},
-	{"json null", "null", REJECT_NOT_OBJECT, "holds null"},
-	{"empty array", "[]", REJECT_EMPTY_ARRAY, "empty array"},
-	{"trailing garbage", GOOD "} {}", REJECT_INVALID_JSON, "extra data"},
-	{"event_id wrong type", "{\"event_id\":7,\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
-				"\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_WRONG_TYPE, "'event_id' must be a string, got a number"},
-	{"rating wrong type", GOOD ",\"rating\":\"5\"}", REJECT_WRONG_TYPE,
-	 "'rating' must be an integer, got a string"},
-	{"rating fraction", GOOD ",\"rating\":4.5}", REJECT_WRONG_TYPE, "got a fraction"},
-	{"needs_review wrong type", GOOD ",\"needs_review\":1}", REJECT_WRONG_TYPE, "boolean"},
-	{"sku null", GOOD ",\"sku\":null}", REJECT_WRONG_TYPE, "'sku' must be a string, got null"},
-	{"model wrong type", GOOD ",\"model\":\"gpt\"}", REJECT_WRONG_TYPE, "'model' must be an object"},
-	{"model field wrong type", GOOD ",\"model\":{\"version\":4}}", REJECT_WRONG_TYPE,
-	 "'model.version'"},
-	{"missing event_id", "{\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
-			     "\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_MISSING_FIELD, "'event_id'"},
-	{"missing ts", "{\"event_id\":\"e\",\"category\":\"x\",\"sentiment\":{\"label\":\"mixed\"}}",
-	 REJECT_MISSING_FIELD, "'ts'"},
-	{"missing category", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
-			     "\"sentiment\":{\"label\":\"mixed\"}}",
-	 REJECT_MISSING_FIELD, "'category'"},
-	{"missing sentiment", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\"}",
-	 REJECT_MISSING_FIELD, "'sentiment'"},
-	{"missing sentiment label", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
-				    "\"category\":\"x\",\"sentiment\":{\"score\":0.1}}",
-	 REJECT_MISSING_FIELD, "'sentiment.label'"},
-	{"empty event_id", "{\"event_id\":\"\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
-			   "\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_OUT_OF_RANGE, "1 to 200 characters"},
-	{"rating out of range", GOOD ",\"rating\":7}", REJECT_OUT_OF_RANGE,
-	 "'rating' must be an integer from 1 to 5, got 7"},
-	{"confidence out of range", GOOD ",\"confidence\":1.5}", REJECT_OUT_OF_RANGE,
-	 "'confidence'"},
-	{"negative revision", GOOD ",\"revision\":-1}", REJECT_OUT_OF_RANGE, "'revision'"},
-	{"sentiment score out of range", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
-					 "\"category\":\"x\",\"sentiment\":{\"label\":\"negative\","
-					 "\"score\":-2}}",
-	 REJECT_OUT_OF_RANGE, "'sentiment.score'"},
-	{"NaN literal", GOOD ",\"confidence\":NaN}", REJECT_NOT_FINITE, "NaN and Infinity"},
-	{"Infinity literal", GOOD ",\"urgency\":Infinity}", REJECT_NOT_FINITE, "NaN and Infinity"},
-	{"overflowing number", GOOD ",\"extra\":1e999}", REJECT_NOT_FINITE,
-	 "'extra' is not a finite number"},
-	{"bad enum", GOOD ",\"severity\":\"urgent\"}", REJECT_BAD_ENUM,
-	 "must be one of low, medium, high, critical; got 'urgent'"},
-	{"bad sentiment label", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
-				"\"category\":\"x\",\"sentiment\":{\"label\":\"angry\"}}",
-	 REJECT_BAD_ENUM, "'sentiment.label'"},
-	{"date not rfc3339", "{\"event_id\":\"e\",\"ts\":\"03/01/2026 10:00\",\"category\":\"x\","
-			     "\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_BAD_TIME, "not an RFC 3339 date-time: '03/01/2026 10:00'"},
-	{"date without zone", "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00\",\"category\":\"x\","
-			      "\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_BAD_TIME, "RFC 3339"},
-	{"impossible date", "{\"event_id\":\"e\",\"ts\":\"2026-02-29T10:00:00Z\",\"category\":\"x\","
-			    "\"sentiment\":{\"label\":\"negative\"}}",
-	 REJECT_BAD_TIME, "RFC 3339"},
-	{"invalid utf8", GOOD ",\"text\":\"caf\xc3\x28\"}", REJECT_INVALID_UTF8,
-	 "invalid UTF-8 at byte"},
-	{"overlong utf8", GOOD ",\"text\":\"\xc0\xaf\"}", REJECT_INVALID_UTF8, "invalid UTF-8"},
-	{"utf16 surrogate in utf8", GOOD ",\"text\":\"\xed\xa0\x80\"}", REJECT_INVALID_UTF8,
-	 "invalid UTF-8"},
-	{"lone surrogate escape", GOOD ",\"text\":\"\\udc00\"}", REJECT_INVALID_JSON, "invalid JSON"},
-	{"duplicate keys", GOOD ",\"category\":\"billing\"}", REJECT_DUPLICATE_KEY,
-	 "'category' appears twice"},
-	{"duplicate nested keys", GOOD ",\"model\":{\"name\":\"a\",\"name\":\"b\"}}",
-	 REJECT_DUPLICATE_KEY, "'name' appears twice"},
-	{"array holding a scalar", "[" GOOD "}, 3]", REJECT_NOT_OBJECT, "element 1 is a number"},
+        {"invalid json", "{\"event_id\": nope}", REJECT_INVALID_JSON, "invalid JSON at byte"},
+        {"truncated frame", GOOD ",\"text\":\"it bro", REJECT_INVALID_JSON, "truncated"},
+        {"truncated after a comma", GOOD ",", REJECT_INVALID_JSON, "truncated"},
+        {"json scalar", "42", REJECT_NOT_OBJECT, "holds a number"},
+        {"json string", "\"hello\"", REJECT_NOT_OBJECT, "holds a string"},
+        {"json null", "null", REJECT_NOT_OBJECT, "holds null"},
+        {"empty array", "[]", REJECT_EMPTY_ARRAY, "empty array"},
+        {"trailing garbage", GOOD "} {}", REJECT_INVALID_JSON, "extra data"},
+        {"event_id wrong type",
+         "{\"event_id\":7,\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_WRONG_TYPE, "'event_id' must be a string, got a number"},
+        {"rating wrong type", GOOD ",\"rating\":\"5\"}", REJECT_WRONG_TYPE,
+         "'rating' must be an integer, got a string"},
+        {"rating fraction", GOOD ",\"rating\":4.5}", REJECT_WRONG_TYPE, "got a fraction"},
+        {"needs_review wrong type", GOOD ",\"needs_review\":1}", REJECT_WRONG_TYPE, "boolean"},
+        {"sku null", GOOD ",\"sku\":null}", REJECT_WRONG_TYPE, "'sku' must be a string, got null"},
+        {"model wrong type", GOOD ",\"model\":\"gpt\"}", REJECT_WRONG_TYPE,
+         "'model' must be an object"},
+        {"model field wrong type", GOOD ",\"model\":{\"version\":4}}", REJECT_WRONG_TYPE,
+         "'model.version'"},
+        {"missing event_id",
+         "{\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_MISSING_FIELD, "'event_id'"},
+        {"missing ts",
+         "{\"event_id\":\"e\",\"category\":\"x\",\"sentiment\":{\"label\":\"mixed\"}}",
+         REJECT_MISSING_FIELD, "'ts'"},
+        {"missing category",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
+         "\"sentiment\":{\"label\":\"mixed\"}}",
+         REJECT_MISSING_FIELD, "'category'"},
+        {"missing sentiment",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\"}",
+         REJECT_MISSING_FIELD, "'sentiment'"},
+        {"missing sentiment label",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
+         "\"category\":\"x\",\"sentiment\":{\"score\":0.1}}",
+         REJECT_MISSING_FIELD, "'sentiment.label'"},
+        {"empty event_id",
+         "{\"event_id\":\"\",\"ts\":\"2026-03-01T10:00:00Z\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_OUT_OF_RANGE, "1 to 200 characters"},
+        {"rating out of range", GOOD ",\"rating\":7}", REJECT_OUT_OF_RANGE,
+         "'rating' must be an integer from 1 to 5, got 7"},
+        {"confidence out of range", GOOD ",\"confidence\":1.5}", REJECT_OUT_OF_RANGE,
+         "'confidence'"},
+        {"negative revision", GOOD ",\"revision\":-1}", REJECT_OUT_OF_RANGE, "'revision'"},
+        {"sentiment score out of range",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
+         "\"category\":\"x\",\"sentiment\":{\"label\":\"negative\","
+         "\"score\":-2}}",
+         REJECT_OUT_OF_RANGE, "'sentiment.score'"},
+        {"NaN literal", GOOD ",\"confidence\":NaN}", REJECT_NOT_FINITE, "NaN and Infinity"},
+        {"Infinity literal", GOOD ",\"urgency\":Infinity}", REJECT_NOT_FINITE, "NaN and Infinity"},
+        {"overflowing number", GOOD ",\"extra\":1e999}", REJECT_NOT_FINITE,
+         "'extra' is not a finite number"},
+        {"bad enum", GOOD ",\"severity\":\"urgent\"}", REJECT_BAD_ENUM,
+         "must be one of low, medium, high, critical; got 'urgent'"},
+        {"bad sentiment label",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00Z\","
+         "\"category\":\"x\",\"sentiment\":{\"label\":\"angry\"}}",
+         REJECT_BAD_ENUM, "'sentiment.label'"},
+        {"date not rfc3339",
+         "{\"event_id\":\"e\",\"ts\":\"03/01/2026 10:00\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_BAD_TIME, "not an RFC 3339 date-time: '03/01/2026 10:00'"},
+        {"date without zone",
+         "{\"event_id\":\"e\",\"ts\":\"2026-03-01T10:00:00\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_BAD_TIME, "RFC 3339"},
+        {"impossible date",
+         "{\"event_id\":\"e\",\"ts\":\"2026-02-29T10:00:00Z\",\"category\":\"x\","
+         "\"sentiment\":{\"label\":\"negative\"}}",
+         REJECT_BAD_TIME, "RFC 3339"},
+        {"invalid utf8", GOOD ",\"text\":\"caf\xc3\x28\"}", REJECT_INVALID_UTF8,
+         "invalid UTF-8 at byte"},
+        {"overlong utf8", GOOD ",\"text\":\"\xc0\xaf\"}", REJECT_INVALID_UTF8, "invalid UTF-8"},
+        {"utf16 surrogate in utf8", GOOD ",\"text\":\"\xed\xa0\x80\"}", REJECT_INVALID_UTF8,
+         "invalid UTF-8"},
+        {"lone surrogate escape", GOOD ",\"text\":\"\\udc00\"}", REJECT_INVALID_JSON,
+         "invalid JSON"},
+        {"duplicate keys", GOOD ",\"category\":\"billing\"}", REJECT_DUPLICATE_KEY,
+         "'category' appears twice"},
+        {"duplicate nested keys", GOOD ",\"model\":{\"name\":\"a\",\"name\":\"b\"}}",
+         REJECT_DUPLICATE_KEY, "'name' appears twice"},
+        {"array holding a scalar", "[" GOOD "}, 3]", REJECT_NOT_OBJECT, "element 1 is a number"},
 };
 
 static void test_bad_inputs(void **state)
@@ -156,8 +170,8 @@ static void test_bad_inputs(void **state)
 		if (s.rejects != 1 || s.code[0] != c->code || strstr(s.msg[0], c->phrase) == NULL ||
 		    s.events != want_events)
 			fail_msg("case '%s': got %d rejects, code %s, reason '%s', %d events",
-				 c->name, s.rejects, reject_code_name(s.code[0]), s.msg[0],
-				 s.events);
+			         c->name, s.rejects, reject_code_name(s.code[0]), s.msg[0],
+			         s.events);
 	}
 }
 
@@ -227,8 +241,8 @@ static void test_too_many_events(void **state)
 static void test_array_mixing_good_and_bad(void **state)
 {
 	const char *frame = "[" GOOD "}, {\"event_id\":\"e2\"}, " GOOD ",\"rating\":9}, "
-			    "{\"event_id\":\"e4\",\"ts\":\"2026-03-01T10:00:00+02:00\","
-			    "\"category\":\"billing\",\"sentiment\":{\"label\":\"mixed\"}}]";
+	                    "{\"event_id\":\"e4\",\"ts\":\"2026-03-01T10:00:00+02:00\","
+	                    "\"category\":\"billing\",\"sentiment\":{\"label\":\"mixed\"}}]";
 	struct seen s = decode(frame, strlen(frame));
 
 	(void)state;
@@ -243,16 +257,16 @@ static void test_array_mixing_good_and_bad(void **state)
 static void test_full_event(void **state)
 {
 	const char *frame =
-		"  {\"event_id\":\"rev-42\",\"revision\":3,\"ts\":\"2026-03-01T10:00:00.250+01:00\","
-		"\"source\":\"shopify\",\"channel\":\"review\",\"sku\":\"SKU-1\",\"product\":\"Kettle\","
-		"\"category\":\"product_defect\",\"subcategory\":\"leaking\","
-		"\"sentiment\":{\"label\":\"negative\",\"score\":-0.7},\"severity\":\"high\","
-		"\"urgency\":0.8,\"confidence\":0.91,\"needs_review\":false,\"rating\":1.0,"
-		"\"locale\":\"en-GB\",\"region\":\"EU\",\"customer_tier\":\"vip\",\"text\":\"It leaks\","
-		"\"summary\":\"Leaks\",\"suggested_owner\":\"hw\",\"suggested_action\":\"recall\","
-		"\"url\":\"https://x\",\"model\":{\"name\":\"m\",\"version\":\"1\",\"prompt_version\":"
-		"\"p\",\"taxonomy_version\":\"t\",\"extra\":1},\"publisher\":\"job-1\",\"seq\":17,"
-		"\"unknown_field\":{\"kept\":[1,2,3]}}\n";
+	        "  {\"event_id\":\"rev-42\",\"revision\":3,\"ts\":\"2026-03-01T10:00:00.250+01:00\","
+	        "\"source\":\"shopify\",\"channel\":\"review\",\"sku\":\"SKU-1\",\"product\":\"Kettle\","
+	        "\"category\":\"product_defect\",\"subcategory\":\"leaking\","
+	        "\"sentiment\":{\"label\":\"negative\",\"score\":-0.7},\"severity\":\"high\","
+	        "\"urgency\":0.8,\"confidence\":0.91,\"needs_review\":false,\"rating\":1.0,"
+	        "\"locale\":\"en-GB\",\"region\":\"EU\",\"customer_tier\":\"vip\",\"text\":\"It leaks\","
+	        "\"summary\":\"Leaks\",\"suggested_owner\":\"hw\",\"suggested_action\":\"recall\","
+	        "\"url\":\"https://x\",\"model\":{\"name\":\"m\",\"version\":\"1\",\"prompt_version\":"
+	        "\"p\",\"taxonomy_version\":\"t\",\"extra\":1},\"publisher\":\"job-1\",\"seq\":17,"
+	        "\"unknown_field\":{\"kept\":[1,2,3]}}\n";
 	struct seen s = decode(frame, strlen(frame));
 	const struct event *e = &s.first;
 
@@ -306,8 +320,8 @@ static void test_text_length_counts_characters(void **state)
 	s = decode(frame, (size_t)(p - frame));
 	assert_int_equal(s.events, 1);
 	/* One more character is too long. */
-	memmove(frame + strlen(GOOD) + 9 + 2, frame + strlen(GOOD) + 9, (size_t)(p - frame) -
-									  strlen(GOOD) - 9);
+	memmove(frame + strlen(GOOD) + 9 + 2, frame + strlen(GOOD) + 9,
+	        (size_t)(p - frame) - strlen(GOOD) - 9);
 	frame[strlen(GOOD) + 9] = (char)0xc3;
 	frame[strlen(GOOD) + 10] = (char)0xa9;
 	s = decode(frame, (size_t)(p - frame) + 2);
@@ -345,10 +359,19 @@ static void test_rfc3339(void **state)
 	assert_string_equal(out, "1969-12-31T23:59:59.500Z");
 	assert_int_equal(rfc3339_parse("2016-12-31T23:59:60Z", &ms), 0); /* leap second */
 	static const char *const bad[] = {
-		"2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-04-31T00:00:00Z",
-		"2026-01-01T24:00:00Z", "2026-01-01T00:60:00Z", "2026-01-01 00:00:00Z",
-		"2026-01-01T00:00:00",  "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+0100",
-		"2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00Zjunk", "20260101T000000Z", "",
+	        "2026-13-01T00:00:00Z",
+	        "2026-00-01T00:00:00Z",
+	        "2026-04-31T00:00:00Z",
+	        "2026-01-01T24:00:00Z",
+	        "2026-01-01T00:60:00Z",
+	        "2026-01-01 00:00:00Z",
+	        "2026-01-01T00:00:00",
+	        "2026-01-01T00:00:00.Z",
+	        "2026-01-01T00:00:00+0100",
+	        "2026-01-01T00:00:00+24:00",
+	        "2026-01-01T00:00:00Zjunk",
+	        "20260101T000000Z",
+	        "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (rfc3339_parse(bad[i], &ms) == 0)
@@ -371,18 +394,18 @@ static void test_utf8(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_inputs),
-		cmocka_unit_test(test_empty_frame),
-		cmocka_unit_test(test_too_large),
-		cmocka_unit_test(test_deeply_nested),
-		cmocka_unit_test(test_too_many_events),
-		cmocka_unit_test(test_array_mixing_good_and_bad),
-		cmocka_unit_test(test_full_event),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_text_length_counts_characters),
-		cmocka_unit_test(test_stop_requested),
-		cmocka_unit_test(test_rfc3339),
-		cmocka_unit_test(test_utf8),
+	        cmocka_unit_test(test_bad_inputs),
+	        cmocka_unit_test(test_empty_frame),
+	        cmocka_unit_test(test_too_large),
+	        cmocka_unit_test(test_deeply_nested),
+	        cmocka_unit_test(test_too_many_events),
+	        cmocka_unit_test(test_array_mixing_good_and_bad),
+	        cmocka_unit_test(test_full_event),
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_text_length_counts_characters),
+	        cmocka_unit_test(test_stop_requested),
+	        cmocka_unit_test(test_rfc3339),
+	        cmocka_unit_test(test_utf8),
 	};
 
 	xalloc_install_cjson();

@@ -65,7 +65,7 @@ static void test_flush_only_dirty(void **state)
 
 	(void)state;
 	for (int i = 0; i < 20; i++) {
-		char name[8];
+		char name[16];
 
 		snprintf(name, sizeof(name), "p%d", i);
 		seqtrack_observe(t, name, 0, 0, &expected);
@@ -82,9 +82,9 @@ static void test_flush_only_dirty(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_verdicts),
-		cmocka_unit_test(test_restored_position),
-		cmocka_unit_test(test_flush_only_dirty),
+	        cmocka_unit_test(test_verdicts),
+	        cmocka_unit_test(test_restored_position),
+	        cmocka_unit_test(test_flush_only_dirty),
 	};
 
 	return cmocka_run_group_tests_name("seqtrack", tests, NULL, NULL);

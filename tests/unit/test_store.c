@@ -62,7 +62,7 @@ static struct event ev(const char *id, int64_t revision, const char *category)
 	struct event e = {0};
 
 	snprintf(raw, sizeof(raw), "{\"event_id\":\"%s\",\"revision\":%lld}", id,
-		 (long long)revision);
+	         (long long)revision);
 	e.event_id = id;
 	e.revision = revision;
 	e.ts_ms = 1772355600000LL;
@@ -115,22 +115,22 @@ static void test_identity(void **state)
 	/* The higher revision's fields won; the stale and duplicate ones changed nothing. */
 	assert_int_equal(query_int(f->path, "SELECT revision FROM events WHERE event_id='a'"), 2);
 	assert_int_equal(query_int(f->path, "SELECT category='billing' FROM events "
-					    "WHERE event_id='a'"),
-			 1);
+	                                    "WHERE event_id='a'"),
+	                 1);
 	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='events_new'"),
-			 2);
+	                 2);
 	assert_int_equal(
-		query_int(f->path, "SELECT value FROM counters WHERE name='events_duplicate'"), 2);
+	        query_int(f->path, "SELECT value FROM counters WHERE name='events_duplicate'"), 2);
 	assert_int_equal(
-		query_int(f->path, "SELECT value FROM counters WHERE name='events_superseded'"), 1);
+	        query_int(f->path, "SELECT value FROM counters WHERE name='events_superseded'"), 1);
 	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='events_stale'"),
-			 1);
+	                 1);
 }
 
 static void test_group_commit_is_one_transaction(void **state)
 {
 	struct fixture *f = *state;
-	char ids[50][8];
+	char ids[50][16];
 
 	for (int i = 0; i < 50; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "g%d", i);
@@ -151,14 +151,14 @@ static void test_quarantine_caps_raw(void **state)
 
 	memset(raw, 'x', sizeof(raw));
 	assert_int_equal(store_quarantine(f->st, 5, "feedback", REJECT_INVALID_JSON, "bad", raw,
-					  sizeof(raw), 100),
-			 0);
+	                                  sizeof(raw), 100),
+	                 0);
 	assert_int_equal(store_commit(f->st), 0);
 	assert_int_equal(query_int(f->path, "SELECT size FROM quarantine"), 1000);
 	assert_int_equal(query_int(f->path, "SELECT length(raw) FROM quarantine"), 100);
 	assert_int_equal(query_int(f->path, "SELECT code='invalid_json' FROM quarantine"), 1);
 	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='quarantined'"),
-			 1);
+	                 1);
 }
 
 static void publisher_cb(void *arg, const char *publisher, int64_t last_seq, int64_t seen)
@@ -185,7 +185,7 @@ static void test_gaps_and_publishers_survive_reopen(void **state)
 	assert_int_equal(last, 14);
 	assert_int_equal(query_int(f->path, "SELECT missing FROM gaps"), 4);
 	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='gap_missing'"),
-			 4);
+	                 4);
 }
 
 static void test_refuses_newer_schema(void **state)
@@ -217,14 +217,14 @@ static void test_close_commits_pending(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_group_commit_is_one_transaction, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_gaps_and_publishers_survive_reopen, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_group_commit_is_one_transaction, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_gaps_and_publishers_survive_reopen, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -15,10 +15,13 @@
 
 #include <voca/log.h>
 
+#include "clock.h"
 #include "config.h"
 #include "daemon.h"
 #include "ingest.h"
 #include "store.h"
+
+#define STOP_DRAIN_NS (2 * 1000000000LL)
 
 static int sigpipe[2] = {-1, -1};
 
@@ -180,6 +183,16 @@ int daemon_run(const struct daemon_opts *opts)
 				}
 			}
 		}
+	}
+	/* Take what ZeroMQ has already queued before committing, for at most
+	 * STOP_DRAIN_NS: a publisher that keeps sending must not delay a stop. */
+	for (int64_t until = clock_mono_ns() + STOP_DRAIN_NS; clock_mono_ns() < until;) {
+		int n = ingest_drain(in, 4096);
+
+		if (n < 0)
+			goto out;
+		if (n < 4096)
+			break;
 	}
 	if (ingest_flush(in) < 0)
 		goto out;

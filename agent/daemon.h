@@ -4,6 +4,7 @@
  * Loads the configuration, opens the store, receives until SIGTERM or
  * SIGINT (then commits what is pending and exits 0), and reloads on SIGHUP
  * (a configuration that does not load is reported and the running one kept).
+ * On stop it first takes what ZeroMQ has already queued (for up to 2 s).
  */
 #ifndef VOCA_DAEMON_H
 #define VOCA_DAEMON_H

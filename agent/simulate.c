@@ -852,6 +852,31 @@ static int write_truth(struct sim *s, const char *path)
 	return rc;
 }
 
+static void print_injections(const struct sim *s, FILE *out)
+{
+	for (int i = 0; i < s->ninj; i++) {
+		const struct injection *j = &s->inj[i];
+		char start[32], key[96];
+
+		rfc3339_format(j->start_ms, start, sizeof(start));
+		if (j->kind == INJ_FLATLINE)
+			snprintf(key, sizeof(key), "source %s", j->source);
+		else if (j->cat >= 0)
+			snprintf(key, sizeof(key), "%s %s", s->skus[j->sku].id,
+			         categories[j->cat].name);
+		else
+			snprintf(key, sizeof(key), "%s", s->skus[j->sku].id);
+		fprintf(out, "  inj-%-3d %-15s %-28s from %.16s for %3lldh  %s\n", i + 1,
+		        inj_names[j->kind], key, start,
+		        (long long)((j->end_ms - j->start_ms) / HOUR_MS),
+		        j->kind == INJ_VOLUME_SPIKE     ? "5x the usual volume"
+		        : j->kind == INJ_NEGATIVE_SHIFT ? "negative share +20 points"
+		        : j->kind == INJ_DEFECT_BURST   ? "3 high-severity defect reports"
+		        : j->kind == INJ_FLATLINE       ? "no events at all"
+		                                        : "new subcategory battery_swelling");
+	}
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: voca simulate [options]\n"
@@ -979,6 +1004,8 @@ int simulate_main(int argc, char **argv)
 		        (unsigned long long)(s.invalid_n[0] + s.invalid_n[1] + s.invalid_n[2] +
 		                             s.invalid_n[3] + s.invalid_n[4] + s.invalid_n[5]),
 		        s.nskus, s.days, s.ninj);
+	if (!rc)
+		print_injections(&s, stderr);
 	free(s.skus);
 	free(s.sku_cum);
 	free(s.inj);

@@ -15,8 +15,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int check(void *arg, const struct event *ev, const struct event_error *err,
-		 const char *raw, size_t len)
+static int check(void *arg, const struct event *ev, const struct event_error *err, const char *raw,
+                 size_t len)
 {
 	(void)arg;
 	if (len && raw == NULL)
@@ -26,7 +26,7 @@ static int check(void *arg, const struct event *ev, const struct event_error *er
 		    ev->raw == NULL || (ev->rating && (ev->rating < 1 || ev->rating > 5)))
 			abort();
 	} else if (err == NULL || err->code == REJECT_NONE || err->msg[0] == '\0' ||
-		   memchr(err->msg, '\0', sizeof(err->msg)) == NULL) {
+	           memchr(err->msg, '\0', sizeof(err->msg)) == NULL) {
 		abort();
 	}
 	return 0;

@@ -24,7 +24,7 @@ const struct conf_key config_keys[] = {
          NULL, "ZeroMQ endpoints: connected in sub mode, bound in pull mode"},
         {"ingest.topics", CONF_STRLIST, OFF(ingest.topics), NULL, 0, 0, NULL,
          "sub mode: topic prefixes to subscribe to; none means every message"},
-        {"ingest.rcvhwm", CONF_INT, OFF(ingest.rcvhwm), "100000", 1, 10000000, NULL,
+        {"ingest.rcvhwm", CONF_INT, OFF(ingest.rcvhwm), "10000", 1, 10000000, NULL,
          "messages ZeroMQ may queue per connection before it drops (SUB) or pushes back (PULL)"},
         {"ingest.max_message_bytes", CONF_SIZE, OFF(ingest.max_message_bytes), "1MiB", 1024,
          256 * 1024 * 1024, NULL,

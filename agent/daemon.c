@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -135,6 +136,15 @@ int daemon_run(const struct daemon_opts *opts)
 		return 1;
 	}
 	log_set_level((enum log_level)cfg.log.level);
+	/*
+	 * Every message allocates and frees the same few kilobytes. Left to
+	 * itself glibc gives the top of the heap back after each batch and
+	 * page-faults it in again on the next (a third of the CPU in a
+	 * profile); a fixed threshold keeps a few MB resident instead.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 32 << 20);
+	mallopt(M_TOP_PAD, 4 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	st = store_open(cfg.store.path, cfg.store.cache_size, err, sizeof(err));
 	if (st == NULL) {
 		log_error("store: %s", err);

@@ -293,16 +293,20 @@ static const char *duplicate_key(const cJSON *obj)
 	if (n < 2)
 		return NULL;
 	if (n <= 128) {
-		/* Open addressing on the stack: the usual case, no allocation. */
-		const char *slot[256] = {0};
+		/* Open addressing on the stack, at most half full: no allocation. */
+		const char *slot[256];
+		uint32_t mask = 15;
 
+		while (mask + 1 < 2 * n)
+			mask = mask * 2 + 1;
+		memset(slot, 0, (mask + 1) * sizeof(slot[0]));
 		for (c = obj->child; c; c = c->next) {
-			uint32_t i = name_hash(c->string) & 255;
+			uint32_t i = name_hash(c->string) & mask;
 
 			while (slot[i]) {
 				if (strcmp(slot[i], c->string) == 0)
 					return c->string;
-				i = (i + 1) & 255;
+				i = (i + 1) & mask;
 			}
 			slot[i] = c->string;
 		}
@@ -371,14 +375,15 @@ struct field {
 	const char *name;
 	enum field_kind kind;
 	size_t offset; /* into struct event */
+	size_t len;    /* of name */
 };
 
 #define FLD(n, k, m)                                                                               \
 	{                                                                                          \
-		n, k, offsetof(struct event, m)                                                    \
+		n, k, offsetof(struct event, m), sizeof(n) - 1                                     \
 	}
 
-/* Sorted by name for bsearch. */
+/* Sorted by name: fields with the same first byte are adjacent (see struct field_index). */
 static const struct field event_fields[] = {
         FLD("category", F_STR, category),
         FLD("channel", F_CHANNEL, channel),
@@ -415,10 +420,40 @@ static const struct field model_fields[] = {
         FLD("version", F_STR, model_version),
 };
 
-static int cmp_field(const void *key, const void *f)
+/*
+ * Where each first byte's fields start and end in a sorted table. A lookup
+ * is then a length check and one memcmp, not five strcmp calls: this runs
+ * for every key of every event.
+ */
+struct field_index {
+	unsigned char start[256], end[256];
+	int ready;
+};
+
+static const struct field *lookup(const struct field *fields, size_t n, struct field_index *ix,
+                                  const char *name)
 {
-	return strcmp(key, ((const struct field *)f)->name);
+	size_t len;
+
+	if (!ix->ready) {
+		/* Idempotent: a race between two decoding threads writes the same bytes. */
+		for (size_t i = n; i-- > 0;) {
+			unsigned char c = (unsigned char)fields[i].name[0];
+
+			if (ix->end[c] == 0)
+				ix->end[c] = (unsigned char)(i + 1);
+			ix->start[c] = (unsigned char)i;
+		}
+		ix->ready = 1;
+	}
+	len = strlen(name);
+	for (size_t i = ix->start[(unsigned char)name[0]]; i < ix->end[(unsigned char)name[0]]; i++)
+		if (fields[i].len == len && memcmp(fields[i].name, name, len) == 0)
+			return &fields[i];
+	return NULL;
 }
+
+static struct field_index event_index, model_index;
 
 static const char *type_name(const cJSON *v)
 {
@@ -519,8 +554,8 @@ static int decode_model(const cJSON *obj, struct event *ev, struct event_error *
 		return -1;
 	}
 	for (const cJSON *c = obj->child; c; c = c->next) {
-		const struct field *f = bsearch(c->string, model_fields, NELEM(model_fields),
-		                                sizeof(model_fields[0]), cmp_field);
+		const struct field *f =
+		        lookup(model_fields, NELEM(model_fields), &model_index, c->string);
 
 		if (f == NULL)
 			continue; /* unknown: kept, ignored */
@@ -655,8 +690,8 @@ static int decode_object(const cJSON *obj, struct event *ev, struct event_error 
 	ev->confidence = NAN;
 	ev->seq = -1;
 	for (const cJSON *c = obj->child; c; c = c->next) {
-		const struct field *f = bsearch(c->string, event_fields, NELEM(event_fields),
-		                                sizeof(event_fields[0]), cmp_field);
+		const struct field *f =
+		        lookup(event_fields, NELEM(event_fields), &event_index, c->string);
 
 		if (f == NULL)
 			continue; /* unknown fields are kept in raw and ignored */
@@ -798,9 +833,11 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *lim,
 		reject(&err, REJECT_INVALID_UTF8, "invalid UTF-8 at byte %zu", bad);
 		return emit_reject(fn, arg, &err, frame, len) ? -1 : 0;
 	}
+	xalloc_arena_begin(); /* the tree lives for this frame only */
 	root = cJSON_ParseWithLengthOpts(frame, len, &end, 0);
 	if (root == NULL) {
 		explain_parse_error(frame, len, &err);
+		xalloc_arena_end();
 		return emit_reject(fn, arg, &err, frame, len) ? -1 : 0;
 	}
 	while (end < frame + len && is_space(*end))
@@ -860,7 +897,7 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *lim,
 		} else {
 			k = one(c, lim, 2, prefix, raw, strlen(raw), fn, arg);
 		}
-		free(raw);
+		cJSON_free(raw);
 		if (k < 0) {
 			r = -1;
 			break;
@@ -871,5 +908,6 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *lim,
 		r = valid;
 out:
 	cJSON_Delete(root);
+	xalloc_arena_end();
 	return r;
 }

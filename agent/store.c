@@ -175,16 +175,26 @@ struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_
 	struct store *st = xcalloc(1, sizeof(*st));
 	char pragmas[256];
 
-	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
+	/*
+	 * Memory statistics take a global mutex on every SQLite allocation;
+	 * nothing reads them. Only possible before SQLite initialises, so a
+	 * later call fails harmlessly.
+	 */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	/* NOMUTEX: a store is used from one thread, so no per-call locking. */
+	if (sqlite3_open_v2(path, &st->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
 		         st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
 	snprintf(pragmas, sizeof(pragmas),
-	         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-	         " PRAGMA cache_size=-%lld;",
+	         /* 16 KiB pages: an event row is ~1 KB, so fewer splits and writes than 4 KiB.
+	          * Takes effect only when the file is created. */
+	         "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	         " PRAGMA foreign_keys=ON; PRAGMA cache_size=-%lld;",
 	         (long long)(cache_bytes / 1024));
 	if (exec(st, pragmas) < 0 || migrate(st) < 0) {
 		snprintf(err, errlen, "%s: %s", path, st->err);

@@ -1,7 +1,7 @@
 /*
  * store.h: everything voca keeps, in one SQLite file.
  *
- * One writer (the daemon) batches work into transactions: the first write
+ * One writer (the daemon, from one thread) batches work into transactions: the first write
  * opens one, store_commit() ends it (group commit). Events are keyed by
  * event_id and keep their highest revision. Readers (`voca stats`, the
  * tests) open the same file in WAL mode without blocking the writer.

@@ -51,9 +51,83 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+/* ---- the parse arena ---- */
+
+#define ARENA_CHUNK (64 * 1024)
+
+struct chunk {
+	struct chunk *next;
+	size_t used, size;
+	_Alignas(16) unsigned char data[];
+};
+
+static _Thread_local struct chunk *arena; /* first chunk is kept between frames */
+static _Thread_local int arena_on;
+
+static struct chunk *chunk_new(size_t size, struct chunk *next)
+{
+	struct chunk *c = xmalloc(sizeof(*c) + size);
+
+	c->next = next;
+	c->used = 0;
+	c->size = size;
+	return c;
+}
+
+static void *arena_alloc(size_t n)
+{
+	size_t need = (n + 15) & ~(size_t)15;
+
+	if (arena->used + need > arena->size)
+		arena = chunk_new(need > ARENA_CHUNK ? need : ARENA_CHUNK, arena);
+	arena->used += need;
+	return arena->data + arena->used - need;
+}
+
+static int arena_owns(const void *p)
+{
+	for (const struct chunk *c = arena; c; c = c->next)
+		if ((const unsigned char *)p >= c->data &&
+		    (const unsigned char *)p < c->data + c->size)
+			return 1;
+	return 0;
+}
+
+static void *hook_malloc(size_t n)
+{
+	return arena_on ? arena_alloc(n) : xmalloc(n);
+}
+
+static void hook_free(void *p)
+{
+	if (arena_on && arena_owns(p))
+		return; /* released at xalloc_arena_end() */
+	free(p);
+}
+
+void xalloc_arena_begin(void)
+{
+	if (arena == NULL)
+		arena = chunk_new(ARENA_CHUNK, NULL);
+	arena_on = 1;
+}
+
+void xalloc_arena_end(void)
+{
+	/* Keep the oldest chunk (the usual frame fits in it); free the rest. */
+	while (arena->next) {
+		struct chunk *c = arena;
+
+		arena = c->next;
+		free(c);
+	}
+	arena->used = 0;
+	arena_on = 0;
+}
+
 void xalloc_install_cjson(void)
 {
-	cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+	cJSON_Hooks hooks = {.malloc_fn = hook_malloc, .free_fn = hook_free};
 
 	cJSON_InitHooks(&hooks);
 }

@@ -139,8 +139,9 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libvoca.a | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libvoca.a $(PKG_LIBS)
 
+BENCH_ARGS ?=
 bench: $(VOCA) $(BENCH_BINS)
-	$(BUILD)/bench/bench_ingest --voca $(abspath $(VOCA))
+	$(BUILD)/bench/bench_ingest --voca $(abspath $(VOCA)) $(BENCH_ARGS)
 
 # ---- demo ----
 

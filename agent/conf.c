@@ -196,12 +196,40 @@ static void free_value(const struct conf_key *k, void *dst)
 	}
 }
 
+/* Integers, durations and sizes: parsed, range-checked, stored as int64_t. */
+static int set_number(struct loader *l, const struct conf_key *k, const yaml_node_t *node,
+                      const char *s)
+{
+	const char *what, *unit, *examples;
+	int64_t v;
+	int bad;
+
+	switch (k->type) {
+	case CONF_DURATION:
+		bad = conf_parse_duration(s, &v) < 0;
+		what = "a duration", unit = "ms", examples = " (such as 5ms, 30s, 1h, 7d)";
+		break;
+	case CONF_SIZE:
+		bad = conf_parse_size(s, &v) < 0;
+		what = "a size", unit = " bytes", examples = " (such as 4096, 64KiB, 1MiB)";
+		break;
+	default:
+		bad = parse_int(s, &v) < 0;
+		what = "an integer", unit = "", examples = "";
+		break;
+	}
+	if (bad || v < k->min || v > k->max)
+		return fail(l, node, k->path, "expected %s from %lld%s to %lld%s%s, got '%s'", what,
+		            (long long)k->min, unit, (long long)k->max, unit, examples, s);
+	*(int64_t *)field(k, l->dst) = v;
+	return 0;
+}
+
 /* Sets one scalar value. node is NULL for defaults. */
 static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_node_t *node,
                       const char *s)
 {
 	void *p = field(k, l->dst);
-	int64_t v;
 
 	switch (k->type) {
 	case CONF_STR:
@@ -211,28 +239,8 @@ static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_nod
 		*(char **)p = xstrdup(s);
 		return 0;
 	case CONF_INT:
-		if (parse_int(s, &v) < 0 || v < k->min || v > k->max)
-			return fail(l, node, k->path,
-			            "expected an integer from %lld to %lld, got '%s'",
-			            (long long)k->min, (long long)k->max, s);
-		*(int64_t *)p = v;
-		return 0;
 	case CONF_DURATION:
-		if (conf_parse_duration(s, &v) < 0 || v < k->min || v > k->max)
-			return fail(l, node, k->path,
-			            "expected a duration from %lldms to %lldms such as 5ms, 30s, "
-			            "1h, 7d, got '%s'",
-			            (long long)k->min, (long long)k->max, s);
-		*(int64_t *)p = v;
-		return 0;
-	case CONF_SIZE:
-		if (conf_parse_size(s, &v) < 0 || v < k->min || v > k->max)
-			return fail(l, node, k->path,
-			            "expected a size from %lld to %lld bytes such as 4096, 64KiB, "
-			            "1MiB, got '%s'",
-			            (long long)k->min, (long long)k->max, s);
-		*(int64_t *)p = v;
-		return 0;
+	case CONF_SIZE: return set_number(l, k, node, s);
 	case CONF_BOOL:
 		if (strcmp(s, "true") == 0)
 			*(int *)p = 1;

@@ -26,6 +26,8 @@ struct loader {
 	char *err;
 	size_t errlen;
 	yaml_document_t *doc;
+	const char *label; /* shown before paths: "rules[2]." inside a list item */
+	const char *skip;  /* a key the walk leaves to its caller: "kind" */
 };
 
 static int fail(struct loader *l, const yaml_node_t *node, const char *path, const char *fmt, ...)
@@ -40,10 +42,11 @@ static int fail(struct loader *l, const yaml_node_t *node, const char *path, con
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (node)
-		snprintf(l->err, l->errlen, "%s:%zu: %s: %s", l->file, node->start_mark.line + 1,
-		         path, msg);
+		snprintf(l->err, l->errlen, "%s:%zu: %s%s: %s", l->file, node->start_mark.line + 1,
+		         l->label ? l->label : "", path, msg);
 	else
-		snprintf(l->err, l->errlen, "%s: %s: %s", l->file, path, msg);
+		snprintf(l->err, l->errlen, "%s: %s%s: %s", l->file, l->label ? l->label : "", path,
+		         msg);
 	return -1;
 }
 
@@ -179,6 +182,18 @@ static void free_value(const struct conf_key *k, void *dst)
 		list->n = 0;
 		break;
 	}
+	case CONF_LIST: {
+		struct conf_items *items = p;
+
+		for (size_t i = 0; i < items->n; i++) {
+			conf_free(k->variants[items->v[i].variant].keys, items->v[i].data);
+			free(items->v[i].data);
+		}
+		free(items->v);
+		items->v = NULL;
+		items->n = 0;
+		break;
+	}
 	case CONF_SECRET: {
 		struct secret *sec = p;
 
@@ -204,6 +219,16 @@ static int set_number(struct loader *l, const struct conf_key *k, const yaml_nod
 	int64_t v;
 	int bad;
 
+	if (k->type == CONF_DOUBLE) {
+		char *end;
+		double d = strtod(s, &end);
+
+		if (end == s || *end || !(d >= (double)k->min && d <= (double)k->max))
+			return fail(l, node, k->path, "expected a number from %lld to %lld, got '%s'",
+			            (long long)k->min, (long long)k->max, s);
+		*(double *)field(k, l->dst) = d;
+		return 0;
+	}
 	switch (k->type) {
 	case CONF_DURATION:
 		bad = conf_parse_duration(s, &v) < 0;
@@ -240,7 +265,9 @@ static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_nod
 		return 0;
 	case CONF_INT:
 	case CONF_DURATION:
-	case CONF_SIZE: return set_number(l, k, node, s);
+	case CONF_SIZE:
+	case CONF_DOUBLE: return set_number(l, k, node, s);
+	case CONF_LIST: return fail(l, node, k->path, "expected a list of mappings");
 	case CONF_BOOL:
 		if (strcmp(s, "true") == 0)
 			*(int *)p = 1;
@@ -287,8 +314,83 @@ static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_nod
 	return 0;
 }
 
+static int walk(struct loader *l, yaml_node_t *map, const char *prefix);
+
+/* One item of a CONF_LIST: its "kind" picks the variant, whose keys it is walked against. */
+static int load_item(struct loader *l, const struct conf_key *k, yaml_node_t *item, size_t index)
+{
+	struct conf_items *items = field(k, l->dst);
+	const struct conf_variant *var = NULL;
+	const char *kind = NULL;
+	char label[64], list[160] = "";
+	struct conf_item it;
+	size_t nkeys = 0;
+	int rc;
+
+	snprintf(label, sizeof(label), "%s%s[%zu]", l->label ? l->label : "", k->path, index);
+	if (item->type != YAML_MAPPING_NODE) {
+		snprintf(l->err, l->errlen, "%s:%zu: %s: expected a mapping", l->file,
+		         item->start_mark.line + 1, label);
+		return -1;
+	}
+	for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *key = yaml_document_get_node(l->doc, p->key);
+		yaml_node_t *val = yaml_document_get_node(l->doc, p->value);
+
+		if (key->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)key->data.scalar.value, "kind") == 0 &&
+		    val->type == YAML_SCALAR_NODE)
+			kind = (const char *)val->data.scalar.value;
+	}
+	for (int i = 0; k->variants[i].name; i++) {
+		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+		strncat(list, k->variants[i].name, sizeof(list) - strlen(list) - 1);
+		if (kind && strcmp(kind, k->variants[i].name) == 0)
+			var = &k->variants[i];
+	}
+	if (var == NULL) {
+		snprintf(l->err, l->errlen, "%s:%zu: %s.kind: %s; expected one of %s", l->file,
+		         item->start_mark.line + 1, label, kind ? "unknown kind" : "missing", list);
+		return -1;
+	}
+	it.variant = (int)(var - k->variants);
+	it.line = (int)item->start_mark.line + 1;
+	it.data = xcalloc(1, var->size);
+	for (const struct conf_key *vk = var->keys; vk->path; vk++)
+		nkeys++;
+	strncat(label, ".", sizeof(label) - strlen(label) - 1);
+	struct loader sub = {.file = l->file, .keys = var->keys, .dst = it.data, .err = l->err,
+	                     .errlen = l->errlen, .doc = l->doc, .label = label, .skip = "kind"};
+
+	sub.seen = xcalloc(nkeys ? nkeys : 1, 1);
+	conf_defaults(var->keys, it.data);
+	rc = walk(&sub, item, "");
+	free(sub.seen);
+	if (rc < 0) {
+		conf_free(var->keys, it.data);
+		free(it.data);
+		return -1;
+	}
+	items->v = xrealloc(items->v, (items->n + 1) * sizeof(*items->v));
+	items->v[items->n++] = it;
+	return 0;
+}
+
 static int set_value(struct loader *l, const struct conf_key *k, yaml_node_t *node)
 {
+	if (k->type == CONF_LIST) {
+		if (node->type == YAML_SCALAR_NODE && node->data.scalar.length == 0)
+			return 0; /* "rules:" with nothing under it */
+		if (node->type != YAML_SEQUENCE_NODE)
+			return fail(l, node, k->path, "expected a list of mappings");
+		for (yaml_node_item_t *it = node->data.sequence.items.start;
+		     it < node->data.sequence.items.top; it++)
+			if (load_item(l, k, yaml_document_get_node(l->doc, *it),
+			              (size_t)(it - node->data.sequence.items.start)) < 0)
+				return -1;
+		return 0;
+	}
 	if (k->type == CONF_STRLIST) {
 		free_value(k, l->dst); /* the file's list replaces the default */
 		if (node->type == YAML_SCALAR_NODE)
@@ -377,6 +479,8 @@ static int walk(struct loader *l, yaml_node_t *map, const char *prefix)
 			return fail(l, key, prefix[0] ? prefix : "(top)", "keys must be strings");
 		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
 		         (const char *)key->data.scalar.value);
+		if (l->skip && strcmp(path, l->skip) == 0)
+			continue;
 		for (k = l->keys; k->path && strcmp(k->path, path) != 0; k++)
 			;
 		if (k->path) {
@@ -418,6 +522,8 @@ static size_t type_size(enum conf_type t)
 	case CONF_ENUM: return sizeof(int);
 	case CONF_STRLIST: return sizeof(struct conf_list);
 	case CONF_SECRET: return sizeof(struct secret);
+	case CONF_DOUBLE: return sizeof(double);
+	case CONF_LIST: return sizeof(struct conf_items);
 	default: return sizeof(int64_t);
 	}
 }
@@ -526,6 +632,22 @@ void conf_print(const struct conf_key *keys, const void *dst, FILE *out)
 
 			fputs(sec->ref ? sec->ref : "(unset)", out);
 			break;
+		}
+		case CONF_DOUBLE:
+			fprintf(out, "%g", *(const double *)p);
+			break;
+		case CONF_LIST: {
+			const struct conf_items *items = p;
+
+			fprintf(out, "%zu", items->n);
+			for (size_t i = 0; i < items->n; i++) {
+				const struct conf_variant *v = &k->variants[items->v[i].variant];
+
+				fprintf(out, "\n  %s[%zu]: kind %s (line %d)\n", k->path, i, v->name,
+				        items->v[i].line);
+				conf_print(v->keys, items->v[i].data, out);
+			}
+			continue;
 		}
 		case CONF_STRLIST: {
 			const struct conf_list *list = p;

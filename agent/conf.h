@@ -24,10 +24,30 @@ enum conf_type {
 	CONF_SECRET,   /* struct secret                               */
 	CONF_DURATION, /* int64_t milliseconds: "5ms", "30s", "1h", "7d", "2w" */
 	CONF_SIZE,     /* int64_t bytes: "512", "64KiB", "1MiB", "1GiB" */
+	CONF_DOUBLE,   /* double, within [min, max] */
+	CONF_LIST,     /* struct conf_items: mappings, each a variant picked by its "kind" */
 };
 
 struct conf_list {
 	char **v;
+	size_t n;
+};
+
+/* One shape a CONF_LIST item can take, selected by the item's "kind". */
+struct conf_variant {
+	const char *name;            /* the value of "kind" that selects it */
+	const struct conf_key *keys; /* paths relative to the item: "window" */
+	size_t size;                 /* of the struct the keys fill */
+};
+
+struct conf_item {
+	int variant; /* index into the key's variants */
+	int line;    /* 1-based line where the item starts, for later messages */
+	void *data;  /* the variant's struct */
+};
+
+struct conf_items {
+	struct conf_item *v;
 	size_t n;
 };
 
@@ -39,12 +59,24 @@ struct secret {
 struct conf_key {
 	const char *path; /* "ingest.rcvhwm" */
 	enum conf_type type;
-	size_t offset;              /* into the destination struct */
-	const char *def;            /* default as YAML text; NULL: none (empty) */
-	int64_t min, max;           /* CONF_INT, CONF_DURATION, CONF_SIZE */
-	const char *const *choices; /* CONF_ENUM: NULL-terminated */
-	const char *doc;            /* one line for `voca check` and the reference */
+	size_t offset;                       /* into the destination struct */
+	const char *def;                     /* default as YAML text; NULL: none (empty) */
+	int64_t min, max;                    /* CONF_INT, CONF_DURATION, CONF_SIZE */
+	const char *const *choices;          /* CONF_ENUM: NULL-terminated */
+	const char *doc;                     /* one line for `voca check` and the reference */
+	const struct conf_variant *variants; /* CONF_LIST: NULL-terminated by name */
 };
+
+/* A row of a key table; CONF_END closes the table. */
+#define CONF_KEY(path_, type_, off_, def_, min_, max_, choices_, doc_)                             \
+	{                                                                                          \
+		.path = (path_), .type = (type_), .offset = (off_), .def = (def_), .min = (min_),  \
+		.max = (max_), .choices = (choices_), .doc = (doc_), .variants = NULL              \
+	}
+#define CONF_END                                                                                   \
+	{                                                                                          \
+		.path = NULL                                                                       \
+	}
 
 /*
  * Loads file (or, when text is not NULL, the YAML in text, named file in

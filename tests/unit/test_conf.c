@@ -126,8 +126,9 @@ struct secret_cfg {
 };
 
 static const struct conf_key secret_keys[] = {
-        {"api.token", CONF_SECRET, offsetof(struct secret_cfg, token), NULL, 0, 0, NULL, "token"},
-        {NULL, 0, 0, NULL, 0, 0, NULL, NULL},
+        CONF_KEY("api.token", CONF_SECRET, offsetof(struct secret_cfg, token), NULL, 0, 0, NULL,
+                 "token"),
+        CONF_END,
 };
 
 static void test_secrets(void **state)

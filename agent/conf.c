@@ -16,7 +16,7 @@
 #include <voca/log.h>
 #include <voca/xalloc.h>
 
-#include "conf.h"
+#include <voca/conf.h>
 
 struct loader {
 	const char *file;
@@ -186,7 +186,7 @@ static void free_value(const struct conf_key *k, void *dst)
 		struct conf_items *items = p;
 
 		for (size_t i = 0; i < items->n; i++) {
-			conf_free(k->variants[items->v[i].variant].keys, items->v[i].data);
+			conf_free(k->variants()[items->v[i].variant].keys, items->v[i].data);
 			free(items->v[i].data);
 		}
 		free(items->v);
@@ -224,7 +224,8 @@ static int set_number(struct loader *l, const struct conf_key *k, const yaml_nod
 		double d = strtod(s, &end);
 
 		if (end == s || *end || !(d >= (double)k->min && d <= (double)k->max))
-			return fail(l, node, k->path, "expected a number from %lld to %lld, got '%s'",
+			return fail(l, node, k->path,
+			            "expected a number from %lld to %lld, got '%s'",
 			            (long long)k->min, (long long)k->max, s);
 		*(double *)field(k, l->dst) = d;
 		return 0;
@@ -343,25 +344,33 @@ static int load_item(struct loader *l, const struct conf_key *k, yaml_node_t *it
 		    val->type == YAML_SCALAR_NODE)
 			kind = (const char *)val->data.scalar.value;
 	}
-	for (int i = 0; k->variants[i].name; i++) {
+	const struct conf_variant *vars = k->variants();
+
+	for (int i = 0; vars[i].name; i++) {
 		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
-		strncat(list, k->variants[i].name, sizeof(list) - strlen(list) - 1);
-		if (kind && strcmp(kind, k->variants[i].name) == 0)
-			var = &k->variants[i];
+		strncat(list, vars[i].name, sizeof(list) - strlen(list) - 1);
+		if (kind && strcmp(kind, vars[i].name) == 0)
+			var = &vars[i];
 	}
 	if (var == NULL) {
 		snprintf(l->err, l->errlen, "%s:%zu: %s.kind: %s; expected one of %s", l->file,
 		         item->start_mark.line + 1, label, kind ? "unknown kind" : "missing", list);
 		return -1;
 	}
-	it.variant = (int)(var - k->variants);
+	it.variant = (int)(var - vars);
 	it.line = (int)item->start_mark.line + 1;
 	it.data = xcalloc(1, var->size);
 	for (const struct conf_key *vk = var->keys; vk->path; vk++)
 		nkeys++;
 	strncat(label, ".", sizeof(label) - strlen(label) - 1);
-	struct loader sub = {.file = l->file, .keys = var->keys, .dst = it.data, .err = l->err,
-	                     .errlen = l->errlen, .doc = l->doc, .label = label, .skip = "kind"};
+	struct loader sub = {.file = l->file,
+	                     .keys = var->keys,
+	                     .dst = it.data,
+	                     .err = l->err,
+	                     .errlen = l->errlen,
+	                     .doc = l->doc,
+	                     .label = label,
+	                     .skip = "kind"};
 
 	sub.seen = xcalloc(nkeys ? nkeys : 1, 1);
 	conf_defaults(var->keys, it.data);
@@ -633,18 +642,16 @@ void conf_print(const struct conf_key *keys, const void *dst, FILE *out)
 			fputs(sec->ref ? sec->ref : "(unset)", out);
 			break;
 		}
-		case CONF_DOUBLE:
-			fprintf(out, "%g", *(const double *)p);
-			break;
+		case CONF_DOUBLE: fprintf(out, "%g", *(const double *)p); break;
 		case CONF_LIST: {
 			const struct conf_items *items = p;
 
 			fprintf(out, "%zu", items->n);
 			for (size_t i = 0; i < items->n; i++) {
-				const struct conf_variant *v = &k->variants[items->v[i].variant];
+				const struct conf_variant *v = &k->variants()[items->v[i].variant];
 
-				fprintf(out, "\n  %s[%zu]: kind %s (line %d)\n", k->path, i, v->name,
-				        items->v[i].line);
+				fprintf(out, "\n  %s[%zu]: kind %s (line %d)\n", k->path, i,
+				        v->name, items->v[i].line);
 				conf_print(v->keys, items->v[i].data, out);
 			}
 			continue;

@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include <stdio.h>
+#include <string.h>
+
+#include <voca/rule.h>
 #include <voca/xalloc.h>
 
 #include "config.h"
@@ -46,8 +50,43 @@ const struct conf_key config_keys[] = {
                  4LL * 1024 * 1024 * 1024, NULL, "SQLite page cache"),
         CONF_KEY("log.level", CONF_ENUM, OFF(log.level), "info", 0, 0, levels,
                  "error, warn, info or debug"),
+        CONF_KEY("engine.lateness", CONF_DURATION, OFF(engine.lateness_ms), "5m", 0, 86400000, NULL,
+                 "how late (behind the newest event time) an event may arrive and still count"),
+        {.path = "rules",
+         .type = CONF_LIST,
+         .offset = OFF(rules),
+         .variants = rule_variants,
+         .doc = "the rules: a list of mappings, each with a kind (threshold, spike)"},
         CONF_END,
 };
+
+/* Runs each rule kind's own checks; names must be unique. */
+static int check_rules(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->rules.n; i++) {
+		const struct conf_item *it = &cfg->rules.v[i];
+		const struct rule_kind *kind = rule_kinds[it->variant];
+		struct rule_common *c = it->data;
+		char why[256];
+
+		if (kind->check(it->data, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: rules[%zu] (%s): %s", file, it->line, i,
+			         c->name ? c->name : kind->name, why);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(((struct rule_common *)cfg->rules.v[j].data)->name, c->name) ==
+			    0) {
+				snprintf(
+				        err, errlen,
+				        "%s:%d: rules[%zu]: the name '%s' is taken by rules[%zu] (line %d)",
+				        file, it->line, i, c->name, j, cfg->rules.v[j].line);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
 
 int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 {
@@ -58,7 +97,25 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
 		return -1;
+	if (check_rules(file, cfg, err, errlen) < 0) {
+		conf_free(config_keys, cfg);
+		return -1;
+	}
 	cfg->file = xstrdup(file);
+	return 0;
+}
+
+int config_load_text(const char *name, const char *yaml, struct config *cfg, char *err,
+                     size_t errlen)
+{
+	*cfg = (struct config){0};
+	if (conf_load(name, yaml, config_keys, cfg, err, errlen) < 0)
+		return -1;
+	if (check_rules(name, cfg, err, errlen) < 0) {
+		conf_free(config_keys, cfg);
+		return -1;
+	}
+	cfg->file = xstrdup(name);
 	return 0;
 }
 

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "conf.h"
+#include <voca/conf.h>
 
 enum ingest_mode {
 	INGEST_SUB = 0,  /* connect to publishers' PUB sockets */
@@ -39,6 +39,10 @@ struct config {
 	struct {
 		int level;
 	} log;
+	struct {
+		int64_t lateness_ms;
+	} engine;
+	struct conf_items rules; /* items of rule_variants(), checked */
 };
 
 extern const struct conf_key config_keys[];
@@ -48,6 +52,9 @@ extern const struct conf_key config_keys[];
  * or -1 with "FILE:LINE: KEY: problem" in err and nothing to free.
  */
 int config_load(const char *file, struct config *cfg, char *err, size_t errlen);
+/* The same from YAML text, named name in messages (tests). */
+int config_load_text(const char *name, const char *yaml, struct config *cfg, char *err,
+                     size_t errlen);
 void config_free(struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);
 

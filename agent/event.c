@@ -780,10 +780,20 @@ static void explain_parse_error(const char *frame, size_t len, struct event_erro
 		reject(err, REJECT_INVALID_JSON, "invalid JSON at byte %zu near '%s'", off, near);
 }
 
+/* Calls back with the parse arena suspended: what the callback builds may outlive the frame. */
+static int deliver(event_fn fn, void *arg, const struct event *ev, const struct event_error *err,
+                   const char *raw, size_t len)
+{
+	int token = xalloc_arena_pause(), r = fn(arg, ev, err, raw, len);
+
+	xalloc_arena_resume(token);
+	return r;
+}
+
 static int emit_reject(event_fn fn, void *arg, const struct event_error *err, const char *raw,
                        size_t len)
 {
-	return fn(arg, NULL, err, raw, len);
+	return deliver(fn, arg, NULL, err, raw, len);
 }
 
 /* Decodes one object; raw is its JSON text. Returns 1 valid, 0 rejected, -1 stop. */
@@ -797,7 +807,7 @@ static int one(const cJSON *obj, const struct decode_limits *lim, int depth, con
 	    decode_object(obj, &ev, &err) == 0) {
 		ev.raw = raw;
 		ev.raw_len = raw_len;
-		return fn(arg, &ev, NULL, raw, raw_len) ? -1 : 1;
+		return deliver(fn, arg, &ev, NULL, raw, raw_len) ? -1 : 1;
 	}
 	if (prefix[0]) {
 		char msg[sizeof(err.msg)];

@@ -9,6 +9,7 @@
 #include <voca/log.h>
 #include <voca/xalloc.h>
 
+#include "backtest.h"
 #include "config.h"
 #include "daemon.h"
 #include "publish.h"
@@ -33,6 +34,7 @@ static const struct command commands[] = {
         {"check", check_main, "validate a configuration file and print a summary"},
         {"publish", publish_main, "send a JSON Lines file (plain or gzip) to a ZeroMQ endpoint"},
         {"simulate", simulate_main, "write a realistic feedback stream with injected incidents"},
+        {"backtest", backtest_main, "run the rules over a feed file: what would fire and why"},
         {"stats", stats_main, "show what is stored, quarantined and why, and sequence gaps"},
         {"help", help_main, "show this help"},
         {"version", version_main, "print the version"},

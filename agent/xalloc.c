@@ -100,9 +100,22 @@ static void *hook_malloc(size_t n)
 
 static void hook_free(void *p)
 {
-	if (arena_on && arena_owns(p))
+	if (arena && arena_owns(p))
 		return; /* released at xalloc_arena_end() */
 	free(p);
+}
+
+int xalloc_arena_pause(void)
+{
+	int was = arena_on;
+
+	arena_on = 0;
+	return was;
+}
+
+void xalloc_arena_resume(int token)
+{
+	arena_on = token;
 }
 
 void xalloc_arena_begin(void)

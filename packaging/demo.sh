@@ -40,8 +40,8 @@ grep -E "quarantined|stopped" voca.log | sed 's/^/   /'
 say "5. What was stored, quarantined and why: voca stats"
 "$voca" stats
 
-echo
-echo "The incidents injected into the feed are listed under step 1 (with truth.json);"
-echo "detecting them is the rules' job, which the demo will show as they land."
+say "6. The rules over the same feed: voca backtest -c packaging/voca.example.yaml"
+echo "   (the injected incidents are listed under step 1; what the rules open, and why:)"
+"$voca" backtest -c "$OLDPWD/packaging/voca.example.yaml" feed.jsonl.gz | grep -v "resolved #"
 echo
 echo "Files are in $dir: feed.jsonl.gz, truth.json, voca.db, voca.log"

@@ -127,7 +127,8 @@ struct decode_limits {
 extern const struct decode_limits decode_limits_default;
 
 /*
- * Called once per element of a frame: ev is the decoded event, or NULL and
+ * Called once per element of a frame (with normal allocation, so what it
+ * builds may outlive the frame): ev is the decoded event, or NULL and
  * err says why it was rejected. raw/raw_len are what to quarantine: the
  * element's JSON, or the whole frame when the frame itself is bad. Return 0
  * to go on, non-zero to stop decoding this frame.

@@ -30,4 +30,12 @@ void xalloc_install_cjson(void);
 void xalloc_arena_begin(void);
 void xalloc_arena_end(void);
 
+/*
+ * Suspends the arena around code that may keep what it builds (a decoder's
+ * callback): returns a token for xalloc_arena_resume(). Freeing arena memory
+ * is a no-op whether the arena is on or not.
+ */
+int xalloc_arena_pause(void);
+void xalloc_arena_resume(int token);
+
 #endif

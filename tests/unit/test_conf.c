@@ -15,8 +15,9 @@
 
 #include <cmocka.h>
 
-#include "conf.h"
+#include <voca/conf.h>
 #include "config.h"
+#include <voca/rule.h>
 
 #define EXAMPLE "../../packaging/voca.example.yaml"
 
@@ -183,6 +184,23 @@ static void test_secrets(void **state)
 	assert_non_null(strstr(err, "cannot read secret file"));
 }
 
+/* Is the key's last part set (or shown commented out) at the start of a line? */
+static int documented(const char *text, const char *path)
+{
+	const char *leaf = strrchr(path, '.') ? strrchr(path, '.') + 1 : path;
+	size_t n = strlen(leaf);
+
+	for (const char *p = text; (p = strstr(p, leaf)) != NULL; p += n) {
+		const char *q = p;
+
+		while (q > text && (q[-1] == ' ' || q[-1] == '-' || q[-1] == '#'))
+			q--;
+		if ((q == text || q[-1] == '\n') && p[n] == ':')
+			return 1;
+	}
+	return 0;
+}
+
 static void test_example_loads_and_documents_every_key(void **state)
 {
 	struct config cfg;
@@ -203,14 +221,14 @@ static void test_example_loads_and_documents_every_key(void **state)
 		fputs(line, mem);
 	fclose(f);
 	fclose(mem);
-	for (const struct conf_key *k = config_keys; k->path; k++) {
-		const char *leaf = strrchr(k->path, '.');
-		char needle[128];
-
-		snprintf(needle, sizeof(needle), "  %s:", leaf ? leaf + 1 : k->path);
-		if (strstr(text, needle) == NULL)
+	for (const struct conf_key *k = config_keys; k->path; k++)
+		if (!documented(text, k->path))
 			fail_msg("%s is not documented in the example configuration", k->path);
-	}
+	for (size_t i = 0; rule_kinds[i]; i++)
+		for (const struct conf_key *k = rule_kinds[i]->keys; k->path; k++)
+			if (!documented(text, k->path))
+				fail_msg("rule kind %s: key %s is not documented in the example",
+				         rule_kinds[i]->name, k->path);
 	free(text);
 }
 

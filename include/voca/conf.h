@@ -59,12 +59,13 @@ struct secret {
 struct conf_key {
 	const char *path; /* "ingest.rcvhwm" */
 	enum conf_type type;
-	size_t offset;                       /* into the destination struct */
-	const char *def;                     /* default as YAML text; NULL: none (empty) */
-	int64_t min, max;                    /* CONF_INT, CONF_DURATION, CONF_SIZE */
-	const char *const *choices;          /* CONF_ENUM: NULL-terminated */
-	const char *doc;                     /* one line for `voca check` and the reference */
-	const struct conf_variant *variants; /* CONF_LIST: NULL-terminated by name */
+	size_t offset;              /* into the destination struct */
+	const char *def;            /* default as YAML text; NULL: none (empty) */
+	int64_t min, max;           /* CONF_INT, CONF_DURATION, CONF_SIZE */
+	const char *const *choices; /* CONF_ENUM: NULL-terminated */
+	const char *doc;            /* one line for `voca check` and the reference */
+	/* CONF_LIST: the variants, NULL-terminated by name (a function: they may be built) */
+	const struct conf_variant *(*variants)(void);
 };
 
 /* A row of a key table; CONF_END closes the table. */

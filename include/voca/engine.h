@@ -1,0 +1,77 @@
+/*
+ * engine.h: runs the configured rules over events in event time and turns
+ * their firings into incidents.
+ *
+ * Pure: events and a clock (the watermark: the latest event time seen less
+ * the allowed lateness, or a time given to engine_flush) go in; incident
+ * changes come out through a callback. The same code serves `voca backtest`
+ * over a file and, later, the daemon over the live stream.
+ *
+ * An incident is one open problem per (rule, group key): while it is open,
+ * further firings update it instead of opening another; it resolves once
+ * the rule has not fired for the rule's resolve_after.
+ */
+#ifndef VOCA_ENGINE_H
+#define VOCA_ENGINE_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include <voca/conf.h>
+#include <voca/event.h>
+
+enum incident_change {
+	INCIDENT_OPENED = 0,
+	INCIDENT_UPDATED = 1,
+	INCIDENT_RESOLVED = 2,
+};
+
+struct incident {
+	uint64_t id;
+	const char *rule;
+	const char *kind;
+	int tier;
+	char key[192];
+	int64_t opened_ms, updated_ms, resolved_ms, last_fire_ms; /* event time */
+	uint64_t firings;
+	char summary[320]; /* of the latest firing */
+	cJSON *why;        /* the latest firing's explanation, with examples */
+};
+
+/* inc is valid during the call only. */
+typedef void (*incident_fn)(void *arg, const struct incident *inc, enum incident_change ch);
+
+struct engine_stats {
+	uint64_t events;    /* given to engine_event */
+	uint64_t late;      /* behind a key's open bucket: not counted by bucketed rules */
+	uint64_t ungrouped; /* matched a rule but lacked a group_by field */
+	uint64_t keys;      /* group keys with state, over all rules */
+};
+
+struct engine;
+
+/*
+ * rules is the configuration's list (items of rule_variants()), already
+ * checked; it must outlive the engine. lateness_ms is how far behind the
+ * latest event time an event may arrive and still land in its bucket.
+ */
+struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, incident_fn fn,
+                          void *arg);
+void engine_free(struct engine *e);
+
+void engine_event(struct engine *e, const struct event *ev);
+
+/* Closes every bucket that ends at or before until_ms and resolves what is due. */
+void engine_flush(struct engine *e, int64_t until_ms);
+
+/*
+ * End of input (a backtest's last line): closes each key's open bucket as if
+ * it were complete, then resolves what is due at the latest event time.
+ * Incidents still open stay open.
+ */
+void engine_finish(struct engine *e);
+
+const struct engine_stats *engine_stats(const struct engine *e);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * rule.h: what a rule kind is, for the engine that drives it.
+ *
+ * A kind is one exported const struct (rule_threshold, rule_spike, ...)
+ * listed in rule_kinds[] (rules/registry.c). It brings its configuration
+ * keys, the size of its per-key state, and pure callbacks: the engine hands
+ * them events and closed buckets in event time, with the state of one group
+ * key; they never read a clock, never touch storage, never log. A firing
+ * carries its explanation (JSON) and a one-line summary for people.
+ */
+#ifndef VOCA_RULE_H
+#define VOCA_RULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include <voca/conf.h>
+#include <voca/event.h>
+
+#define RULE_MAX_STATE 256 /* bytes of per-key state a kind may ask for */
+#define RULE_MAX_WHERE 16
+#define RULE_MAX_GROUP 4
+
+/* A compiled "field op value" condition (rules/cond.c). */
+struct cond {
+	int field;
+	int op;
+	double num;      /* numeric and ordinal fields */
+	const char *str; /* string fields: points at value */
+	char value[96];
+	char text[128]; /* as written, for explanations */
+};
+
+/* Keys every kind has, first in its configuration struct. */
+struct rule_common {
+	char *name;
+	int64_t tier;
+	struct conf_list group_by; /* event fields forming the group key */
+	struct conf_list where;    /* conditions an event must meet to count */
+	int64_t bucket_ms;
+	int64_t resolve_after_ms; /* resolve once the condition has been clear this long */
+	/* compiled by rule_common_check() */
+	struct cond conds[RULE_MAX_WHERE];
+	int nconds;
+	int group[RULE_MAX_GROUP];
+	int ngroup;
+};
+
+/* The rows for struct rule_common, to start each kind's key table with. */
+#define RULE_COMMON_KEYS(type, bucket_def, resolve_def)                                            \
+	CONF_KEY("name", CONF_STR, offsetof(type, common.name), NULL, 0, 0, NULL,                  \
+	         "unique name, shown in incidents"),                                               \
+	        CONF_KEY("tier", CONF_INT, offsetof(type, common.tier), "2", 1, 3, NULL,           \
+	                 "1 ticket and page, 2 chat alert, 3 digest only"),                        \
+	        CONF_KEY("group_by", CONF_STRLIST, offsetof(type, common.group_by), "sku", 0, 0,   \
+	                 NULL, "event fields forming the group key"),                              \
+	        CONF_KEY("where", CONF_STRLIST, offsetof(type, common.where), NULL, 0, 0, NULL,    \
+	                 "conditions such as 'severity >= high'; all must hold"),                  \
+	        CONF_KEY("bucket", CONF_DURATION, offsetof(type, common.bucket_ms), bucket_def,    \
+	                 300000, 86400000, NULL, "bucket size, 5m to 1d"),                         \
+	        CONF_KEY("resolve_after", CONF_DURATION, offsetof(type, common.resolve_after_ms),  \
+	                 resolve_def, 60000, 30LL * 86400000, NULL,                                \
+	                 "resolve when clear for this long")
+
+/* What the engine passes a rule for one group key. */
+struct rule_ctx {
+	const void *config; /* the kind's configuration struct */
+	void *state;        /* state_size bytes for this key, zeroed when the key is new */
+	void *shared;       /* per rule, from new_shared (may be NULL) */
+	const char *key;    /* "sku=SKU-1 category=shipping" */
+	int incident_open;  /* an incident is open for this rule and key */
+};
+
+struct firing {
+	cJSON *why;        /* explanation object; the engine takes ownership */
+	char summary[320]; /* one line: what changed, against what */
+	int64_t window_start_ms, window_end_ms;
+};
+
+enum rule_verdict {
+	RULE_QUIET = 0,
+	RULE_FIRE = 1,
+};
+
+struct rule_kind {
+	const char *name;
+	const struct conf_key *keys;
+	size_t config_size;
+	size_t state_size; /* per key, at most RULE_MAX_STATE */
+	/* Checks and compiles a loaded configuration. Returns 0, or -1 with err. */
+	int (*check)(void *config, char *err, size_t errlen);
+	void *(*new_shared)(const void *config);
+	void (*free_shared)(void *shared);
+	/* An event that met the rule's conditions, in event-time order per key. */
+	enum rule_verdict (*on_event)(struct rule_ctx *c, const struct event *ev, struct firing *f);
+	/* The key's bucket ending at end_ms closed (possibly empty). */
+	enum rule_verdict (*on_close)(struct rule_ctx *c, int64_t end_ms, struct firing *f);
+};
+
+/* NULL-terminated; rule_variants() gives the same kinds in the same order for conf. */
+extern const struct rule_kind *const rule_kinds[];
+const struct conf_variant *rule_variants(void);
+
+/* Compiles group_by and where (shared by every kind's check). */
+int rule_common_check(struct rule_common *c, char *err, size_t errlen);
+
+/* Does ev meet every condition? */
+int rule_matches(const struct rule_common *c, const struct event *ev);
+
+/* Writes "sku=SKU-1 category=shipping" for ev; returns 0, or -1 if a field is missing. */
+int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen);
+
+/* The text value of a named event field ("" if absent), for distinct_by and keys. */
+const char *rule_field_text(int field, const struct event *ev, char *buf, size_t buflen);
+int rule_field_lookup(const char *name);
+
+/* Upper tail P(X >= x) of a negative binomial with mean m and variance phi*m (Poisson at phi=1). */
+double nb_upper_tail(double x, double m, double phi);
+
+#endif

@@ -1,0 +1,367 @@
+/*
+ * engine.c: rules over events in event time, firings into incidents
+ * (see engine.h).
+ *
+ * Each rule keeps a hash map from group key to that key's state. Bucketed
+ * rules see a key's bucket close when the key's next event falls in a later
+ * bucket, or when the watermark passes it; only keys with events in their
+ * open bucket (the dirty list) are visited then, so an hour boundary costs
+ * the keys that were active, not all of them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <voca/engine.h>
+#include <voca/rule.h>
+#include <voca/xalloc.h>
+
+#define MAX_REPLAY 48 /* empty buckets replayed for a key that was quiet longer */
+#define NIDS       3
+#define ID_LEN     48
+
+struct keyent {
+	char *key;
+	uint32_t hash;
+	int64_t bucket; /* index of the open bucket; -1 before the first event */
+	int dirty;
+	struct incident *open;
+	char ids[NIDS][ID_LEN]; /* the latest matching events, newest last */
+	uint8_t nids;
+	_Alignas(16) unsigned char state[];
+};
+
+struct rule_rt {
+	const struct rule_kind *kind;
+	const void *config;
+	const struct rule_common *common;
+	void *shared;
+	struct keyent **slots;
+	size_t nslots, nkeys;
+	struct keyent **dirty;
+	size_t ndirty, adirty;
+	int64_t advanced; /* watermark bucket already processed */
+};
+
+struct engine {
+	struct rule_rt *rules;
+	size_t nrules;
+	int64_t lateness_ms, max_ts;
+	incident_fn fn;
+	void *arg;
+	struct incident **open;
+	size_t nopen, aopen;
+	uint64_t next_id;
+	struct engine_stats stats;
+};
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static void grow(struct rule_rt *r)
+{
+	size_t n = r->nslots ? r->nslots * 2 : 1024;
+	struct keyent **slots = xcalloc(n, sizeof(*slots));
+
+	for (size_t i = 0; i < r->nslots; i++) {
+		struct keyent *k = r->slots[i];
+
+		if (k == NULL)
+			continue;
+		size_t j = k->hash & (n - 1);
+
+		while (slots[j])
+			j = (j + 1) & (n - 1);
+		slots[j] = k;
+	}
+	free(r->slots);
+	r->slots = slots;
+	r->nslots = n;
+}
+
+static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
+{
+	uint32_t h = hash_str(key);
+	size_t i;
+
+	if ((r->nkeys + 1) * 10 > r->nslots * 7)
+		grow(r);
+	for (i = h & (r->nslots - 1); r->slots[i]; i = (i + 1) & (r->nslots - 1))
+		if (r->slots[i]->hash == h && strcmp(r->slots[i]->key, key) == 0)
+			return r->slots[i];
+	struct keyent *k = xcalloc(1, sizeof(*k) + r->kind->state_size);
+
+	k->key = xstrdup(key);
+	k->hash = h;
+	k->bucket = -1;
+	r->slots[i] = k;
+	r->nkeys++;
+	e->stats.keys++;
+	return k;
+}
+
+struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, incident_fn fn,
+                          void *arg)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+
+	e->rules = xcalloc(rules->n ? rules->n : 1, sizeof(*e->rules));
+	e->nrules = rules->n;
+	e->lateness_ms = lateness_ms;
+	e->fn = fn;
+	e->arg = arg;
+	e->max_ts = INT64_MIN;
+	for (size_t i = 0; i < rules->n; i++) {
+		struct rule_rt *r = &e->rules[i];
+
+		r->kind = rule_kinds[rules->v[i].variant];
+		r->config = rules->v[i].data;
+		r->common = rules->v[i].data; /* every kind's config starts with it */
+		r->shared = r->kind->new_shared ? r->kind->new_shared(r->config) : NULL;
+		r->advanced = INT64_MIN;
+		grow(r);
+	}
+	return e;
+}
+
+static void incident_free(struct incident *inc)
+{
+	cJSON_Delete(inc->why);
+	free(inc);
+}
+
+void engine_free(struct engine *e)
+{
+	if (e == NULL)
+		return;
+	for (size_t i = 0; i < e->nrules; i++) {
+		struct rule_rt *r = &e->rules[i];
+
+		for (size_t j = 0; j < r->nslots; j++) {
+			if (r->slots[j]) {
+				free(r->slots[j]->key);
+				free(r->slots[j]);
+			}
+		}
+		free(r->slots);
+		free(r->dirty);
+		if (r->kind->free_shared)
+			r->kind->free_shared(r->shared);
+	}
+	for (size_t i = 0; i < e->nopen; i++)
+		incident_free(e->open[i]);
+	free(e->open);
+	free(e->rules);
+	free(e);
+}
+
+const struct engine_stats *engine_stats(const struct engine *e)
+{
+	return &e->stats;
+}
+
+static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
+                 int64_t at)
+{
+	struct incident *inc = k->open;
+	cJSON *ex;
+
+	cJSON_AddStringToObject(f->why, "rule", r->common->name);
+	cJSON_AddStringToObject(f->why, "kind", r->kind->name);
+	cJSON_AddStringToObject(f->why, "key", k->key);
+	ex = cJSON_AddArrayToObject(f->why, "examples");
+	for (int i = k->nids - 1; i >= 0; i--)
+		cJSON_AddItemToArray(ex, cJSON_CreateString(k->ids[i]));
+	if (inc) {
+		inc->firings++;
+		inc->updated_ms = inc->last_fire_ms = at;
+		cJSON_Delete(inc->why);
+		inc->why = f->why;
+		memcpy(inc->summary, f->summary, sizeof(inc->summary));
+		e->fn(e->arg, inc, INCIDENT_UPDATED);
+		return;
+	}
+	inc = xcalloc(1, sizeof(*inc));
+	inc->id = ++e->next_id;
+	inc->rule = r->common->name;
+	inc->kind = r->kind->name;
+	inc->tier = (int)r->common->tier;
+	snprintf(inc->key, sizeof(inc->key), "%s", k->key);
+	inc->opened_ms = inc->updated_ms = inc->last_fire_ms = at;
+	inc->firings = 1;
+	inc->why = f->why;
+	memcpy(inc->summary, f->summary, sizeof(inc->summary));
+	k->open = inc;
+	if (e->nopen == e->aopen) {
+		e->aopen = e->aopen ? e->aopen * 2 : 16;
+		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
+	}
+	e->open[e->nopen++] = inc;
+	e->fn(e->arg, inc, INCIDENT_OPENED);
+}
+
+static struct rule_ctx ctx_for(struct rule_rt *r, struct keyent *k)
+{
+	return (struct rule_ctx){.config = r->config,
+	                         .state = k->state,
+	                         .shared = r->shared,
+	                         .key = k->key,
+	                         .incident_open = k->open != NULL};
+}
+
+/* Closes the key's buckets before index upto. */
+static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, int64_t upto)
+{
+	int64_t b = r->common->bucket_ms;
+
+	for (int64_t i = k->bucket; i < upto; i++) {
+		struct rule_ctx ctx = ctx_for(r, k);
+		struct firing f = {0};
+
+		if (i > k->bucket && upto - i > MAX_REPLAY)
+			i = upto - MAX_REPLAY; /* a long silence: replay only its end */
+		if (r->kind->on_close(&ctx, (i + 1) * b, &f) == RULE_FIRE)
+			fire(e, r, k, &f, (i + 1) * b);
+	}
+	k->bucket = upto;
+}
+
+static void resolve_due(struct engine *e, int64_t now)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < e->nopen; i++) {
+		struct incident *inc = e->open[i];
+		struct rule_rt *r = NULL;
+
+		for (size_t n = 0; n < e->nrules && !r; n++)
+			if (e->rules[n].common->name == inc->rule)
+				r = &e->rules[n];
+		if (now - inc->last_fire_ms < r->common->resolve_after_ms) {
+			e->open[j++] = inc;
+			continue;
+		}
+		inc->resolved_ms = inc->last_fire_ms + r->common->resolve_after_ms;
+		/* Find the key to clear its open pointer. */
+		struct keyent *k = key_get(e, r, inc->key);
+
+		k->open = NULL;
+		e->fn(e->arg, inc, INCIDENT_RESOLVED);
+		incident_free(inc);
+	}
+	e->nopen = j;
+}
+
+static void advance(struct engine *e, int64_t watermark)
+{
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+		int64_t idx;
+		size_t j = 0;
+
+		if (r->kind->on_close == NULL)
+			continue;
+		idx = watermark / r->common->bucket_ms;
+		if (idx <= r->advanced)
+			continue;
+		r->advanced = idx;
+		for (size_t i = 0; i < r->ndirty; i++) {
+			struct keyent *k = r->dirty[i];
+
+			if (k->bucket < idx) {
+				close_until(e, r, k, idx);
+				k->dirty = 0;
+			} else {
+				r->dirty[j++] = k;
+			}
+		}
+		r->ndirty = j;
+	}
+	resolve_due(e, watermark);
+}
+
+static void remember_id(struct keyent *k, const char *id)
+{
+	if (k->nids == NIDS) {
+		memmove(k->ids[0], k->ids[1], (NIDS - 1) * ID_LEN);
+		k->nids--;
+	}
+	snprintf(k->ids[k->nids++], ID_LEN, "%s", id);
+}
+
+void engine_event(struct engine *e, const struct event *ev)
+{
+	char key[192];
+
+	e->stats.events++;
+	if (ev->ts_ms > e->max_ts)
+		e->max_ts = ev->ts_ms;
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+		struct firing f = {0};
+		struct keyent *k;
+		int64_t idx = ev->ts_ms / r->common->bucket_ms;
+
+		if (!rule_matches(r->common, ev))
+			continue;
+		if (rule_group_key(r->common, ev, key, sizeof(key)) < 0) {
+			e->stats.ungrouped++;
+			continue;
+		}
+		k = key_get(e, r, key);
+		if (r->kind->on_close) {
+			if (k->bucket < 0) {
+				k->bucket = idx;
+			} else if (idx < k->bucket) {
+				e->stats.late++;
+				continue;
+			} else if (idx > k->bucket) {
+				close_until(e, r, k, idx);
+			}
+			if (!k->dirty) {
+				if (r->ndirty == r->adirty) {
+					r->adirty = r->adirty ? r->adirty * 2 : 256;
+					r->dirty =
+					        xrealloc(r->dirty, r->adirty * sizeof(*r->dirty));
+				}
+				r->dirty[r->ndirty++] = k;
+				k->dirty = 1;
+			}
+		}
+		remember_id(k, ev->event_id);
+		struct rule_ctx ctx = ctx_for(r, k);
+
+		if (r->kind->on_event && r->kind->on_event(&ctx, ev, &f) == RULE_FIRE)
+			fire(e, r, k, &f, ev->ts_ms);
+	}
+	advance(e, e->max_ts - e->lateness_ms);
+}
+
+void engine_flush(struct engine *e, int64_t until_ms)
+{
+	advance(e, until_ms);
+}
+
+void engine_finish(struct engine *e)
+{
+	if (e->max_ts == INT64_MIN)
+		return;
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+
+		if (r->kind->on_close == NULL)
+			continue;
+		for (size_t i = 0; i < r->ndirty; i++) {
+			close_until(e, r, r->dirty[i], r->dirty[i]->bucket + 1);
+			r->dirty[i]->dirty = 0;
+		}
+		r->ndirty = 0;
+	}
+	resolve_due(e, e->max_ts);
+}

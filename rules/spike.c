@@ -1,0 +1,411 @@
+/*
+ * spike.c: volume of a group key against its seasonal baseline
+ * (BASELINES.md sections 1.2, 1.3 and 1.7).
+ *
+ * Expected count per bucket: mu = max(floor, level_eff * hod[h] * dow[d]).
+ * level is the key's exponentially weighted deseasonalised rate (14-day
+ * half-life, a running mean while young, shrunk toward its category's mean
+ * per-key rate with the weight of 10 events), updated with winsorised counts so
+ * a spike cannot inflate its own baseline, and frozen while an incident is
+ * open. Seasonal factors are pooled per category (a SKU has too few events
+ * to learn 31 factors). The test is the negative-binomial upper tail on the
+ * last bucket and on the long window, Bonferroni over the two; it fires only
+ * when the guards hold too: a minimum count, a minimum ratio and excess, and
+ * warmth (else the cold-start path: alpha/10 and twice the minimum count).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <voca/rule.h>
+#include <voca/xalloc.h>
+
+#define RING         24
+#define MU_FLOOR     0.02
+#define PRIOR_EVENTS 10.0
+#define MIN_HISTORY  24   /* buckets of key and category history before any test */
+#define OUTLIER_P    1e-3 /* buckets this unlikely do not update the dispersion */
+#define PHI_AFTER    48   /* buckets before dispersion is learned */
+#define MAX_CATS     1024
+#define CAT_NAME     48
+#define HOUR_MS      3600000LL
+#define DAY_MS       86400000LL
+
+struct spike_config {
+	struct rule_common common;
+	int64_t window_ms;
+	double alpha;
+	int64_t min_count;
+	double min_ratio;
+	double min_excess;
+	int64_t warmup_ms;
+	int64_t warmup_events;
+	int64_t half_life_ms;
+	double season_gamma;
+	/* compiled */
+	int win; /* long window in buckets */
+	double alpha_level;
+	int64_t warmup_buckets;
+};
+
+struct spike_state {
+	int64_t last_end;
+	float level;
+	float phi1, phiw;
+	float mu[RING];
+	uint16_t n[RING];
+	uint8_t neg[RING];
+	uint16_t cur, cur_neg;
+	uint8_t head;
+	uint32_t buckets, events;
+	uint16_t cat;
+};
+
+struct season {
+	char name[CAT_NAME];
+	float hod[24], dow[7];
+	float level;    /* EW deseasonalised events per bucket, all keys */
+	int64_t bucket; /* index of the open bucket */
+	uint32_t cur, buckets, keys;
+};
+
+struct shared {
+	const struct spike_config *c;
+	struct season *cats;
+	size_t n;
+};
+
+#define OFF(m) offsetof(struct spike_config, m)
+
+static const struct conf_key keys[] = {
+        RULE_COMMON_KEYS(struct spike_config, "1h", "6h"),
+        CONF_KEY("window", CONF_DURATION, OFF(window_ms), "24h", 300000, 24 * DAY_MS, NULL,
+                 "the long window tested beside the last bucket (at most 24 buckets)"),
+        CONF_KEY("alpha", CONF_DOUBLE, OFF(alpha), "2e-6", 0, 1, NULL,
+                 "p-value below which a bucket is significant (sized to the fleet)"),
+        CONF_KEY("min_count", CONF_INT, OFF(min_count), "5", 1, 1000000, NULL,
+                 "fewest events in the window"),
+        CONF_KEY("min_ratio", CONF_DOUBLE, OFF(min_ratio), "2", 1, 1000, NULL,
+                 "observed / expected at least this"),
+        CONF_KEY("min_excess", CONF_DOUBLE, OFF(min_excess), "5", 0, 1000000, NULL,
+                 "observed - expected at least this"),
+        CONF_KEY("warmup", CONF_DURATION, OFF(warmup_ms), "7d", 0, 90 * DAY_MS, NULL,
+                 "history a key needs before the normal test applies"),
+        CONF_KEY("warmup_events", CONF_INT, OFF(warmup_events), "30", 0, 1000000, NULL,
+                 "events a key needs before the normal test applies"),
+        CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "14d", HOUR_MS, 365 * DAY_MS, NULL,
+                 "how fast the level forgets"),
+        CONF_KEY("season_gamma", CONF_DOUBLE, OFF(season_gamma), "0.05", 0, 1, NULL,
+                 "learning rate of the category's hour-of-day and day-of-week factors"),
+        CONF_END,
+};
+
+static int check(void *config, char *err, size_t errlen)
+{
+	struct spike_config *c = config;
+	int64_t b = c->common.bucket_ms;
+
+	if (rule_common_check(&c->common, err, errlen) < 0)
+		return -1;
+	if (c->window_ms % b || c->window_ms / b > RING) {
+		snprintf(err, errlen, "window must be 1 to %d whole buckets", RING);
+		return -1;
+	}
+	c->win = (int)(c->window_ms / b);
+	c->alpha_level = 1 - pow(2, -(double)b / (double)c->half_life_ms);
+	c->warmup_buckets = c->warmup_ms / b;
+	return 0;
+}
+
+static void *new_shared(const void *config)
+{
+	struct shared *sh = xcalloc(1, sizeof(*sh));
+
+	sh->c = config;
+	sh->cats = xcalloc(MAX_CATS, sizeof(*sh->cats));
+	return sh;
+}
+
+static void free_shared(void *p)
+{
+	struct shared *sh = p;
+
+	free(sh->cats);
+	free(sh);
+}
+
+static void slot(int64_t start_ms, int *hour, int *dow)
+{
+	int64_t days = start_ms >= 0 ? start_ms / DAY_MS : (start_ms - DAY_MS + 1) / DAY_MS;
+
+	*hour = (int)((start_ms - days * DAY_MS) / HOUR_MS);
+	*dow = (int)(((days + 3) % 7 + 7) % 7); /* 0 = Monday; 1970-01-01 was a Thursday */
+}
+
+static double season_factor(const struct season *s, int64_t start_ms)
+{
+	int h, d;
+
+	slot(start_ms, &h, &d);
+	return (double)s->hod[h] * s->dow[d];
+}
+
+static uint16_t category_index(struct shared *sh, const char *name)
+{
+	for (size_t i = 0; i < sh->n; i++)
+		if (strncmp(sh->cats[i].name, name, CAT_NAME - 1) == 0)
+			return (uint16_t)i;
+	if (sh->n == MAX_CATS)
+		return MAX_CATS - 1; /* beyond this many categories they share a profile */
+	struct season *s = &sh->cats[sh->n];
+
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	for (int i = 0; i < 24; i++)
+		s->hod[i] = 1;
+	for (int i = 0; i < 7; i++)
+		s->dow[i] = 1;
+	s->bucket = -1;
+	return (uint16_t)sh->n++;
+}
+
+/* Closes a category's bucket: learns its level and seasonal factors. */
+static void season_close(const struct spike_config *c, struct season *s, int64_t start_ms)
+{
+	double x = s->cur, f = season_factor(s, start_ms), g = c->season_gamma;
+	double a = s->buckets < 1 / c->alpha_level ? 1.0 / (s->buckets + 1) : c->alpha_level;
+	int h, d;
+
+	slot(start_ms, &h, &d);
+	if (s->level > 0 && s->buckets >= 24) {
+		double ratio = x / s->level, sum = 0;
+
+		s->hod[h] += (float)(g * (ratio / s->dow[d] - s->hod[h]));
+		s->dow[d] += (float)(g / 24 * (ratio / s->hod[h] - s->dow[d]));
+		s->hod[h] = fminf(fmaxf(s->hod[h], 0.05f), 20);
+		s->dow[d] = fminf(fmaxf(s->dow[d], 0.05f), 20);
+		for (int i = 0; i < 24; i++)
+			sum += s->hod[i];
+		for (int i = 0; i < 24; i++)
+			s->hod[i] = (float)(s->hod[i] * 24 / sum);
+		sum = 0;
+		for (int i = 0; i < 7; i++)
+			sum += s->dow[i];
+		for (int i = 0; i < 7; i++)
+			s->dow[i] = (float)(s->dow[i] * 7 / sum);
+	}
+	s->level += (float)(a * (x / f - s->level));
+	s->buckets++;
+	s->cur = 0;
+}
+
+/* Counts an event into its category's bucket, closing the ones before it. */
+static void season_count(const struct spike_config *c, struct season *s, int64_t ts)
+{
+	int64_t b = c->common.bucket_ms, idx = ts / b;
+
+	if (s->bucket < 0)
+		s->bucket = idx;
+	if (idx > s->bucket) {
+		/* At most a week of empty buckets is worth learning from. */
+		int64_t from = idx - s->bucket > 168 ? idx - 168 : s->bucket;
+
+		for (int64_t i = from; i < idx; i++)
+			season_close(c, s, i * b);
+		s->bucket = idx;
+	}
+	if (idx == s->bucket)
+		s->cur++;
+}
+
+static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
+{
+	struct spike_state *st = ctx->state;
+	struct shared *sh = ctx->shared;
+
+	(void)f;
+	if (st->events == 0 && st->buckets == 0) {
+		st->cat = category_index(sh, ev->category);
+		sh->cats[st->cat].keys++;
+		st->phi1 = st->phiw = 1;
+	}
+	season_count(sh->c, &sh->cats[st->cat], ev->ts_ms);
+	if (st->cur < UINT16_MAX)
+		st->cur++;
+	if (ev->sentiment == SENTIMENT_NEGATIVE && st->cur_neg < UINT16_MAX)
+		st->cur_neg++;
+	st->events++;
+	return RULE_QUIET;
+}
+
+static double expected(const struct spike_state *st, const struct season *s, int64_t start_ms,
+                       double *level_eff)
+{
+	/* The prior is worth PRIOR_EVENTS events: it carries a sparse key and fades
+	 * for a busy one (weighting it in buckets halved a bestseller's baseline). */
+	double prior = s->keys ? s->level / s->keys : 0;
+	double wk = st->events / (st->events + PRIOR_EVENTS);
+
+	*level_eff = wk * st->level + (1 - wk) * prior;
+	return fmax(MU_FLOOR, *level_eff * season_factor(s, start_ms));
+}
+
+static void explain(struct rule_ctx *ctx, const struct spike_state *st, const struct season *s,
+                    int64_t start_ms, int64_t end_ms, int w, double x, double m, double phi,
+                    double p, double alpha, double level_eff, int warm, int neg, struct firing *f)
+{
+	static const char *const days[] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
+	                                   "Friday", "Saturday", "Sunday"};
+	const struct spike_config *c = ctx->config;
+	int64_t wstart = end_ms - (int64_t)w * c->common.bucket_ms;
+	cJSON *why = cJSON_CreateObject(), *o;
+	char t1[48], t2[48], how[32], scale[32];
+	int h, d;
+
+	slot(start_ms, &h, &d);
+	snprintf(how, sizeof(how), "%s %02d:00", days[d], h);
+	if (w * c->common.bucket_ms % DAY_MS == 0)
+		snprintf(scale, sizeof(scale), "%lldd",
+		         (long long)(w * c->common.bucket_ms / DAY_MS));
+	else if (w * c->common.bucket_ms % HOUR_MS == 0)
+		snprintf(scale, sizeof(scale), "%lldh",
+		         (long long)(w * c->common.bucket_ms / HOUR_MS));
+	else
+		snprintf(scale, sizeof(scale), "%lldm",
+		         (long long)(w * c->common.bucket_ms / 60000));
+	rfc3339_format(wstart, t1, sizeof(t1));
+	rfc3339_format(end_ms, t2, sizeof(t2));
+	o = cJSON_AddObjectToObject(why, "window");
+	cJSON_AddStringToObject(o, "start", t1);
+	cJSON_AddStringToObject(o, "end", t2);
+	cJSON_AddStringToObject(o, "scale", scale);
+	cJSON_AddNumberToObject(why, "observed", x);
+	cJSON_AddNumberToObject(why, "expected", round(m * 100) / 100);
+	o = cJSON_AddObjectToObject(why, "expected_breakdown");
+	cJSON_AddNumberToObject(o, "level_per_bucket", round(level_eff * 1000) / 1000);
+	cJSON_AddNumberToObject(o, "key_level", st->level); /* frozen while open */
+	cJSON_AddNumberToObject(o, "season_factor", round(season_factor(s, start_ms) * 100) / 100);
+	cJSON_AddStringToObject(o, "how_slot", how);
+	cJSON_AddStringToObject(o, "pooled_over", s->name);
+	cJSON_AddNumberToObject(why, "ratio", round(x / m * 10) / 10);
+	cJSON_AddNumberToObject(why, "excess", round((x - m) * 10) / 10);
+	cJSON_AddNumberToObject(why, "dispersion_phi", round(phi * 100) / 100);
+	cJSON_AddStringToObject(
+	        why, "test", phi > 1.0001 ? "negative-binomial upper tail" : "Poisson upper tail");
+	cJSON_AddNumberToObject(why, "p_value", p);
+	cJSON_AddNumberToObject(why, "alpha", alpha);
+	o = cJSON_AddObjectToObject(why, "guards");
+	snprintf(t1, sizeof(t1), "%.0f>=%lld ok", x,
+	         (long long)(warm ? c->min_count : 2 * c->min_count));
+	cJSON_AddStringToObject(o, "min_count", t1);
+	snprintf(t1, sizeof(t1), "%.1f>=%g ok", x / m, c->min_ratio);
+	cJSON_AddStringToObject(o, "lift", t1);
+	snprintf(t1, sizeof(t1), "%.1f>=%g ok", x - m, c->min_excess);
+	cJSON_AddStringToObject(o, "excess", t1);
+	snprintf(t1, sizeof(t1), warm ? "buckets_seen=%u ok" : "cold start (buckets_seen=%u)",
+	         st->buckets);
+	cJSON_AddStringToObject(o, "warm", t1);
+	cJSON_AddNumberToObject(why, "baseline_age_h",
+	                        (double)st->buckets * (double)c->common.bucket_ms / HOUR_MS);
+	o = cJSON_AddObjectToObject(why, "neg_rate");
+	cJSON_AddNumberToObject(o, "k", neg);
+	cJSON_AddNumberToObject(o, "n", x);
+	f->why = why;
+	f->window_start_ms = wstart;
+	f->window_end_ms = end_ms;
+	snprintf(
+	        f->summary, sizeof(f->summary),
+	        "%s: %.0f events in the last %s vs %.1f expected for a %s (%.1fx, p=%.1g); %d/%.0f "
+	        "negative",
+	        ctx->key, x, scale, m, how, x / m, p, neg, x);
+}
+
+static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
+{
+	const struct spike_config *c = ctx->config;
+	struct spike_state *st = ctx->state;
+	struct shared *sh = ctx->shared;
+	struct season *s = &sh->cats[st->cat];
+	int64_t start = end_ms - c->common.bucket_ms;
+	double level_eff, mu = expected(st, s, start, &level_eff), x = st->cur;
+	double xw = 0, mw = 0, p1, pw, p;
+	int neg1 = st->cur_neg, negw = 0, w;
+	enum rule_verdict v = RULE_QUIET;
+
+	st->n[st->head] = st->cur;
+	st->neg[st->head] = (uint8_t)(st->cur_neg > 255 ? 255 : st->cur_neg);
+	st->mu[st->head] = (float)mu;
+	st->head = (uint8_t)((st->head + 1) % RING);
+	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
+	for (int i = 1; i <= w; i++) {
+		int k = (st->head - i + RING) % RING;
+
+		xw += st->n[k];
+		mw += st->mu[k];
+		negw += st->neg[k];
+	}
+
+	int warm = st->buckets >= c->warmup_buckets && st->events >= c->warmup_events;
+	double alpha = warm ? c->alpha : c->alpha / 10;
+	double min_count = warm ? (double)c->min_count : 2.0 * (double)c->min_count;
+
+	/* No baseline, no spike: a key (and its category) first learn for a day,
+	 * and the long window counts only once its expectations were learned. */
+	int testable = st->buckets >= MIN_HISTORY && s->buckets >= MIN_HISTORY;
+	int long_ok = w > 1 && st->buckets >= (uint32_t)(2 * c->win);
+
+	p1 = nb_upper_tail(x, mu, st->phi1);
+	pw = long_ok ? nb_upper_tail(xw, mw, st->phiw) : 1;
+	/* A bucket that is itself an outlier must not teach the dispersion. */
+	int outlier = p1 < OUTLIER_P || pw < OUTLIER_P;
+
+	if (!testable)
+		p1 = pw = 1;
+	p = fmin(1, 2 * fmin(p1, pw));
+	/* The window that gave the smaller p is the one to report and guard. */
+	int use_long = pw < p1;
+	double X = use_long ? xw : x, M = use_long ? mw : mu;
+
+	if (p < alpha && X >= min_count && X / M >= c->min_ratio && X - M >= c->min_excess) {
+		explain(ctx, st, s, start, end_ms, use_long ? w : 1, X, M,
+		        use_long ? st->phiw : st->phi1, p, alpha, level_eff, warm,
+		        use_long ? negw : neg1, f);
+		v = RULE_FIRE;
+	}
+	/* Learn, unless this bucket fired or an incident is open: a surge must
+	 * stay abnormal until it ends, not become the new normal. */
+	if (!ctx->incident_open && v != RULE_FIRE) {
+		double sf = season_factor(s, start);
+		double clamp = fmin(x, mu + 4 * sqrt(st->phi1 * mu) + 1);
+		double a =
+		        st->buckets < 1 / c->alpha_level ? 1.0 / (st->buckets + 1) : c->alpha_level;
+		double r1 = (x - mu) * (x - mu) / mu, rw = mw > 0 ? (xw - mw) * (xw - mw) / mw : 1;
+		double aphi = fmax(c->alpha_level, 1.0 / (st->buckets + 2));
+
+		st->level += (float)(a * (clamp / sf - st->level));
+		/* Dispersion means something only once the expectation does: residuals
+		 * against a level still learning from zero would inflate phi for weeks. */
+		if (st->buckets >= PHI_AFTER && !outlier) {
+			st->phi1 = (float)fmax(1, (1 - aphi) * st->phi1 +
+			                                  aphi * fmin(r1, 25 * st->phi1));
+			st->phiw = (float)fmax(1, (1 - aphi) * st->phiw +
+			                                  aphi * fmin(rw, 25 * st->phiw));
+		}
+	}
+	st->buckets++;
+	st->cur = st->cur_neg = 0;
+	st->last_end = end_ms;
+	return v;
+}
+
+const struct rule_kind rule_spike = {
+        .name = "spike",
+        .keys = keys,
+        .config_size = sizeof(struct spike_config),
+        .state_size = sizeof(struct spike_state),
+        .check = check,
+        .new_shared = new_shared,
+        .free_shared = free_shared,
+        .on_event = on_event,
+        .on_close = on_close,
+};

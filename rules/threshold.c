@@ -1,0 +1,156 @@
+/*
+ * threshold.c: k events meeting the rule's conditions within a window,
+ * optionally from k distinct values of a field (customers, orders).
+ *
+ * k = 1 is the safety fast path: the first matching event fires, with no
+ * statistics and no waiting for a bucket to close. State per key is the
+ * last 16 matching events' times and identities, so k is at most 16.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <voca/rule.h>
+
+#define MAX_K 16
+
+struct threshold_config {
+	struct rule_common common;
+	int64_t count;
+	int64_t window_ms;
+	char *distinct_by;
+	int distinct_field; /* compiled; -1: a top-level field outside the schema */
+};
+
+struct threshold_state {
+	int64_t ts[MAX_K];
+	uint32_t who[MAX_K];
+	uint8_t n, head;
+};
+
+#define OFF(m) offsetof(struct threshold_config, m)
+
+static const struct conf_key keys[] = {
+        RULE_COMMON_KEYS(struct threshold_config, "1h", "24h"),
+        CONF_KEY("count", CONF_INT, OFF(count), "1", 1, MAX_K, NULL,
+                 "events needed within the window (1: fire on the first)"),
+        CONF_KEY("window", CONF_DURATION, OFF(window_ms), "24h", 60000, 30LL * 86400000, NULL,
+                 "how far back matching events count"),
+        CONF_KEY("distinct_by", CONF_STR, OFF(distinct_by), NULL, 0, 0, NULL,
+                 "count only distinct values of this field (e.g. a customer id)"),
+        CONF_END,
+};
+
+static int check(void *config, char *err, size_t errlen)
+{
+	struct threshold_config *c = config;
+
+	if (rule_common_check(&c->common, err, errlen) < 0)
+		return -1;
+	c->distinct_field = c->distinct_by ? rule_field_lookup(c->distinct_by) : -1;
+	return 0;
+}
+
+static uint32_t hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+/* The identity of an event for distinct_by: a schema field, or a raw top-level one. */
+static uint32_t identity(const struct threshold_config *c, const struct event *ev)
+{
+	char buf[32];
+
+	if (c->distinct_by == NULL)
+		return 0;
+	if (c->distinct_field >= 0) {
+		const char *v = rule_field_text(c->distinct_field, ev, buf, sizeof(buf));
+
+		return hash(v, strlen(v));
+	}
+	cJSON *root = cJSON_ParseWithLength(ev->raw, ev->raw_len);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, c->distinct_by);
+	uint32_t h = cJSON_IsString(v) ? hash(v->valuestring, strlen(v->valuestring)) : 0;
+
+	cJSON_Delete(root);
+	return h;
+}
+
+static void format_window(int64_t ms, char *out, size_t len)
+{
+	if (ms % 86400000 == 0)
+		snprintf(out, len, "%lldd", (long long)(ms / 86400000));
+	else if (ms % 3600000 == 0)
+		snprintf(out, len, "%lldh", (long long)(ms / 3600000));
+	else
+		snprintf(out, len, "%lldm", (long long)(ms / 60000));
+}
+
+static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
+{
+	const struct threshold_config *c = ctx->config;
+	struct threshold_state *s = ctx->state;
+	uint32_t seen[MAX_K];
+	int n = 0, distinct = 0;
+	char win[32], conds[256] = "";
+
+	s->ts[s->head] = ev->ts_ms;
+	s->who[s->head] = identity(c, ev);
+	s->head = (uint8_t)((s->head + 1) % MAX_K);
+	if (s->n < MAX_K)
+		s->n++;
+	for (int i = 0; i < s->n; i++) {
+		if (s->ts[i] <= ev->ts_ms - c->window_ms || s->ts[i] > ev->ts_ms)
+			continue;
+		n++;
+		int dup = 0;
+
+		for (int j = 0; j < distinct; j++)
+			dup |= seen[j] == s->who[i];
+		if (!dup)
+			seen[distinct++] = s->who[i];
+	}
+	if ((c->distinct_by ? distinct : n) < c->count)
+		return RULE_QUIET;
+
+	format_window(c->window_ms, win, sizeof(win));
+	cJSON *why = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(why, "conditions");
+
+	for (int i = 0; i < c->common.nconds; i++) {
+		cJSON_AddItemToArray(arr, cJSON_CreateString(c->common.conds[i].text));
+		snprintf(conds + strlen(conds), sizeof(conds) - strlen(conds), "%s%s",
+		         i ? ", " : "", c->common.conds[i].text);
+	}
+	cJSON_AddNumberToObject(why, "observed", n);
+	cJSON_AddNumberToObject(why, "required", (double)c->count);
+	cJSON_AddStringToObject(why, "test",
+	                        c->count == 1 ? "first match (safety fast path)"
+	                                      : "count within window");
+	if (c->distinct_by) {
+		cJSON_AddStringToObject(why, "distinct_by", c->distinct_by);
+		cJSON_AddNumberToObject(why, "distinct", distinct);
+	}
+	f->why = why;
+	f->window_start_ms = ev->ts_ms - c->window_ms;
+	f->window_end_ms = ev->ts_ms;
+	if (c->distinct_by)
+		snprintf(f->summary, sizeof(f->summary),
+		         "%s: %d events matching %s within %s, from %d distinct %s", ctx->key, n,
+		         conds[0] ? conds : "the rule", win, distinct, c->distinct_by);
+	else
+		snprintf(f->summary, sizeof(f->summary), "%s: %d event%s matching %s within %s",
+		         ctx->key, n, n == 1 ? "" : "s", conds[0] ? conds : "the rule", win);
+	return RULE_FIRE;
+}
+
+const struct rule_kind rule_threshold = {
+        .name = "threshold",
+        .keys = keys,
+        .config_size = sizeof(struct threshold_config),
+        .state_size = sizeof(struct threshold_state),
+        .check = check,
+        .on_event = on_event,
+};

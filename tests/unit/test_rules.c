@@ -1,0 +1,363 @@
+/*
+ * test_rules.c: rule kinds and the engine, as tables of timestamped rows.
+ * Time is the events' own (no clock, no sleeps): a row is an hour offset, a
+ * key and a few fields; the test reads which incidents opened, updated and
+ * resolved, and what their explanations say.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <voca/engine.h>
+#include <voca/rule.h>
+#include <voca/xalloc.h>
+
+#include "config.h"
+
+#define H  3600000LL
+#define T0 1767571200000LL /* 2026-01-05T00:00:00Z, a Monday */
+
+struct log {
+	int opened, updated, resolved;
+	char last_summary[320];
+	double last_expected, last_p, first_expected, first_level, last_level;
+	int64_t opened_at[16], resolved_at[16];
+	char raw[2][64];
+};
+
+static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
+{
+	struct log *l = arg;
+	const cJSON *e = cJSON_GetObjectItem(inc->why, "expected");
+
+	if (ch == INCIDENT_OPENED && l->opened < 16)
+		l->opened_at[l->opened] = inc->opened_ms;
+	if (ch == INCIDENT_RESOLVED && l->resolved < 16)
+		l->resolved_at[l->resolved] = inc->resolved_ms;
+	l->opened += ch == INCIDENT_OPENED;
+	l->updated += ch == INCIDENT_UPDATED;
+	l->resolved += ch == INCIDENT_RESOLVED;
+	snprintf(l->last_summary, sizeof(l->last_summary), "%s", inc->summary);
+	if (e) {
+		l->last_expected = e->valuedouble;
+		if (ch == INCIDENT_OPENED)
+			l->first_expected = e->valuedouble;
+	}
+	const cJSON *b = cJSON_GetObjectItem(inc->why, "expected_breakdown");
+
+	if (b) {
+		l->last_level = cJSON_GetObjectItem(b, "key_level")->valuedouble;
+		if (ch == INCIDENT_OPENED)
+			l->first_level = l->last_level;
+	}
+	if (cJSON_GetObjectItem(inc->why, "p_value"))
+		l->last_p = cJSON_GetObjectItem(inc->why, "p_value")->valuedouble;
+}
+
+struct row {
+	double hour; /* offset from T0 */
+	const char *sku;
+	const char *customer;
+	enum severity severity;
+	double confidence;
+};
+
+static struct engine *engine_for(struct config *cfg, const char *yaml, struct log *l)
+{
+	char err[512];
+
+	if (config_load_text("t.yaml", yaml, cfg, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	return engine_new(&cfg->rules, 0, on_incident, l);
+}
+
+static void feed(struct engine *e, const struct row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char id[32], raw[128];
+		struct event ev = {0};
+
+		snprintf(id, sizeof(id), "e%zu", i);
+		snprintf(raw, sizeof(raw), "{\"customer_id\":\"%s\"}",
+		         rows[i].customer ? rows[i].customer : "c0");
+		ev.event_id = id;
+		ev.ts_ms = T0 + (int64_t)(rows[i].hour * H);
+		ev.sku = rows[i].sku;
+		ev.category = "product_defect";
+		ev.sentiment = SENTIMENT_NEGATIVE;
+		ev.severity = rows[i].severity;
+		ev.confidence = rows[i].confidence;
+		ev.sentiment_score = ev.urgency = NAN;
+		ev.seq = -1;
+		ev.raw = raw;
+		ev.raw_len = strlen(raw);
+		engine_event(e, &ev);
+	}
+}
+
+static const char *const severe_yaml = "rules:\n"
+                                       "  - name: severe\n"
+                                       "    kind: threshold\n"
+                                       "    tier: 1\n"
+                                       "    where: [\"severity >= high\", \"confidence >= 0.8\"]\n"
+                                       "    count: 3\n"
+                                       "    window: 24h\n"
+                                       "    resolve_after: 24h\n";
+
+static void test_threshold_k_within_window(void **state)
+{
+	static const struct row rows[] = {
+	        {0, "A", NULL, SEVERITY_HIGH, 0.9},
+	        {1, "A", NULL, SEVERITY_MEDIUM, 0.9},   /* below the severity condition */
+	        {2, "A", NULL, SEVERITY_CRITICAL, 0.5}, /* below the confidence condition */
+	        {3, "B", NULL, SEVERITY_HIGH, 0.9},     /* another key */
+	        {25, "A", NULL, SEVERITY_HIGH, 0.9},    /* the first has left the window */
+	        {30, "A", NULL, SEVERITY_HIGH, 0.95},
+	        {31, "A", NULL, SEVERITY_CRITICAL, 0.99}, /* third within 24h: fires */
+	        {32, "A", NULL, SEVERITY_HIGH, 0.9},      /* updates, not a second incident */
+	};
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, severe_yaml, &l);
+
+	(void)state;
+	feed(e, rows, 6);
+	assert_int_equal(l.opened, 0);
+	feed(e, rows + 6, 1);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.opened_at[0], T0 + 31 * H);
+	assert_non_null(strstr(l.last_summary, "sku=A: 3 events matching severity >= high, "
+	                                       "confidence >= 0.8 within 1d"));
+	feed(e, rows + 7, 1);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.updated, 1);
+	/* Clear for resolve_after (24h after the last firing): resolved then, not before. */
+	engine_flush(e, T0 + 55 * H);
+	assert_int_equal(l.resolved, 0);
+	engine_flush(e, T0 + 56 * H);
+	assert_int_equal(l.resolved, 1);
+	assert_int_equal(l.resolved_at[0], T0 + 56 * H);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_threshold_distinct_and_fast_path(void **state)
+{
+	static const struct row same[] = {
+	        {0, "A", "alice", SEVERITY_HIGH, 0.9}, {1, "A", "alice", SEVERITY_HIGH, 0.9},
+	        {2, "A", "alice", SEVERITY_HIGH, 0.9}, {3, "A", "bob", SEVERITY_HIGH, 0.9},
+	        {4, "A", "carol", SEVERITY_HIGH, 0.9},
+	};
+	struct config cfg;
+	struct log l = {0};
+	char yaml[512];
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s    distinct_by: customer_id\n", severe_yaml);
+	struct engine *e = engine_for(&cfg, yaml, &l);
+
+	feed(e, same, 4);
+	assert_int_equal(l.opened, 0); /* four reports, two customers */
+	feed(e, same + 4, 1);
+	assert_int_equal(l.opened, 1);
+	assert_non_null(strstr(l.last_summary, "from 3 distinct customer_id"));
+	engine_free(e);
+	config_free(&cfg);
+
+	/* count: 1 is the safety fast path: the first matching event fires. */
+	memset(&l, 0, sizeof(l));
+	e = engine_for(&cfg,
+	               "rules:\n  - name: safety\n    kind: threshold\n    tier: 1\n"
+	               "    where: [\"severity == critical\"]\n",
+	               &l);
+	feed(e, same, 1);
+	assert_int_equal(l.opened, 0);
+	static const struct row critical[] = {{5, "A", NULL, SEVERITY_CRITICAL, 0.3}};
+
+	feed(e, critical, 1);
+	assert_int_equal(l.opened, 1);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static const char *const spike_yaml = "rules:\n"
+                                      "  - name: spike\n"
+                                      "    kind: spike\n"
+                                      "    group_by: [sku]\n"
+                                      "    resolve_after: 6h\n";
+
+/* n events for sku in the hour starting at hour. */
+static void burst(struct engine *e, double hour, const char *sku, int n)
+{
+	struct row r[64];
+
+	for (int i = 0; i < n && i < 64; i++)
+		r[i] = (struct row){hour + (i + 0.5) / (n + 1), sku, NULL, SEVERITY_LOW, 0.9};
+	feed(e, r, (size_t)(n < 64 ? n : 64));
+}
+
+/* A flat stream: 2 events an hour, every hour, for days. */
+static void flat(struct engine *e, int from_hour, int hours, const char *sku)
+{
+	for (int h = from_hour; h < from_hour + hours; h++)
+		burst(e, h, sku, 2);
+}
+
+static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+
+	(void)state;
+	flat(e, 0, 14 * 24, "A");
+	assert_int_equal(l.opened, 0); /* zero incidents on a flat stream */
+	burst(e, 14 * 24, "A", 20);    /* 10x the hour's usual */
+	burst(e, 14 * 24 + 1, "A", 2); /* the next hour closes the burst's bucket */
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.opened_at[0], T0 + (14 * 24 + 1) * H); /* within one bucket */
+	assert_true(l.last_p < 2e-6);
+	assert_true(fabs(l.first_expected - 2) < 0.5);
+	assert_non_null(strstr(l.last_summary, "sku=A: 20 events in the last 1h vs 2.0 expected "
+	                                       "for a Monday"));
+	/* Quiet again: resolved 6 h after the last firing. */
+	flat(e, 14 * 24 + 2, 12, "A");
+	assert_int_equal(l.resolved, 1);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_spike_baseline_frozen_while_open(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+
+	(void)state;
+	flat(e, 0, 14 * 24, "A");
+	/* A sustained surge: one incident, updated each hour, against the old baseline. */
+	for (int h = 0; h < 6; h++)
+		burst(e, 14 * 24 + h, "A", 20);
+	burst(e, 14 * 24 + 6, "A", 2);
+	assert_int_equal(l.opened, 1);
+	assert_true(l.updated >= 4);
+	assert_true(l.first_level > 1.5 && l.first_level < 2.5);
+	assert_true(fabs(l.last_level - l.first_level) < 1e-6); /* not learning from the surge */
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_spike_warm_up(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+
+	(void)state;
+	/* A key with no history: a burst in its first day is not a spike. */
+	flat(e, 0, 10, "B");
+	burst(e, 10, "B", 20);
+	flat(e, 11, 30, "B");
+	assert_int_equal(l.opened, 0);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_spike_guards(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: s\n    kind: spike\n    min_count: 30\n"
+	                              "    warmup: 0\n    warmup_events: 0\n",
+	                              &l);
+
+	(void)state;
+	flat(e, 0, 14 * 24, "A");
+	burst(e, 14 * 24, "A", 20); /* significant, but under min_count */
+	flat(e, 14 * 24 + 1, 2, "A");
+	assert_int_equal(l.opened, 0);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_nb_tail(void **state)
+{
+	(void)state;
+	/* Poisson(2): P(X >= 0) = 1; P(X >= 1) = 1 - e^-2 */
+	assert_true(fabs(nb_upper_tail(0, 2, 1) - 1) < 1e-12);
+	assert_true(fabs(nb_upper_tail(1, 2, 1) - (1 - exp(-2))) < 1e-9);
+	/* Far tails keep their digits: P(X >= 23 | 4.1) = 9.584569e-11 (summed in log space) */
+	double p = nb_upper_tail(23, 4.1, 1);
+
+	assert_true(fabs(p - 9.584569e-11) < 1e-16);
+	/* Overdispersion makes the same count less surprising. */
+	assert_true(nb_upper_tail(23, 4.1, 2) > 100 * p);
+	/* NB with phi=2, mean 2: r = 2, q = 1/2: P(X >= 1) = 1 - 0.5^2 */
+	assert_true(fabs(nb_upper_tail(1, 2, 2) - 0.75) < 1e-9);
+}
+
+static void test_rule_config_errors(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} cases[] = {
+	        {"rules:\n  - name: a\n    kind: threshold\n    windw: 1h\n",
+	         "t.yaml:4: rules[0].windw: unknown key (did you mean 'window'?)"},
+	        {"rules:\n  - name: a\n    kind: spike\n    count: 3\n",
+	         "t.yaml:4: rules[0].count: unknown key"},
+	        {"rules:\n  - name: a\n    window: 1h\n",
+	         "t.yaml:2: rules[0].kind: missing; expected one of threshold, spike"},
+	        {"rules:\n  - name: a\n    kind: magic\n",
+	         "t.yaml:2: rules[0].kind: unknown kind; expected one of threshold, spike"},
+	        {"rules:\n  - name: a\n    kind: threshold\n    where: [\"severity >= urgent\"]\n",
+	         "t.yaml:2: rules[0] (a): 'severity >= urgent': severity is one of low, medium"},
+	        {"rules:\n  - name: a\n    kind: threshold\n    where: [\"sku > 3\"]\n",
+	         "'sku > 3': sku takes only == and !="},
+	        {"rules:\n  - name: a\n    kind: threshold\n    where: [\"colour == red\"]\n",
+	         "unknown field 'colour'"},
+	        {"rules:\n  - name: a\n    kind: threshold\n  - name: a\n    kind: spike\n",
+	         "t.yaml:4: rules[1]: the name 'a' is taken by rules[0] (line 2)"},
+	        {"rules:\n  - kind: threshold\n", "t.yaml:2: rules[0] (threshold): needs a name"},
+	        {"rules:\n  - name: a\n    kind: spike\n    window: 90m\n",
+	         "window must be 1 to 24 whole buckets"},
+	        {"rules:\n  - name: a\n    kind: spike\n    alpha: often\n",
+	         "t.yaml:4: rules[0].alpha: expected a number from 0 to 1"},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config cfg;
+		char err[512];
+
+		if (config_load_text("t.yaml", cases[i].yaml, &cfg, err, sizeof(err)) == 0) {
+			config_free(&cfg);
+			fail_msg("accepted:\n%s", cases[i].yaml);
+		}
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("error '%s' lacks '%s'", err, cases[i].want);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_threshold_k_within_window),
+	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
+	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
+	        cmocka_unit_test(test_spike_baseline_frozen_while_open),
+	        cmocka_unit_test(test_spike_warm_up),
+	        cmocka_unit_test(test_spike_guards),
+	        cmocka_unit_test(test_nb_tail),
+	        cmocka_unit_test(test_rule_config_errors),
+	};
+
+	xalloc_install_cjson();
+	return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
+}

@@ -138,11 +138,12 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	f->window_end_ms = ev->ts_ms;
 	if (c->distinct_by)
 		snprintf(f->summary, sizeof(f->summary),
-		         "%s: %d events matching %s within %s, from %d distinct %s", ctx->key, n,
-		         conds[0] ? conds : "the rule", win, distinct, c->distinct_by);
+		         "%.80s: %d events matching %.120s within %.16s, from %d distinct %.24s",
+		         ctx->key, n, conds[0] ? conds : "the rule", win, distinct, c->distinct_by);
 	else
-		snprintf(f->summary, sizeof(f->summary), "%s: %d event%s matching %s within %s",
-		         ctx->key, n, n == 1 ? "" : "s", conds[0] ? conds : "the rule", win);
+		snprintf(f->summary, sizeof(f->summary),
+		         "%.80s: %d event%s matching %.120s within %.16s", ctx->key, n,
+		         n == 1 ? "" : "s", conds[0] ? conds : "the rule", win);
 	return RULE_FIRE;
 }
 

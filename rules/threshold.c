@@ -5,7 +5,15 @@
  * k = 1 is the safety fast path: the first matching event fires, with no
  * statistics and no waiting for a bucket to close. State per key is the
  * last 16 matching events' times and identities, so k is at most 16.
+ *
+ * With max_p (BASELINES.md P2, repeated severe defects) the count must also
+ * be unlikely for this key: expected = the key's own rate of matching events
+ * before the window times the window, with a prior of half an event per
+ * week so a young quiet key is not judged on nothing, and a Poisson tail.
+ * Three severe reports a day is news for most SKUs, and routine for a
+ * bestseller.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,14 +26,20 @@ struct threshold_config {
 	int64_t count;
 	int64_t window_ms;
 	char *distinct_by;
+	double max_p;
 	int distinct_field; /* compiled; -1: a top-level field outside the schema */
 };
 
 struct threshold_state {
 	int64_t ts[MAX_K];
 	uint32_t who[MAX_K];
+	int64_t first_seen;
+	uint32_t total; /* matching events ever */
 	uint8_t n, head;
 };
+
+#define PRIOR_EVENTS 0.5
+#define MIN_EXPOSURE (7 * 86400000.0)
 
 #define OFF(m) offsetof(struct threshold_config, m)
 
@@ -37,6 +51,8 @@ static const struct conf_key keys[] = {
                  "how far back matching events count"),
         CONF_KEY("distinct_by", CONF_STR, OFF(distinct_by), NULL, 0, 0, NULL,
                  "count only distinct values of this field (e.g. a customer id)"),
+        CONF_KEY("max_p", CONF_DOUBLE, OFF(max_p), "0", 0, 1, NULL,
+                 "also require the count to be this unlikely for the key's own rate (0: off)"),
         CONF_END,
 };
 
@@ -97,6 +113,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	int n = 0, distinct = 0;
 	char win[32], conds[256] = "";
 
+	if (s->total == 0)
+		s->first_seen = ev->ts_ms;
+	s->total++;
 	s->ts[s->head] = ev->ts_ms;
 	s->who[s->head] = identity(c, ev);
 	s->head = (uint8_t)((s->head + 1) % MAX_K);
@@ -115,6 +134,15 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	}
 	if ((c->distinct_by ? distinct : n) < c->count)
 		return RULE_QUIET;
+	/* The key's rate before this window: events and exposure outside it. */
+	double hist = (double)s->total - n,
+	       exposure = (double)(ev->ts_ms - c->window_ms - s->first_seen);
+	double expected =
+	        (hist + PRIOR_EVENTS) / fmax(exposure, MIN_EXPOSURE) * (double)c->window_ms;
+	double p = nb_upper_tail(n, expected, 1);
+
+	if (c->max_p > 0 && p >= c->max_p)
+		return RULE_QUIET;
 
 	format_window(c->window_ms, win, sizeof(win));
 	cJSON *why = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(why, "conditions");
@@ -126,6 +154,10 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	}
 	cJSON_AddNumberToObject(why, "observed", n);
 	cJSON_AddNumberToObject(why, "required", (double)c->count);
+	cJSON_AddNumberToObject(why, "expected", round(expected * 1000) / 1000);
+	cJSON_AddNumberToObject(why, "p_value", p);
+	if (c->max_p > 0)
+		cJSON_AddNumberToObject(why, "max_p", c->max_p);
 	cJSON_AddStringToObject(why, "test",
 	                        c->count == 1 ? "first match (safety fast path)"
 	                                      : "count within window");
@@ -142,8 +174,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		         ctx->key, n, conds[0] ? conds : "the rule", win, distinct, c->distinct_by);
 	else
 		snprintf(f->summary, sizeof(f->summary),
-		         "%.80s: %d event%s matching %.120s within %.16s", ctx->key, n,
-		         n == 1 ? "" : "s", conds[0] ? conds : "the rule", win);
+		         "%.80s: %d event%s matching %.120s within %.16s (%.2f expected, p=%.1g)",
+		         ctx->key, n, n == 1 ? "" : "s", conds[0] ? conds : "the rule", win,
+		         expected, p);
 	return RULE_FIRE;
 }
 

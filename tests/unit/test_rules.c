@@ -187,6 +187,42 @@ static void test_threshold_distinct_and_fast_path(void **state)
 	config_free(&cfg);
 }
 
+static void test_threshold_max_p_against_the_keys_own_rate(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	char yaml[512];
+	struct row r[200];
+	size_t n = 0;
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s    max_p: 1e-3\n", severe_yaml);
+	struct engine *e = engine_for(&cfg, yaml, &l);
+
+	/* A bestseller with 3 severe reports every day for 30 days: routine for it. */
+	for (int d = 0; d < 30; d++)
+		for (int k = 0; k < 3; k++)
+			r[n++] = (struct row){d * 24 + 2 + k * 7, "BIG", NULL, SEVERITY_HIGH, 0.9};
+	feed(e, r, n);
+	int bestseller = l.opened;
+
+	/* A quiet SKU's first 3 in a day: news. */
+	static const struct row quiet[] = {
+	        {31 * 24 + 1, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+	        {31 * 24 + 3, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+	        {31 * 24 + 5, "QUIET", NULL, SEVERITY_CRITICAL, 0.95},
+	};
+	feed(e, quiet, 3);
+	/* Its first week is judged against the prior (half an event a week): at most
+	 * the first days of the bestseller fire, none after its rate is known. */
+	assert_true(bestseller <= 3);
+	assert_int_equal(l.opened, bestseller + 1);
+	assert_non_null(strstr(l.last_summary, "sku=QUIET: 3 events"));
+	assert_non_null(strstr(l.last_summary, "expected, p="));
+	engine_free(e);
+	config_free(&cfg);
+}
+
 static const char *const spike_yaml = "rules:\n"
                                       "  - name: spike\n"
                                       "    kind: spike\n"
@@ -350,6 +386,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_threshold_k_within_window),
 	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
+	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),
 	        cmocka_unit_test(test_spike_warm_up),

@@ -41,3 +41,38 @@ double nb_upper_tail(double x, double m, double phi)
 	}
 	return sum > 1 ? 1 : sum;
 }
+
+double binom_upper_tail(double k, double n, double p)
+{
+	double sum = 0, term;
+
+	if (k <= 0)
+		return 1;
+	if (k > n || p <= 0)
+		return 0;
+	if (p >= 1)
+		return 1;
+	/* log C(n, k) p^k (1-p)^(n-k), then the ratio of successive terms. */
+	term = exp(lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k * log(p) +
+	           (n - k) * log1p(-p));
+	for (double i = k; i <= n; i++) {
+		sum += term;
+		term *= (n - i) / (i + 1) * p / (1 - p);
+		if (term < sum * 1e-14)
+			break;
+	}
+	return sum > 1 ? 1 : sum;
+}
+
+double wilson_lower(double k, double n, double z)
+{
+	double ph, d, c, r;
+
+	if (n <= 0)
+		return 0;
+	ph = k / n;
+	d = 1 + z * z / n;
+	c = ph + z * z / (2 * n);
+	r = z * sqrt(ph * (1 - ph) / n + z * z / (4 * n * n));
+	return (c - r) / d;
+}

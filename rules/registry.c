@@ -9,10 +9,12 @@
 
 extern const struct rule_kind rule_threshold;
 extern const struct rule_kind rule_spike;
+extern const struct rule_kind rule_rate_shift;
 
 const struct rule_kind *const rule_kinds[] = {
         &rule_threshold,
         &rule_spike,
+        &rule_rate_shift,
         NULL,
 };
 

@@ -119,4 +119,10 @@ int rule_field_lookup(const char *name);
 /* Upper tail P(X >= x) of a negative binomial with mean m and variance phi*m (Poisson at phi=1). */
 double nb_upper_tail(double x, double m, double phi);
 
+/* Upper tail P(X >= k) of a binomial(n, p), exact. */
+double binom_upper_tail(double k, double n, double p);
+
+/* Wilson score interval's lower bound for k successes in n at z (1.96: 95%). */
+double wilson_lower(double k, double n, double z);
+
 #endif

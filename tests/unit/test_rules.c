@@ -324,6 +324,104 @@ static void test_spike_guards(void **state)
 	config_free(&cfg);
 }
 
+/* n events an hour for a key, neg of them negative, over hours [from, from + hours). */
+static void shares(struct engine *e, int from, int hours, const char *sku, int n, int neg)
+{
+	for (int h = from; h < from + hours; h++) {
+		for (int i = 0; i < n; i++) {
+			char id[32];
+			struct event ev = {0};
+
+			snprintf(id, sizeof(id), "%s-%d-%d", sku, h, i);
+			ev.event_id = id;
+			ev.ts_ms = T0 + h * H + (i * H) / (n + 1);
+			ev.sku = sku;
+			ev.category = "shipping";
+			ev.sentiment = i < neg ? SENTIMENT_NEGATIVE : SENTIMENT_POSITIVE;
+			ev.confidence = 0.9;
+			ev.sentiment_score = ev.urgency = NAN;
+			ev.seq = -1;
+			ev.raw = "{}";
+			ev.raw_len = 2;
+			engine_event(e, &ev);
+		}
+	}
+}
+
+static void test_rate_shift_binomial(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                              "    cusum_h: 0\n",
+	                              &l);
+
+	(void)state;
+	/* 2 in 10 negative for two weeks, then 6 in 10 for a day. */
+	shares(e, 0, 14 * 24, "A", 10, 2);
+	assert_int_equal(l.opened, 0);
+	shares(e, 14 * 24, 12, "A", 10, 6);
+	assert_int_equal(l.opened, 1);
+	assert_non_null(strstr(l.last_summary, "sku=A: "));
+	assert_non_null(strstr(l.last_summary, "/240 sentiment == negative in the last 1d ("));
+	assert_non_null(strstr(l.last_summary, "baseline 2"));
+	assert_true(l.last_p < 1e-5);
+	engine_free(e);
+	config_free(&cfg);
+
+	/* The same rise on a key with 1 event an hour: under min_n in the first
+	 * hours, and not significant at alpha for a day: quiet. */
+	memset(&l, 0, sizeof(l));
+	e = engine_for(&cfg, "rules:\n  - name: neg\n    kind: rate_shift\n    cusum_h: 0\n", &l);
+	shares(e, 0, 14 * 24, "B", 5, 1);
+	shares(e, 14 * 24, 2, "B", 5, 4); /* 8 of 10: n = 10 over 2 h, but the window holds 24 h */
+	assert_int_equal(l.opened, 0);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_rate_shift_cusum_catches_slow_drift(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	/* The window test alone cannot see a +15-point drift at 4 events an hour... */
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                              "    cusum_h: 0\n",
+	                              &l);
+
+	(void)state;
+	shares(e, 0, 14 * 24, "A", 20, 4);
+	shares(e, 14 * 24, 4 * 24, "A", 20, 7);
+	int window_only = l.opened;
+
+	engine_free(e);
+	config_free(&cfg);
+	/* ...the CUSUM does, and never fired while the share held still. */
+	memset(&l, 0, sizeof(l));
+	e = engine_for(&cfg, "rules:\n  - name: neg\n    kind: rate_shift\n    alpha: 1e-30\n", &l);
+	shares(e, 0, 14 * 24, "A", 20, 4);
+	assert_int_equal(l.opened, 0);
+	shares(e, 14 * 24, 4 * 24, "A", 20, 7);
+	assert_true(l.opened >= 1);
+	assert_non_null(strstr(l.last_summary, "CUSUM"));
+	(void)window_only;
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_binomial_and_wilson(void **state)
+{
+	(void)state;
+	/* P(X >= 12 | 20, 0.2) = 1.0e-4 (exact), the BASELINES.md example. */
+	assert_true(fabs(binom_upper_tail(12, 20, 0.2) - 1.0172e-4) < 1e-7);
+	assert_true(fabs(binom_upper_tail(0, 20, 0.2) - 1) < 1e-12);
+	assert_true(binom_upper_tail(21, 20, 0.2) == 0);
+	/* Wilson 95% for 15/23: lower bound 0.45. */
+	assert_true(fabs(wilson_lower(15, 23, 1.96) - 0.4489) < 1e-4);
+}
+
 static void test_nb_tail(void **state)
 {
 	(void)state;
@@ -391,6 +489,9 @@ int main(void)
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),
 	        cmocka_unit_test(test_spike_warm_up),
 	        cmocka_unit_test(test_spike_guards),
+	        cmocka_unit_test(test_rate_shift_binomial),
+	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
+	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),
 	};

@@ -7,6 +7,7 @@
 #   make lint       formatter check, banned functions, header self-containment
 #   make fuzz       the decoder under libFuzzer for FUZZ_SECONDS (default 30)
 #   make bench      the ingest benchmark (tests/bench)
+#   make detect     detection report: recall, delay, false incidents (tests/bench/detect)
 #   make install    PREFIX (/usr/local) and DESTDIR as usual
 #
 # Dependencies come from Debian's archive through packaging/install-deps.sh,
@@ -56,7 +57,7 @@ VOCA      = $(BUILD)/voca
 DEPS_STAMP      = build/.deps-ok
 TEST_DEPS_STAMP = build/.test-deps-ok
 
-.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench install clean
+.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench detect install clean
 
 all: $(VOCA)
 
@@ -140,6 +141,10 @@ fuzz: $(BUILD)/fuzz/fuzz_decode
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libvoca.a | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libvoca.a $(PKG_LIBS)
+
+# Detection report over simulated seeds (prints numbers; see tests/bench/detect).
+detect: $(VOCA) | $(TEST_DEPS_STAMP)
+	$(PYTHON) tests/bench/detect --voca $(abspath $(VOCA))
 
 BENCH_ARGS ?=
 bench: $(VOCA) $(BENCH_BINS)

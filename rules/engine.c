@@ -271,6 +271,19 @@ static void advance(struct engine *e, int64_t watermark)
 		if (idx <= r->advanced)
 			continue;
 		r->advanced = idx;
+		if (r->kind->every_bucket) {
+			/* Silence matters to this kind: every key's buckets close. */
+			for (size_t i = 0; i < r->nslots; i++) {
+				struct keyent *k = r->slots[i];
+
+				if (k && k->bucket >= 0 && k->bucket < idx)
+					close_until(e, r, k, idx);
+				if (k)
+					k->dirty = 0;
+			}
+			r->ndirty = 0;
+			continue;
+		}
 		for (size_t i = 0; i < r->ndirty; i++) {
 			struct keyent *k = r->dirty[i];
 

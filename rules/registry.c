@@ -10,12 +10,10 @@
 extern const struct rule_kind rule_threshold;
 extern const struct rule_kind rule_spike;
 extern const struct rule_kind rule_rate_shift;
+extern const struct rule_kind rule_flatline;
 
 const struct rule_kind *const rule_kinds[] = {
-        &rule_threshold,
-        &rule_spike,
-        &rule_rate_shift,
-        NULL,
+        &rule_threshold, &rule_spike, &rule_rate_shift, &rule_flatline, NULL,
 };
 
 const struct conf_variant *rule_variants(void)

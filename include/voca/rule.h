@@ -89,6 +89,8 @@ struct rule_kind {
 	const struct conf_key *keys;
 	size_t config_size;
 	size_t state_size; /* per key, at most RULE_MAX_STATE */
+	/* Close every key's bucket as time passes, not only active keys' (for silence). */
+	int every_bucket;
 	/* Checks and compiles a loaded configuration. Returns 0, or -1 with err. */
 	int (*check)(void *config, char *err, size_t errlen);
 	void *(*new_shared)(const void *config);

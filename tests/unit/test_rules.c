@@ -411,6 +411,38 @@ static void test_rate_shift_cusum_catches_slow_drift(void **state)
 	config_free(&cfg);
 }
 
+static void test_flatline(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: silent\n    kind: flatline\n"
+	                              "    group_by: [sku]\n    resolve_after: 1h\n",
+	                              &l);
+
+	(void)state;
+	/* 20 an hour for 3 days, with a quiet key beside it (1 a day: never judged). */
+	for (int h = 0; h < 72; h++) {
+		shares(e, h, 1, "A", 20, 0);
+		if (h % 24 == 0)
+			shares(e, h, 1, "Q", 1, 0);
+	}
+	assert_int_equal(l.opened, 0);
+	/* A stops; Q goes on. The watermark moves on with Q's events alone. */
+	for (int h = 72; h < 76; h++)
+		shares(e, h, 1, "Q", 1, 0);
+	assert_int_equal(l.opened, 1);
+	/* Opened at the first silent bucket's close (then updated while silent). */
+	assert_int_equal(l.opened_at[0], T0 + 73 * H);
+	assert_non_null(strstr(l.last_summary, "sku=A: no events for 3 buckets"));
+	/* A is back: the incident resolves an hour after the last firing. */
+	for (int h = 76; h < 80; h++)
+		shares(e, h, 1, "A", 20, 0);
+	assert_int_equal(l.resolved, 1);
+	engine_free(e);
+	config_free(&cfg);
+}
+
 static void test_binomial_and_wilson(void **state)
 {
 	(void)state;
@@ -491,6 +523,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_guards),
 	        cmocka_unit_test(test_rate_shift_binomial),
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
+	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),

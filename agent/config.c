@@ -56,7 +56,7 @@ const struct conf_key config_keys[] = {
          .type = CONF_LIST,
          .offset = OFF(rules),
          .variants = rule_variants,
-         .doc = "the rules: a list of mappings, each with a kind (threshold, spike, rate_shift, flatline)"},
+         .doc = "the rules: a list of mappings, each with a kind (threshold, spike, rate_shift, flatline, new_topic)"},
         CONF_END,
 };
 

@@ -11,9 +11,10 @@ extern const struct rule_kind rule_threshold;
 extern const struct rule_kind rule_spike;
 extern const struct rule_kind rule_rate_shift;
 extern const struct rule_kind rule_flatline;
+extern const struct rule_kind rule_new_topic;
 
 const struct rule_kind *const rule_kinds[] = {
-        &rule_threshold, &rule_spike, &rule_rate_shift, &rule_flatline, NULL,
+        &rule_threshold, &rule_spike, &rule_rate_shift, &rule_flatline, &rule_new_topic, NULL,
 };
 
 const struct conf_variant *rule_variants(void)

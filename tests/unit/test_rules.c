@@ -443,6 +443,68 @@ static void test_flatline(void **state)
 	config_free(&cfg);
 }
 
+/* One event for key sku with the given subcategory at hour h. */
+static void topic(struct engine *e, double h, const char *sku, const char *sub)
+{
+	char id[48];
+	struct event ev = {0};
+
+	snprintf(id, sizeof(id), "%s-%s-%g", sku, sub, h);
+	ev.event_id = id;
+	ev.ts_ms = T0 + (int64_t)(h * H);
+	ev.sku = sku;
+	ev.category = "product_defect";
+	ev.subcategory = sub;
+	ev.sentiment = SENTIMENT_NEGATIVE;
+	ev.confidence = 0.9;
+	ev.sentiment_score = ev.urgency = NAN;
+	ev.seq = -1;
+	ev.raw = "{}";
+	ev.raw_len = 2;
+	engine_event(e, &ev);
+}
+
+static void test_new_topic(void **state)
+{
+	static const char *const usual[] = {"leaking", "broken_part", "stopped_working"};
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: nt\n    kind: new_topic\n"
+	                              "    min_events: 20\n",
+	                              &l);
+
+	(void)state;
+	/* Ten SKUs with the usual three subcategories for ten days; SPARSE sees only one. */
+	for (int h = 0; h < 240; h++)
+		for (int k = 0; k < 10; k++) {
+			char sku[16];
+
+			snprintf(sku, sizeof(sku), "S%d", k);
+			topic(e, h + k / 10.0, sku, usual[(h + k) % 3]);
+		}
+	for (int d = 0; d < 10; d++)
+		topic(e, d * 24 + 0.5, "SPARSE", "leaking");
+	assert_int_equal(l.opened, 0);
+	/* A usual value on a sparse key is not news; a value no key has had is. */
+	topic(e, 241, "SPARSE", "broken_part");
+	assert_int_equal(l.opened, 0);
+	topic(e, 242, "S3", "battery_swelling");
+	assert_int_equal(l.opened, 1);
+	assert_non_null(strstr(l.last_summary,
+	                       "sku=S3: subcategory 'battery_swelling' for the first "
+	                       "time in 30 days, new for every key"));
+	/* It spreading to a second key is news too (rare across keys). */
+	topic(e, 250, "S7", "battery_swelling");
+	assert_int_equal(l.opened, 2);
+	assert_non_null(strstr(l.last_summary, "rare across keys"));
+	/* Seen again on S3 within lookback: nothing new. */
+	topic(e, 251, "S3", "battery_swelling");
+	assert_int_equal(l.opened, 2);
+	engine_free(e);
+	config_free(&cfg);
+}
+
 static void test_binomial_and_wilson(void **state)
 {
 	(void)state;
@@ -524,6 +586,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_binomial),
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_flatline),
+	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),

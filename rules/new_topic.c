@@ -1,0 +1,223 @@
+/*
+ * new_topic.c: a category or subcategory appearing for a key for the first
+ * time in lookback (a new failure mode: "battery swelling" on a kettle).
+ *
+ * Per key: up to 16 topics with the time each was last seen (the least
+ * recently seen is forgotten first, so a key with more than 16 live topics
+ * may hear an old one again as new). A value the key has not had is news
+ * when it is rare for the whole rule too (fewer than 3 keys had it in
+ * lookback: a new failure mode, or one spreading), or when the key has min_events events (an
+ * established key has shown its usual topics; a sparse one has not, and 595 false incidents a month
+ * said so). Nothing is new in the rule's or the key's first min_age.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <voca/rule.h>
+#include <voca/xalloc.h>
+
+#define TOPICS 16
+#define GLOBAL 4096 /* topics remembered for the whole rule */
+
+struct new_topic_config {
+	struct rule_common common;
+	char *field;
+	int64_t lookback_ms;
+	int64_t min_age_ms;
+	int64_t min_events;
+	int field_id; /* compiled */
+};
+
+struct new_topic_state {
+	uint32_t hash[TOPICS];
+	int64_t last[TOPICS];
+	int64_t first_seen;
+	uint32_t events;
+	uint8_t n;
+};
+
+#define OFF(m) offsetof(struct new_topic_config, m)
+
+static const struct conf_key keys[] = {
+        RULE_COMMON_KEYS(struct new_topic_config, "1h", "7d"),
+        CONF_KEY("field", CONF_STR, OFF(field), "subcategory", 0, 0, NULL,
+                 "the event field whose new values are news (category or subcategory)"),
+        CONF_KEY("lookback", CONF_DURATION, OFF(lookback_ms), "30d", 3600000, 365 * 86400000LL,
+                 NULL, "a value unseen this long counts as new"),
+        CONF_KEY("min_age", CONF_DURATION, OFF(min_age_ms), "7d", 0, 365 * 86400000LL, NULL,
+                 "history a key needs before anything is new for it"),
+        CONF_KEY("min_events", CONF_INT, OFF(min_events), "50", 0, 100000000, NULL,
+                 "events a key needs before anything is new for it (to have seen its regulars)"),
+        CONF_END,
+};
+
+struct shared {
+	int64_t first;
+	uint32_t hash[GLOBAL];
+	int64_t last[GLOBAL];
+	uint16_t keys[GLOBAL]; /* keys that have had the topic (since it was last absent) */
+	size_t n;
+};
+
+#define RARE_KEYS 3 /* a topic fewer keys have had is news for the rule */
+
+static void *new_shared(const void *config)
+{
+	(void)config;
+	return xcalloc(1, sizeof(struct shared));
+}
+
+static void free_shared(void *p)
+{
+	free(p);
+}
+
+/*
+ * Notes the topic at the rule level for a key that has not had it; returns
+ * how many keys had it within lookback before this one (0: new for the rule).
+ */
+static int global_note(struct shared *g, uint32_t h, int64_t now, int64_t lookback)
+{
+	size_t i = h & (GLOBAL - 1);
+	int before;
+
+	if (g->first == 0)
+		g->first = now;
+	while (g->hash[i] && g->hash[i] != h)
+		i = (i + 1) & (GLOBAL - 1);
+	if (g->hash[i] == 0) {
+		if (g->n * 4 >= GLOBAL * 3)
+			return RARE_KEYS; /* table full: treat as known rather than flood */
+		g->hash[i] = h;
+		g->n++;
+		g->keys[i] = 0;
+	} else if (now - g->last[i] >= lookback) {
+		g->keys[i] = 0; /* absent for lookback: new again */
+	}
+	before = g->keys[i];
+	if (g->keys[i] < UINT16_MAX)
+		g->keys[i]++;
+	if (now > g->last[i])
+		g->last[i] = now;
+	return before;
+}
+
+/* Keeps the rule-level last-seen time fresh for a key that already has the topic. */
+static void global_touch(struct shared *g, uint32_t h, int64_t now)
+{
+	size_t i = h & (GLOBAL - 1);
+
+	while (g->hash[i] && g->hash[i] != h)
+		i = (i + 1) & (GLOBAL - 1);
+	if (g->hash[i] && now > g->last[i])
+		g->last[i] = now;
+}
+
+static int check(void *config, char *err, size_t errlen)
+{
+	struct new_topic_config *c = config;
+
+	if (rule_common_check(&c->common, err, errlen) < 0)
+		return -1;
+	c->field_id = rule_field_lookup(c->field);
+	if (c->field_id < 0) {
+		snprintf(err, errlen, "field: unknown event field '%s'", c->field);
+		return -1;
+	}
+	return 0;
+}
+
+static uint32_t hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h ? h : 1;
+}
+
+static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
+{
+	const struct new_topic_config *c = ctx->config;
+	struct new_topic_state *st = ctx->state;
+	char buf[32], t[48];
+	const char *topic = rule_field_text(c->field_id, ev, buf, sizeof(buf));
+	uint32_t h;
+	int i, oldest = 0;
+	int64_t seen = -1;
+
+	if (topic[0] == '\0')
+		return RULE_QUIET;
+	if (st->n == 0 && st->first_seen == 0)
+		st->first_seen = ev->ts_ms;
+	st->events++;
+	h = hash(topic);
+	for (i = 0; i < st->n; i++) {
+		if (st->hash[i] == h)
+			break;
+		if (st->last[i] < st->last[oldest])
+			oldest = i;
+	}
+	if (i < st->n) {
+		seen = st->last[i];
+	} else if (st->n < TOPICS) {
+		i = st->n++;
+	} else {
+		i = oldest; /* forget the least recently seen */
+	}
+	st->hash[i] = h;
+	st->last[i] = ev->ts_ms > seen ? ev->ts_ms : seen;
+	if (seen >= 0 && ev->ts_ms - seen < c->lookback_ms) {
+		global_touch(ctx->shared, h, ev->ts_ms);
+		return RULE_QUIET;
+	}
+	struct shared *g = ctx->shared;
+	int others = global_note(g, h, ev->ts_ms, c->lookback_ms);
+	int globally_new = others < RARE_KEYS && ev->ts_ms - g->first >= c->min_age_ms;
+
+	if (!globally_new &&
+	    (ev->ts_ms - st->first_seen < c->min_age_ms || st->events <= (uint32_t)c->min_events))
+		return RULE_QUIET;
+
+	cJSON *why = cJSON_CreateObject();
+	double age_d = (double)(ev->ts_ms - st->first_seen) / 86400000.0;
+
+	cJSON_AddStringToObject(why, "field", c->field);
+	cJSON_AddStringToObject(why, "topic", topic);
+	if (seen >= 0) {
+		rfc3339_format(seen, t, sizeof(t));
+		cJSON_AddStringToObject(why, "last_seen", t);
+	} else {
+		cJSON_AddNullToObject(why, "last_seen");
+	}
+	cJSON_AddNumberToObject(why, "lookback_days", (double)c->lookback_ms / 86400000.0);
+	cJSON_AddNumberToObject(why, "key_age_days", round(age_d * 10) / 10);
+	cJSON_AddNumberToObject(why, "known_topics", st->n);
+	cJSON_AddNumberToObject(why, "other_keys_with_it", others);
+	cJSON_AddStringToObject(why, "test", "first occurrence in lookback");
+	f->why = why;
+	f->window_start_ms = ev->ts_ms - c->lookback_ms;
+	f->window_end_ms = ev->ts_ms;
+	snprintf(f->summary, sizeof(f->summary),
+	         "%.100s: %.20s '%.60s' for the first time in %.0f days, %s (key seen for %.1f "
+	         "days)",
+	         ctx->key, c->field, topic, (double)c->lookback_ms / 86400000.0,
+	         !globally_new ? "new for this key"
+	         : others      ? "rare across keys"
+	                       : "new for every key",
+	         age_d);
+	return RULE_FIRE;
+}
+
+const struct rule_kind rule_new_topic = {
+        .name = "new_topic",
+        .keys = keys,
+        .config_size = sizeof(struct new_topic_config),
+        .state_size = sizeof(struct new_topic_state),
+        .check = check,
+        .new_shared = new_shared,
+        .free_shared = free_shared,
+        .on_event = on_event,
+};

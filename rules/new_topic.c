@@ -1,14 +1,14 @@
 /*
  * new_topic.c: a category or subcategory appearing for a key for the first
- * time in lookback (a new failure mode: "battery swelling" on a kettle).
+ * time (a new failure mode: "battery swelling" on a kettle).
  *
  * Per key: up to 16 topics with the time each was last seen (the least
  * recently seen is forgotten first, so a key with more than 16 live topics
  * may hear an old one again as new). A value the key has not had is news
- * when it is rare for the whole rule too (fewer than 3 keys had it in
- * lookback: a new failure mode, or one spreading), or when the key has min_events events (an
- * established key has shown its usual topics; a sparse one has not, and 595 false incidents a month
- * said so). Nothing is new in the rule's or the key's first min_age.
+ * when it is new for the whole rule too (first seen by the rule within
+ * lookback and on fewer than 3 keys: a new failure mode, or one spreading), or when the key has
+ * min_events events (an established key has shown its usual topics; a sparse one has not, and 595
+ * false incidents a month said so). Nothing is new in the rule's or the key's first min_age.
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,7 +45,8 @@ static const struct conf_key keys[] = {
         CONF_KEY("field", CONF_STR, OFF(field), "subcategory", 0, 0, NULL,
                  "the event field whose new values are news (category or subcategory)"),
         CONF_KEY("lookback", CONF_DURATION, OFF(lookback_ms), "30d", 3600000, 365 * 86400000LL,
-                 NULL, "a value unseen this long counts as new"),
+                 NULL,
+                 "a value the rule first saw this recently, on few keys, is new for every key"),
         CONF_KEY("min_age", CONF_DURATION, OFF(min_age_ms), "7d", 0, 365 * 86400000LL, NULL,
                  "history a key needs before anything is new for it"),
         CONF_KEY("min_events", CONF_INT, OFF(min_events), "50", 0, 100000000, NULL,
@@ -54,10 +55,11 @@ static const struct conf_key keys[] = {
 };
 
 struct shared {
-	int64_t first;
+	int64_t first_event;
 	uint32_t hash[GLOBAL];
 	int64_t last[GLOBAL];
-	uint16_t keys[GLOBAL]; /* keys that have had the topic (since it was last absent) */
+	int64_t first[GLOBAL]; /* when the rule first saw the topic */
+	uint16_t keys[GLOBAL]; /* keys that have had it */
 	size_t n;
 };
 
@@ -75,33 +77,36 @@ static void free_shared(void *p)
 }
 
 /*
- * Notes the topic at the rule level for a key that has not had it; returns
- * how many keys had it within lookback before this one (0: new for the rule).
+ * Notes the topic at the rule level for a key that has not had it. Returns
+ * 1 if the topic is news for the rule: first seen by the rule within
+ * lookback, and by fewer than RARE_KEYS other keys so far. A topic that
+ * merely went quiet for a while is not news: in a sparse stream every
+ * low-rate topic does.
  */
-static int global_note(struct shared *g, uint32_t h, int64_t now, int64_t lookback)
+static int global_note(struct shared *g, uint32_t h, int64_t now, int64_t lookback, int *others)
 {
 	size_t i = h & (GLOBAL - 1);
-	int before;
 
-	if (g->first == 0)
-		g->first = now;
+	if (g->first_event == 0)
+		g->first_event = now;
 	while (g->hash[i] && g->hash[i] != h)
 		i = (i + 1) & (GLOBAL - 1);
 	if (g->hash[i] == 0) {
-		if (g->n * 4 >= GLOBAL * 3)
-			return RARE_KEYS; /* table full: treat as known rather than flood */
+		if (g->n * 4 >= GLOBAL * 3) {
+			*others = RARE_KEYS;
+			return 0; /* table full: treat as known rather than flood */
+		}
 		g->hash[i] = h;
 		g->n++;
+		g->first[i] = now;
 		g->keys[i] = 0;
-	} else if (now - g->last[i] >= lookback) {
-		g->keys[i] = 0; /* absent for lookback: new again */
 	}
-	before = g->keys[i];
+	*others = g->keys[i];
 	if (g->keys[i] < UINT16_MAX)
 		g->keys[i]++;
 	if (now > g->last[i])
 		g->last[i] = now;
-	return before;
+	return now - g->first[i] < lookback && *others < RARE_KEYS;
 }
 
 /* Keeps the rule-level last-seen time fresh for a key that already has the topic. */
@@ -169,16 +174,22 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	}
 	st->hash[i] = h;
 	st->last[i] = ev->ts_ms > seen ? ev->ts_ms : seen;
-	if (seen >= 0 && ev->ts_ms - seen < c->lookback_ms) {
+	if (seen >= 0) {
+		/* Known to this key, however long ago: a sparse key's own topics go
+		 * quiet for months, and coming back is not news (the Amazon feed said
+		 * so 176 times). */
 		global_touch(ctx->shared, h, ev->ts_ms);
 		return RULE_QUIET;
 	}
 	struct shared *g = ctx->shared;
-	int others = global_note(g, h, ev->ts_ms, c->lookback_ms);
-	int globally_new = others < RARE_KEYS && ev->ts_ms - g->first >= c->min_age_ms;
+	int others;
+	int globally_new = global_note(g, h, ev->ts_ms, c->lookback_ms, &others) &&
+	                   ev->ts_ms - g->first_event >= c->min_age_ms;
 
-	if (!globally_new &&
-	    (ev->ts_ms - st->first_seen < c->min_age_ms || st->events <= (uint32_t)c->min_events))
+	/* A key needs its own history first (a new product's first review is not a
+	 * new failure mode); rule-wide rarity stands in only for min_events. */
+	if (ev->ts_ms - st->first_seen < c->min_age_ms ||
+	    (!globally_new && st->events <= (uint32_t)c->min_events))
 		return RULE_QUIET;
 
 	cJSON *why = cJSON_CreateObject();
@@ -201,9 +212,8 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	f->window_start_ms = ev->ts_ms - c->lookback_ms;
 	f->window_end_ms = ev->ts_ms;
 	snprintf(f->summary, sizeof(f->summary),
-	         "%.100s: %.20s '%.60s' for the first time in %.0f days, %s (key seen for %.1f "
-	         "days)",
-	         ctx->key, c->field, topic, (double)c->lookback_ms / 86400000.0,
+	         "%.100s: %.20s '%.60s' for the first time, %s (key seen for %.1f days)", ctx->key,
+	         c->field, topic,
 	         !globally_new ? "new for this key"
 	         : others      ? "rare across keys"
 	                       : "new for every key",

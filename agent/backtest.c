@@ -39,7 +39,7 @@ struct bt {
 	int json, quiet;
 	cJSON *incidents; /* --json: by incident id order */
 	uint64_t lines, invalid, duplicates, revisions, counted;
-	uint64_t opened[64], resolved[64]; /* per rule index */
+	uint64_t opened[64], resolved[64], reopened[64], realerts[64]; /* per rule index */
 };
 
 static uint64_t hash64(const char *s)
@@ -113,6 +113,8 @@ static cJSON *incident_json(const struct incident *inc)
 	cJSON_AddStringToObject(o, "summary", inc->summary);
 	cJSON_AddItemToObject(o, "why", cJSON_Duplicate(inc->why, 1));
 	cJSON_AddNumberToObject(o, "firings", (double)inc->firings);
+	cJSON_AddNumberToObject(o, "realerts", inc->realerts);
+	cJSON_AddNumberToObject(o, "reopens", inc->reopens);
 	return o;
 }
 
@@ -126,6 +128,10 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		b->opened[r]++;
 	else if (ch == INCIDENT_RESOLVED)
 		b->resolved[r]++;
+	else if (ch == INCIDENT_REOPENED)
+		b->reopened[r]++;
+	else if (inc->notify)
+		b->realerts[r]++;
 	if (b->json) {
 		if (ch == INCIDENT_OPENED) {
 			cJSON_AddItemToArray(b->incidents, incident_json(inc));
@@ -138,10 +144,15 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		if (ch == INCIDENT_RESOLVED) {
 			rfc3339_format(inc->resolved_ms, t, sizeof(t));
 			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateString(t));
+		} else if (ch == INCIDENT_REOPENED) {
+			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateNull());
+			cJSON_ReplaceItemInObject(o, "reopens", cJSON_CreateNumber(inc->reopens));
+		} else if (inc->notify) {
+			cJSON_ReplaceItemInObject(o, "realerts", cJSON_CreateNumber(inc->realerts));
 		}
 		return;
 	}
-	if (b->quiet || ch == INCIDENT_UPDATED)
+	if (b->quiet || (ch == INCIDENT_UPDATED && !inc->notify))
 		return;
 	rfc3339_format(ch == INCIDENT_OPENED ? inc->opened_ms : inc->resolved_ms, t, sizeof(t));
 	if (ch == INCIDENT_OPENED)
@@ -202,9 +213,11 @@ static void print_counts(const struct bt *b, double secs)
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 
-		printf("  %-24s %-10s tier %lld  %5llu opened, %5llu resolved\n", c->name,
-		       rule_kinds[b->cfg.rules.v[i].variant]->name, (long long)c->tier,
-		       (unsigned long long)b->opened[i], (unsigned long long)b->resolved[i]);
+		printf("  %-24s %-10s tier %lld  %5llu opened, %5llu reopened, %5llu re-alerts, %5llu "
+		       "resolved\n",
+		       c->name, rule_kinds[b->cfg.rules.v[i].variant]->name, (long long)c->tier,
+		       (unsigned long long)b->opened[i], (unsigned long long)b->reopened[i],
+		       (unsigned long long)b->realerts[i], (unsigned long long)b->resolved[i]);
 	}
 	for (int tier = 1; tier <= 3; tier++) {
 		unsigned long long n = 0;
@@ -233,6 +246,8 @@ static cJSON *counts_json(const struct bt *b)
 		cJSON_AddNumberToObject(r, "tier", (double)c->tier);
 		cJSON_AddNumberToObject(r, "opened", (double)b->opened[i]);
 		cJSON_AddNumberToObject(r, "resolved", (double)b->resolved[i]);
+		cJSON_AddNumberToObject(r, "reopened", (double)b->reopened[i]);
+		cJSON_AddNumberToObject(r, "realerts", (double)b->realerts[i]);
 	}
 	return o;
 }

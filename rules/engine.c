@@ -26,6 +26,9 @@ struct keyent {
 	int64_t bucket; /* index of the open bucket; -1 before the first event */
 	int dirty;
 	struct incident *open;
+	uint64_t last_id;      /* the key's last incident, for reopening */
+	int64_t last_resolved; /* when it resolved */
+	uint32_t last_reopens;
 	char ids[NIDS][ID_LEN]; /* the latest matching events, newest last */
 	uint8_t nids;
 	_Alignas(16) unsigned char state[];
@@ -184,17 +187,34 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		cJSON_Delete(inc->why);
 		inc->why = f->why;
 		memcpy(inc->summary, f->summary, sizeof(inc->summary));
+		/* Re-alert while it persists, at a doubling interval (ElastAlert's
+		 * exponential realert): notify now and then, not at every firing. */
+		inc->notify = at >= inc->next_alert_ms;
+		if (inc->notify) {
+			int64_t gap = r->common->cooldown_ms
+			              << (inc->realerts < 20 ? inc->realerts : 20);
+
+			inc->realerts++;
+			inc->next_alert_ms =
+			        at +
+			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
+		}
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
+	int reopen = k->last_id && at - k->last_resolved < r->common->cooldown_ms;
+
 	inc = xcalloc(1, sizeof(*inc));
-	inc->id = ++e->next_id;
+	inc->id = reopen ? k->last_id : ++e->next_id;
+	inc->reopens = reopen ? k->last_reopens + 1 : 0;
 	inc->rule = r->common->name;
 	inc->kind = r->kind->name;
 	inc->tier = (int)r->common->tier;
 	snprintf(inc->key, sizeof(inc->key), "%s", k->key);
 	inc->opened_ms = inc->updated_ms = inc->last_fire_ms = at;
 	inc->firings = 1;
+	inc->notify = 1;
+	inc->next_alert_ms = at + r->common->cooldown_ms;
 	inc->why = f->why;
 	memcpy(inc->summary, f->summary, sizeof(inc->summary));
 	k->open = inc;
@@ -203,7 +223,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 	}
 	e->open[e->nopen++] = inc;
-	e->fn(e->arg, inc, INCIDENT_OPENED);
+	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 
 static struct rule_ctx ctx_for(struct rule_rt *r, struct keyent *k)
@@ -252,6 +272,10 @@ static void resolve_due(struct engine *e, int64_t now)
 		struct keyent *k = key_get(e, r, inc->key);
 
 		k->open = NULL;
+		k->last_id = inc->id;
+		k->last_resolved = inc->resolved_ms;
+		k->last_reopens = inc->reopens;
+		inc->notify = 1;
 		e->fn(e->arg, inc, INCIDENT_RESOLVED);
 		incident_free(inc);
 	}

@@ -9,7 +9,10 @@
  *
  * An incident is one open problem per (rule, group key): while it is open,
  * further firings update it instead of opening another; it resolves once
- * the rule has not fired for the rule's resolve_after.
+ * the rule has not fired for the rule's resolve_after. Alert fatigue: an
+ * update is marked notify only every cooldown, doubling up to realert_max,
+ * while the condition persists; a firing within cooldown of the key's last
+ * resolution reopens that incident (same id) instead of opening another.
  */
 #ifndef VOCA_ENGINE_H
 #define VOCA_ENGINE_H
@@ -25,6 +28,7 @@ enum incident_change {
 	INCIDENT_OPENED = 0,
 	INCIDENT_UPDATED = 1,
 	INCIDENT_RESOLVED = 2,
+	INCIDENT_REOPENED = 3, /* fired again within cooldown of resolving: same id */
 };
 
 struct incident {
@@ -35,8 +39,12 @@ struct incident {
 	char key[192];
 	int64_t opened_ms, updated_ms, resolved_ms, last_fire_ms; /* event time */
 	uint64_t firings;
-	char summary[320]; /* of the latest firing */
-	cJSON *why;        /* the latest firing's explanation, with examples */
+	uint32_t realerts, reopens;
+	int64_t next_alert_ms; /* when an update next deserves a notification */
+	int notify;            /* this change deserves a notification (opened, reopened,
+	                        * resolved, or an update past next_alert_ms) */
+	char summary[320];     /* of the latest firing */
+	cJSON *why;            /* the latest firing's explanation, with examples */
 };
 
 /* inc is valid during the call only. */

@@ -41,6 +41,8 @@ struct rule_common {
 	struct conf_list where;    /* conditions an event must meet to count */
 	int64_t bucket_ms;
 	int64_t resolve_after_ms; /* resolve once the condition has been clear this long */
+	int64_t cooldown_ms;      /* re-alert interval while open; reopen window after resolve */
+	int64_t realert_max_ms;   /* the re-alert interval doubles up to this */
 	/* compiled by rule_common_check() */
 	struct cond conds[RULE_MAX_WHERE];
 	int nconds;
@@ -62,7 +64,14 @@ struct rule_common {
 	                 300000, 86400000, NULL, "bucket size, 5m to 1d"),                         \
 	        CONF_KEY("resolve_after", CONF_DURATION, offsetof(type, common.resolve_after_ms),  \
 	                 resolve_def, 60000, 30LL * 86400000, NULL,                                \
-	                 "resolve when clear for this long")
+	                 "resolve when clear for this long"),                                      \
+	        CONF_KEY("cooldown", CONF_DURATION, offsetof(type, common.cooldown_ms), "6h", 0,   \
+	                 30LL * 86400000, NULL,                                                    \
+	                 "re-alert interval while open; firing again this soon after resolving "   \
+	                 "reopens the incident"),                                                  \
+	        CONF_KEY("realert_max", CONF_DURATION, offsetof(type, common.realert_max_ms),      \
+	                 "48h", 0, 30LL * 86400000, NULL,                                          \
+	                 "the re-alert interval doubles up to this")
 
 /* What the engine passes a rule for one group key. */
 struct rule_ctx {

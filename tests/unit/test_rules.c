@@ -25,7 +25,8 @@
 #define T0 1767571200000LL /* 2026-01-05T00:00:00Z, a Monday */
 
 struct log {
-	int opened, updated, resolved;
+	int opened, updated, resolved, reopened, realerts;
+	uint64_t last_id;
 	char last_summary[320];
 	double last_expected, last_p, first_expected, first_level, last_level;
 	int64_t opened_at[16], resolved_at[16];
@@ -44,6 +45,9 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	l->opened += ch == INCIDENT_OPENED;
 	l->updated += ch == INCIDENT_UPDATED;
 	l->resolved += ch == INCIDENT_RESOLVED;
+	l->reopened += ch == INCIDENT_REOPENED;
+	l->realerts += ch == INCIDENT_UPDATED && inc->notify;
+	l->last_id = inc->id;
 	snprintf(l->last_summary, sizeof(l->last_summary), "%s", inc->summary);
 	if (e) {
 		l->last_expected = e->valuedouble;
@@ -219,6 +223,47 @@ static void test_threshold_max_p_against_the_keys_own_rate(void **state)
 	assert_int_equal(l.opened, bestseller + 1);
 	assert_non_null(strstr(l.last_summary, "sku=QUIET: 3 events"));
 	assert_non_null(strstr(l.last_summary, "expected, p="));
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct row r[64];
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: any\n    kind: threshold\n"
+	                              "    resolve_after: 1h\n    cooldown: 6h\n"
+	                              "    realert_max: 24h\n",
+	                              &l);
+
+	(void)state;
+	/* Firing every hour for 41 hours: one incident, re-alerts at 6, 12, 24 h. */
+	for (int h = 0; h <= 40; h++)
+		r[h] = (struct row){h, "A", NULL, SEVERITY_LOW, 0.9};
+	feed(e, r, 41);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.updated, 40);
+	assert_int_equal(l.realerts, 3);
+	uint64_t id = l.last_id;
+
+	/* Quiet: resolved an hour later. Firing again 3 h after: the same incident. */
+	engine_flush(e, T0 + 42 * H);
+	assert_int_equal(l.resolved, 1);
+	static const struct row again[] = {{44, "A", NULL, SEVERITY_LOW, 0.9}};
+
+	feed(e, again, 1);
+	assert_int_equal(l.reopened, 1);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.last_id, id);
+	/* Resolved again; firing after the cooldown has passed is a new incident. */
+	engine_flush(e, T0 + 46 * H);
+	static const struct row later[] = {{60, "A", NULL, SEVERITY_LOW, 0.9}};
+
+	feed(e, later, 1);
+	assert_int_equal(l.opened, 2);
+	assert_true(l.last_id != id);
 	engine_free(e);
 	config_free(&cfg);
 }
@@ -586,6 +631,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_binomial),
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_flatline),
+	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_nb_tail),

@@ -38,7 +38,8 @@ struct bt {
 	struct seen seen;
 	int json, quiet;
 	cJSON *incidents; /* --json: by incident id order */
-	uint64_t lines, invalid, duplicates, revisions, counted;
+	uint64_t lines, invalid, duplicates, revisions, counted, review;
+	cJSON *review_examples; /* --json: the first few items of the review queue */
 	uint64_t opened[64], resolved[64], reopened[64], realerts[64]; /* per rule index */
 };
 
@@ -164,6 +165,20 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		       inc->firings == 1 ? "" : "s");
 }
 
+static void on_review(void *arg, const struct event *ev, const char *reason)
+{
+	struct bt *b = arg;
+
+	b->review++;
+	if (b->review_examples && cJSON_GetArraySize(b->review_examples) < 20) {
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "event_id", ev->event_id);
+		cJSON_AddStringToObject(o, "reason", reason);
+		cJSON_AddItemToArray(b->review_examples, o);
+	}
+}
+
 static int on_event(void *arg, const struct event *ev, const struct event_error *err,
                     const char *raw, size_t len)
 {
@@ -210,6 +225,8 @@ static void print_counts(const struct bt *b, double secs)
 	       (unsigned long long)b->invalid, (unsigned long long)b->duplicates,
 	       (unsigned long long)b->revisions, (unsigned long long)st->late, secs,
 	       secs > 0 ? (double)b->lines / secs : 0.0);
+	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
+	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 
@@ -238,6 +255,7 @@ static cJSON *counts_json(const struct bt *b)
 	cJSON_AddNumberToObject(o, "invalid", (double)b->invalid);
 	cJSON_AddNumberToObject(o, "repeats", (double)b->duplicates);
 	cJSON_AddNumberToObject(o, "late", (double)engine_stats(b->engine)->late);
+	cJSON_AddNumberToObject(o, "review", (double)b->review);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 		cJSON *r = cJSON_AddObjectToObject(rules, c->name);
@@ -291,7 +309,10 @@ int backtest_main(int argc, char **argv)
 		return 1;
 	}
 	b.engine = engine_new(&b.cfg.rules, b.cfg.engine.lateness_ms, on_incident, &b);
+	engine_review(b.engine, b.cfg.engine.review_confidence, b.cfg.engine.review_counts_volume,
+	              on_review);
 	b.incidents = cJSON_CreateArray();
+	b.review_examples = cJSON_CreateArray();
 	t0 = clock_mono_ns();
 	for (int i = optind; i < argc && rc == 0; i++) {
 		struct jsonl *j = jsonl_open(argv[i], err, sizeof(err));
@@ -324,6 +345,8 @@ int backtest_main(int argc, char **argv)
 
 		cJSON_AddItemToObject(out, "incidents", b.incidents);
 		b.incidents = NULL;
+		cJSON_AddItemToObject(out, "review_examples", b.review_examples);
+		b.review_examples = NULL;
 		s = cJSON_Print(out);
 		puts(s);
 		free(s);
@@ -332,6 +355,7 @@ int backtest_main(int argc, char **argv)
 		print_counts(&b, secs);
 	}
 	cJSON_Delete(b.incidents);
+	cJSON_Delete(b.review_examples);
 	engine_free(b.engine);
 	free(b.seen.hash);
 	free(b.seen.rev);

@@ -41,6 +41,8 @@ struct config {
 	} log;
 	struct {
 		int64_t lateness_ms;
+		double review_confidence;
+		int review_counts_volume;
 	} engine;
 	struct conf_items rules; /* items of rule_variants(), checked */
 };

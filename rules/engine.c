@@ -56,6 +56,9 @@ struct engine {
 	size_t nopen, aopen;
 	uint64_t next_id;
 	struct engine_stats stats;
+	double review_confidence;
+	int review_counts_volume;
+	review_fn review;
 };
 
 static uint32_t hash_str(const char *s)
@@ -162,6 +165,30 @@ void engine_free(struct engine *e)
 	free(e->open);
 	free(e->rules);
 	free(e);
+}
+
+void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn)
+{
+	e->review_confidence = min_confidence;
+	e->review_counts_volume = counts_volume;
+	e->review = fn;
+}
+
+/* Returns 1 (with a reason) if the event belongs in the review queue. */
+static int needs_review(const struct engine *e, const struct event *ev, char *why, size_t len)
+{
+	if (e->review == NULL)
+		return 0;
+	if (ev->needs_review) {
+		snprintf(why, len, "the scorer flagged it needs_review");
+		return 1;
+	}
+	if (ev->confidence == ev->confidence && ev->confidence < e->review_confidence) {
+		snprintf(why, len, "confidence %.2f is under %.2f", ev->confidence,
+		         e->review_confidence);
+		return 1;
+	}
+	return 0;
 }
 
 const struct engine_stats *engine_stats(const struct engine *e)
@@ -336,7 +363,14 @@ void engine_event(struct engine *e, const struct event *ev)
 {
 	char key[192];
 
+	char reason[96];
+	int review = needs_review(e, ev, reason, sizeof(reason));
+
 	e->stats.events++;
+	if (review) {
+		e->stats.review++;
+		e->review(e->arg, ev, reason);
+	}
 	if (ev->ts_ms > e->max_ts)
 		e->max_ts = ev->ts_ms;
 	for (size_t n = 0; n < e->nrules; n++) {
@@ -345,6 +379,10 @@ void engine_event(struct engine *e, const struct event *ev)
 		struct keyent *k;
 		int64_t idx = ev->ts_ms / r->common->bucket_ms;
 
+		/* Under review: never alone behind a tier-1 per-event incident; in
+		 * volume only if configured. */
+		if (review && (r->kind->on_close ? !e->review_counts_volume : r->common->tier == 1))
+			continue;
 		if (!rule_matches(r->common, ev))
 			continue;
 		if (rule_group_key(r->common, ev, key, sizeof(key)) < 0) {

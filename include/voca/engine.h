@@ -55,6 +55,7 @@ struct engine_stats {
 	uint64_t late;      /* behind a key's open bucket: not counted by bucketed rules */
 	uint64_t ungrouped; /* matched a rule but lacked a group_by field */
 	uint64_t keys;      /* group keys with state, over all rules */
+	uint64_t review;    /* sent to the review queue */
 };
 
 struct engine;
@@ -79,6 +80,17 @@ void engine_flush(struct engine *e, int64_t until_ms);
  * Incidents still open stay open.
  */
 void engine_finish(struct engine *e);
+
+/*
+ * Confidence gating. An event whose confidence is below min_confidence, or
+ * that the scorer flagged needs_review, goes to fn with a one-line reason
+ * (the review queue). It never counts toward a tier-1 rule of a per-event
+ * kind (threshold, new_topic): it cannot open a tier-1 incident on its own.
+ * Toward volume kinds (spike, rate_shift, flatline) it counts only when
+ * counts_volume is set. Without this call nothing is gated.
+ */
+typedef void (*review_fn)(void *arg, const struct event *ev, const char *reason);
+void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn);
 
 const struct engine_stats *engine_stats(const struct engine *e);
 

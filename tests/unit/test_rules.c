@@ -25,7 +25,7 @@
 #define T0 1767571200000LL /* 2026-01-05T00:00:00Z, a Monday */
 
 struct log {
-	int opened, updated, resolved, reopened, realerts;
+	int opened, updated, resolved, reopened, realerts, reviews;
 	uint64_t last_id;
 	char last_summary[320];
 	double last_expected, last_p, first_expected, first_level, last_level;
@@ -227,6 +227,10 @@ static void test_threshold_max_p_against_the_keys_own_rate(void **state)
 	config_free(&cfg);
 }
 
+static const char *const spike_yaml_for_gating =
+        "rules:\n  - name: spike\n    kind: spike\n    group_by: [sku]\n";
+static void burst(struct engine *e, double hour, const char *sku, int n);
+
 static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 {
 	struct config cfg;
@@ -266,6 +270,56 @@ static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 	assert_true(l.last_id != id);
 	engine_free(e);
 	config_free(&cfg);
+}
+
+static void on_review(void *arg, const struct event *ev, const char *reason)
+{
+	struct log *l = arg;
+
+	(void)ev;
+	snprintf(l->raw[0], sizeof(l->raw[0]), "%s", reason);
+	l->reviews++;
+}
+
+static void test_confidence_gating(void **state)
+{
+	static const struct row unsure[] = {{1, "A", NULL, SEVERITY_CRITICAL, 0.3}};
+	static const struct row sure[] = {{2, "A", NULL, SEVERITY_CRITICAL, 0.9}};
+	const char *yaml = "rules:\n  - name: t1\n    kind: threshold\n    tier: 1\n"
+	                   "    where: [\"severity == critical\"]\n"
+	                   "  - name: t2\n    kind: threshold\n    tier: 2\n"
+	                   "    where: [\"severity == critical\"]\n";
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, yaml, &l);
+
+	(void)state;
+	engine_review(e, 0.6, 1, on_review);
+	/* Unsure: to the review queue with its reason; opens the tier-2 rule only. */
+	feed(e, unsure, 1);
+	assert_int_equal(l.reviews, 1);
+	assert_string_equal(l.raw[0], "confidence 0.30 is under 0.60");
+	assert_int_equal(l.opened, 1);
+	assert_non_null(strstr(l.last_summary, "sku=A: 1 event"));
+	/* Sure: the tier-1 rule opens now. */
+	feed(e, sure, 1);
+	assert_int_equal(l.opened, 2);
+	engine_free(e);
+	config_free(&cfg);
+
+	/* Volume rules: counted, or not, as configured. */
+	for (int counts = 0; counts <= 1; counts++) {
+		memset(&l, 0, sizeof(l));
+		e = engine_for(&cfg, spike_yaml_for_gating, &l);
+		engine_review(e, 0.95, counts, on_review); /* every row is under 0.95 */
+		for (int h = 0; h < 14 * 24; h++)
+			burst(e, h, "A", 2);
+		burst(e, 14 * 24, "A", 20);
+		burst(e, 14 * 24 + 1, "A", 2);
+		assert_int_equal(l.opened, counts);
+		engine_free(e);
+		config_free(&cfg);
+	}
 }
 
 static const char *const spike_yaml = "rules:\n"
@@ -632,6 +686,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
+	        cmocka_unit_test(test_confidence_gating),
 	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_nb_tail),

@@ -116,6 +116,10 @@ static cJSON *incident_json(const struct incident *inc)
 	cJSON_AddNumberToObject(o, "firings", (double)inc->firings);
 	cJSON_AddNumberToObject(o, "realerts", inc->realerts);
 	cJSON_AddNumberToObject(o, "reopens", inc->reopens);
+	if (inc->suppressed[0])
+		cJSON_AddStringToObject(o, "suppressed", inc->suppressed);
+	else
+		cJSON_AddNullToObject(o, "suppressed");
 	return o;
 }
 
@@ -153,16 +157,23 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		}
 		return;
 	}
-	if (b->quiet || (ch == INCIDENT_UPDATED && !inc->notify))
+	if (b->quiet || (ch == INCIDENT_UPDATED && !inc->notify && !inc->suppressed[0]))
 		return;
-	rfc3339_format(ch == INCIDENT_OPENED ? inc->opened_ms : inc->resolved_ms, t, sizeof(t));
-	if (ch == INCIDENT_OPENED)
-		printf("%.16s  opened   #%-4llu tier %d  %-20s %s\n", t,
-		       (unsigned long long)inc->id, inc->tier, inc->rule, inc->summary);
-	else
+	if (ch == INCIDENT_RESOLVED) {
+		rfc3339_format(inc->resolved_ms, t, sizeof(t));
 		printf("%.16s  resolved #%-4llu after %llu firing%s\n", t,
 		       (unsigned long long)inc->id, (unsigned long long)inc->firings,
 		       inc->firings == 1 ? "" : "s");
+		return;
+	}
+	rfc3339_format(ch == INCIDENT_UPDATED ? inc->updated_ms : inc->opened_ms, t, sizeof(t));
+	printf("%.16s  %-8s #%-4llu tier %d  %-20s %s\n", t,
+	       ch == INCIDENT_OPENED     ? "opened"
+	       : ch == INCIDENT_REOPENED ? "reopened"
+	                                 : "re-alert",
+	       (unsigned long long)inc->id, inc->tier, inc->rule, inc->summary);
+	if (inc->suppressed[0])
+		printf("                  (not notified: suppressed by %s)\n", inc->suppressed);
 }
 
 static void on_review(void *arg, const struct event *ev, const char *reason)
@@ -227,6 +238,8 @@ static void print_counts(const struct bt *b, double secs)
 	       secs > 0 ? (double)b->lines / secs : 0.0);
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
+	printf("  suppressed notifications: %llu (silences and time windows)\n",
+	       (unsigned long long)st->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 
@@ -256,6 +269,7 @@ static cJSON *counts_json(const struct bt *b)
 	cJSON_AddNumberToObject(o, "repeats", (double)b->duplicates);
 	cJSON_AddNumberToObject(o, "late", (double)engine_stats(b->engine)->late);
 	cJSON_AddNumberToObject(o, "review", (double)b->review);
+	cJSON_AddNumberToObject(o, "suppressed", (double)engine_stats(b->engine)->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 		cJSON *r = cJSON_AddObjectToObject(rules, c->name);
@@ -311,6 +325,7 @@ int backtest_main(int argc, char **argv)
 	b.engine = engine_new(&b.cfg.rules, b.cfg.engine.lateness_ms, on_incident, &b);
 	engine_review(b.engine, b.cfg.engine.review_confidence, b.cfg.engine.review_counts_volume,
 	              on_review);
+	engine_suppress(b.engine, &b.cfg.silences, &b.cfg.time_windows);
 	b.incidents = cJSON_CreateArray();
 	b.review_examples = cJSON_CreateArray();
 	t0 = clock_mono_ns();

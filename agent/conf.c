@@ -346,6 +346,11 @@ static int load_item(struct loader *l, const struct conf_key *k, yaml_node_t *it
 	}
 	const struct conf_variant *vars = k->variants();
 
+	/* A list of one shape ("*") takes no kind. */
+	if (strcmp(vars[0].name, "*") == 0) {
+		var = &vars[0];
+		goto load;
+	}
 	for (int i = 0; vars[i].name; i++) {
 		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
 		strncat(list, vars[i].name, sizeof(list) - strlen(list) - 1);
@@ -357,6 +362,7 @@ static int load_item(struct loader *l, const struct conf_key *k, yaml_node_t *it
 		         item->start_mark.line + 1, label, kind ? "unknown kind" : "missing", list);
 		return -1;
 	}
+load:
 	it.variant = (int)(var - vars);
 	it.line = (int)item->start_mark.line + 1;
 	it.data = xcalloc(1, var->size);
@@ -370,7 +376,7 @@ static int load_item(struct loader *l, const struct conf_key *k, yaml_node_t *it
 	                     .errlen = l->errlen,
 	                     .doc = l->doc,
 	                     .label = label,
-	                     .skip = "kind"};
+	                     .skip = var->name[0] == '*' ? NULL : "kind"};
 
 	sub.seen = xcalloc(nkeys ? nkeys : 1, 1);
 	conf_defaults(var->keys, it.data);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <voca/rule.h>
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #include "config.h"
@@ -61,8 +62,40 @@ const struct conf_key config_keys[] = {
          .offset = OFF(rules),
          .variants = rule_variants,
          .doc = "the rules: a list of mappings, each with a kind (threshold, spike, rate_shift, flatline, new_topic)"},
+        {.path = "silences",
+         .type = CONF_LIST,
+         .offset = OFF(silences),
+         .variants = silence_variants,
+         .doc = "silences: matchers, start, end, author, comment"},
+        {.path = "time_windows",
+         .type = CONF_LIST,
+         .offset = OFF(time_windows),
+         .variants = time_window_variants,
+         .doc = "recurring windows that mute notifications: weekdays, times, months, zone"},
         CONF_END,
 };
+
+/* Compiles silences and time windows, naming the item's line on error. */
+static int check_suppression(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	char why[256];
+
+	for (size_t i = 0; i < cfg->silences.n; i++) {
+		if (silence_check(cfg->silences.v[i].data, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: silences[%zu]: %s", file,
+			         cfg->silences.v[i].line, i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->time_windows.n; i++) {
+		if (time_window_check(cfg->time_windows.v[i].data, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: time_windows[%zu]: %s", file,
+			         cfg->time_windows.v[i].line, i, why);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 /* Runs each rule kind's own checks; names must be unique. */
 static int check_rules(const char *file, struct config *cfg, char *err, size_t errlen)
@@ -101,7 +134,8 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(file, cfg, err, errlen) < 0) {
+	if (check_rules(file, cfg, err, errlen) < 0 ||
+	    check_suppression(file, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}
@@ -115,7 +149,8 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
 	*cfg = (struct config){0};
 	if (conf_load(name, yaml, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(name, cfg, err, errlen) < 0) {
+	if (check_rules(name, cfg, err, errlen) < 0 ||
+	    check_suppression(name, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}

@@ -44,7 +44,9 @@ struct config {
 		double review_confidence;
 		int review_counts_volume;
 	} engine;
-	struct conf_items rules; /* items of rule_variants(), checked */
+	struct conf_items rules;        /* items of rule_variants(), checked */
+	struct conf_items silences;     /* struct silence, checked */
+	struct conf_items time_windows; /* struct time_window, checked */
 };
 
 extern const struct conf_key config_keys[];

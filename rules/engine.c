@@ -14,6 +14,7 @@
 
 #include <voca/engine.h>
 #include <voca/rule.h>
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #define MAX_REPLAY 48 /* empty buckets replayed for a key that was quiet longer */
@@ -59,6 +60,7 @@ struct engine {
 	double review_confidence;
 	int review_counts_volume;
 	review_fn review;
+	const struct conf_items *silences, *windows;
 };
 
 static uint32_t hash_str(const char *s)
@@ -167,6 +169,27 @@ void engine_free(struct engine *e)
 	free(e);
 }
 
+void engine_suppress(struct engine *e, const struct conf_items *silences,
+                     const struct conf_items *windows)
+{
+	e->silences = silences;
+	e->windows = windows;
+}
+
+/* Mutes a change that would notify if a silence or a window covers it. */
+static void check_suppressed(struct engine *e, struct incident *inc, int64_t at)
+{
+	inc->suppressed[0] = '\0';
+	if (!inc->notify || (e->silences == NULL && e->windows == NULL))
+		return;
+	if (suppress_match(e->silences, e->windows, inc->rule, inc->kind, inc->tier, inc->key, at,
+	                   inc->suppressed, sizeof(inc->suppressed))) {
+		inc->notify = 0;
+		e->stats.suppressed++;
+		cJSON_AddStringToObject(inc->why, "suppressed_by", inc->suppressed);
+	}
+}
+
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn)
 {
 	e->review_confidence = min_confidence;
@@ -226,6 +249,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        at +
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
+		check_suppressed(e, inc, at);
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
@@ -250,6 +274,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 	}
 	e->open[e->nopen++] = inc;
+	check_suppressed(e, inc, at);
 	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 
@@ -262,10 +287,18 @@ static struct rule_ctx ctx_for(struct rule_rt *r, struct keyent *k)
 	                         .incident_open = k->open != NULL};
 }
 
-/* Closes the key's buckets before index upto. */
+/*
+ * Closes the key's buckets before index upto. Only the key's open bucket can
+ * hold events (when the key is dirty); the ones after it are empty, replayed
+ * so the baselines see the silence. An empty replayed bucket may not fire
+ * (unless the kind judges silence): replays happen when the key's next event
+ * arrives, possibly hours later, and a firing then would land in the past,
+ * after the watermark had already resolved the incident.
+ */
 static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, int64_t upto)
 {
-	int64_t b = r->common->bucket_ms;
+	int64_t b = r->common->bucket_ms, first = k->bucket;
+	int had_events = k->dirty;
 
 	for (int64_t i = k->bucket; i < upto; i++) {
 		struct rule_ctx ctx = ctx_for(r, k);
@@ -273,8 +306,12 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 
 		if (i > k->bucket && upto - i > MAX_REPLAY)
 			i = upto - MAX_REPLAY; /* a long silence: replay only its end */
-		if (r->kind->on_close(&ctx, (i + 1) * b, &f) == RULE_FIRE)
+		if (r->kind->on_close(&ctx, (i + 1) * b, &f) != RULE_FIRE)
+			continue;
+		if ((i == first && had_events) || r->kind->every_bucket)
 			fire(e, r, k, &f, (i + 1) * b);
+		else
+			cJSON_Delete(f.why);
 	}
 	k->bucket = upto;
 }

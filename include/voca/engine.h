@@ -44,6 +44,7 @@ struct incident {
 	int notify;            /* this change deserves a notification (opened, reopened,
 	                        * resolved, or an update past next_alert_ms) */
 	char summary[320];     /* of the latest firing */
+	char suppressed[256];  /* what muted this change's notification ("" if nothing) */
 	cJSON *why;            /* the latest firing's explanation, with examples */
 };
 
@@ -51,11 +52,12 @@ struct incident {
 typedef void (*incident_fn)(void *arg, const struct incident *inc, enum incident_change ch);
 
 struct engine_stats {
-	uint64_t events;    /* given to engine_event */
-	uint64_t late;      /* behind a key's open bucket: not counted by bucketed rules */
-	uint64_t ungrouped; /* matched a rule but lacked a group_by field */
-	uint64_t keys;      /* group keys with state, over all rules */
-	uint64_t review;    /* sent to the review queue */
+	uint64_t events;     /* given to engine_event */
+	uint64_t late;       /* behind a key's open bucket: not counted by bucketed rules */
+	uint64_t ungrouped;  /* matched a rule but lacked a group_by field */
+	uint64_t keys;       /* group keys with state, over all rules */
+	uint64_t review;     /* sent to the review queue */
+	uint64_t suppressed; /* notifications muted by silences or time windows */
 };
 
 struct engine;
@@ -90,6 +92,14 @@ void engine_finish(struct engine *e);
  * counts_volume is set. Without this call nothing is gated.
  */
 typedef void (*review_fn)(void *arg, const struct event *ev, const char *reason);
+
+/*
+ * Silences and time windows (suppress.h): a change that would notify is
+ * checked at its event time; if muted, notify is cleared and suppressed
+ * says by what. The lists must outlive the engine.
+ */
+void engine_suppress(struct engine *e, const struct conf_items *silences,
+                     const struct conf_items *windows);
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn);
 
 const struct engine_stats *engine_stats(const struct engine *e);

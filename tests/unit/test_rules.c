@@ -17,6 +17,7 @@
 
 #include <voca/engine.h>
 #include <voca/rule.h>
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #include "config.h"
@@ -369,6 +370,140 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 	config_free(&cfg);
 }
 
+/* Regression: a quiet key's empty buckets, replayed when its next event came
+ * hours later, fired in the past and reopened an incident already resolved. */
+static void test_replayed_empty_buckets_do_not_fire_in_the_past(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - name: spike\n    kind: spike\n"
+	                              "    group_by: [sku]\n    resolve_after: 3h\n"
+	                              "    cooldown: 0\n",
+	                              &l);
+
+	(void)state;
+	for (int h = 0; h < 14 * 24; h++) {
+		burst(e, h, "A", 2);
+		burst(e, h, "B", 2);
+	}
+	for (int h = 0; h < 3; h++) {
+		burst(e, 14 * 24 + h, "A", 20);
+		burst(e, 14 * 24 + h, "B", 2);
+	}
+	/* A goes quiet; B moves the watermark 12 h on: A's incident resolves. */
+	for (int h = 3; h < 15; h++)
+		burst(e, 14 * 24 + h, "B", 2);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.resolved, 1);
+	/* A's next event replays its 12 empty buckets: none may fire. */
+	burst(e, 14 * 24 + 15, "A", 2);
+	assert_int_equal(l.opened, 1);
+	assert_int_equal(l.reopened, 0);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_silences_and_time_windows(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	const char *yaml =
+	        "rules:\n  - name: t\n    kind: threshold\n    tier: 2\n    cooldown: 0\n"
+	        "silences:\n  - matchers: [\"sku == A\", \"rule == t\"]\n"
+	        "    start: 2026-01-05T00:00:00Z\n    end: 2026-01-05T06:00:00Z\n"
+	        "    author: maria\n    comment: known\n"
+	        "time_windows:\n  - name: nights\n    times: [\"00:00-06:00\"]\n"
+	        "    time_zone: UTC\n    matchers: [\"sku == B\"]\n";
+	struct engine *e = engine_for(&cfg, yaml, &l);
+	static const struct row a[] = {{1, "A", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row b[] = {{2, "B", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row c[] = {{3, "C", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	engine_suppress(e, &cfg.silences, &cfg.time_windows);
+	feed(e, a, 1); /* silenced, but the incident exists */
+	assert_int_equal(l.opened, 1);
+	assert_non_null(strstr(l.last_summary, "sku=A"));
+	assert_int_equal(engine_stats(e)->suppressed, 1);
+	feed(e, b, 1); /* in B's night window */
+	assert_int_equal(engine_stats(e)->suppressed, 2);
+	feed(e, c, 1); /* nothing covers C */
+	assert_int_equal(engine_stats(e)->suppressed, 2);
+	assert_int_equal(l.opened, 3);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_time_window_follows_dst(void **state)
+{
+	struct config cfg;
+	char err[512];
+	int64_t t;
+
+	(void)state;
+	assert_int_equal(config_load_text("t.yaml",
+	                                  "time_windows:\n  - name: office\n"
+	                                  "    weekdays: [monday, tuesday, wednesday, thursday, "
+	                                  "friday]\n    times: [\"09:00-17:00\"]\n"
+	                                  "    time_zone: Europe/Berlin\n",
+	                                  &cfg, err, sizeof(err)),
+	                 0);
+	const struct time_window *w = cfg.time_windows.v[0].data;
+
+	/* Friday 27 March 2026, CET (UTC+1): 08:30 UTC is 09:30 local. */
+	rfc3339_parse("2026-03-27T08:30:00Z", &t);
+	assert_true(time_window_contains(w, t));
+	rfc3339_parse("2026-03-27T07:30:00Z", &t); /* 08:30 local: before */
+	assert_false(time_window_contains(w, t));
+	/* Clocks go forward on Sunday 29 March. Monday 30th, CEST (UTC+2):
+	 * 07:30 UTC is 09:30 local, inside; a fixed UTC+1 would say 08:30. */
+	rfc3339_parse("2026-03-30T07:30:00Z", &t);
+	assert_true(time_window_contains(w, t));
+	rfc3339_parse("2026-03-30T15:30:00Z", &t); /* 17:30 local: after */
+	assert_false(time_window_contains(w, t));
+	rfc3339_parse("2026-03-29T09:00:00Z", &t); /* Sunday */
+	assert_false(time_window_contains(w, t));
+	config_free(&cfg);
+}
+
+static void test_suppression_config_errors(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} cases[] = {
+	        {"silences:\n  - matchers: [\"sku == A\"]\n    start: 2026-01-02T00:00:00Z\n"
+	         "    end: 2026-01-01T00:00:00Z\n    author: a\n    comment: c\n",
+	         "t.yaml:2: silences[0]: needs start and end as RFC 3339 times, end after start"},
+	        {"silences:\n  - matchers: [\"sku == A\"]\n    start: 2026-01-01T00:00:00Z\n"
+	         "    end: 2026-01-02T00:00:00Z\n",
+	         "needs an author and a comment"},
+	        {"silences:\n  - start: 2026-01-01T00:00:00Z\n    end: 2026-01-02T00:00:00Z\n"
+	         "    author: a\n    comment: c\n",
+	         "needs at least one matcher"},
+	        {"time_windows:\n  - name: w\n    time_zone: Mars/Olympus\n",
+	         "t.yaml:2: time_windows[0]: time_zone: unknown IANA time zone 'Mars/Olympus'"},
+	        {"time_windows:\n  - name: w\n    weekdays: [caturday]\n",
+	         "weekdays: 'caturday' is not monday .. sunday"},
+	        {"time_windows:\n  - name: w\n    times: [\"17:00-09:00\"]\n",
+	         "times: '17:00-09:00' is not HH:MM-HH:MM with start before end"},
+	        {"time_windows:\n  - name: w\n    kind: x\n",
+	         "t.yaml:3: time_windows[0].kind: unknown key"},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config cfg;
+		char err[512];
+
+		if (config_load_text("t.yaml", cases[i].yaml, &cfg, err, sizeof(err)) == 0) {
+			config_free(&cfg);
+			fail_msg("accepted:\n%s", cases[i].yaml);
+		}
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("error '%s' lacks '%s'", err, cases[i].want);
+	}
+}
+
 static void test_spike_baseline_frozen_while_open(void **state)
 {
 	struct config cfg;
@@ -679,6 +814,10 @@ int main(void)
 	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
 	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
+	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
+	        cmocka_unit_test(test_silences_and_time_windows),
+	        cmocka_unit_test(test_time_window_follows_dst),
+	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),
 	        cmocka_unit_test(test_spike_warm_up),
 	        cmocka_unit_test(test_spike_guards),

@@ -1,0 +1,75 @@
+/*
+ * suppress.h: silences and recurring time windows that mute notifications.
+ *
+ * A suppressed firing still opens or updates its incident (nothing becomes
+ * invisible); the incident carries what suppressed it and is not notified.
+ * Both take matchers on the incident: "rule == complaint-spike",
+ * "tier == 2", "sku == SKU-1042", "category != praise" (key fields come
+ * from the rule's group_by).
+ *
+ * Silences: matchers, start, end (RFC 3339), author and comment, from the
+ * configuration. Time windows: weekdays, times of day and months in an IANA
+ * time zone, evaluated with the system's zoneinfo, so daylight saving moves
+ * the window with the wall clock ("09:00-17:00 Europe/Berlin" is 08:00 UTC
+ * in winter and 07:00 UTC in summer).
+ */
+#ifndef VOCA_SUPPRESS_H
+#define VOCA_SUPPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <voca/conf.h>
+
+#define SUPPRESS_MAX_MATCHERS 8
+#define SUPPRESS_MAX_TIMES    8
+
+struct matcher {
+	char field[32];
+	int negate;
+	char value[96];
+};
+
+struct silence {
+	struct conf_list matchers;
+	char *start, *end, *author, *comment;
+	/* compiled */
+	int64_t start_ms, end_ms;
+	struct matcher m[SUPPRESS_MAX_MATCHERS];
+	int nm;
+};
+
+struct time_window {
+	char *name;
+	struct conf_list matchers;
+	struct conf_list weekdays, times, months;
+	char *time_zone;
+	/* compiled */
+	struct matcher m[SUPPRESS_MAX_MATCHERS];
+	int nm;
+	uint8_t days;                                              /* bit 0 = Monday */
+	uint16_t months_mask;                                      /* bit 0 = January */
+	uint16_t from[SUPPRESS_MAX_TIMES], to[SUPPRESS_MAX_TIMES]; /* minutes of the day */
+	int ntimes;
+};
+
+const struct conf_variant *silence_variants(void);
+const struct conf_variant *time_window_variants(void);
+
+/* Compile after loading. Return 0, or -1 with err. */
+int silence_check(struct silence *s, char *err, size_t errlen);
+int time_window_check(struct time_window *w, char *err, size_t errlen);
+
+/*
+ * Does anything suppress an incident of rule (kind, tier) with group key
+ * key ("sku=A category=b") at t_ms? Writes what does into why and returns 1,
+ * or returns 0.
+ */
+int suppress_match(const struct conf_items *silences, const struct conf_items *windows,
+                   const char *rule, const char *kind, int tier, const char *key, int64_t t_ms,
+                   char *why, size_t whylen);
+
+/* Is t_ms inside the window (ignoring its matchers)? For tests. */
+int time_window_contains(const struct time_window *w, int64_t t_ms);
+
+#endif

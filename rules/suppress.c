@@ -1,0 +1,273 @@
+/*
+ * suppress.c: silences and recurring time windows (see suppress.h).
+ *
+ * Local time in a window's zone comes from localtime_r under TZ=zone. TZ is
+ * process state, so the previous value is restored at once; suppression is
+ * checked only when an incident would notify, which is rare.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <voca/event.h>
+#include <voca/suppress.h>
+#include <voca/xalloc.h>
+
+#define SOFF(m) offsetof(struct silence, m)
+#define WOFF(m) offsetof(struct time_window, m)
+
+static const struct conf_key silence_keys[] = {
+        CONF_KEY("matchers", CONF_STRLIST, SOFF(matchers), NULL, 0, 0, NULL,
+                 "which incidents: 'rule == x', 'sku == y', 'tier == 2'; all must hold"),
+        CONF_KEY("start", CONF_STR, SOFF(start), NULL, 0, 0, NULL, "RFC 3339 start"),
+        CONF_KEY("end", CONF_STR, SOFF(end), NULL, 0, 0, NULL, "RFC 3339 end"),
+        CONF_KEY("author", CONF_STR, SOFF(author), NULL, 0, 0, NULL, "who silenced it"),
+        CONF_KEY("comment", CONF_STR, SOFF(comment), NULL, 0, 0, NULL, "why"),
+        CONF_END,
+};
+
+static const struct conf_key window_keys[] = {
+        CONF_KEY("name", CONF_STR, WOFF(name), NULL, 0, 0, NULL, "shown in suppressed incidents"),
+        CONF_KEY("matchers", CONF_STRLIST, WOFF(matchers), NULL, 0, 0, NULL,
+                 "which incidents; all must hold (none: every incident)"),
+        CONF_KEY("weekdays", CONF_STRLIST, WOFF(weekdays), NULL, 0, 0, NULL,
+                 "monday .. sunday (none: every day)"),
+        CONF_KEY("times", CONF_STRLIST, WOFF(times), NULL, 0, 0, NULL,
+                 "HH:MM-HH:MM local times, end excluded (none: all day)"),
+        CONF_KEY("months", CONF_STRLIST, WOFF(months), NULL, 0, 0, NULL,
+                 "january .. december (none: every month), e.g. peak season"),
+        CONF_KEY("time_zone", CONF_STR, WOFF(time_zone), "UTC", 0, 0, NULL,
+                 "IANA time zone the times are in, e.g. Europe/Berlin"),
+        CONF_END,
+};
+
+const struct conf_variant *silence_variants(void)
+{
+	static const struct conf_variant v[] = {
+	        {"*", silence_keys, sizeof(struct silence)},
+	        {NULL, NULL, 0},
+	};
+	return v;
+}
+
+const struct conf_variant *time_window_variants(void)
+{
+	static const struct conf_variant v[] = {
+	        {"*", window_keys, sizeof(struct time_window)},
+	        {NULL, NULL, 0},
+	};
+	return v;
+}
+
+static int compile_matchers(const struct conf_list *l, struct matcher *m, int *n, char *err,
+                            size_t errlen)
+{
+	if (l->n > SUPPRESS_MAX_MATCHERS) {
+		snprintf(err, errlen, "at most %d matchers", SUPPRESS_MAX_MATCHERS);
+		return -1;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		char op[4];
+		int end = 0;
+
+		if (sscanf(l->v[i], " %31[a-z_] %3[=!] %95[^\n]%n", m[i].field, op, m[i].value,
+		           &end) != 3 ||
+		    (strcmp(op, "==") && strcmp(op, "!="))) {
+			snprintf(err, errlen,
+			         "matcher '%s': expected 'field == value' or 'field != value'",
+			         l->v[i]);
+			return -1;
+		}
+		m[i].negate = op[0] == '!';
+		for (size_t k = strlen(m[i].value); k && m[i].value[k - 1] == ' '; k--)
+			m[i].value[k - 1] = '\0';
+	}
+	*n = (int)l->n;
+	return 0;
+}
+
+int silence_check(struct silence *s, char *err, size_t errlen)
+{
+	if (s->start == NULL || s->end == NULL || rfc3339_parse(s->start, &s->start_ms) < 0 ||
+	    rfc3339_parse(s->end, &s->end_ms) < 0 || s->end_ms <= s->start_ms) {
+		snprintf(err, errlen, "needs start and end as RFC 3339 times, end after start");
+		return -1;
+	}
+	if (s->author == NULL || s->comment == NULL) {
+		snprintf(err, errlen,
+		         "needs an author and a comment (a silence must say who and why)");
+		return -1;
+	}
+	if (s->matchers.n == 0) {
+		snprintf(err, errlen,
+		         "needs at least one matcher (silencing everything is an outage)");
+		return -1;
+	}
+	return compile_matchers(&s->matchers, s->m, &s->nm, err, errlen);
+}
+
+static int index_of(const char *s, const char *const *names, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int time_window_check(struct time_window *w, char *err, size_t errlen)
+{
+	static const char *const days[] = {"monday", "tuesday",  "wednesday", "thursday",
+	                                   "friday", "saturday", "sunday"};
+	static const char *const months[] = {"january",   "february", "march",    "april",
+	                                     "may",       "june",     "july",     "august",
+	                                     "september", "october",  "november", "december"};
+	char path[256];
+
+	if (w->name == NULL) {
+		snprintf(err, errlen, "needs a name");
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", w->time_zone);
+	if (strstr(w->time_zone, "..") || access(path, R_OK) != 0) {
+		snprintf(err, errlen, "time_zone: unknown IANA time zone '%s'", w->time_zone);
+		return -1;
+	}
+	w->days = w->weekdays.n ? 0 : 0x7f;
+	for (size_t i = 0; i < w->weekdays.n; i++) {
+		int d = index_of(w->weekdays.v[i], days, 7);
+
+		if (d < 0) {
+			snprintf(err, errlen, "weekdays: '%s' is not monday .. sunday",
+			         w->weekdays.v[i]);
+			return -1;
+		}
+		w->days |= (uint8_t)(1 << d);
+	}
+	w->months_mask = w->months.n ? 0 : 0xfff;
+	for (size_t i = 0; i < w->months.n; i++) {
+		int m = index_of(w->months.v[i], months, 12);
+
+		if (m < 0) {
+			snprintf(err, errlen, "months: '%s' is not january .. december",
+			         w->months.v[i]);
+			return -1;
+		}
+		w->months_mask |= (uint16_t)(1 << m);
+	}
+	if (w->times.n > SUPPRESS_MAX_TIMES) {
+		snprintf(err, errlen, "at most %d times", SUPPRESS_MAX_TIMES);
+		return -1;
+	}
+	for (size_t i = 0; i < w->times.n; i++) {
+		int h1, m1, h2, m2, end = 0;
+
+		if (sscanf(w->times.v[i], "%2d:%2d-%2d:%2d%n", &h1, &m1, &h2, &m2, &end) != 4 ||
+		    w->times.v[i][end] || h1 > 23 || m1 > 59 || h2 > 24 || m2 > 59 ||
+		    (h2 == 24 && m2) || h1 * 60 + m1 >= h2 * 60 + m2) {
+			snprintf(err, errlen,
+			         "times: '%s' is not HH:MM-HH:MM with start before end",
+			         w->times.v[i]);
+			return -1;
+		}
+		w->from[i] = (uint16_t)(h1 * 60 + m1);
+		w->to[i] = (uint16_t)(h2 * 60 + m2);
+	}
+	w->ntimes = (int)w->times.n;
+	return compile_matchers(&w->matchers, w->m, &w->nm, err, errlen);
+}
+
+/* The value of field for an incident: rule, kind, tier, or a group key field. */
+static int field_value(const char *field, const char *rule, const char *kind, int tier,
+                       const char *key, char *out, size_t outlen)
+{
+	if (strcmp(field, "rule") == 0)
+		snprintf(out, outlen, "%s", rule);
+	else if (strcmp(field, "kind") == 0)
+		snprintf(out, outlen, "%s", kind);
+	else if (strcmp(field, "tier") == 0)
+		snprintf(out, outlen, "%d", tier);
+	else {
+		size_t n = strlen(field);
+
+		for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
+			if ((p == key || p[-1] == ' ') && p[n] == '=') {
+				size_t len = strcspn(p + n + 1, " ");
+
+				snprintf(out, outlen, "%.*s", (int)len, p + n + 1);
+				return 1;
+			}
+		}
+		return 0;
+	}
+	return 1;
+}
+
+static int matches(const struct matcher *m, int n, const char *rule, const char *kind, int tier,
+                   const char *key)
+{
+	char v[128];
+
+	for (int i = 0; i < n; i++) {
+		int has = field_value(m[i].field, rule, kind, tier, key, v, sizeof(v));
+		int eq = has && strcmp(v, m[i].value) == 0;
+
+		if (eq == m[i].negate)
+			return 0;
+	}
+	return 1;
+}
+
+int time_window_contains(const struct time_window *w, int64_t t_ms)
+{
+	const char *saved = getenv("TZ");
+	char *keep = saved ? xstrdup(saved) : NULL;
+	time_t t = (time_t)(t_ms >= 0 ? t_ms / 1000 : (t_ms - 999) / 1000);
+	struct tm tm;
+	int minute, day, in = 0;
+
+	setenv("TZ", w->time_zone, 1);
+	tzset();
+	localtime_r(&t, &tm);
+	if (keep)
+		setenv("TZ", keep, 1);
+	else
+		unsetenv("TZ");
+	tzset();
+	free(keep);
+	day = (tm.tm_wday + 6) % 7; /* Monday = 0 */
+	minute = tm.tm_hour * 60 + tm.tm_min;
+	if (!(w->days & (1 << day)) || !(w->months_mask & (1 << tm.tm_mon)))
+		return 0;
+	if (w->ntimes == 0)
+		return 1;
+	for (int i = 0; i < w->ntimes; i++)
+		in |= minute >= w->from[i] && minute < w->to[i];
+	return in;
+}
+
+int suppress_match(const struct conf_items *silences, const struct conf_items *windows,
+                   const char *rule, const char *kind, int tier, const char *key, int64_t t_ms,
+                   char *why, size_t whylen)
+{
+	for (size_t i = 0; silences && i < silences->n; i++) {
+		const struct silence *s = silences->v[i].data;
+
+		if (t_ms >= s->start_ms && t_ms < s->end_ms &&
+		    matches(s->m, s->nm, rule, kind, tier, key)) {
+			snprintf(why, whylen, "silence %zu by %s until %s: %s", i, s->author,
+			         s->end, s->comment);
+			return 1;
+		}
+	}
+	for (size_t i = 0; windows && i < windows->n; i++) {
+		const struct time_window *w = windows->v[i].data;
+
+		if (matches(w->m, w->nm, rule, kind, tier, key) && time_window_contains(w, t_ms)) {
+			snprintf(why, whylen, "time window '%s' (%s)", w->name, w->time_zone);
+			return 1;
+		}
+	}
+	return 0;
+}

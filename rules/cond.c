@@ -290,3 +290,12 @@ int rule_group_key(const struct rule_common *c, const struct event *ev, char *ou
 	}
 	return 0;
 }
+
+uint32_t rule_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h ? h : 1;
+}

@@ -63,15 +63,6 @@ struct engine {
 	const struct conf_items *silences, *windows;
 };
 
-static uint32_t hash_str(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 static void grow(struct rule_rt *r)
 {
 	size_t n = r->nslots ? r->nslots * 2 : 1024;
@@ -95,7 +86,7 @@ static void grow(struct rule_rt *r)
 
 static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
 {
-	uint32_t h = hash_str(key);
+	uint32_t h = rule_hash(key, strlen(key));
 	size_t i;
 
 	if ((r->nkeys + 1) * 10 > r->nslots * 7)

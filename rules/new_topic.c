@@ -134,15 +134,6 @@ static int check(void *config, char *err, size_t errlen)
 	return 0;
 }
 
-static uint32_t hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h ? h : 1;
-}
-
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
 {
 	const struct new_topic_config *c = ctx->config;
@@ -158,7 +149,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	if (st->n == 0 && st->first_seen == 0)
 		st->first_seen = ev->ts_ms;
 	st->events++;
-	h = hash(topic);
+	h = rule_hash(topic, strlen(topic));
 	for (i = 0; i < st->n; i++) {
 		if (st->hash[i] == h)
 			break;

@@ -66,15 +66,6 @@ static int check(void *config, char *err, size_t errlen)
 	return 0;
 }
 
-static uint32_t hash(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
-}
-
 /* The identity of an event for distinct_by: a schema field, or a raw top-level one. */
 static uint32_t identity(const struct threshold_config *c, const struct event *ev)
 {
@@ -85,11 +76,11 @@ static uint32_t identity(const struct threshold_config *c, const struct event *e
 	if (c->distinct_field >= 0) {
 		const char *v = rule_field_text(c->distinct_field, ev, buf, sizeof(buf));
 
-		return hash(v, strlen(v));
+		return rule_hash(v, strlen(v));
 	}
 	cJSON *root = cJSON_ParseWithLength(ev->raw, ev->raw_len);
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, c->distinct_by);
-	uint32_t h = cJSON_IsString(v) ? hash(v->valuestring, strlen(v->valuestring)) : 0;
+	uint32_t h = cJSON_IsString(v) ? rule_hash(v->valuestring, strlen(v->valuestring)) : 0;
 
 	cJSON_Delete(root);
 	return h;

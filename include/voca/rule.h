@@ -127,6 +127,9 @@ int rule_group_key(const struct rule_common *c, const struct event *ev, char *ou
 const char *rule_field_text(int field, const struct event *ev, char *buf, size_t buflen);
 int rule_field_lookup(const char *name);
 
+/* FNV-1a of n bytes: keys, topics and identities in rule state. Never 0. */
+uint32_t rule_hash(const char *s, size_t n);
+
 /* Upper tail P(X >= x) of a negative binomial with mean m and variance phi*m (Poisson at phi=1). */
 double nb_upper_tail(double x, double m, double phi);
 

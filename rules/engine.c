@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <voca/buf.h>
 #include <voca/engine.h>
 #include <voca/rule.h>
 #include <voca/suppress.h>
@@ -32,6 +33,7 @@ struct keyent {
 	uint64_t last_id;      /* the key's last incident, for reopening */
 	int64_t last_resolved; /* when it resolved */
 	uint32_t last_reopens;
+	int changed; /* touched since the last engine_save */
 	_Alignas(16) unsigned char state[];
 };
 
@@ -56,7 +58,10 @@ struct rule_rt {
 	size_t ndirty, adirty;
 	struct recent *recent; /* ring of RECENT */
 	size_t recent_head;
-	int64_t advanced; /* watermark bucket already processed */
+	struct keyent **changed; /* keys to save */
+	size_t nchanged, achanged;
+	struct buf saved_shared; /* the shared state as last saved */
+	int64_t advanced;        /* watermark bucket already processed */
 };
 
 struct engine {
@@ -139,6 +144,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->shared = r->kind->new_shared ? r->kind->new_shared(r->config) : NULL;
 		r->advanced = INT64_MIN;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
+		buf_init(&r->saved_shared, 64 << 20);
 		grow(r);
 	}
 	return e;
@@ -163,6 +169,8 @@ void engine_free(struct engine *e)
 		free(r->slots);
 		free(r->dirty);
 		free(r->recent);
+		free(r->changed);
+		buf_free(&r->saved_shared);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
 	}
@@ -221,6 +229,18 @@ static int needs_review(const struct engine *e, const struct event *ev, char *wh
 const struct engine_stats *engine_stats(const struct engine *e)
 {
 	return &e->stats;
+}
+
+static void mark_changed(struct rule_rt *r, struct keyent *k)
+{
+	if (k->changed)
+		return;
+	if (r->nchanged == r->achanged) {
+		r->achanged = r->achanged ? r->achanged * 2 : 256;
+		r->changed = xrealloc(r->changed, r->achanged * sizeof(*r->changed));
+	}
+	r->changed[r->nchanged++] = k;
+	k->changed = 1;
 }
 
 static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
@@ -312,6 +332,7 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 	int64_t b = r->common->bucket_ms, first = k->bucket;
 	int had_events = k->dirty;
 
+	mark_changed(r, k);
 	for (int64_t i = k->bucket; i < upto; i++) {
 		struct rule_ctx ctx = ctx_for(r, k);
 		struct firing f = {0};
@@ -348,6 +369,7 @@ static void resolve_due(struct engine *e, int64_t now)
 		struct keyent *k = key_get(e, r, inc->key);
 
 		k->open = NULL;
+		mark_changed(r, k);
 		k->last_id = inc->id;
 		k->last_resolved = inc->resolved_ms;
 		k->last_reopens = inc->reopens;
@@ -439,6 +461,7 @@ void engine_event(struct engine *e, const struct event *ev)
 			continue;
 		}
 		k = key_get(e, r, key);
+		mark_changed(r, k);
 		if (r->kind->on_close) {
 			if (k->bucket < 0) {
 				k->bucket = idx;
@@ -488,4 +511,200 @@ void engine_finish(struct engine *e)
 		r->ndirty = 0;
 	}
 	resolve_due(e, e->max_ts);
+}
+
+/* ---- persistence ---- */
+
+struct key_head {
+	int64_t bucket, last_resolved;
+	uint64_t last_id;
+	uint32_t last_reopens, dirty, has_open, state_size;
+};
+
+struct inc_head {
+	uint64_t id, firings;
+	int64_t opened, updated, resolved, last_fire, next_alert;
+	uint32_t realerts, reopens;
+};
+
+struct engine_head {
+	int64_t max_ts;
+	uint64_t next_id;
+};
+
+struct rule_head {
+	int64_t advanced;
+};
+
+static int save_key(struct rule_rt *r, struct keyent *k, struct buf *b, engine_put_fn put,
+                    void *arg)
+{
+	struct key_head h = {k->bucket,
+	                     k->last_resolved,
+	                     k->last_id,
+	                     k->last_reopens,
+	                     (uint32_t)k->dirty,
+	                     k->open != NULL,
+	                     (uint32_t)r->kind->state_size};
+
+	buf_reset(b);
+	buf_add(b, &h, sizeof(h));
+	buf_add(b, k->state, r->kind->state_size);
+	if (k->open) {
+		const struct incident *inc = k->open;
+		struct inc_head ih = {
+		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,
+		        inc->resolved_ms, inc->last_fire_ms, inc->next_alert_ms, inc->realerts,
+		        inc->reopens};
+		char *why = cJSON_PrintUnformatted(inc->why);
+
+		buf_add(b, &ih, sizeof(ih));
+		buf_add(b, inc->summary, strlen(inc->summary) + 1);
+		buf_add(b, why, strlen(why) + 1);
+		cJSON_free(why);
+	}
+	return put(arg, r->common->name, k->key, b->data, b->len);
+}
+
+int engine_save(struct engine *e, engine_put_fn put, void *arg)
+{
+	struct buf b, shared;
+	struct engine_head eh = {e->max_ts, e->next_id};
+	int rc = 0;
+
+	buf_init(&b, 64 << 20);
+	buf_init(&shared, 64 << 20);
+	for (size_t n = 0; n < e->nrules && rc == 0; n++) {
+		struct rule_rt *r = &e->rules[n];
+		struct rule_head rh = {r->advanced};
+
+		for (size_t i = 0; i < r->nchanged && rc == 0; i++) {
+			rc = save_key(r, r->changed[i], &b, put, arg);
+			r->changed[i]->changed = 0;
+		}
+		r->nchanged = 0;
+		/* The rule's own record: written when it changed since the last save. */
+		buf_reset(&shared);
+		buf_add(&shared, &rh, sizeof(rh));
+		if (r->kind->save_shared)
+			r->kind->save_shared(r->shared, &shared);
+		if (rc == 0 && (shared.len != r->saved_shared.len ||
+		                memcmp(shared.data, r->saved_shared.data, shared.len) != 0)) {
+			rc = put(arg, r->common->name, "", shared.data, shared.len);
+			buf_reset(&r->saved_shared);
+			buf_add(&r->saved_shared, shared.data, shared.len);
+		}
+	}
+	if (rc == 0)
+		rc = put(arg, "", "", &eh, sizeof(eh));
+	buf_free(&b);
+	buf_free(&shared);
+	return rc;
+}
+
+static struct rule_rt *rule_named(struct engine *e, const char *name)
+{
+	for (size_t n = 0; n < e->nrules; n++)
+		if (strcmp(e->rules[n].common->name, name) == 0)
+			return &e->rules[n];
+	return NULL;
+}
+
+static int restore_key(struct engine *e, struct rule_rt *r, const char *key, const unsigned char *p,
+                       size_t len)
+{
+	struct key_head h;
+	struct keyent *k;
+
+	if (len < sizeof(h))
+		return 1;
+	memcpy(&h, p, sizeof(h));
+	if (h.state_size != r->kind->state_size || len < sizeof(h) + h.state_size)
+		return 1; /* a different layout: the key starts over */
+	k = key_get(e, r, key);
+	k->bucket = h.bucket;
+	k->last_resolved = h.last_resolved;
+	k->last_id = h.last_id;
+	k->last_reopens = h.last_reopens;
+	memcpy(k->state, p + sizeof(h), h.state_size);
+	p += sizeof(h) + h.state_size;
+	len -= sizeof(h) + h.state_size;
+	if (h.dirty && !k->dirty) {
+		if (r->ndirty == r->adirty) {
+			r->adirty = r->adirty ? r->adirty * 2 : 256;
+			r->dirty = xrealloc(r->dirty, r->adirty * sizeof(*r->dirty));
+		}
+		r->dirty[r->ndirty++] = k;
+		k->dirty = 1;
+	}
+	if (h.has_open && len > sizeof(struct inc_head)) {
+		struct inc_head ih;
+		struct incident *inc = xcalloc(1, sizeof(*inc));
+		const char *summary = (const char *)p + sizeof(ih);
+		size_t slen = strnlen(summary, len - sizeof(ih));
+		const char *why = summary + slen + 1;
+
+		memcpy(&ih, p, sizeof(ih));
+		inc->id = ih.id;
+		inc->firings = ih.firings;
+		inc->opened_ms = ih.opened;
+		inc->updated_ms = ih.updated;
+		inc->resolved_ms = ih.resolved;
+		inc->last_fire_ms = ih.last_fire;
+		inc->next_alert_ms = ih.next_alert;
+		inc->realerts = ih.realerts;
+		inc->reopens = ih.reopens;
+		inc->rule = r->common->name;
+		inc->kind = r->kind->name;
+		inc->tier = (int)r->common->tier;
+		snprintf(inc->key, sizeof(inc->key), "%s", key);
+		snprintf(inc->summary, sizeof(inc->summary), "%.*s", (int)slen, summary);
+		inc->why =
+		        (size_t)(why - (const char *)p) < len
+		                ? cJSON_ParseWithLength(why, len - (size_t)(why - (const char *)p))
+		                : NULL;
+		if (inc->why == NULL)
+			inc->why = cJSON_CreateObject();
+		k->open = inc;
+		if (e->nopen == e->aopen) {
+			e->aopen = e->aopen ? e->aopen * 2 : 16;
+			e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
+		}
+		e->open[e->nopen++] = inc;
+	}
+	return 0;
+}
+
+int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
+                   size_t len)
+{
+	struct rule_rt *r;
+
+	if (rule[0] == '\0') {
+		struct engine_head eh;
+
+		if (len != sizeof(eh))
+			return 1;
+		memcpy(&eh, blob, sizeof(eh));
+		e->max_ts = eh.max_ts;
+		e->next_id = eh.next_id;
+		return 0;
+	}
+	r = rule_named(e, rule);
+	if (r == NULL)
+		return 1; /* a rule no longer configured */
+	if (key[0] != '\0')
+		return restore_key(e, r, key, blob, len);
+	struct rule_head rh;
+
+	if (len < sizeof(rh))
+		return 1;
+	memcpy(&rh, blob, sizeof(rh));
+	r->advanced = rh.advanced;
+	if (r->kind->load_shared &&
+	    r->kind->load_shared(r->shared, (const char *)blob + sizeof(rh), len - sizeof(rh)) < 0)
+		return 1;
+	buf_reset(&r->saved_shared);
+	buf_add(&r->saved_shared, blob, len);
+	return 0;
 }

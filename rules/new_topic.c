@@ -57,7 +57,6 @@ static const struct conf_key keys[] = {
 struct shared {
 	int64_t first_event;
 	uint32_t hash[GLOBAL];
-	int64_t last[GLOBAL];
 	int64_t first[GLOBAL]; /* when the rule first saw the topic */
 	uint16_t keys[GLOBAL]; /* keys that have had it */
 	size_t n;
@@ -74,6 +73,20 @@ static void *new_shared(const void *config)
 static void free_shared(void *p)
 {
 	free(p);
+}
+
+/* The shared state is plain data: saved and restored as it is. */
+static void save_shared(const void *p, struct buf *out)
+{
+	buf_add(out, p, sizeof(struct shared));
+}
+
+static int load_shared(void *p, const void *blob, size_t len)
+{
+	if (len != sizeof(struct shared))
+		return -1;
+	memcpy(p, blob, len);
+	return 0;
 }
 
 /*
@@ -104,20 +117,7 @@ static int global_note(struct shared *g, uint32_t h, int64_t now, int64_t lookba
 	*others = g->keys[i];
 	if (g->keys[i] < UINT16_MAX)
 		g->keys[i]++;
-	if (now > g->last[i])
-		g->last[i] = now;
 	return now - g->first[i] < lookback && *others < RARE_KEYS;
-}
-
-/* Keeps the rule-level last-seen time fresh for a key that already has the topic. */
-static void global_touch(struct shared *g, uint32_t h, int64_t now)
-{
-	size_t i = h & (GLOBAL - 1);
-
-	while (g->hash[i] && g->hash[i] != h)
-		i = (i + 1) & (GLOBAL - 1);
-	if (g->hash[i] && now > g->last[i])
-		g->last[i] = now;
 }
 
 static int check(void *config, char *err, size_t errlen)
@@ -169,7 +169,6 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		/* Known to this key, however long ago: a sparse key's own topics go
 		 * quiet for months, and coming back is not news (the Amazon feed said
 		 * so 176 times). */
-		global_touch(ctx->shared, h, ev->ts_ms);
 		return RULE_QUIET;
 	}
 	struct shared *g = ctx->shared;
@@ -220,5 +219,7 @@ const struct rule_kind rule_new_topic = {
         .check = check,
         .new_shared = new_shared,
         .free_shared = free_shared,
+        .save_shared = save_shared,
+        .load_shared = load_shared,
         .on_event = on_event,
 };

@@ -151,6 +151,25 @@ static double season_factor(const struct season *s, int64_t start_ms)
 	return (double)s->hod[h] * s->dow[d];
 }
 
+/* The categories in use, as they are: a season is plain data. */
+static void save_shared(const void *p, struct buf *out)
+{
+	const struct shared *sh = p;
+
+	buf_add(out, sh->cats, sh->n * sizeof(*sh->cats));
+}
+
+static int load_shared(void *p, const void *blob, size_t len)
+{
+	struct shared *sh = p;
+
+	if (len % sizeof(*sh->cats) || len / sizeof(*sh->cats) > MAX_CATS)
+		return -1;
+	memcpy(sh->cats, blob, len);
+	sh->n = len / sizeof(*sh->cats);
+	return 0;
+}
+
 static uint16_t category_index(struct shared *sh, const char *name)
 {
 	for (size_t i = 0; i < sh->n; i++)
@@ -406,6 +425,8 @@ const struct rule_kind rule_spike = {
         .check = check,
         .new_shared = new_shared,
         .free_shared = free_shared,
+        .save_shared = save_shared,
+        .load_shared = load_shared,
         .on_event = on_event,
         .on_close = on_close,
 };

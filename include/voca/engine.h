@@ -102,6 +102,23 @@ void engine_suppress(struct engine *e, const struct conf_items *silences,
                      const struct conf_items *windows);
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn);
 
+/*
+ * Persistence, so that a restart gives the incidents an uninterrupted run
+ * gives. engine_save calls put for every key touched since the last save
+ * (rule name, group key, blob), for each rule's own record (key "") when its
+ * shared state changed, and for the engine's (rule "", key ""). Returns 0,
+ * or the first non-zero put returned. Blobs are native-endian and tied to
+ * this build's state layouts: a key whose size no longer fits is dropped at
+ * restore (the key starts over), never misread.
+ */
+typedef int (*engine_put_fn)(void *arg, const char *rule, const char *key, const void *blob,
+                             size_t len);
+int engine_save(struct engine *e, engine_put_fn put, void *arg);
+
+/* Restores one saved record; unknown rules and mismatched blobs are skipped (returns 1). */
+int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
+                   size_t len);
+
 const struct engine_stats *engine_stats(const struct engine *e);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include <voca/buf.h>
 #include <voca/conf.h>
 #include <voca/event.h>
 
@@ -104,6 +105,9 @@ struct rule_kind {
 	int (*check)(void *config, char *err, size_t errlen);
 	void *(*new_shared)(const void *config);
 	void (*free_shared)(void *shared);
+	/* Persist and restore the shared state (for restarts). load returns 0 or -1. */
+	void (*save_shared)(const void *shared, struct buf *out);
+	int (*load_shared)(void *shared, const void *blob, size_t len);
 	/* An event that met the rule's conditions, in event-time order per key. */
 	enum rule_verdict (*on_event)(struct rule_ctx *c, const struct event *ev, struct firing *f);
 	/* The key's bucket ending at end_ms closed (possibly empty). */

@@ -750,6 +750,119 @@ static void test_binomial_and_wilson(void **state)
 	assert_true(fabs(wilson_lower(15, 23, 1.96) - 0.4489) < 1e-4);
 }
 
+/* A tiny key-value store for engine_save / engine_restore. */
+struct kv {
+	char rule[64], key[192];
+	unsigned char *blob;
+	size_t len;
+};
+
+struct kvs {
+	struct kv v[4096];
+	size_t n;
+};
+
+static int kv_put(void *arg, const char *rule, const char *key, const void *blob, size_t len)
+{
+	struct kvs *s = arg;
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].rule, rule) == 0 && strcmp(s->v[i].key, key) == 0)
+			break;
+	if (i == s->n) {
+		if (s->n == 4096)
+			return -1;
+		s->n++;
+		snprintf(s->v[i].rule, sizeof(s->v[i].rule), "%s", rule);
+		snprintf(s->v[i].key, sizeof(s->v[i].key), "%s", key);
+	}
+	free(s->v[i].blob);
+	s->v[i].blob = xmalloc(len);
+	memcpy(s->v[i].blob, blob, len);
+	s->v[i].len = len;
+	return 0;
+}
+
+/* The incident log, one line per change, without examples (not persisted). */
+struct trail {
+	char text[512][400];
+	int n;
+};
+
+static void on_trail(void *arg, const struct incident *inc, enum incident_change ch)
+{
+	struct trail *t = arg;
+
+	if (ch == INCIDENT_UPDATED && !inc->notify)
+		return; /* the changes a person would hear of */
+	if (t->n < 512)
+		snprintf(t->text[t->n++], sizeof(t->text[0]), "%d #%llu %lld %s", (int)ch,
+		         (unsigned long long)inc->id,
+		         (long long)(ch == INCIDENT_RESOLVED ? inc->resolved_ms : inc->updated_ms),
+		         inc->summary);
+}
+
+/* Hours [from, to) of a two-week stream with a spike on A, daily bursts of
+ * B's and a negative shift on C from day 11. */
+static void history(struct engine *e, int from, int to)
+{
+	for (int h = from; h < to; h++) {
+		int spike = h >= 10 * 24 && h < 10 * 24 + 3;
+
+		burst(e, h, "A", spike ? 20 : 2);
+		burst(e, h, "B", h % 24 == 9 ? 3 : 1);
+		shares(e, h, 1, "C", 10, h >= 11 * 24 ? 6 : 2);
+	}
+}
+
+static void test_restart_gives_the_same_incidents(void **state)
+{
+	const char *yaml = "rules:\n"
+	                   "  - {name: spike, kind: spike, group_by: [sku]}\n"
+	                   "  - {name: neg, kind: rate_shift, group_by: [sku], cusum_h: 0}\n"
+	                   "  - {name: sev, kind: threshold, group_by: [sku], count: 3,\n"
+	                   "     where: [\"sku == B\"], window: 2h}\n"
+	                   "  - {name: topic, kind: new_topic, group_by: [sku]}\n"
+	                   "  - {name: silent, kind: flatline, group_by: [sku]}\n";
+	struct config cfg;
+	char err[512];
+	static struct trail whole, halves;
+	struct kvs *kv = calloc(1, sizeof(*kv));
+
+	(void)state;
+	if (config_load_text("t.yaml", yaml, &cfg, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	/* Uninterrupted. */
+	struct engine *e = engine_new(&cfg.rules, 0, on_trail, &whole);
+
+	history(e, 0, 14 * 24);
+	engine_free(e);
+	/* Stopped in the middle of A's spike (hour 2 of day 10), saved, restored
+	 * into a new engine, continued with the rest of the same stream. */
+	e = engine_new(&cfg.rules, 0, on_trail, &halves);
+	history(e, 0, 10 * 24 + 2);
+	assert_int_equal(engine_save(e, kv_put, kv), 0);
+	engine_free(e);
+	e = engine_new(&cfg.rules, 0, on_trail, &halves);
+	for (size_t i = 0; i < kv->n; i++)
+		assert_int_equal(
+		        engine_restore(e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob, kv->v[i].len),
+		        0);
+	history(e, 10 * 24 + 2, 14 * 24);
+	engine_free(e);
+
+	/* The same incidents, changes and times, line by line. */
+	assert_true(whole.n > 3);
+	assert_int_equal(halves.n, whole.n);
+	for (int i = 0; i < whole.n; i++)
+		assert_string_equal(whole.text[i], halves.text[i]);
+	for (size_t i = 0; i < kv->n; i++)
+		free(kv->v[i].blob);
+	free(kv);
+	config_free(&cfg);
+}
+
 static void test_nb_tail(void **state)
 {
 	(void)state;
@@ -828,6 +941,7 @@ int main(void)
 	        cmocka_unit_test(test_confidence_gating),
 	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
+	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),
 	};

@@ -57,6 +57,10 @@ const struct conf_key config_keys[] = {
                  1, NULL, "events under this confidence (or needs_review) go to the review queue"),
         CONF_KEY("engine.review_counts_volume", CONF_BOOL, OFF(engine.review_counts_volume), "true",
                  0, 0, NULL, "whether events under review still count toward volume"),
+        CONF_KEY("engine.checkpoint", CONF_DURATION, OFF(engine.checkpoint_ms), "60s", 0, 86400000,
+                 NULL,
+                 "how often the rules' state is saved; after a crash the events since are "
+                 "replayed"),
         {.path = "rules",
          .type = CONF_LIST,
          .offset = OFF(rules),

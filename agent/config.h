@@ -43,6 +43,7 @@ struct config {
 		int64_t lateness_ms;
 		double review_confidence;
 		int review_counts_volume;
+		int64_t checkpoint_ms;
 	} engine;
 	struct conf_items rules;        /* items of rule_variants(), checked */
 	struct conf_items silences;     /* struct silence, checked */

@@ -14,6 +14,7 @@
 
 #include <zmq.h>
 
+#include <voca/engine.h>
 #include <voca/log.h>
 
 #include "clock.h"
@@ -74,6 +75,64 @@ static void close_signals(void)
 	}
 }
 
+/* What the engine's callbacks need: the store, and whether writing failed. */
+struct rules_ctx {
+	struct store *st;
+	int failed;
+};
+
+static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
+{
+	static const char *const what[] = {"opened", "updated", "resolved", "reopened"};
+	struct rules_ctx *rc = arg;
+
+	if (store_incident(rc->st, inc, ch) < 0) {
+		log_error("rules: cannot record incident %llu: %s", (unsigned long long)inc->id,
+		          store_error(rc->st));
+		rc->failed = 1;
+	}
+	if (ch != INCIDENT_UPDATED || inc->notify)
+		log_info("incident %llu %s: tier %d %s: %s%s%s", (unsigned long long)inc->id,
+		         ch == INCIDENT_UPDATED ? "re-alert" : what[ch], inc->tier, inc->rule,
+		         inc->summary, inc->suppressed[0] ? " (suppressed: " : "",
+		         inc->suppressed[0] ? inc->suppressed : "");
+}
+
+static void on_review(void *arg, const struct event *ev, const char *reason)
+{
+	struct rules_ctx *rc = arg;
+
+	if (store_review(rc->st, ev->event_id, ev->ts_ms, reason) < 0) {
+		log_error("rules: cannot queue %s for review: %s", ev->event_id,
+		          store_error(rc->st));
+		rc->failed = 1;
+	}
+}
+
+static int restore_one(void *arg, const char *rule, const char *key, const void *blob, size_t len)
+{
+	return engine_restore(arg, rule, key, blob, len);
+}
+
+/* Builds the engine for cfg's rules and restores their saved state. NULL without rules. */
+static struct engine *rules_start(const struct config *cfg, struct store *st, struct rules_ctx *rc)
+{
+	struct engine *e;
+	int n;
+
+	if (cfg->rules.n == 0)
+		return NULL;
+	rc->st = st;
+	e = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, rc);
+	engine_review(e, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
+	              on_review);
+	engine_suppress(e, &cfg->silences, &cfg->time_windows);
+	n = store_rule_state_each(st, restore_one, e);
+	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records",
+	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n < 0 ? 0 : n);
+	return e;
+}
+
 static void describe(const struct config *cfg)
 {
 	char eps[512] = "";
@@ -115,6 +174,21 @@ static void reload(struct config *cfg, struct ingest *in)
 
 	next.store.path = cfg->store.path;
 	cfg->store.path = path;
+	/* The engine runs on the rules it started with (their state is theirs). */
+	if (cfg->rules.n || next.rules.n || cfg->silences.n || next.silences.n ||
+	    cfg->time_windows.n || next.time_windows.n)
+		log_warn(
+		        "voca: rules, silences and time windows are read at start: restart voca to "
+		        "apply changes to them");
+	struct conf_items keep[3] = {next.rules, next.silences, next.time_windows};
+
+	next.rules = cfg->rules;
+	next.silences = cfg->silences;
+	next.time_windows = cfg->time_windows;
+	cfg->rules = keep[0];
+	cfg->silences = keep[1];
+	cfg->time_windows = keep[2];
+	next.engine = cfg->engine;
 	config_free(cfg);
 	*cfg = next;
 	log_set_level((enum log_level)cfg->log.level);
@@ -127,6 +201,9 @@ int daemon_run(const struct daemon_opts *opts)
 	struct config cfg;
 	struct store *st = NULL;
 	struct ingest *in = NULL;
+	struct engine *engine = NULL;
+	struct rules_ctx rules = {0};
+	int64_t last_tick = 0;
 	void *zctx = NULL;
 	char err[512];
 	int status = 1, running = 1;
@@ -158,6 +235,16 @@ int daemon_run(const struct daemon_opts *opts)
 	}
 	if (opts->on_commit)
 		ingest_on_commit(in, opts->on_commit, opts->on_commit_arg);
+	engine = rules_start(&cfg, st, &rules);
+	ingest_set_engine(in, engine, cfg.engine.checkpoint_ms);
+	if (engine) {
+		int n = ingest_replay(in);
+
+		if (n < 0)
+			goto out;
+		if (n > 0)
+			log_info("rules: replayed %d events stored after the last checkpoint", n);
+	}
 	if (install_signals() < 0) {
 		log_error("voca: signal pipe: %s", strerror(errno));
 		goto out;
@@ -170,7 +257,11 @@ int daemon_run(const struct daemon_opts *opts)
 		        {.socket = ingest_socket(in), .events = ZMQ_POLLIN},
 		        {.fd = sigpipe[0], .events = ZMQ_POLLIN},
 		};
-		int rc = zmq_poll(items, 2, ingest_timeout_ms(in));
+		long timeout = ingest_timeout_ms(in);
+
+		if (engine && (timeout < 0 || timeout > 1000))
+			timeout = 1000; /* the rules' clock ticks every second */
+		int rc = zmq_poll(items, 2, timeout);
 
 		if (rc < 0 && zmq_errno() != EINTR) {
 			log_error("voca: poll: %s", zmq_strerror(zmq_errno()));
@@ -179,6 +270,13 @@ int daemon_run(const struct daemon_opts *opts)
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN) && ingest_drain(in, 4096) < 0)
 			goto out;
 		if (ingest_timeout_ms(in) == 0 && ingest_flush(in) < 0)
+			goto out;
+		if (engine && clock_mono_ns() - last_tick >= 1000000000LL) {
+			last_tick = clock_mono_ns();
+			if (ingest_tick(in, clock_wall_ms()) < 0)
+				goto out;
+		}
+		if (rules.failed)
 			goto out;
 		if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
 			unsigned char sig;
@@ -204,11 +302,12 @@ int daemon_run(const struct daemon_opts *opts)
 		if (n < 4096)
 			break;
 	}
-	if (ingest_flush(in) < 0)
+	if (ingest_checkpoint(in) < 0)
 		goto out;
 	status = 0;
 out:
 	ingest_free(in);
+	engine_free(engine);
 	if (zctx)
 		zmq_ctx_term(zctx);
 	store_close(st);

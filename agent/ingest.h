@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <voca/engine.h>
+
 #include "config.h"
 #include "store.h"
 
@@ -20,7 +22,8 @@ struct ingest;
 
 /* What one commit made durable; seqs are -1 when no event carried one. */
 struct ingest_commit {
-	size_t ops; /* events, rejections and gaps */
+	size_t ops;    /* rows written: events, rejections, gaps, incidents */
+	size_t events; /* inputs handled: events and rejections */
 	int64_t first_seq, last_seq;
 	int64_t at_ns; /* monotonic time just after COMMIT returned */
 };
@@ -59,6 +62,26 @@ int ingest_flush(struct ingest *in);
 
 /* Milliseconds until the open batch is due, or -1 when nothing is pending. */
 long ingest_timeout_ms(const struct ingest *in);
+
+/*
+ * Feeds every new event (not duplicates, stale or superseded revisions) to
+ * the rules engine in the transaction that stores it, so an incident is
+ * durable with the events behind it. The engine's state is checkpointed
+ * every checkpoint_ms (and by ingest_checkpoint) with the rowid of the last
+ * event it includes; ingest_replay feeds the events stored after that
+ * rowid, so a crash between checkpoints loses no rule state. e is borrowed;
+ * NULL turns it off.
+ */
+void ingest_set_engine(struct ingest *in, struct engine *e, int64_t checkpoint_ms);
+
+/* Replays the events stored since the last checkpoint into the engine. Returns how many. */
+int ingest_replay(struct ingest *in);
+
+/* Commits pending work and checkpoints the engine now (at stop). */
+int ingest_checkpoint(struct ingest *in);
+
+/* Moves the engine's clock to now_ms (wall time) and commits what that changed. */
+int ingest_tick(struct ingest *in, int64_t now_ms);
 
 /* Calls fn after every commit (metrics, the benchmark). */
 void ingest_on_commit(struct ingest *in, ingest_commit_fn fn, void *arg);

@@ -94,6 +94,16 @@ static cJSON *gather(sqlite3 *db, const char *path)
 	          " (SELECT count(*) FROM gaps g WHERE g.publisher = p.publisher) AS gaps,"
 	          " (SELECT coalesce(sum(missing), 0) FROM gaps g WHERE g.publisher = p.publisher)"
 	          " AS missing FROM publishers p ORDER BY p.publisher");
+	add_query(db, root, "incidents_by_rule",
+	          "SELECT rule, kind, tier, sum(status = 'open') AS open,"
+	          " sum(status = 'resolved') AS resolved, sum(reopens) AS reopens,"
+	          " sum(realerts) AS realerts FROM incidents GROUP BY rule ORDER BY tier, rule");
+	add_query(db, root, "recent_incidents",
+	          "SELECT id, rule, tier, status, opened_ms, summary, suppressed FROM incidents"
+	          " ORDER BY opened_ms DESC LIMIT 5");
+	add_query(db, root, "review",
+	          "SELECT count(*) AS pending, min(reason) AS example FROM review_queue"
+	          " WHERE status = 'pending'");
 	add_query(db, root, "recent_gaps",
 	          "SELECT publisher, expected_seq, got_seq, missing, detected_ms FROM gaps"
 	          " ORDER BY id DESC LIMIT 10");
@@ -128,6 +138,26 @@ static void print_text(const cJSON *r)
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "quarantine"))
 	        printf("  %-16s %6.0f  e.g. %s\n", str(row, "code"), num(row, "count"),
 	               str(row, "example"));
+	double opened = 0;
+
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "incidents_by_rule")) opened +=
+	        num(row, "open") + num(row, "resolved");
+	printf("incidents: %.0f opened\n", opened);
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "incidents_by_rule"))
+	        printf("  %-24s %-10s tier %.0f  %4.0f open, %4.0f resolved, %.0f reopened, %.0f "
+	               "re-alerts\n",
+	               str(row, "rule"), str(row, "kind"), num(row, "tier"), num(row, "open"),
+	               num(row, "resolved"), num(row, "reopens"), num(row, "realerts"));
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "recent_incidents"))
+	{
+		rfc3339_format((int64_t)num(row, "opened_ms"), t1, sizeof(t1));
+		printf("  #%-4.0f %.16s %-8s %.150s\n", num(row, "id"), t1, str(row, "status"),
+		       str(row, "summary"));
+	}
+	row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "review"), 0);
+	printf("review queue: %.0f events pending%s%s\n", num(row, "pending"),
+	       num(row, "pending") > 0 ? ", e.g. " : "",
+	       num(row, "pending") > 0 ? str(row, "example") : "");
 	printf("sequence gaps: %.0f, %.0f events missing\n", num(c, "gaps"), num(c, "gap_missing"));
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "publishers"))
 	{

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
 #include <voca/xalloc.h>
@@ -56,6 +57,32 @@ static const char *const migrations[] = {
         "INSERT INTO counters(name, value) VALUES"
         " ('events_new', 0), ('events_superseded', 0), ('events_duplicate', 0),"
         " ('events_stale', 0), ('quarantined', 0), ('gaps', 0), ('gap_missing', 0);",
+        /* 2: the rules' state, incidents and their changes, the review queue. */
+        "CREATE TABLE rule_state ("
+        " rule TEXT NOT NULL, key TEXT NOT NULL, blob BLOB NOT NULL,"
+        " PRIMARY KEY (rule, key)) WITHOUT ROWID;"
+        "CREATE TABLE incidents ("
+        " id INTEGER PRIMARY KEY,"
+        " rule TEXT NOT NULL, kind TEXT NOT NULL, tier INTEGER NOT NULL, key TEXT NOT NULL,"
+        " status TEXT NOT NULL,"
+        " opened_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, resolved_ms INTEGER,"
+        " firings INTEGER NOT NULL, realerts INTEGER NOT NULL, reopens INTEGER NOT NULL,"
+        " summary TEXT NOT NULL, why TEXT NOT NULL, suppressed TEXT);"
+        "CREATE INDEX incidents_status ON incidents(status, rule);"
+        "CREATE TABLE incident_changes ("
+        " id INTEGER PRIMARY KEY,"
+        " incident_id INTEGER NOT NULL REFERENCES incidents(id),"
+        " at_ms INTEGER NOT NULL, change TEXT NOT NULL, notify INTEGER NOT NULL,"
+        " summary TEXT NOT NULL, suppressed TEXT,"
+        " UNIQUE (incident_id, at_ms, change));"
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE revisions ("
+        " event_id TEXT NOT NULL, revision INTEGER NOT NULL, body TEXT NOT NULL,"
+        " PRIMARY KEY (event_id, revision)) WITHOUT ROWID;"
+        "CREATE TABLE review_queue ("
+        " event_id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, reason TEXT NOT NULL,"
+        " status TEXT NOT NULL DEFAULT 'pending') WITHOUT ROWID;"
+        "INSERT INTO counters(name, value) VALUES ('review_queued', 0);",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -71,6 +98,12 @@ enum stmt_id {
 	S_GAP,
 	S_PUBLISHER,
 	S_COUNTER,
+	S_RULE_STATE,
+	S_INCIDENT,
+	S_INCIDENT_CHANGE,
+	S_REVIEW,
+	S_META,
+	S_KEEP_REVISION,
 	S_COUNT,
 };
 
@@ -97,6 +130,26 @@ static const char *const stmt_sql[S_COUNT] = {
                         "VALUES(?1,?2,?3) ON CONFLICT(publisher) DO UPDATE SET "
                         "last_seq = excluded.last_seq, last_seen_ms = excluded.last_seen_ms",
         [S_COUNTER] = "UPDATE counters SET value = value + ?2 WHERE name = ?1",
+        [S_RULE_STATE] = "INSERT INTO rule_state(rule, key, blob) VALUES(?1,?2,?3)"
+                         " ON CONFLICT(rule, key) DO UPDATE SET blob = excluded.blob",
+        [S_INCIDENT] = "INSERT INTO incidents(id, rule, kind, tier, key, status, opened_ms,"
+                       " updated_ms, resolved_ms, firings, realerts, reopens, summary, why,"
+                       " suppressed) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+                       " ON CONFLICT(id) DO UPDATE SET status = excluded.status,"
+                       " updated_ms = excluded.updated_ms, resolved_ms = excluded.resolved_ms,"
+                       " firings = excluded.firings, realerts = excluded.realerts,"
+                       " reopens = excluded.reopens, summary = excluded.summary,"
+                       " why = excluded.why, suppressed = excluded.suppressed",
+        [S_INCIDENT_CHANGE] = "INSERT INTO incident_changes(incident_id, at_ms, change, notify,"
+                              " summary, suppressed) VALUES(?1,?2,?3,?4,?5,?6)"
+                              " ON CONFLICT DO NOTHING",
+        [S_KEEP_REVISION] = "INSERT INTO revisions(event_id, revision, body)"
+                            " SELECT event_id, revision, body FROM events WHERE event_id = ?1"
+                            " ON CONFLICT DO NOTHING",
+        [S_META] = "INSERT INTO meta(name, value) VALUES(?1,?2)"
+                   " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        [S_REVIEW] = "INSERT INTO review_queue(event_id, ts_ms, reason) VALUES(?1,?2,?3)"
+                     " ON CONFLICT(event_id) DO NOTHING",
 };
 
 struct store {
@@ -105,6 +158,7 @@ struct store {
 	int in_tx;
 	int schema_version;
 	size_t pending;
+	int64_t last_event_rowid;
 	struct store_counts counts;
 	char err[256];
 };
@@ -316,6 +370,7 @@ int store_put(struct store *st, const struct event *ev, int64_t received_ms,
 	st->pending++;
 	if (sqlite3_changes(st->db) == 1) {
 		*verdict = STORE_NEW;
+		st->last_event_rowid = sqlite3_last_insert_rowid(st->db);
 		goto done;
 	}
 	s = st->stmt[S_REVISION];
@@ -331,6 +386,10 @@ int store_put(struct store *st, const struct event *ev, int64_t received_ms,
 	} else if (ev->revision < stored) {
 		*verdict = STORE_STALE;
 	} else {
+		/* Keep what is replaced: the history, and what the rules first saw. */
+		sqlite3_bind_text(st->stmt[S_KEEP_REVISION], 1, ev->event_id, -1, SQLITE_STATIC);
+		if (run(st, S_KEEP_REVISION, "keep revision") < 0)
+			return -1;
 		bind_event(st->stmt[S_UPDATE], ev, received_ms);
 		if (run(st, S_UPDATE, "supersede event") < 0)
 			return -1;
@@ -422,6 +481,161 @@ static int bump(struct store *st, const char *name, uint64_t by)
 	return run(st, S_COUNTER, "update counter");
 }
 
+int store_rule_state(struct store *st, const char *rule, const char *key, const void *blob,
+                     size_t len)
+{
+	sqlite3_stmt *s = st->stmt[S_RULE_STATE];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, rule, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, blob, (int)len, SQLITE_STATIC);
+	return run(st, S_RULE_STATE, "save rule state");
+}
+
+int store_rule_state_each(struct store *st,
+                          int (*fn)(void *arg, const char *rule, const char *key, const void *blob,
+                                    size_t len),
+                          void *arg)
+{
+	sqlite3_stmt *s;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT rule, key, blob FROM rule_state", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return set_err(st, "read rule state");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		fn(arg, (const char *)sqlite3_column_text(s, 0),
+		   (const char *)sqlite3_column_text(s, 1), sqlite3_column_blob(s, 2),
+		   (size_t)sqlite3_column_bytes(s, 2));
+		n++;
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
+static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};
+
+int store_incident(struct store *st, const struct incident *inc, enum incident_change ch)
+{
+	sqlite3_stmt *s = st->stmt[S_INCIDENT];
+	char *why;
+	int rc;
+
+	if (begin(st) < 0)
+		return -1;
+	why = cJSON_PrintUnformatted(inc->why);
+	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
+	sqlite3_bind_text(s, 2, inc->rule, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, inc->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, inc->tier);
+	sqlite3_bind_text(s, 5, inc->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, ch == INCIDENT_RESOLVED ? "resolved" : "open", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, inc->opened_ms);
+	sqlite3_bind_int64(s, 8, inc->updated_ms);
+	if (ch == INCIDENT_RESOLVED)
+		sqlite3_bind_int64(s, 9, inc->resolved_ms);
+	else
+		sqlite3_bind_null(s, 9);
+	sqlite3_bind_int64(s, 10, (int64_t)inc->firings);
+	sqlite3_bind_int(s, 11, (int)inc->realerts);
+	sqlite3_bind_int(s, 12, (int)inc->reopens);
+	sqlite3_bind_text(s, 13, inc->summary, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 14, why, -1, SQLITE_STATIC);
+	bind_text(s, 15, inc->suppressed[0] ? inc->suppressed : NULL);
+	rc = run(st, S_INCIDENT, "save incident");
+	cJSON_free(why);
+	if (rc < 0)
+		return -1;
+	/* The log keeps what a person would hear of, and what was muted. */
+	if (ch != INCIDENT_UPDATED || inc->notify || inc->suppressed[0]) {
+		s = st->stmt[S_INCIDENT_CHANGE];
+		sqlite3_bind_int64(s, 1, (int64_t)inc->id);
+		sqlite3_bind_int64(s, 2,
+		                   ch == INCIDENT_RESOLVED ? inc->resolved_ms : inc->updated_ms);
+		sqlite3_bind_text(s, 3, change_names[ch], -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 4, inc->notify);
+		sqlite3_bind_text(s, 5, inc->summary, -1, SQLITE_STATIC);
+		bind_text(s, 6, inc->suppressed[0] ? inc->suppressed : NULL);
+		if (run(st, S_INCIDENT_CHANGE, "log incident change") < 0)
+			return -1;
+	}
+	st->pending++;
+	return 0;
+}
+
+int64_t store_last_event_rowid(const struct store *st)
+{
+	return st->last_event_rowid;
+}
+
+int store_meta_set(struct store *st, const char *name, int64_t value)
+{
+	sqlite3_stmt *s = st->stmt[S_META];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, value);
+	return run(st, S_META, "save meta");
+}
+
+int64_t store_meta_get(struct store *st, const char *name, int64_t dflt)
+{
+	sqlite3_stmt *s;
+	int64_t v = dflt;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE name = ?1", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return dflt;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+int store_events_since(struct store *st, int64_t rowid,
+                       int (*fn)(void *arg, int64_t rowid, const char *body, size_t len), void *arg)
+{
+	sqlite3_stmt *s;
+	int n = 0;
+
+	/* Each event as first stored: that is the revision the rules saw. */
+	if (sqlite3_prepare_v2(
+	            st->db,
+	            "SELECT e.rowid, coalesce((SELECT r.body FROM revisions r"
+	            " WHERE r.event_id = e.event_id ORDER BY r.revision LIMIT 1), e.body)"
+	            " FROM events e WHERE e.rowid > ?1 ORDER BY e.rowid",
+	            -1, &s, NULL) != SQLITE_OK)
+		return set_err(st, "read events");
+	sqlite3_bind_int64(s, 1, rowid);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (fn(arg, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       (size_t)sqlite3_column_bytes(s, 1)) < 0)
+			break;
+		n++;
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
+int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason)
+{
+	sqlite3_stmt *s = st->stmt[S_REVIEW];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ts_ms);
+	sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+	if (run(st, S_REVIEW, "queue for review") < 0)
+		return -1;
+	st->counts.review_queued++;
+	return 0;
+}
+
 int store_commit(struct store *st)
 {
 	const struct store_counts *c = &st->counts;
@@ -433,7 +647,8 @@ int store_commit(struct store *st)
 	    bump(st, "events_duplicate", c->verdict[STORE_DUPLICATE]) < 0 ||
 	    bump(st, "events_stale", c->verdict[STORE_STALE]) < 0 ||
 	    bump(st, "quarantined", c->quarantined) < 0 || bump(st, "gaps", c->gaps) < 0 ||
-	    bump(st, "gap_missing", c->gap_missing) < 0 || run(st, S_COMMIT, "commit") < 0) {
+	    bump(st, "gap_missing", c->gap_missing) < 0 ||
+	    bump(st, "review_queued", c->review_queued) < 0 || run(st, S_COMMIT, "commit") < 0) {
 		char why[256];
 
 		memcpy(why, st->err, sizeof(why));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <voca/engine.h>
 #include <voca/event.h>
 
 struct store;
@@ -30,6 +31,7 @@ struct store_counts {
 	uint64_t quarantined;
 	uint64_t gaps;
 	uint64_t gap_missing;
+	uint64_t review_queued;
 };
 
 /*
@@ -65,6 +67,33 @@ int store_publishers_each(struct store *st,
                           void (*fn)(void *arg, const char *publisher, int64_t last_seq,
                                      int64_t last_seen_ms),
                           void *arg);
+
+/* The rules' saved state (engine_save / engine_restore), in the open transaction. */
+int store_rule_state(struct store *st, const char *rule, const char *key, const void *blob,
+                     size_t len);
+/* Calls fn for every saved record. Returns how many, or -1. */
+int store_rule_state_each(struct store *st,
+                          int (*fn)(void *arg, const char *rule, const char *key, const void *blob,
+                                    size_t len),
+                          void *arg);
+
+/* Records an incident change: the incident's row, and the change log for what notifies. */
+int store_incident(struct store *st, const struct incident *inc, enum incident_change ch);
+
+/* The rowid of the last event store_put inserted (for checkpoints). */
+int64_t store_last_event_rowid(const struct store *st);
+
+/* Named integers that belong to the file (the rules' checkpoint). */
+int store_meta_set(struct store *st, const char *name, int64_t value);
+int64_t store_meta_get(struct store *st, const char *name, int64_t dflt);
+
+/* Calls fn with every stored event inserted after rowid, in order. Returns how many, or -1. */
+int store_events_since(struct store *st, int64_t rowid,
+                       int (*fn)(void *arg, int64_t rowid, const char *body, size_t len),
+                       void *arg);
+
+/* Puts an event in the review queue with its reason (once per event_id). */
+int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);
 
 /* Commits the open transaction, if any, with its counters. */
 int store_commit(struct store *st);

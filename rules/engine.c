@@ -226,6 +226,11 @@ static int needs_review(const struct engine *e, const struct event *ev, char *wh
 	return 0;
 }
 
+int64_t engine_max_ts(const struct engine *e)
+{
+	return e->max_ts;
+}
+
 const struct engine_stats *engine_stats(const struct engine *e)
 {
 	return &e->stats;

@@ -119,6 +119,9 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg);
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len);
 
+/* The latest event time seen (INT64_MIN before the first event). */
+int64_t engine_max_ts(const struct engine *e);
+
 const struct engine_stats *engine_stats(const struct engine *e);
 
 #endif

@@ -275,19 +275,25 @@ int rule_group_key(const struct rule_common *c, const struct event *ev, char *ou
 	size_t off = 0;
 	char num[32];
 
-	out[0] = '\0';
+	/* Runs for every rule and event: plain copies, no printf. */
 	for (int i = 0; i < c->ngroup; i++) {
+		const char *name = fields[c->group[i]].name;
 		const char *v = rule_field_text(c->group[i], ev, num, sizeof(num));
-		int n;
+		size_t nl = strlen(name), vl = strlen(v);
 
-		if (v[0] == '\0')
+		if (vl == 0)
 			return -1; /* an event without the field is not in any group */
-		n = snprintf(out + off, outlen - off, "%s%s=%s", i ? " " : "",
-		             fields[c->group[i]].name, v);
-		if (n < 0 || (size_t)n >= outlen - off)
+		if (off + (i > 0) + nl + 1 + vl + 1 > outlen)
 			return -1;
-		off += (size_t)n;
+		if (i > 0)
+			out[off++] = ' ';
+		memcpy(out + off, name, nl);
+		off += nl;
+		out[off++] = '=';
+		memcpy(out + off, v, vl);
+		off += vl;
 	}
+	out[off] = '\0';
 	return 0;
 }
 

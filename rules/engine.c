@@ -430,8 +430,11 @@ static void remember_id(struct rule_rt *r, const struct keyent *k, const char *i
 {
 	struct recent *x = &r->recent[r->recent_head];
 
+	size_t n = strnlen(id, sizeof(x->id) - 1);
+
 	x->k = k;
-	snprintf(x->id, sizeof(x->id), "%s", id);
+	memcpy(x->id, id, n); /* per event and rule: no printf */
+	x->id[n] = '\0';
 	r->recent_head = (r->recent_head + 1) % RECENT;
 }
 

@@ -373,8 +373,10 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	int testable = st->buckets >= MIN_HISTORY && s->buckets >= MIN_HISTORY;
 	int long_ok = w > 1 && st->buckets >= (uint32_t)(2 * c->win);
 
-	p1 = nb_upper_tail(x, mu, st->phi1);
-	pw = long_ok ? nb_upper_tail(xw, mw, st->phiw) : 1;
+	/* The tail only matters well above the mean (an outlier is p < 1e-3, about
+	 * three standard deviations up); most buckets are not, and skip it. */
+	p1 = x > mu + 3 * sqrt(st->phi1 * mu) ? nb_upper_tail(x, mu, st->phi1) : 1;
+	pw = long_ok && xw > mw + 3 * sqrt(st->phiw * mw) ? nb_upper_tail(xw, mw, st->phiw) : 1;
 	/* A bucket that is itself an outlier must not teach the dispersion. */
 	int outlier = p1 < OUTLIER_P || pw < OUTLIER_P;
 

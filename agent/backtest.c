@@ -18,6 +18,7 @@
 #include <voca/engine.h>
 #include <voca/event.h>
 #include <voca/rule.h>
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #include "backtest.h"
@@ -238,7 +239,8 @@ static void print_counts(const struct bt *b, double secs)
 	       secs > 0 ? (double)b->lines / secs : 0.0);
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
-	printf("  suppressed notifications: %llu (silences and time windows)\n",
+	printf("  muted notifications: %llu (known issues, silences, time windows, inhibition, "
+	       "budget)\n",
 	       (unsigned long long)st->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
@@ -325,7 +327,9 @@ int backtest_main(int argc, char **argv)
 	b.engine = engine_new(&b.cfg.rules, b.cfg.engine.lateness_ms, on_incident, &b);
 	engine_review(b.engine, b.cfg.engine.review_confidence, b.cfg.engine.review_counts_volume,
 	              on_review);
-	engine_suppress(b.engine, &b.cfg.silences, &b.cfg.time_windows);
+	struct suppress_lists lists = {&b.cfg.silences, &b.cfg.time_windows, &b.cfg.known_issues};
+
+	engine_suppress(b.engine, &lists, (int)b.cfg.engine.budget_per_hour);
 	b.incidents = cJSON_CreateArray();
 	b.review_examples = cJSON_CreateArray();
 	t0 = clock_mono_ns();

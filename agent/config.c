@@ -57,6 +57,10 @@ const struct conf_key config_keys[] = {
                  1, NULL, "events under this confidence (or needs_review) go to the review queue"),
         CONF_KEY("engine.review_counts_volume", CONF_BOOL, OFF(engine.review_counts_volume), "true",
                  0, 0, NULL, "whether events under review still count toward volume"),
+        CONF_KEY("engine.budget_per_hour", CONF_INT, OFF(engine.budget_per_hour), "30", 0, 1024,
+                 NULL,
+                 "most tier-1/2 notifications an hour; more are demoted to the digest (0: no "
+                 "limit)"),
         CONF_KEY("engine.checkpoint", CONF_DURATION, OFF(engine.checkpoint_ms), "60s", 0, 86400000,
                  NULL,
                  "how often the rules' state is saved; after a crash the events since are "
@@ -71,6 +75,11 @@ const struct conf_key config_keys[] = {
          .offset = OFF(silences),
          .variants = silence_variants,
          .doc = "silences: matchers, start, end, author, comment"},
+        {.path = "known_issues",
+         .type = CONF_LIST,
+         .offset = OFF(known_issues),
+         .variants = known_issue_variants,
+         .doc = "matchers linked to an existing ticket: matching incidents are not news"},
         {.path = "time_windows",
          .type = CONF_LIST,
          .offset = OFF(time_windows),
@@ -88,6 +97,13 @@ static int check_suppression(const char *file, struct config *cfg, char *err, si
 		if (silence_check(cfg->silences.v[i].data, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: silences[%zu]: %s", file,
 			         cfg->silences.v[i].line, i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->known_issues.n; i++) {
+		if (known_issue_check(cfg->known_issues.v[i].data, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: known_issues[%zu]: %s", file,
+			         cfg->known_issues.v[i].line, i, why);
 			return -1;
 		}
 	}

@@ -44,10 +44,12 @@ struct config {
 		double review_confidence;
 		int review_counts_volume;
 		int64_t checkpoint_ms;
+		int64_t budget_per_hour;
 	} engine;
 	struct conf_items rules;        /* items of rule_variants(), checked */
 	struct conf_items silences;     /* struct silence, checked */
 	struct conf_items time_windows; /* struct time_window, checked */
+	struct conf_items known_issues; /* struct known_issue, checked */
 };
 
 extern const struct conf_key config_keys[];

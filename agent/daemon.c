@@ -16,6 +16,7 @@
 
 #include <voca/engine.h>
 #include <voca/log.h>
+#include <voca/suppress.h>
 
 #include "clock.h"
 #include "config.h"
@@ -79,6 +80,7 @@ static void close_signals(void)
 struct rules_ctx {
 	struct store *st;
 	int failed;
+	struct suppress_lists lists; /* points into the running configuration */
 };
 
 static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
@@ -126,7 +128,8 @@ static struct engine *rules_start(const struct config *cfg, struct store *st, st
 	e = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, rc);
 	engine_review(e, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
 	              on_review);
-	engine_suppress(e, &cfg->silences, &cfg->time_windows);
+	rc->lists = (struct suppress_lists){&cfg->silences, &cfg->time_windows, &cfg->known_issues};
+	engine_suppress(e, &rc->lists, (int)cfg->engine.budget_per_hour);
 	n = store_rule_state_each(st, restore_one, e);
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n < 0 ? 0 : n);
@@ -180,14 +183,17 @@ static void reload(struct config *cfg, struct ingest *in)
 		log_warn(
 		        "voca: rules, silences and time windows are read at start: restart voca to "
 		        "apply changes to them");
-	struct conf_items keep[3] = {next.rules, next.silences, next.time_windows};
+	struct conf_items keep[4] = {next.rules, next.silences, next.time_windows,
+	                             next.known_issues};
 
 	next.rules = cfg->rules;
 	next.silences = cfg->silences;
 	next.time_windows = cfg->time_windows;
+	next.known_issues = cfg->known_issues;
 	cfg->rules = keep[0];
 	cfg->silences = keep[1];
 	cfg->time_windows = keep[2];
+	cfg->known_issues = keep[3];
 	next.engine = cfg->engine;
 	config_free(cfg);
 	*cfg = next;

@@ -18,10 +18,11 @@
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
-#define MAX_REPLAY 48 /* empty buckets replayed for a key that was quiet longer */
-#define NIDS       3  /* example event ids given with a firing */
-#define ID_LEN     48
-#define RECENT     16384 /* matching events remembered per rule, for examples */
+#define MAX_REPLAY  48 /* empty buckets replayed for a key that was quiet longer */
+#define NIDS        3  /* example event ids given with a firing */
+#define ID_LEN      48
+#define RECENT      16384 /* matching events remembered per rule, for examples */
+#define BUDGET_RING 1024  /* the largest hourly notification budget */
 
 /* One group key of one rule. The key string follows the state in the same allocation. */
 struct keyent {
@@ -77,7 +78,10 @@ struct engine {
 	double review_confidence;
 	int review_counts_volume;
 	review_fn review;
-	const struct conf_items *silences, *windows;
+	const struct suppress_lists *lists;
+	int budget;                /* tier-1/2 notifications an hour; 0: no limit */
+	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
+	int sent_head;
 };
 
 static void grow(struct rule_rt *r)
@@ -181,25 +185,84 @@ void engine_free(struct engine *e)
 	free(e);
 }
 
-void engine_suppress(struct engine *e, const struct conf_items *silences,
-                     const struct conf_items *windows)
+void engine_suppress(struct engine *e, const struct suppress_lists *lists, int budget_per_hour)
 {
-	e->silences = silences;
-	e->windows = windows;
+	e->lists = lists;
+	e->budget = budget_per_hour;
 }
 
-/* Mutes a change that would notify if a silence or a window covers it. */
-static void check_suppressed(struct engine *e, struct incident *inc, int64_t at)
+/* Does the key of a cover every field=value of b's key (and is it shorter)? */
+static int key_covers(const char *a, const char *b)
+{
+	size_t la = strlen(a);
+
+	if (la >= strlen(b))
+		return 0;
+	for (const char *p = a; *p;) {
+		size_t n = strcspn(p, " ");
+		int found = 0;
+
+		for (const char *q = b; *q && !found;) {
+			size_t m = strcspn(q, " ");
+
+			found = m == n && memcmp(p, q, n) == 0;
+			q += m + (q[m] == ' ');
+		}
+		if (!found)
+			return 0;
+		p += n + (p[n] == ' ');
+	}
+	return 1;
+}
+
+/*
+ * The notification gate: a change that would notify is muted, with the
+ * reason recorded, by a known issue, a silence or a time window; by an open
+ * incident of a higher tier whose key covers it (inhibition: a SKU's defect
+ * incident covers that SKU's category spike); or, for tiers 1 and 2, when
+ * the hour's notification budget is spent (demoted to the digest).
+ */
+static void gate(struct engine *e, struct incident *inc, int64_t at)
 {
 	inc->suppressed[0] = '\0';
-	if (!inc->notify || (e->silences == NULL && e->windows == NULL))
+	if (!inc->notify)
 		return;
-	if (suppress_match(e->silences, e->windows, inc->rule, inc->kind, inc->tier, inc->key, at,
-	                   inc->suppressed, sizeof(inc->suppressed))) {
-		inc->notify = 0;
-		e->stats.suppressed++;
-		cJSON_AddStringToObject(inc->why, "suppressed_by", inc->suppressed);
+	if (e->lists && suppress_match(e->lists, inc->rule, inc->kind, inc->tier, inc->key, at,
+	                               inc->suppressed, sizeof(inc->suppressed)))
+		goto muted;
+	for (size_t i = 0; i < e->nopen; i++) {
+		const struct incident *o = e->open[i];
+
+		if (o != inc && o->tier < inc->tier && key_covers(o->key, inc->key)) {
+			snprintf(inc->suppressed, sizeof(inc->suppressed),
+			         "inhibited by incident %llu (tier %d %s, %.100s)",
+			         (unsigned long long)o->id, o->tier, o->rule, o->key);
+			goto muted;
+		}
 	}
+	if (e->budget > 0 && inc->tier <= 2) {
+		int n = 0;
+
+		for (int i = 0; i < BUDGET_RING; i++)
+			n += e->sent[i] && at - e->sent[i] < 3600000;
+		if (n >= e->budget) {
+			snprintf(
+			        inc->suppressed, sizeof(inc->suppressed),
+			        "over the budget of %d tier-1/2 notifications an hour: demoted to the "
+			        "digest",
+			        e->budget);
+			goto muted;
+		}
+		e->sent[e->sent_head] = at;
+		e->sent_head = (e->sent_head + 1) % BUDGET_RING;
+	}
+	return;
+muted:
+	inc->notify = 0;
+	e->stats.suppressed++;
+	cJSON_ReplaceItemInObject(inc->why, "suppressed_by", cJSON_CreateString(inc->suppressed));
+	if (!cJSON_GetObjectItem(inc->why, "suppressed_by"))
+		cJSON_AddStringToObject(inc->why, "suppressed_by", inc->suppressed);
 }
 
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn)
@@ -286,7 +349,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        at +
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
-		check_suppressed(e, inc, at);
+		gate(e, inc, at);
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
@@ -311,7 +374,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 	}
 	e->open[e->nopen++] = inc;
-	check_suppressed(e, inc, at);
+	gate(e, inc, at);
 	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 

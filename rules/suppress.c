@@ -43,6 +43,38 @@ static const struct conf_key window_keys[] = {
         CONF_END,
 };
 
+#define KOFF(m) offsetof(struct known_issue, m)
+
+static const struct conf_key known_keys[] = {
+        CONF_KEY("matchers", CONF_STRLIST, KOFF(matchers), NULL, 0, 0, NULL,
+                 "which incidents belong to the ticket; all must hold"),
+        CONF_KEY("ticket", CONF_STR, KOFF(ticket), NULL, 0, 0, NULL,
+                 "the existing ticket, e.g. PROD-1234"),
+        CONF_KEY("comment", CONF_STR, KOFF(comment), NULL, 0, 0, NULL, "what is known"),
+        CONF_END,
+};
+
+const struct conf_variant *known_issue_variants(void)
+{
+	static const struct conf_variant v[] = {
+	        {"*", known_keys, sizeof(struct known_issue)},
+	        {NULL, NULL, 0},
+	};
+	return v;
+}
+
+static int compile_matchers(const struct conf_list *l, struct matcher *m, int *n, char *err,
+                            size_t errlen);
+
+int known_issue_check(struct known_issue *k, char *err, size_t errlen)
+{
+	if (k->ticket == NULL || k->matchers.n == 0) {
+		snprintf(err, errlen, "needs a ticket and at least one matcher");
+		return -1;
+	}
+	return compile_matchers(&k->matchers, k->m, &k->nm, err, errlen);
+}
+
 const struct conf_variant *silence_variants(void)
 {
 	static const struct conf_variant v[] = {
@@ -247,10 +279,20 @@ int time_window_contains(const struct time_window *w, int64_t t_ms)
 	return in;
 }
 
-int suppress_match(const struct conf_items *silences, const struct conf_items *windows,
-                   const char *rule, const char *kind, int tier, const char *key, int64_t t_ms,
-                   char *why, size_t whylen)
+int suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
+                   const char *key, int64_t t_ms, char *why, size_t whylen)
 {
+	const struct conf_items *silences = l->silences, *windows = l->windows;
+
+	for (size_t i = 0; l->known_issues && i < l->known_issues->n; i++) {
+		const struct known_issue *k = l->known_issues->v[i].data;
+
+		if (matches(k->m, k->nm, rule, kind, tier, key)) {
+			snprintf(why, whylen, "known issue %s%s%s", k->ticket,
+			         k->comment ? ": " : "", k->comment ? k->comment : "");
+			return 1;
+		}
+	}
 	for (size_t i = 0; silences && i < silences->n; i++) {
 		const struct silence *s = silences->v[i].data;
 

@@ -94,12 +94,15 @@ void engine_finish(struct engine *e);
 typedef void (*review_fn)(void *arg, const struct event *ev, const char *reason);
 
 /*
- * Silences and time windows (suppress.h): a change that would notify is
- * checked at its event time; if muted, notify is cleared and suppressed
- * says by what. The lists must outlive the engine.
+ * The notification gate: a change that would notify is checked at its event
+ * time against known issues, silences and time windows (suppress.h), then
+ * inhibition (an open incident of a higher tier whose key covers it), then
+ * an hourly budget of tier-1/2 notifications (0: none; at most 1024). If
+ * muted, notify is cleared and suppressed says by what. lists must outlive
+ * the engine.
  */
-void engine_suppress(struct engine *e, const struct conf_items *silences,
-                     const struct conf_items *windows);
+struct suppress_lists;
+void engine_suppress(struct engine *e, const struct suppress_lists *lists, int budget_per_hour);
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn);
 
 /*

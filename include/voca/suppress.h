@@ -53,6 +53,25 @@ struct time_window {
 	int ntimes;
 };
 
+/* A known issue: matching incidents belong to an existing ticket, and are not news. */
+struct known_issue {
+	struct conf_list matchers;
+	char *ticket, *comment;
+	/* compiled */
+	struct matcher m[SUPPRESS_MAX_MATCHERS];
+	int nm;
+};
+
+/* Everything that can mute a notification, from the configuration. */
+struct suppress_lists {
+	const struct conf_items *silences;     /* struct silence */
+	const struct conf_items *windows;      /* struct time_window */
+	const struct conf_items *known_issues; /* struct known_issue */
+};
+
+const struct conf_variant *known_issue_variants(void);
+int known_issue_check(struct known_issue *k, char *err, size_t errlen);
+
 const struct conf_variant *silence_variants(void);
 const struct conf_variant *time_window_variants(void);
 
@@ -62,12 +81,11 @@ int time_window_check(struct time_window *w, char *err, size_t errlen);
 
 /*
  * Does anything suppress an incident of rule (kind, tier) with group key
- * key ("sku=A category=b") at t_ms? Writes what does into why and returns 1,
- * or returns 0.
+ * key ("sku=A category=b") at t_ms? Known issues first, then silences, then
+ * time windows. Writes what does into why and returns 1, or returns 0.
  */
-int suppress_match(const struct conf_items *silences, const struct conf_items *windows,
-                   const char *rule, const char *kind, int tier, const char *key, int64_t t_ms,
-                   char *why, size_t whylen);
+int suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
+                   const char *key, int64_t t_ms, char *why, size_t whylen);
 
 /* Is t_ms inside the window (ignoring its matchers)? For tests. */
 int time_window_contains(const struct time_window *w, int64_t t_ms);

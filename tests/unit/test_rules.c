@@ -27,6 +27,7 @@
 
 struct log {
 	int opened, updated, resolved, reopened, realerts, reviews;
+	char muted[4][256]; /* the latest muting reasons, newest first */
 	uint64_t last_id;
 	char last_summary[320];
 	double last_expected, last_p, first_expected, first_level, last_level;
@@ -49,6 +50,10 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	l->reopened += ch == INCIDENT_REOPENED;
 	l->realerts += ch == INCIDENT_UPDATED && inc->notify;
 	l->last_id = inc->id;
+	if (inc->suppressed[0]) {
+		memmove(l->muted[1], l->muted[0], 3 * sizeof(l->muted[0]));
+		snprintf(l->muted[0], sizeof(l->muted[0]), "%s", inc->suppressed);
+	}
 	snprintf(l->last_summary, sizeof(l->last_summary), "%s", inc->summary);
 	if (e) {
 		l->last_expected = e->valuedouble;
@@ -421,7 +426,9 @@ static void test_silences_and_time_windows(void **state)
 	static const struct row c[] = {{3, "C", NULL, SEVERITY_LOW, 0.9}};
 
 	(void)state;
-	engine_suppress(e, &cfg.silences, &cfg.time_windows);
+	struct suppress_lists lists = {&cfg.silences, &cfg.time_windows, &cfg.known_issues};
+
+	engine_suppress(e, &lists, 0);
 	feed(e, a, 1); /* silenced, but the incident exists */
 	assert_int_equal(l.opened, 1);
 	assert_non_null(strstr(l.last_summary, "sku=A"));
@@ -431,6 +438,58 @@ static void test_silences_and_time_windows(void **state)
 	feed(e, c, 1); /* nothing covers C */
 	assert_int_equal(engine_stats(e)->suppressed, 2);
 	assert_int_equal(l.opened, 3);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+static void test_inhibition_known_issues_and_budget(void **state)
+{
+	const char *yaml = "rules:\n"
+	                   "  - {name: sev, kind: threshold, tier: 1, group_by: [sku],\n"
+	                   "     where: [\"severity == critical\"]}\n"
+	                   "  - {name: any, kind: threshold, tier: 2, group_by: [sku, category]}\n"
+	                   "known_issues:\n"
+	                   "  - {matchers: [\"sku == K\"], ticket: OPS-7, comment: tracked}\n";
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, yaml, &l);
+	struct suppress_lists lists = {&cfg.silences, &cfg.time_windows, &cfg.known_issues};
+	static const struct row crit[] = {{1, "A", NULL, SEVERITY_CRITICAL, 0.9}};
+	static const struct row low[] = {{1.5, "A", NULL, SEVERITY_LOW, 0.9},
+	                                 {2, "B", NULL, SEVERITY_LOW, 0.9},
+	                                 {3, "K", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	engine_suppress(e, &lists, 0);
+	feed(e, crit, 1); /* tier 1 on sku=A (and tier 2 on sku=A category=...) */
+	assert_int_equal(l.opened, 2);
+	assert_int_equal(engine_stats(e)->suppressed, 1);
+	assert_string_equal(l.muted[0], "inhibited by incident 1 (tier 1 sev, sku=A)");
+	feed(e, low, 3);
+	/* sku=B notifies; sku=K belongs to a known issue. */
+	assert_int_equal(l.opened, 4);
+	assert_int_equal(engine_stats(e)->suppressed, 2);
+	assert_string_equal(l.muted[0], "known issue OPS-7: tracked");
+	engine_free(e);
+	config_free(&cfg);
+
+	/* A budget of 2 an hour: the third tier-2 opening within the hour is demoted. */
+	memset(&l, 0, sizeof(l));
+	e = engine_for(&cfg, "rules:\n  - {name: any, kind: threshold, tier: 2}\n", &l);
+	struct suppress_lists none = {NULL, NULL, NULL};
+
+	engine_suppress(e, &none, 2);
+	static const struct row three[] = {{1, "A", NULL, SEVERITY_LOW, 0.9},
+	                                   {1.2, "B", NULL, SEVERITY_LOW, 0.9},
+	                                   {1.4, "C", NULL, SEVERITY_LOW, 0.9},
+	                                   {2.5, "D", NULL, SEVERITY_LOW, 0.9}};
+	feed(e, three, 3);
+	assert_int_equal(l.opened, 3);
+	assert_int_equal(engine_stats(e)->suppressed, 1);
+	assert_non_null(strstr(l.muted[0], "over the budget of 2 tier-1/2 notifications an hour: "
+	                                   "demoted to the digest"));
+	feed(e, three + 3, 1); /* an hour later: room again */
+	assert_int_equal(engine_stats(e)->suppressed, 1);
 	engine_free(e);
 	config_free(&cfg);
 }
@@ -929,6 +988,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
 	        cmocka_unit_test(test_silences_and_time_windows),
+	        cmocka_unit_test(test_inhibition_known_issues_and_budget),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

@@ -237,6 +237,20 @@ int rule_common_check(struct rule_common *c, char *err, size_t errlen)
 		}
 	}
 	c->ngroup = (int)c->group_by.n;
+	if (c->rollup_by) {
+		int f = rule_field_lookup(c->rollup_by), in_group = 0;
+
+		for (int i = 0; i < c->ngroup; i++)
+			in_group |= c->group[i] == f;
+		if (f < 0 || !in_group || c->ngroup < 2) {
+			snprintf(
+			        err, errlen,
+			        "rollup_by: '%s' must be one of several group_by fields (e.g. group_by "
+			        "[sku, category], rollup_by category)",
+			        c->rollup_by);
+			return -1;
+		}
+	}
 	return 0;
 }
 

@@ -80,6 +80,7 @@ struct engine {
 	review_fn review;
 	const struct suppress_lists *lists;
 	int budget;                /* tier-1/2 notifications an hour; 0: no limit */
+	int rolling;               /* fire() is opening a roll-up */
 	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
 	int sent_head;
 };
@@ -312,6 +313,71 @@ static void mark_changed(struct rule_rt *r, struct keyent *k)
 }
 
 static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
+                 int64_t at);
+
+/* The "field=value" token of key for field, copied into out; 0 if absent. */
+static int key_token(const char *key, const char *field, char *out, size_t outlen)
+{
+	size_t n = strlen(field);
+
+	for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
+		if ((p == key || p[-1] == ' ') && p[n] == '=') {
+			size_t len = strcspn(p, " ");
+
+			snprintf(out, outlen, "%.*s", (int)len, p);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Category roll-up: when rollup_min open incidents of the rule share the
+ * rollup_by value of inc's key, they are one problem. The roll-up incident
+ * (keyed by that value alone) opens or updates, and inc's notification is
+ * muted in its favour. Returns 1 if inc was rolled up.
+ */
+static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int64_t at)
+{
+	char token[160], keys[200] = "";
+	int n = 0;
+
+	if (r->common->rollup_by == NULL || inc->rollup ||
+	    !key_token(inc->key, r->common->rollup_by, token, sizeof(token)))
+		return 0;
+	for (size_t i = 0; i < e->nopen; i++) {
+		const struct incident *o = e->open[i];
+		char t[160];
+
+		if (o->rule == inc->rule && !o->rollup &&
+		    key_token(o->key, r->common->rollup_by, t, sizeof(t)) &&
+		    strcmp(t, token) == 0) {
+			n++;
+			snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
+			         keys[0] ? ", " : "", o->key);
+		}
+	}
+	if (n < r->common->rollup_min)
+		return 0;
+	struct keyent *rk = key_get(e, r, token);
+	struct firing f = {.window_start_ms = at, .window_end_ms = at};
+
+	f.why = cJSON_CreateObject();
+	cJSON_AddNumberToObject(f.why, "keys_together", n);
+	cJSON_AddStringToObject(f.why, "keys", keys);
+	cJSON_AddStringToObject(f.why, "latest", inc->summary);
+	snprintf(f.summary, sizeof(f.summary), "%.60s: %d keys at once (%.120s); latest: %.100s",
+	         token, n, keys, inc->summary);
+	e->rolling = 1;
+	fire(e, r, rk, &f, at);
+	e->rolling = 0;
+	mark_changed(r, rk);
+	snprintf(inc->suppressed, sizeof(inc->suppressed), "rolled up into incident %llu (%s)",
+	         (unsigned long long)rk->open->id, token);
+	return 1;
+}
+
+static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
                  int64_t at)
 {
 	struct incident *inc = k->open;
@@ -350,6 +416,10 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
 		gate(e, inc, at);
+		if (inc->notify && rollup(e, r, inc, at)) {
+			inc->notify = 0;
+			e->stats.suppressed++;
+		}
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
@@ -367,6 +437,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	inc->notify = 1;
 	inc->next_alert_ms = at + r->common->cooldown_ms;
 	inc->why = f->why;
+	inc->rollup = e->rolling;
 	memcpy(inc->summary, f->summary, sizeof(inc->summary));
 	k->open = inc;
 	if (e->nopen == e->aopen) {
@@ -375,6 +446,10 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	}
 	e->open[e->nopen++] = inc;
 	gate(e, inc, at);
+	if (inc->notify && rollup(e, r, inc, at)) {
+		inc->notify = 0;
+		e->stats.suppressed++;
+	}
 	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 

@@ -40,6 +40,7 @@ struct incident {
 	int64_t opened_ms, updated_ms, resolved_ms, last_fire_ms; /* event time */
 	uint64_t firings;
 	uint32_t realerts, reopens;
+	int rollup;            /* a roll-up of the rule's incidents sharing a rollup_by value */
 	int64_t next_alert_ms; /* when an update next deserves a notification */
 	int notify;            /* this change deserves a notification (opened, reopened,
 	                        * resolved, or an update past next_alert_ms) */

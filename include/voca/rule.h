@@ -44,6 +44,8 @@ struct rule_common {
 	int64_t resolve_after_ms; /* resolve once the condition has been clear this long */
 	int64_t cooldown_ms;      /* re-alert interval while open; reopen window after resolve */
 	int64_t realert_max_ms;   /* the re-alert interval doubles up to this */
+	char *rollup_by;          /* a group_by field; NULL: no roll-up */
+	int64_t rollup_min;       /* open incidents sharing its value that roll up */
 	/* compiled by rule_common_check() */
 	struct cond conds[RULE_MAX_WHERE];
 	int nconds;
@@ -72,7 +74,12 @@ struct rule_common {
 	                 "reopens the incident"),                                                  \
 	        CONF_KEY("realert_max", CONF_DURATION, offsetof(type, common.realert_max_ms),      \
 	                 "48h", 0, 30LL * 86400000, NULL,                                          \
-	                 "the re-alert interval doubles up to this")
+	                 "the re-alert interval doubles up to this"),                              \
+	        CONF_KEY("rollup_by", CONF_STR, offsetof(type, common.rollup_by), NULL, 0, 0,      \
+	                 NULL,                                                                     \
+	                 "a group_by field: many keys sharing its value become one incident"),     \
+	        CONF_KEY("rollup_min", CONF_INT, offsetof(type, common.rollup_min), "3", 2, 1000,  \
+	                 NULL, "open incidents sharing the rollup_by value that roll up")
 
 /* What the engine passes a rule for one group key. */
 struct rule_ctx {

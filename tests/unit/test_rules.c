@@ -494,6 +494,42 @@ static void test_inhibition_known_issues_and_budget(void **state)
 	config_free(&cfg);
 }
 
+static void test_category_rollup(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - {name: spike, kind: spike, group_by: [sku, "
+	                              "category],\n     rollup_by: category, rollup_min: 3}\n",
+	                              &l);
+	static const char *const skus[] = {"A", "B", "C", "D"};
+
+	(void)state;
+	for (int h = 0; h < 14 * 24; h++)
+		for (int k = 0; k < 4; k++)
+			burst(e, h, skus[k], 2);
+	for (int k = 0; k < 4; k++)
+		burst(e, 14 * 24, skus[k], 20); /* the whole category at once */
+	for (int k = 0; k < 4; k++)
+		burst(e, 14 * 24 + 1, skus[k], 2);
+	/* A and B notify; C's incident makes three: the roll-up (#4) opens, and C
+	 * and D are rolled up into it. */
+	assert_int_equal(l.opened, 5);
+	assert_string_equal(l.muted[0], "rolled up into incident 4 (category=product_defect)");
+	assert_string_equal(l.muted[1], "rolled up into incident 4 (category=product_defect)");
+	engine_free(e);
+	config_free(&cfg);
+	/* rollup_by must be one of several group_by fields. */
+	char err[512];
+
+	assert_int_equal(
+	        config_load_text("t.yaml",
+	                         "rules:\n  - {name: s, kind: spike, rollup_by: category}\n", &cfg,
+	                         err, sizeof(err)),
+	        -1);
+	assert_non_null(strstr(err, "rollup_by: 'category' must be one of several group_by"));
+}
+
 static void test_time_window_follows_dst(void **state)
 {
 	struct config cfg;
@@ -989,6 +1025,7 @@ int main(void)
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
 	        cmocka_unit_test(test_silences_and_time_windows),
 	        cmocka_unit_test(test_inhibition_known_issues_and_budget),
+	        cmocka_unit_test(test_category_rollup),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

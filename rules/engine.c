@@ -261,8 +261,11 @@ static void gate(struct engine *e, struct incident *inc, int64_t at)
 muted:
 	inc->notify = 0;
 	e->stats.suppressed++;
-	cJSON_ReplaceItemInObject(inc->why, "suppressed_by", cJSON_CreateString(inc->suppressed));
-	if (!cJSON_GetObjectItem(inc->why, "suppressed_by"))
+	/* Replace does not take the new item when the key is absent: add then. */
+	if (cJSON_GetObjectItemCaseSensitive(inc->why, "suppressed_by"))
+		cJSON_ReplaceItemInObject(inc->why, "suppressed_by",
+		                          cJSON_CreateString(inc->suppressed));
+	else
 		cJSON_AddStringToObject(inc->why, "suppressed_by", inc->suppressed);
 }
 

@@ -48,7 +48,16 @@ struct recent {
 	char id[ID_LEN];
 };
 
+#define SLAB_SIZE (1 << 20)
+
+struct slab {
+	struct slab *next;
+	size_t used;
+	_Alignas(16) unsigned char data[];
+};
+
 struct rule_rt {
+	struct slab *slab; /* where the keys live */
 	const struct rule_kind *kind;
 	const void *config;
 	const struct rule_common *common;
@@ -106,6 +115,27 @@ static void grow(struct rule_rt *r)
 	r->nslots = n;
 }
 
+/*
+ * Keys live as long as the engine, so they come from a per-rule slab: no
+ * per-key malloc header or rounding (~24 bytes of each of 100,000s of keys).
+ */
+static void *slab_alloc(struct rule_rt *r, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	if (r->slab == NULL || r->slab->used + n > SLAB_SIZE) {
+		struct slab *s = xmalloc(sizeof(*s) + (n > SLAB_SIZE ? n : SLAB_SIZE));
+
+		s->next = r->slab;
+		s->used = 0;
+		r->slab = s;
+	}
+	void *p = r->slab->data + r->slab->used;
+
+	r->slab->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
 static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
 {
 	uint32_t h = rule_hash(key, strlen(key));
@@ -117,7 +147,7 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 		if (r->slots[i]->hash == h && strcmp(r->slots[i]->key, key) == 0)
 			return r->slots[i];
 	size_t len = strlen(key) + 1;
-	struct keyent *k = xcalloc(1, sizeof(*k) + r->kind->state_size + len);
+	struct keyent *k = slab_alloc(r, sizeof(*k) + r->kind->state_size + len);
 
 	k->key = (char *)k->state + r->kind->state_size;
 	memcpy(k->key, key, len);
@@ -168,8 +198,11 @@ void engine_free(struct engine *e)
 	for (size_t i = 0; i < e->nrules; i++) {
 		struct rule_rt *r = &e->rules[i];
 
-		for (size_t j = 0; j < r->nslots; j++) {
-			free(r->slots[j]);
+		while (r->slab) {
+			struct slab *next = r->slab->next;
+
+			free(r->slab);
+			r->slab = next;
 		}
 		free(r->slots);
 		free(r->dirty);

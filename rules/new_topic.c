@@ -2,8 +2,8 @@
  * new_topic.c: a category or subcategory appearing for a key for the first
  * time (a new failure mode: "battery swelling" on a kettle).
  *
- * Per key: up to 16 topics with the time each was last seen (the least
- * recently seen is forgotten first, so a key with more than 16 live topics
+ * Per key: up to 8 topics with the hour each was last seen (the least
+ * recently seen is forgotten first, so a key with more than 8 live topics
  * may hear an old one again as new). A value the key has not had is news
  * when it is new for the whole rule too (first seen by the rule within
  * lookback and on fewer than 3 keys: a new failure mode, or one spreading), or when the key has
@@ -18,7 +18,7 @@
 #include <voca/rule.h>
 #include <voca/xalloc.h>
 
-#define TOPICS 16
+#define TOPICS 8    /* a key's topics remembered: a SKU+category has 2-5 subcategories */
 #define GLOBAL 4096 /* topics remembered for the whole rule */
 
 struct new_topic_config {
@@ -32,7 +32,7 @@ struct new_topic_config {
 
 struct new_topic_state {
 	uint32_t hash[TOPICS];
-	int64_t last[TOPICS];
+	uint32_t last[TOPICS]; /* hours since first_seen, for forgetting the least recent */
 	int64_t first_seen;
 	uint32_t events;
 	uint8_t n;
@@ -138,11 +138,10 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 {
 	const struct new_topic_config *c = ctx->config;
 	struct new_topic_state *st = ctx->state;
-	char buf[32], t[48];
+	char buf[32];
 	const char *topic = rule_field_text(c->field_id, ev, buf, sizeof(buf));
-	uint32_t h;
-	int i, oldest = 0;
-	int64_t seen = -1;
+	uint32_t h, now_h;
+	int i, oldest = 0, known = 0;
 
 	if (topic[0] == '\0')
 		return RULE_QUIET;
@@ -157,15 +156,16 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 			oldest = i;
 	}
 	if (i < st->n) {
-		seen = st->last[i];
+		known = 1;
 	} else if (st->n < TOPICS) {
 		i = st->n++;
 	} else {
 		i = oldest; /* forget the least recently seen */
 	}
+	now_h = ev->ts_ms > st->first_seen ? (uint32_t)((ev->ts_ms - st->first_seen) / 3600000) : 0;
 	st->hash[i] = h;
-	st->last[i] = ev->ts_ms > seen ? ev->ts_ms : seen;
-	if (seen >= 0) {
+	st->last[i] = now_h;
+	if (known) {
 		/* Known to this key, however long ago: a sparse key's own topics go
 		 * quiet for months, and coming back is not news (the Amazon feed said
 		 * so 176 times). */
@@ -187,17 +187,11 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 
 	cJSON_AddStringToObject(why, "field", c->field);
 	cJSON_AddStringToObject(why, "topic", topic);
-	if (seen >= 0) {
-		rfc3339_format(seen, t, sizeof(t));
-		cJSON_AddStringToObject(why, "last_seen", t);
-	} else {
-		cJSON_AddNullToObject(why, "last_seen");
-	}
 	cJSON_AddNumberToObject(why, "lookback_days", (double)c->lookback_ms / 86400000.0);
 	cJSON_AddNumberToObject(why, "key_age_days", round(age_d * 10) / 10);
 	cJSON_AddNumberToObject(why, "known_topics", st->n);
 	cJSON_AddNumberToObject(why, "other_keys_with_it", others);
-	cJSON_AddStringToObject(why, "test", "first occurrence in lookback");
+	cJSON_AddStringToObject(why, "test", "first occurrence for the key");
 	f->why = why;
 	f->window_start_ms = ev->ts_ms - c->lookback_ms;
 	f->window_end_ms = ev->ts_ms;

@@ -31,7 +31,7 @@ struct threshold_config {
 };
 
 struct threshold_state {
-	int64_t ts[MAX_K];
+	uint32_t ts[MAX_K]; /* seconds since first_seen */
 	uint32_t who[MAX_K];
 	int64_t first_seen;
 	uint32_t total; /* matching events ever */
@@ -107,13 +107,17 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	if (s->total == 0)
 		s->first_seen = ev->ts_ms;
 	s->total++;
-	s->ts[s->head] = ev->ts_ms;
+	/* A late event from before the key's first is clamped to it. */
+	s->ts[s->head] =
+	        ev->ts_ms > s->first_seen ? (uint32_t)((ev->ts_ms - s->first_seen) / 1000) : 0;
 	s->who[s->head] = identity(c, ev);
 	s->head = (uint8_t)((s->head + 1) % MAX_K);
 	if (s->n < MAX_K)
 		s->n++;
 	for (int i = 0; i < s->n; i++) {
-		if (s->ts[i] <= ev->ts_ms - c->window_ms || s->ts[i] > ev->ts_ms)
+		int64_t ts = s->first_seen + (int64_t)s->ts[i] * 1000;
+
+		if (ts <= ev->ts_ms - c->window_ms || ts > ev->ts_ms)
 			continue;
 		n++;
 		int dup = 0;

@@ -176,7 +176,9 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->kind = rule_kinds[rules->v[i].variant];
 		r->config = rules->v[i].data;
 		r->common = rules->v[i].data; /* every kind's config starts with it */
-		r->shared = r->kind->new_shared ? r->kind->new_shared(r->config) : NULL;
+		r->shared = r->kind->new_shared    ? r->kind->new_shared(r->config)
+		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
+		                                   : NULL;
 		r->advanced = INT64_MIN;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
 		buf_init(&r->saved_shared, 64 << 20);
@@ -211,6 +213,8 @@ void engine_free(struct engine *e)
 		buf_free(&r->saved_shared);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
+		else
+			free(r->shared);
 	}
 	for (size_t i = 0; i < e->nopen; i++)
 		incident_free(e->open[i]);
@@ -770,6 +774,8 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 		buf_add(&shared, &rh, sizeof(rh));
 		if (r->kind->save_shared)
 			r->kind->save_shared(r->shared, &shared);
+		else if (r->kind->shared_size)
+			buf_add(&shared, r->shared, r->kind->shared_size);
 		if (rc == 0 && (shared.len != r->saved_shared.len ||
 		                memcmp(shared.data, r->saved_shared.data, shared.len) != 0)) {
 			rc = put(arg, r->common->name, "", shared.data, shared.len);
@@ -883,9 +889,17 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 		return 1;
 	memcpy(&rh, blob, sizeof(rh));
 	r->advanced = rh.advanced;
-	if (r->kind->load_shared &&
-	    r->kind->load_shared(r->shared, (const char *)blob + sizeof(rh), len - sizeof(rh)) < 0)
-		return 1;
+	const char *body = (const char *)blob + sizeof(rh);
+	size_t blen = len - sizeof(rh);
+
+	if (r->kind->load_shared) {
+		if (r->kind->load_shared(r->shared, body, blen) < 0)
+			return 1;
+	} else if (r->kind->shared_size) {
+		if (blen != r->kind->shared_size)
+			return 1;
+		memcpy(r->shared, body, blen);
+	}
 	buf_reset(&r->saved_shared);
 	buf_add(&r->saved_shared, blob, len);
 	return 0;

@@ -64,31 +64,6 @@ struct shared {
 
 #define RARE_KEYS 3 /* a topic fewer keys have had is news for the rule */
 
-static void *new_shared(const void *config)
-{
-	(void)config;
-	return xcalloc(1, sizeof(struct shared));
-}
-
-static void free_shared(void *p)
-{
-	free(p);
-}
-
-/* The shared state is plain data: saved and restored as it is. */
-static void save_shared(const void *p, struct buf *out)
-{
-	buf_add(out, p, sizeof(struct shared));
-}
-
-static int load_shared(void *p, const void *blob, size_t len)
-{
-	if (len != sizeof(struct shared))
-		return -1;
-	memcpy(p, blob, len);
-	return 0;
-}
-
 /*
  * Notes the topic at the rule level for a key that has not had it. Returns
  * 1 if the topic is news for the rule: first seen by the rule within
@@ -211,9 +186,6 @@ const struct rule_kind rule_new_topic = {
         .config_size = sizeof(struct new_topic_config),
         .state_size = sizeof(struct new_topic_state),
         .check = check,
-        .new_shared = new_shared,
-        .free_shared = free_shared,
-        .save_shared = save_shared,
-        .load_shared = load_shared,
+        .shared_size = sizeof(struct shared),
         .on_event = on_event,
 };

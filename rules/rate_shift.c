@@ -97,31 +97,6 @@ static int check(void *config, char *err, size_t errlen)
 	return 0;
 }
 
-static void *new_shared(const void *config)
-{
-	(void)config;
-	return xcalloc(1, sizeof(struct shared));
-}
-
-static void free_shared(void *p)
-{
-	free(p);
-}
-
-/* The shared state is plain data: saved and restored as it is. */
-static void save_shared(const void *p, struct buf *out)
-{
-	buf_add(out, p, sizeof(struct shared));
-}
-
-static int load_shared(void *p, const void *blob, size_t len)
-{
-	if (len != sizeof(struct shared))
-		return -1;
-	memcpy(p, blob, len);
-	return 0;
-}
-
 static int in_share(const struct rate_config *c, const struct event *ev)
 {
 	struct rule_common tmp = {.nconds = c->nshare};
@@ -256,10 +231,7 @@ const struct rule_kind rule_rate_shift = {
         .config_size = sizeof(struct rate_config),
         .state_size = sizeof(struct rate_state),
         .check = check,
-        .new_shared = new_shared,
-        .free_shared = free_shared,
-        .save_shared = save_shared,
-        .load_shared = load_shared,
+        .shared_size = sizeof(struct shared),
         .on_event = on_event,
         .on_close = on_close,
 };

@@ -110,6 +110,12 @@ struct rule_kind {
 	int every_bucket;
 	/* Checks and compiles a loaded configuration. Returns 0, or -1 with err. */
 	int (*check)(void *config, char *err, size_t errlen);
+	/*
+	 * Shared state per rule. Plain data: give shared_size and the engine
+	 * allocates it zeroed, frees, saves and restores it by copy. With
+	 * pointers inside: give the four callbacks instead.
+	 */
+	size_t shared_size;
 	void *(*new_shared)(const void *config);
 	void (*free_shared)(void *shared);
 	/* Persist and restore the shared state (for restarts). load returns 0 or -1. */

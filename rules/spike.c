@@ -35,6 +35,7 @@
 struct spike_config {
 	struct rule_common common;
 	int64_t window_ms;
+	int64_t mid_window_ms;
 	double alpha;
 	int64_t min_count;
 	double min_ratio;
@@ -45,6 +46,7 @@ struct spike_config {
 	double season_gamma;
 	/* compiled */
 	int win; /* long window in buckets */
+	int mid; /* mid window in buckets (0: none) */
 	double alpha_level;
 	int64_t warmup_buckets;
 };
@@ -80,6 +82,8 @@ struct shared {
 
 static const struct conf_key keys[] = {
         RULE_COMMON_KEYS(struct spike_config, "1h", "6h"),
+        CONF_KEY("mid_window", CONF_DURATION, OFF(mid_window_ms), "6h", 0, 24 * DAY_MS, NULL,
+                 "a middle window tested too, e.g. 6h (0: none)"),
         CONF_KEY("window", CONF_DURATION, OFF(window_ms), "24h", 300000, 24 * DAY_MS, NULL,
                  "the long window tested beside the last bucket (at most 24 buckets)"),
         CONF_KEY("alpha", CONF_DOUBLE, OFF(alpha), "2e-6", 0, 1, NULL,
@@ -113,6 +117,11 @@ static int check(void *config, char *err, size_t errlen)
 		return -1;
 	}
 	c->win = (int)(c->window_ms / b);
+	if (c->mid_window_ms % b || c->mid_window_ms >= c->window_ms) {
+		snprintf(err, errlen, "mid_window must be whole buckets and shorter than window");
+		return -1;
+	}
+	c->mid = (int)(c->mid_window_ms / b);
 	c->alpha_level = 1 - pow(2, -(double)b / (double)c->half_life_ms);
 	c->warmup_buckets = c->warmup_ms / b;
 	return 0;
@@ -347,8 +356,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	struct season *s = &sh->cats[st->cat];
 	int64_t start = end_ms - c->common.bucket_ms;
 	double level_eff, mu = expected(st, s, start, &level_eff), x = st->cur;
-	double xw = 0, mw = 0, p1, pw, p;
-	int neg1 = st->cur_neg, negw = 0, w;
+	double xw = 0, mw = 0, p = 1;
+	int w;
 	enum rule_verdict v = RULE_QUIET;
 
 	st->n[st->head] = st->cur;
@@ -356,41 +365,55 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	st->mu[st->head] = (float)mu;
 	st->head = (uint8_t)((st->head + 1) % RING);
 	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
-	for (int i = 1; i <= w; i++) {
-		int k = (st->head - i + RING) % RING;
-
-		xw += st->n[k];
-		mw += st->mu[k];
-		negw += st->neg[k];
-	}
 
 	int warm = st->buckets >= c->warmup_buckets && st->events >= c->warmup_events;
 	double alpha = warm ? c->alpha : c->alpha / 10;
 	double min_count = warm ? (double)c->min_count : 2.0 * (double)c->min_count;
-
-	/* No baseline, no spike: a key (and its category) first learn for a day,
-	 * and the long window counts only once its expectations were learned. */
+	/* No baseline, no spike: a key (and its category) first learn for a day. */
 	int testable = st->buckets >= MIN_HISTORY && s->buckets >= MIN_HISTORY;
-	int long_ok = w > 1 && st->buckets >= (uint32_t)(2 * c->win);
 
-	/* The tail only matters well above the mean (an outlier is p < 1e-3, about
-	 * three standard deviations up); most buckets are not, and skip it. */
-	p1 = x > mu + 3 * sqrt(st->phi1 * mu) ? nb_upper_tail(x, mu, st->phi1) : 1;
-	pw = long_ok && xw > mw + 3 * sqrt(st->phiw * mw) ? nb_upper_tail(xw, mw, st->phiw) : 1;
-	/* A bucket that is itself an outlier must not teach the dispersion. */
-	int outlier = p1 < OUTLIER_P || pw < OUTLIER_P;
+	/*
+	 * The scales tested: the last bucket, the mid window and the long one
+	 * (Bonferroni over those in use). A window counts only once its
+	 * expectations were learned (twice its length of history). The tail only
+	 * matters well above the mean (an outlier is p < 1e-3, about three
+	 * standard deviations up); most windows are not, and skip it.
+	 */
+	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0;
+	double X[3] = {0}, M[3] = {0}, P[3] = {1, 1, 1};
+	int NEG[3] = {0};
 
-	if (!testable)
-		p1 = pw = 1;
-	p = fmin(1, 2 * fmin(p1, pw));
-	/* The window that gave the smaller p is the one to report and guard. */
-	int use_long = pw < p1;
-	double X = use_long ? xw : x, M = use_long ? mw : mu;
+	for (int j = 0; j < 3; j++) {
+		int len = scales[j];
 
-	if (p < alpha && X >= min_count && X / M >= c->min_ratio && X - M >= c->min_excess) {
-		explain(ctx, st, s, start, end_ms, use_long ? w : 1, X, M,
-		        use_long ? st->phiw : st->phi1, p, alpha, level_eff, warm,
-		        use_long ? negw : neg1, f);
+		if (len < 1 || (j > 0 && len <= scales[j - 1]) || len > w)
+			continue;
+		nscales++;
+		for (int i = 1; i <= len; i++) {
+			int k = (st->head - i + RING) % RING;
+
+			X[j] += st->n[k];
+			M[j] += st->mu[k];
+			NEG[j] += st->neg[k];
+		}
+		double phi = len == 1 ? st->phi1 : st->phiw;
+
+		if ((len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
+		    X[j] > M[j] + 3 * sqrt(phi * M[j]))
+			P[j] = nb_upper_tail(X[j], M[j], phi);
+		outlier |= P[j] < OUTLIER_P;
+		if (best < 0 || P[j] < P[best])
+			best = j;
+	}
+	xw = X[2] > 0 || M[2] > 0 ? X[2] : X[0];
+	mw = X[2] > 0 || M[2] > 0 ? M[2] : M[0];
+	if (testable && best >= 0)
+		p = fmin(1, nscales * P[best]);
+	if (best >= 0 && p < alpha && X[best] >= min_count && X[best] / M[best] >= c->min_ratio &&
+	    X[best] - M[best] >= c->min_excess) {
+		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best],
+		        scales[best] == 1 ? st->phi1 : st->phiw, p, alpha, level_eff, warm,
+		        NEG[best], f);
 		v = RULE_FIRE;
 	}
 	/* Learn, unless this bucket fired or an incident is open: a surge must

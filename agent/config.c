@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <voca/redact.h>
 #include <voca/rule.h>
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
@@ -65,6 +66,8 @@ const struct conf_key config_keys[] = {
                  NULL,
                  "how often the rules' state is saved; after a crash the events since are "
                  "replayed"),
+        CONF_KEY("redaction.patterns", CONF_STRLIST, OFF(redaction.patterns), NULL, 0, 0, NULL,
+                 "extra POSIX extended regexes replaced by [redacted] in text that leaves"),
         {.path = "rules",
          .type = CONF_LIST,
          .offset = OFF(rules),
@@ -92,6 +95,14 @@ const struct conf_key config_keys[] = {
 static int check_suppression(const char *file, struct config *cfg, char *err, size_t errlen)
 {
 	char why[256];
+	struct redactor *r = redactor_new(&cfg->redaction.patterns, why, sizeof(why));
+
+	/* Redaction patterns compile now, so a bad one fails voca check. */
+	if (r == NULL) {
+		snprintf(err, errlen, "%s: redaction.patterns: %s", file, why);
+		return -1;
+	}
+	redactor_free(r);
 
 	for (size_t i = 0; i < cfg->silences.n; i++) {
 		if (silence_check(cfg->silences.v[i].data, why, sizeof(why)) < 0) {

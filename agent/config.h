@@ -46,6 +46,9 @@ struct config {
 		int64_t checkpoint_ms;
 		int64_t budget_per_hour;
 	} engine;
+	struct {
+		struct conf_list patterns;
+	} redaction;
 	struct conf_items rules;        /* items of rule_variants(), checked */
 	struct conf_items silences;     /* struct silence, checked */
 	struct conf_items time_windows; /* struct time_window, checked */

@@ -41,6 +41,11 @@ def test_check_prints_summary_and_names_errors(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip() == (f"voca check: {bad}:5: store.batch_mx: unknown key "
                                 "(did you mean 'store.batch_max'?)")
+    regex = tmp_path / "regex.yaml"
+    regex.write_text('redaction:\n  patterns: ["ORD-[0-9"]\n')
+    r = run_voca("check", "-c", str(regex))
+    assert r.returncode == 1
+    assert f"{regex}: redaction.patterns: pattern 'ORD-[0-9':" in r.stderr
 
 
 def test_example_config_checks():

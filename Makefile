@@ -131,10 +131,18 @@ $(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) | $(TEST_DEPS_S
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
 		$(PKG_CFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson) -lm
 
-fuzz: $(BUILD)/fuzz/fuzz_decode
-	@mkdir -p $(BUILD)/fuzz/corpus
+REDACT_SRCS = agent/redact.c agent/xalloc.c agent/log.c agent/buf.c agent/event.c
+$(BUILD)/fuzz/fuzz_redact: tests/fuzz/fuzz_redact.c $(REDACT_SRCS) | $(TEST_DEPS_STAMP)
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+		$(PKG_CFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson) -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_redact
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-redact
 	$(BUILD)/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 		-print_final_stats=1 $(BUILD)/fuzz/corpus tests/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_redact -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		-print_final_stats=1 $(BUILD)/fuzz/corpus-redact tests/fuzz/corpus-redact
 
 # ---- benchmarks ----
 

@@ -45,7 +45,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Iinclude -Iag
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRCS  = $(filter-out agent/main.c,$(wildcard agent/*.c rules/*.c connectors/*.c))
-LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/default_config.o
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
@@ -83,6 +83,19 @@ $(TEST_DEPS_STAMP): $(DEPS_STAMP)
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The built-in configuration is the documented example, compiled in, so
+# "voca run" with no -c runs exactly what packaging/voca.example.yaml says.
+$(BUILD)/gen/default_config.c: packaging/voca.example.yaml
+	@mkdir -p $(@D)
+	@{ echo '/* Generated from packaging/voca.example.yaml by the Makefile. */'; \
+	   echo '#include "config.h"'; \
+	   echo 'const char config_builtin[] ='; \
+	   sed 's/\\/\\\\/g; s/"/\\"/g; s/^/"/; s/$$/\\n"/' $<; \
+	   echo ';'; } > $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c | $(DEPS_STAMP)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libvoca.a: $(LIB_OBJS)

@@ -160,7 +160,12 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 {
 	*cfg = (struct config){0};
 	if (file == NULL) {
-		conf_defaults(config_keys, cfg);
+		/* The example configuration, compiled in: documented defaults and rules. */
+		if (config_load_text("(built-in voca.example.yaml)", config_builtin, cfg, err,
+		                     errlen) < 0)
+			return -1;
+		free(cfg->file);
+		cfg->file = NULL;
 		return 0;
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)

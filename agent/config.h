@@ -19,7 +19,7 @@ enum ingest_mode {
 };
 
 struct config {
-	char *file; /* NULL when running on the built-in defaults */
+	char *file; /* NULL when running on the built-in configuration */
 	struct {
 		int mode;
 		struct conf_list endpoints;
@@ -57,8 +57,11 @@ struct config {
 
 extern const struct conf_key config_keys[];
 
+/* The built-in configuration: packaging/voca.example.yaml, compiled in. */
+extern const char config_builtin[];
+
 /*
- * Loads file into cfg, or the built-in defaults when file is NULL. Returns 0,
+ * Loads file into cfg, or the built-in configuration (the example) when file is NULL. Returns 0,
  * or -1 with "FILE:LINE: KEY: problem" in err and nothing to free.
  */
 int config_load(const char *file, struct config *cfg, char *err, size_t errlen);

@@ -145,7 +145,7 @@ static void describe(const struct config *cfg)
 		strncat(eps, cfg->ingest.endpoints.v[i], sizeof(eps) - strlen(eps) - 1);
 	}
 	log_info("voca: config=%s mode=%s endpoints=%s store=%s batch=%lld/%lldms",
-	         cfg->file ? cfg->file : "(built-in defaults)",
+	         cfg->file ? cfg->file : "(built-in: voca.example.yaml)",
 	         cfg->ingest.mode == INGEST_PULL ? "pull (bind)" : "sub (connect)", eps,
 	         cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
 }
@@ -156,7 +156,7 @@ static void reload(struct config *cfg, struct ingest *in)
 	char err[512];
 
 	if (cfg->file == NULL) {
-		log_info("voca: SIGHUP: running on built-in defaults, nothing to reload");
+		log_info("voca: SIGHUP: running on the built-in configuration, nothing to reload");
 		return;
 	}
 	if (config_load(cfg->file, &next, err, sizeof(err)) < 0) {

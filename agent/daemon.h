@@ -12,7 +12,7 @@
 #include "ingest.h"
 
 struct daemon_opts {
-	const char *config_file;    /* NULL: the built-in defaults */
+	const char *config_file;    /* NULL: the built-in configuration */
 	ingest_commit_fn on_commit; /* optional: called after every commit */
 	void *on_commit_arg;
 };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: simulate a scored-feedback feed, run voca on its built-in
-# defaults (subscribe to tcp://127.0.0.1:7600, store in ./voca.db), publish
-# the feed to it, and show what was stored, quarantined and why.
+# configuration (packaging/voca.example.yaml compiled in: subscribe to
+# tcp://127.0.0.1:7600, store in ./voca.db, five rules), publish the feed to
+# it, and show what was stored, quarantined and why, and the incidents found.
 set -euo pipefail
 
 voca=${1:?usage: demo.sh PATH-TO-VOCA}
@@ -15,7 +16,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "1. Simulate two weeks of scored feedback (200 SKUs, ~4000 events/day, 0.2% malformed)"
 "$voca" simulate --seed 42 --days 14 --invalid 0.002 -o feed.jsonl.gz --truth truth.json
 
-say "2. Start the agent on its built-in defaults: voca run"
+say "2. Start the agent on its built-in configuration (the example, with its rules): voca run"
 "$voca" run 2> voca.log &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
@@ -36,8 +37,10 @@ wait $pid
 trap - EXIT
 echo "   quarantine reasons as the agent logged them (rate-limited per reason):"
 grep -E "quarantined|stopped" voca.log | sed 's/^/   /'
+echo "   incidents as the agent logged them:"
+grep -E "incident [0-9]+ (opened|reopened)" voca.log | cut -c1-200 | sed 's/^/   /'
 
-say "5. What was stored, quarantined and why: voca stats"
+say "5. What was stored, quarantined and why, and the incidents the rules opened: voca stats"
 "$voca" stats
 
 say "6. The rules over the same feed: voca backtest -c packaging/voca.example.yaml"

@@ -172,7 +172,8 @@ def test_run_without_config_uses_documented_defaults(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
-    assert b"(built-in defaults)" in err
+    assert b"(built-in: voca.example.yaml)" in err
+    assert b"rules: 5 rules" in err
     assert (tmp_path / "voca.db").exists()
 
 

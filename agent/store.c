@@ -8,9 +8,11 @@
  * scripts applied in order, each in its own transaction, recorded in
  * PRAGMA user_version.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -152,8 +154,23 @@ static const char *const stmt_sql[S_COUNT] = {
                      " ON CONFLICT(event_id) DO NOTHING",
 };
 
+/*
+ * The WAL checkpointer: its own connection, its own thread. SQLite's
+ * automatic checkpoint runs inside the COMMIT that crosses the threshold,
+ * and that commit's latency jumps (p99 ~55 ms at 50k events/s); a PASSIVE
+ * checkpoint every second from here never blocks the writer.
+ */
+struct checkpointer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	sqlite3 *db;
+	int stop, running;
+};
+
 struct store {
 	sqlite3 *db;
+	struct checkpointer ck;
 	sqlite3_stmt *stmt[S_COUNT];
 	int in_tx;
 	int schema_version;
@@ -162,6 +179,8 @@ struct store {
 	struct store_counts counts;
 	char err[256];
 };
+
+static void checkpointer_start(struct store *st, const char *path);
 
 static int set_err(struct store *st, const char *what)
 {
@@ -261,6 +280,7 @@ struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_
 			goto fail;
 		}
 	}
+	checkpointer_start(st, path);
 	return st;
 fail:
 	for (int i = 0; i < S_COUNT; i++)
@@ -270,11 +290,71 @@ fail:
 	return NULL;
 }
 
+static void *checkpoint_loop(void *arg)
+{
+	struct checkpointer *ck = arg;
+
+	pthread_mutex_lock(&ck->mu);
+	while (!ck->stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&ck->cv, &ck->mu, &until);
+		if (ck->stop)
+			break;
+		pthread_mutex_unlock(&ck->mu);
+		sqlite3_wal_checkpoint_v2(ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&ck->mu);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+/* Starts the checkpointer; without it SQLite's automatic checkpoint stays on. */
+static void checkpointer_start(struct store *st, const char *path)
+{
+	struct checkpointer *ck = &st->ck;
+
+	if (sqlite3_open_v2(path, &ck->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_close(ck->db);
+		ck->db = NULL;
+		return;
+	}
+	sqlite3_busy_timeout(ck->db, 1000);
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->cv, NULL);
+	if (pthread_create(&ck->thread, NULL, checkpoint_loop, ck) != 0) {
+		sqlite3_close(ck->db);
+		ck->db = NULL;
+		return;
+	}
+	ck->running = 1;
+	exec(st, "PRAGMA wal_autocheckpoint=0");
+}
+
+static void checkpointer_stop(struct checkpointer *ck)
+{
+	if (!ck->running)
+		return;
+	pthread_mutex_lock(&ck->mu);
+	ck->stop = 1;
+	pthread_cond_signal(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	pthread_join(ck->thread, NULL);
+	sqlite3_close(ck->db);
+	pthread_mutex_destroy(&ck->mu);
+	pthread_cond_destroy(&ck->cv);
+	ck->running = 0;
+}
+
 void store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
 	store_commit(st);
+	checkpointer_stop(&st->ck);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);

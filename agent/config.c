@@ -91,8 +91,9 @@ const struct conf_key config_keys[] = {
         CONF_END,
 };
 
-/* Compiles silences and time windows, naming the item's line on error. */
-static int check_suppression(const char *file, struct config *cfg, char *err, size_t errlen)
+/* Compiles redaction patterns, silences and time windows, naming the
+ * item's line on error, so that voca check catches them. */
+static int check_compiled(const char *file, struct config *cfg, char *err, size_t errlen)
 {
 	char why[256];
 	struct redactor *r = redactor_new(&cfg->redaction.patterns, why, sizeof(why));
@@ -170,8 +171,7 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(file, cfg, err, errlen) < 0 ||
-	    check_suppression(file, cfg, err, errlen) < 0) {
+	if (check_rules(file, cfg, err, errlen) < 0 || check_compiled(file, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}
@@ -185,8 +185,7 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
 	*cfg = (struct config){0};
 	if (conf_load(name, yaml, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(name, cfg, err, errlen) < 0 ||
-	    check_suppression(name, cfg, err, errlen) < 0) {
+	if (check_rules(name, cfg, err, errlen) < 0 || check_compiled(name, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}

@@ -39,11 +39,6 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-void daemon_stop(void)
-{
-	on_signal(SIGTERM);
-}
-
 static int install_signals(void)
 {
 	struct sigaction sa;

@@ -20,7 +20,4 @@ struct daemon_opts {
 /* Runs until asked to stop. Returns the process exit status. */
 int daemon_run(const struct daemon_opts *opts);
 
-/* Asks a running daemon_run() in this process to stop (signal-safe). */
-void daemon_stop(void);
-
 #endif

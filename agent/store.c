@@ -749,8 +749,3 @@ size_t store_pending(const struct store *st)
 {
 	return st->pending;
 }
-
-const struct store_counts *store_uncommitted(const struct store *st)
-{
-	return &st->counts;
-}

@@ -101,9 +101,6 @@ int store_commit(struct store *st);
 /* Operations waiting in the open transaction. */
 size_t store_pending(const struct store *st);
 
-/* Totals since the last commit (not yet stored). */
-const struct store_counts *store_uncommitted(const struct store *st);
-
 /* The last error, for the layer that logs. */
 const char *store_error(const struct store *st);
 

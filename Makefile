@@ -31,7 +31,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS = libzmq libcjson libcurl sqlite3 yaml-0.1 zlib
+PKGS = libzmq libcjson libcurl sqlite3 yaml-0.1 zlib libcrypto
 # Recursive (=) on purpose: expanded when a recipe runs, after deps exist.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm

@@ -11,9 +11,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <voca/connector.h>
 #include <voca/redact.h>
+#include <voca/route.h>
 #include <voca/rule.h>
 #include <voca/suppress.h>
+#include <voca/buf.h>
 #include <voca/xalloc.h>
 
 #include "config.h"
@@ -88,6 +91,21 @@ const struct conf_key config_keys[] = {
          .offset = OFF(time_windows),
          .variants = time_window_variants,
          .doc = "recurring windows that mute notifications: weekdays, times, months, zone"},
+        {.path = "receivers",
+         .type = CONF_LIST,
+         .offset = OFF(receivers),
+         .variants = connector_variants,
+         .doc = "where deliveries go: each with a kind (console, webhook, slack, teams, jira, servicenow)"},
+        {.path = "owners",
+         .type = CONF_LIST,
+         .offset = OFF(owners),
+         .variants = owner_variants,
+         .doc = "owner teams: name, chat mentions, ticket targets"},
+        {.path = "routes",
+         .type = CONF_LIST,
+         .offset = OFF(routes),
+         .variants = route_variants,
+         .doc = "the routing map: matchers, owner, receivers, continue; first match wins"},
         CONF_END,
 };
 
@@ -127,6 +145,98 @@ static int check_compiled(const char *file, struct config *cfg, char *err, size_
 		}
 	}
 	return 0;
+}
+
+/* Receivers (by their connector), owners and routes; names unique. */
+static int check_delivery(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	char why[256];
+
+	for (size_t i = 0; i < cfg->receivers.n; i++) {
+		struct receiver *r = cfg->receivers.v[i].data;
+
+		r->kind = cfg->receivers.v[i].variant;
+		if (r->name == NULL)
+			snprintf(why, sizeof(why), "name: needed");
+		else if (connectors[r->kind]->check(r, why, sizeof(why)) == 0)
+			why[0] = '\0';
+		for (size_t j = 0; why[0] == '\0' && j < i; j++)
+			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name, r->name) ==
+			    0)
+				snprintf(why, sizeof(why),
+				         "the name '%s' is taken by receivers[%zu]", r->name, j);
+		if (why[0]) {
+			snprintf(err, errlen, "%s:%d: receivers[%zu]: %s", file,
+			         cfg->receivers.v[i].line, i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->owners.n; i++) {
+		const struct owner *o = cfg->owners.v[i].data;
+
+		why[0] = '\0';
+		if (o->name == NULL)
+			snprintf(why, sizeof(why), "name: needed");
+		for (size_t j = 0; why[0] == '\0' && j < i; j++)
+			if (strcmp(((struct owner *)cfg->owners.v[j].data)->name, o->name) == 0)
+				snprintf(why, sizeof(why), "the name '%s' is taken by owners[%zu]",
+				         o->name, j);
+		for (size_t j = 0; why[0] == '\0' && j < o->slack_mentions.n; j++)
+			if (strspn(o->slack_mentions.v[j],
+			           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") !=
+			    strlen(o->slack_mentions.v[j]))
+				snprintf(
+				        why, sizeof(why),
+				        "slack_mentions: '%s' is not a user (U...) or group (S...) id",
+				        o->slack_mentions.v[j]);
+		for (size_t j = 0; why[0] == '\0' && j < o->teams_mentions.n; j++)
+			if (strchr(o->teams_mentions.v[j], '|') == NULL ||
+			    strpbrk(o->teams_mentions.v[j], "<>"))
+				snprintf(why, sizeof(why),
+				         "teams_mentions: '%s' is not 'id|Display Name'",
+				         o->teams_mentions.v[j]);
+		if (why[0]) {
+			snprintf(err, errlen, "%s:%d: owners[%zu]: %s", file, cfg->owners.v[i].line,
+			         i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->routes.n; i++) {
+		if (route_check(cfg->routes.v[i].data, &cfg->owners, &cfg->receivers, why,
+		                sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: routes[%zu]: %s", file, cfg->routes.v[i].line,
+			         i, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* "cfg-" and FNV-1a of the configuration's text. */
+static void set_version(struct config *cfg, const char *text, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
+	snprintf(cfg->version, sizeof(cfg->version), "cfg-%012llx",
+	         (unsigned long long)(h & 0xffffffffffffULL));
+}
+
+static void version_of_file(struct config *cfg, const char *file)
+{
+	FILE *f = fopen(file, "rb");
+	char chunk[8192];
+	size_t n;
+	struct buf all;
+
+	buf_init(&all, 64 << 20);
+	while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_add(&all, chunk, n);
+	if (f)
+		fclose(f);
+	set_version(cfg, all.data ? all.data : "", all.len);
+	buf_free(&all);
 }
 
 /* Runs each rule kind's own checks; names must be unique. */
@@ -171,11 +281,13 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(file, cfg, err, errlen) < 0 || check_compiled(file, cfg, err, errlen) < 0) {
+	if (check_rules(file, cfg, err, errlen) < 0 || check_compiled(file, cfg, err, errlen) < 0 ||
+	    check_delivery(file, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}
 	cfg->file = xstrdup(file);
+	version_of_file(cfg, file);
 	return 0;
 }
 
@@ -185,11 +297,13 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
 	*cfg = (struct config){0};
 	if (conf_load(name, yaml, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(name, cfg, err, errlen) < 0 || check_compiled(name, cfg, err, errlen) < 0) {
+	if (check_rules(name, cfg, err, errlen) < 0 || check_compiled(name, cfg, err, errlen) < 0 ||
+	    check_delivery(name, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
 	}
 	cfg->file = xstrdup(name);
+	set_version(cfg, yaml, strlen(yaml));
 	return 0;
 }
 

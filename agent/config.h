@@ -19,7 +19,8 @@ enum ingest_mode {
 };
 
 struct config {
-	char *file; /* NULL when running on the built-in configuration */
+	char *file;       /* NULL when running on the built-in configuration */
+	char version[24]; /* "cfg-" and a hash of the text: the lineage of what voca sends */
 	struct {
 		int mode;
 		struct conf_list endpoints;
@@ -53,6 +54,9 @@ struct config {
 	struct conf_items silences;     /* struct silence, checked */
 	struct conf_items time_windows; /* struct time_window, checked */
 	struct conf_items known_issues; /* struct known_issue, checked */
+	struct conf_items receivers;    /* struct receiver (connector.h), checked */
+	struct conf_items owners;       /* struct owner (connector.h) */
+	struct conf_items routes;       /* struct route (route.h), checked */
 };
 
 extern const struct conf_key config_keys[];

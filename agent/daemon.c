@@ -21,7 +21,9 @@
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
+#include "delivery.h"
 #include "ingest.h"
+#include "outbox.h"
 #include "store.h"
 
 #define STOP_DRAIN_NS (2 * 1000000000LL)
@@ -74,6 +76,7 @@ static void close_signals(void)
 /* What the engine's callbacks need: the store, and whether writing failed. */
 struct rules_ctx {
 	struct store *st;
+	struct outbox *outbox; /* NULL: deliveries are not queued */
 	int failed;
 	struct suppress_lists lists; /* points into the running configuration */
 };
@@ -82,10 +85,19 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 {
 	static const char *const what[] = {"opened", "updated", "resolved", "reopened"};
 	struct rules_ctx *rc = arg;
+	int64_t change_id = 0;
 
-	if (store_incident(rc->st, inc, ch) < 0) {
+	if (store_incident(rc->st, inc, ch, &change_id) < 0) {
 		log_error("rules: cannot record incident %llu: %s", (unsigned long long)inc->id,
 		          store_error(rc->st));
+		rc->failed = 1;
+		return;
+	}
+	/* In the same transaction: the change's deliveries (a replay finds them made). */
+	if (rc->outbox && change_id > 0 &&
+	    outbox_enqueue(rc->outbox, rc->st, inc, ch, change_id, clock_wall_ms()) < 0) {
+		log_error("outbox: cannot queue the deliveries of incident %llu: %s",
+		          (unsigned long long)inc->id, store_error(rc->st));
 		rc->failed = 1;
 	}
 	if (ch != INCIDENT_UPDATED || inc->notify)
@@ -93,6 +105,11 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		         ch == INCIDENT_UPDATED ? "re-alert" : what[ch], inc->tier, inc->rule,
 		         inc->summary, inc->suppressed[0] ? " (suppressed: " : "",
 		         inc->suppressed[0] ? inc->suppressed : "");
+}
+
+static void kick(void *pool)
+{
+	delivery_kick(pool);
 }
 
 static void on_review(void *arg, const struct event *ev, const char *reason)
@@ -174,21 +191,24 @@ static void reload(struct config *cfg, struct ingest *in)
 	cfg->store.path = path;
 	/* The engine runs on the rules it started with (their state is theirs). */
 	if (cfg->rules.n || next.rules.n || cfg->silences.n || next.silences.n ||
-	    cfg->time_windows.n || next.time_windows.n)
-		log_warn(
-		        "voca: rules, silences and time windows are read at start: restart voca to "
-		        "apply changes to them");
-	struct conf_items keep[4] = {next.rules, next.silences, next.time_windows,
-	                             next.known_issues};
+	    cfg->time_windows.n || next.time_windows.n || cfg->receivers.n || next.receivers.n)
+		log_warn("voca: rules, silences, time windows, receivers, owners and routes are "
+		         "read at start: restart voca to apply changes to them");
+	/* What the engine and the delivery workers hold stays theirs. */
+	struct conf_items *mine[] = {&cfg->rules,        &cfg->silences,  &cfg->time_windows,
+	                             &cfg->known_issues, &cfg->receivers, &cfg->owners,
+	                             &cfg->routes};
+	struct conf_items *theirs[] = {&next.rules,        &next.silences,  &next.time_windows,
+	                               &next.known_issues, &next.receivers, &next.owners,
+	                               &next.routes};
 
-	next.rules = cfg->rules;
-	next.silences = cfg->silences;
-	next.time_windows = cfg->time_windows;
-	next.known_issues = cfg->known_issues;
-	cfg->rules = keep[0];
-	cfg->silences = keep[1];
-	cfg->time_windows = keep[2];
-	cfg->known_issues = keep[3];
+	for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++) {
+		struct conf_items t = *mine[i];
+
+		*mine[i] = *theirs[i];
+		*theirs[i] = t;
+	}
+	memcpy(next.version, cfg->version, sizeof(next.version));
 	next.engine = cfg->engine;
 	config_free(cfg);
 	*cfg = next;
@@ -204,6 +224,7 @@ int daemon_run(const struct daemon_opts *opts)
 	struct ingest *in = NULL;
 	struct engine *engine = NULL;
 	struct rules_ctx rules = {0};
+	struct delivery_pool *pool = NULL;
 	int64_t last_tick = 0;
 	void *zctx = NULL;
 	char err[512];
@@ -236,6 +257,10 @@ int daemon_run(const struct daemon_opts *opts)
 	}
 	if (opts->on_commit)
 		ingest_on_commit(in, opts->on_commit, opts->on_commit_arg);
+	if (cfg.receivers.n && (rules.outbox = outbox_new(&cfg, err, sizeof(err))) == NULL) {
+		log_error("delivery: %s", err);
+		goto out;
+	}
 	engine = rules_start(&cfg, st, &rules);
 	ingest_set_engine(in, engine, cfg.engine.checkpoint_ms);
 	if (engine) {
@@ -245,6 +270,24 @@ int daemon_run(const struct daemon_opts *opts)
 			goto out;
 		if (n > 0)
 			log_info("rules: replayed %d events stored after the last checkpoint", n);
+	}
+	/*
+	 * Workers start after the replay: its read of the stored events spans
+	 * commits, and another writer in between would leave it a stale snapshot.
+	 */
+	if (rules.outbox) {
+		if (store_commit(st) < 0) {
+			log_error("store: %s", store_error(st));
+			goto out;
+		}
+		pool = delivery_start(&cfg, st, cfg.store.path, err, sizeof(err));
+		if (pool == NULL) {
+			log_error("delivery: %s", err);
+			goto out;
+		}
+		store_on_deliveries(st, kick, pool);
+		log_info("delivery: %zu receivers, %zu routes, %zu owners", cfg.receivers.n,
+		         cfg.routes.n, cfg.owners.n);
 	}
 	if (install_signals() < 0) {
 		log_error("voca: signal pipe: %s", strerror(errno));
@@ -309,6 +352,8 @@ int daemon_run(const struct daemon_opts *opts)
 out:
 	ingest_free(in);
 	engine_free(engine);
+	delivery_stop(pool);
+	outbox_free(rules.outbox);
 	if (zctx)
 		zmq_ctx_term(zctx);
 	store_close(st);

@@ -4,6 +4,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <voca/log.h>
@@ -12,16 +13,17 @@
 #include "backtest.h"
 #include "config.h"
 #include "daemon.h"
+#include "delivery.h"
 #include "publish.h"
 #include "simulate.h"
 #include "stats.h"
-
-#define VOCA_VERSION "0.1.0"
+#include "version.h"
 
 static int run_main(int argc, char **argv);
 static int check_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
 static int version_main(int argc, char **argv);
+static int deadletters_main(int argc, char **argv);
 
 struct command {
 	const char *name;
@@ -36,6 +38,7 @@ static const struct command commands[] = {
         {"simulate", simulate_main, "write a realistic feedback stream with injected incidents"},
         {"backtest", backtest_main, "run the rules over a feed file: what would fire and why"},
         {"stats", stats_main, "show what is stored, quarantined and why, and sequence gaps"},
+        {"deadletters", deadletters_main, "list deliveries that failed for good; re-queue them"},
         {"help", help_main, "show this help"},
         {"version", version_main, "print the version"},
         {NULL, NULL, NULL},
@@ -134,6 +137,68 @@ static int check_main(int argc, char **argv)
 	printf("%s: OK\n", file);
 	config_print(&cfg, stdout);
 	config_free(&cfg);
+	return 0;
+}
+
+static int deadletters_main(int argc, char **argv)
+{
+	static const char help[] =
+	        "usage: voca deadletters [-c FILE] [-d DB] [--requeue ID|all]\n"
+	        "\n"
+	        "Lists the deliveries that failed permanently (or ran out of time), with\n"
+	        "the reason of their last attempt. --requeue puts one (or all) back in the\n"
+	        "outbox: a running voca picks them up within a second, resuming at the\n"
+	        "step that failed.\n"
+	        "\n"
+	        "  -c, --config FILE   the configuration (for store.path)\n"
+	        "  -d, --db FILE       the store, overriding store.path\n"
+	        "      --requeue ID    re-queue dead delivery ID, or all of them\n";
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'},
+	        {"db", required_argument, NULL, 'd'},
+	        {"requeue", required_argument, NULL, 'r'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *file = NULL, *db = NULL, *requeue = NULL;
+	struct config cfg;
+	char err[512];
+	int64_t id = 0;
+	int c, n;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': file = optarg; break;
+		case 'd': db = optarg; break;
+		case 'r': requeue = optarg; break;
+		case 'h': fputs(help, stdout); return 0;
+		default: fputs(help, stderr); return 2;
+		}
+	}
+	if (requeue && strcmp(requeue, "all") != 0) {
+		char *end;
+
+		id = strtoll(requeue, &end, 10);
+		if (*end || id <= 0) {
+			fprintf(stderr, "voca deadletters: --requeue takes an id or 'all'\n");
+			return 2;
+		}
+	}
+	if (config_load(file, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "voca deadletters: %s\n", err);
+		return 1;
+	}
+	n = delivery_deadletters(db ? db : cfg.store.path, requeue != NULL, id, err, sizeof(err));
+	config_free(&cfg);
+	if (n < 0) {
+		fprintf(stderr, "voca deadletters: %s\n", err);
+		return 1;
+	}
+	if (requeue && id && n == 0) {
+		fprintf(stderr, "voca deadletters: no dead delivery %lld\n", (long long)id);
+		return 1;
+	}
 	return 0;
 }
 

@@ -85,6 +85,30 @@ static const char *const migrations[] = {
         " event_id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, reason TEXT NOT NULL,"
         " status TEXT NOT NULL DEFAULT 'pending') WITHOUT ROWID;"
         "INSERT INTO counters(name, value) VALUES ('review_queued', 0);",
+        /* 3: the outbox (deliveries, written with the incident change), the
+         * evidence packs they share, the ticket ledger, the attempt log. */
+        "CREATE TABLE evidence ("
+        " change_id INTEGER PRIMARY KEY REFERENCES incident_changes(id),"
+        " incident_id INTEGER NOT NULL, dedupe TEXT NOT NULL, pack TEXT NOT NULL);"
+        "CREATE TABLE deliveries ("
+        " id INTEGER PRIMARY KEY,"
+        " change_id INTEGER NOT NULL REFERENCES evidence(change_id),"
+        " incident_id INTEGER NOT NULL, receiver TEXT NOT NULL, owner TEXT,"
+        " action TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',"
+        " step INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+        " created_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL, done_ms INTEGER,"
+        " inflight_ms INTEGER, create_tried_ms INTEGER,"
+        " remote_id TEXT, remote_key TEXT, aux TEXT, last_error TEXT,"
+        " UNIQUE (change_id, receiver));"
+        "CREATE INDEX deliveries_due ON deliveries(receiver, status, next_ms);"
+        "CREATE TABLE tickets ("
+        " receiver TEXT NOT NULL, dedupe TEXT NOT NULL, incident_id INTEGER NOT NULL,"
+        " remote_id TEXT, remote_key TEXT, updated_ms INTEGER NOT NULL,"
+        " PRIMARY KEY (receiver, dedupe)) WITHOUT ROWID;"
+        "CREATE TABLE delivery_log ("
+        " id INTEGER PRIMARY KEY, delivery_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
+        " step INTEGER NOT NULL, status INTEGER, verdict TEXT NOT NULL, detail TEXT);"
+        "CREATE INDEX delivery_log_delivery ON delivery_log(delivery_id);",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -106,6 +130,9 @@ enum stmt_id {
 	S_REVIEW,
 	S_META,
 	S_KEEP_REVISION,
+	S_EVIDENCE,
+	S_DELIVERY,
+	S_EVENT_BODY,
 	S_COUNT,
 };
 
@@ -150,6 +177,12 @@ static const char *const stmt_sql[S_COUNT] = {
                             " ON CONFLICT DO NOTHING",
         [S_META] = "INSERT INTO meta(name, value) VALUES(?1,?2)"
                    " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        [S_EVIDENCE] = "INSERT INTO evidence(change_id, incident_id, dedupe, pack)"
+                       " VALUES(?1,?2,?3,?4) ON CONFLICT DO NOTHING",
+        [S_DELIVERY] = "INSERT INTO deliveries(change_id, incident_id, receiver, owner, action,"
+                       " created_ms, next_ms) VALUES(?1,?2,?3,?4,?5,?6,?6)"
+                       " ON CONFLICT DO NOTHING",
+        [S_EVENT_BODY] = "SELECT body FROM events WHERE event_id = ?1",
         [S_REVIEW] = "INSERT INTO review_queue(event_id, ts_ms, reason) VALUES(?1,?2,?3)"
                      " ON CONFLICT(event_id) DO NOTHING",
 };
@@ -176,6 +209,12 @@ struct store {
 	int schema_version;
 	size_t pending;
 	int64_t last_event_rowid;
+	size_t deliveries_queued; /* in the open transaction */
+	pthread_mutex_t wmu;      /* the writers' ticket lock */
+	pthread_cond_t wcv;
+	uint64_t wnext, wserving;
+	void (*on_deliveries)(void *arg);
+	void *on_deliveries_arg;
 	struct store_counts counts;
 	char err[256];
 };
@@ -248,6 +287,8 @@ struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_
 	struct store *st = xcalloc(1, sizeof(*st));
 	char pragmas[256];
 
+	pthread_mutex_init(&st->wmu, NULL);
+	pthread_cond_init(&st->wcv, NULL);
 	/*
 	 * Memory statistics take a global mutex on every SQLite allocation;
 	 * nothing reads them. Only possible before SQLite initialises, so a
@@ -286,6 +327,8 @@ fail:
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->wmu);
+	pthread_cond_destroy(&st->wcv);
 	free(st);
 	return NULL;
 }
@@ -358,6 +401,8 @@ void store_close(struct store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->wmu);
+	pthread_cond_destroy(&st->wcv);
 	free(st);
 }
 
@@ -379,12 +424,40 @@ static int run(struct store *st, enum stmt_id id, const char *what)
 	return 0;
 }
 
+/*
+ * Writers take turns, first come first served (a ticket lock). Under load
+ * the ingest commits and begins again within microseconds; SQLite's busy
+ * handler sleeps and polls, so a delivery worker waiting for the write lock
+ * could wait forever. With tickets it waits for at most the transaction in
+ * progress (a batch: a few milliseconds).
+ */
+void store_writer_enter(struct store *st)
+{
+	pthread_mutex_lock(&st->wmu);
+	uint64_t me = st->wnext++;
+
+	while (st->wserving != me)
+		pthread_cond_wait(&st->wcv, &st->wmu);
+	pthread_mutex_unlock(&st->wmu);
+}
+
+void store_writer_leave(struct store *st)
+{
+	pthread_mutex_lock(&st->wmu);
+	st->wserving++;
+	pthread_cond_broadcast(&st->wcv);
+	pthread_mutex_unlock(&st->wmu);
+}
+
 static int begin(struct store *st)
 {
 	if (st->in_tx)
 		return 0;
-	if (run(st, S_BEGIN, "begin") < 0)
+	store_writer_enter(st);
+	if (run(st, S_BEGIN, "begin") < 0) {
+		store_writer_leave(st);
 		return -1;
+	}
 	st->in_tx = 1;
 	return 0;
 }
@@ -597,7 +670,8 @@ int store_rule_state_each(struct store *st,
 
 static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};
 
-int store_incident(struct store *st, const struct incident *inc, enum incident_change ch)
+int store_incident(struct store *st, const struct incident *inc, enum incident_change ch,
+                   int64_t *change_id)
 {
 	sqlite3_stmt *s = st->stmt[S_INCIDENT];
 	char *why;
@@ -628,6 +702,7 @@ int store_incident(struct store *st, const struct incident *inc, enum incident_c
 	cJSON_free(why);
 	if (rc < 0)
 		return -1;
+	*change_id = 0;
 	/* The log keeps what a person would hear of, and what was muted. */
 	if (ch != INCIDENT_UPDATED || inc->notify || inc->suppressed[0]) {
 		s = st->stmt[S_INCIDENT_CHANGE];
@@ -640,9 +715,83 @@ int store_incident(struct store *st, const struct incident *inc, enum incident_c
 		bind_text(s, 6, inc->suppressed[0] ? inc->suppressed : NULL);
 		if (run(st, S_INCIDENT_CHANGE, "log incident change") < 0)
 			return -1;
+		/* A replay after a crash meets the change already logged: no new id. */
+		if (sqlite3_changes(st->db) == 1)
+			*change_id = sqlite3_last_insert_rowid(st->db);
 	}
 	st->pending++;
 	return 0;
+}
+
+int store_evidence(struct store *st, int64_t change_id, int64_t incident_id, const char *dedupe,
+                   const char *pack)
+{
+	sqlite3_stmt *s = st->stmt[S_EVIDENCE];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_int64(s, 1, change_id);
+	sqlite3_bind_int64(s, 2, incident_id);
+	sqlite3_bind_text(s, 3, dedupe, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, pack, -1, SQLITE_STATIC);
+	return run(st, S_EVIDENCE, "save evidence");
+}
+
+int store_delivery(struct store *st, int64_t change_id, int64_t incident_id, const char *receiver,
+                   const char *owner, const char *action, int64_t now_ms)
+{
+	sqlite3_stmt *s = st->stmt[S_DELIVERY];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_int64(s, 1, change_id);
+	sqlite3_bind_int64(s, 2, incident_id);
+	sqlite3_bind_text(s, 3, receiver, -1, SQLITE_STATIC);
+	bind_text(s, 4, owner);
+	sqlite3_bind_text(s, 5, action, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, now_ms);
+	if (run(st, S_DELIVERY, "queue delivery") < 0)
+		return -1;
+	st->pending++;
+	st->deliveries_queued += (size_t)sqlite3_changes(st->db);
+	return 0;
+}
+
+char *store_event_body(struct store *st, const char *event_id)
+{
+	sqlite3_stmt *s = st->stmt[S_EVENT_BODY];
+	char *body = NULL;
+
+	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		body = xstrdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return body;
+}
+
+int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, size_t max,
+                         int (*fn)(void *arg, const char *body, size_t len), void *arg)
+{
+	sqlite3_stmt *s;
+	int n = 0;
+
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2"
+	                       " ORDER BY ts_ms DESC LIMIT ?3",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return set_err(st, "read events");
+	sqlite3_bind_int64(s, 1, from_ms);
+	sqlite3_bind_int64(s, 2, to_ms);
+	sqlite3_bind_int64(s, 3, (int64_t)max);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (fn(arg, (const char *)sqlite3_column_text(s, 0),
+		       (size_t)sqlite3_column_bytes(s, 0)) < 0)
+			break;
+		n++;
+	}
+	sqlite3_finalize(s);
+	return n;
 }
 
 int64_t store_last_event_rowid(const struct store *st)
@@ -735,14 +884,26 @@ int store_commit(struct store *st)
 		run(st, S_ROLLBACK, "rollback");
 		memcpy(st->err, why, sizeof(why));
 		st->in_tx = 0;
+		store_writer_leave(st);
 		st->pending = 0;
+		st->deliveries_queued = 0;
 		memset(&st->counts, 0, sizeof(st->counts));
 		return -1;
 	}
 	st->in_tx = 0;
+	store_writer_leave(st);
 	st->pending = 0;
 	memset(&st->counts, 0, sizeof(st->counts));
+	if (st->deliveries_queued && st->on_deliveries)
+		st->on_deliveries(st->on_deliveries_arg);
+	st->deliveries_queued = 0;
 	return 0;
+}
+
+void store_on_deliveries(struct store *st, void (*fn)(void *arg), void *arg)
+{
+	st->on_deliveries = fn;
+	st->on_deliveries_arg = arg;
 }
 
 size_t store_pending(const struct store *st)

@@ -77,8 +77,28 @@ int store_rule_state_each(struct store *st,
                                     size_t len),
                           void *arg);
 
-/* Records an incident change: the incident's row, and the change log for what notifies. */
-int store_incident(struct store *st, const struct incident *inc, enum incident_change ch);
+/*
+ * Records an incident change: the incident's row, and the change log for
+ * what notifies. *change_id is the new change's id, or 0 when nothing new
+ * was logged (an update that notifies nobody, or a change replayed after a
+ * crash that is logged already): only a new change gets deliveries.
+ */
+int store_incident(struct store *st, const struct incident *inc, enum incident_change ch,
+                   int64_t *change_id);
+
+/* The outbox, in the open transaction: a change's evidence pack, then its deliveries. */
+int store_evidence(struct store *st, int64_t change_id, int64_t incident_id, const char *dedupe,
+                   const char *pack);
+int store_delivery(struct store *st, int64_t change_id, int64_t incident_id, const char *receiver,
+                   const char *owner, const char *action, int64_t now_ms);
+/* fn runs after each commit that queued deliveries (to wake the workers). */
+void store_on_deliveries(struct store *st, void (*fn)(void *arg), void *arg);
+
+/* A stored event's JSON (free()), or NULL. */
+char *store_event_body(struct store *st, const char *event_id);
+/* Calls fn with at most max events with from_ms <= ts < to_ms, newest first. */
+int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, size_t max,
+                         int (*fn)(void *arg, const char *body, size_t len), void *arg);
 
 /* The rowid of the last event store_put inserted (for checkpoints). */
 int64_t store_last_event_rowid(const struct store *st);
@@ -100,6 +120,14 @@ int store_commit(struct store *st);
 
 /* Operations waiting in the open transaction. */
 size_t store_pending(const struct store *st);
+
+/*
+ * Other writers to the same file from this process (the delivery workers,
+ * each on its own connection) wrap their write transactions in these, so
+ * that writers take turns in arrival order. Thread-safe.
+ */
+void store_writer_enter(struct store *st);
+void store_writer_leave(struct store *st);
 
 /* The last error, for the layer that logs. */
 const char *store_error(const struct store *st);

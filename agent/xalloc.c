@@ -64,6 +64,15 @@ struct chunk {
 static _Thread_local struct chunk *arena; /* first chunk is kept between frames */
 static _Thread_local int arena_on;
 
+#define ARENA_NEST 4
+struct mark {
+	struct chunk *c;
+	size_t used;
+	int on;
+};
+static _Thread_local struct mark marks[ARENA_NEST];
+static _Thread_local int depth;
+
 static struct chunk *chunk_new(size_t size, struct chunk *next)
 {
 	struct chunk *c = xmalloc(sizeof(*c) + size);
@@ -122,20 +131,31 @@ void xalloc_arena_begin(void)
 {
 	if (arena == NULL)
 		arena = chunk_new(ARENA_CHUNK, NULL);
+	if (depth < ARENA_NEST)
+		marks[depth] = (struct mark){arena, arena->used, arena_on};
+	depth++;
 	arena_on = 1;
 }
 
 void xalloc_arena_end(void)
 {
-	/* Keep the oldest chunk (the usual frame fits in it); free the rest. */
-	while (arena->next) {
+	/*
+	 * Back to where the matching begin found the arena: a nested parse (a
+	 * decoder called from a decoder's callback) releases only its own
+	 * allocations. The outermost end keeps the oldest chunk (the usual
+	 * frame fits in it) and frees the rest.
+	 */
+	depth--;
+	if (depth >= ARENA_NEST)
+		return; /* too deep to have a mark: the outer end releases it */
+	while (arena != marks[depth].c) {
 		struct chunk *c = arena;
 
 		arena = c->next;
 		free(c);
 	}
-	arena->used = 0;
-	arena_on = 0;
+	arena->used = marks[depth].used;
+	arena_on = marks[depth].on;
 }
 
 void xalloc_install_cjson(void)

@@ -8,7 +8,7 @@ set -eu
 
 # Libraries the binary links (pkg-config names are checked by the Makefile).
 build_pkgs="gcc make pkg-config libzmq3-dev libcjson-dev libcurl4-openssl-dev
-  libsqlite3-dev libyaml-dev zlib1g-dev tzdata"
+  libsqlite3-dev libyaml-dev zlib1g-dev libssl-dev tzdata"
 # What the tests, sanitizers, fuzzer and lint use.
 test_pkgs="libcmocka-dev python3 python3-pytest python3-zmq clang
   libclang-rt-14-dev clang-format"

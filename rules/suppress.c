@@ -63,16 +63,13 @@ const struct conf_variant *known_issue_variants(void)
 	return v;
 }
 
-static int compile_matchers(const struct conf_list *l, struct matcher *m, int *n, char *err,
-                            size_t errlen);
-
 int known_issue_check(struct known_issue *k, char *err, size_t errlen)
 {
 	if (k->ticket == NULL || k->matchers.n == 0) {
 		snprintf(err, errlen, "needs a ticket and at least one matcher");
 		return -1;
 	}
-	return compile_matchers(&k->matchers, k->m, &k->nm, err, errlen);
+	return matchers_compile(&k->matchers, k->m, &k->nm, err, errlen);
 }
 
 const struct conf_variant *silence_variants(void)
@@ -93,8 +90,7 @@ const struct conf_variant *time_window_variants(void)
 	return v;
 }
 
-static int compile_matchers(const struct conf_list *l, struct matcher *m, int *n, char *err,
-                            size_t errlen)
+int matchers_compile(const struct conf_list *l, struct matcher *m, int *n, char *err, size_t errlen)
 {
 	if (l->n > SUPPRESS_MAX_MATCHERS) {
 		snprintf(err, errlen, "at most %d matchers", SUPPRESS_MAX_MATCHERS);
@@ -137,7 +133,7 @@ int silence_check(struct silence *s, char *err, size_t errlen)
 		         "needs at least one matcher (silencing everything is an outage)");
 		return -1;
 	}
-	return compile_matchers(&s->matchers, s->m, &s->nm, err, errlen);
+	return matchers_compile(&s->matchers, s->m, &s->nm, err, errlen);
 }
 
 static int index_of(const char *s, const char *const *names, int n)
@@ -207,7 +203,7 @@ int time_window_check(struct time_window *w, char *err, size_t errlen)
 		w->to[i] = (uint16_t)(h2 * 60 + m2);
 	}
 	w->ntimes = (int)w->times.n;
-	return compile_matchers(&w->matchers, w->m, &w->nm, err, errlen);
+	return matchers_compile(&w->matchers, w->m, &w->nm, err, errlen);
 }
 
 /* The value of field for an incident: rule, kind, tier, or a group key field. */

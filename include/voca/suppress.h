@@ -75,6 +75,13 @@ int known_issue_check(struct known_issue *k, char *err, size_t errlen);
 const struct conf_variant *silence_variants(void);
 const struct conf_variant *time_window_variants(void);
 
+/*
+ * Compiles "field == value" / "field != value" strings (at most
+ * SUPPRESS_MAX_MATCHERS) into m and *n. Returns 0, or -1 with err.
+ */
+int matchers_compile(const struct conf_list *l, struct matcher *m, int *n, char *err,
+                     size_t errlen);
+
 /* Compile after loading. Return 0, or -1 with err. */
 int silence_check(struct silence *s, char *err, size_t errlen);
 int time_window_check(struct time_window *w, char *err, size_t errlen);

@@ -25,7 +25,9 @@ void xalloc_install_cjson(void);
  * allocates from a bump arena and its frees cost nothing; end releases it
  * all at once. For parse trees that live for one frame: a scored event is
  * ~80 small allocations, which malloc and free would otherwise dominate.
- * Everything cJSON allocated inside must be dead by the end. Not nestable.
+ * Everything cJSON allocated inside must be dead by the end. Nestable (a
+ * decoder run from a decoder's callback): an end releases only what was
+ * allocated since its begin.
  */
 void xalloc_arena_begin(void);
 void xalloc_arena_end(void);

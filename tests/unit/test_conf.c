@@ -17,6 +17,8 @@
 
 #include <voca/conf.h>
 #include "config.h"
+#include <voca/connector.h>
+#include <voca/route.h>
 #include <voca/rule.h>
 
 #define EXAMPLE "../../packaging/voca.example.yaml"
@@ -229,6 +231,18 @@ static void test_example_loads_and_documents_every_key(void **state)
 			if (!documented(text, k->path))
 				fail_msg("rule kind %s: key %s is not documented in the example",
 				         rule_kinds[i]->name, k->path);
+	for (size_t i = 0; connectors[i]; i++)
+		for (const struct conf_key *k = connectors[i]->keys; k->path; k++)
+			if (!documented(text, k->path))
+				fail_msg(
+				        "receiver kind %s: key %s is not documented in the example",
+				        connectors[i]->kind, k->path);
+	for (const struct conf_key *k = owner_variants()[0].keys; k->path; k++)
+		if (!documented(text, k->path))
+			fail_msg("owners: key %s is not documented in the example", k->path);
+	for (const struct conf_key *k = route_variants()[0].keys; k->path; k++)
+		if (!documented(text, k->path))
+			fail_msg("routes: key %s is not documented in the example", k->path);
 	free(text);
 }
 

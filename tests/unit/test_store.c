@@ -180,7 +180,7 @@ static void test_gaps_and_publishers_survive_reopen(void **state)
 	store_close(f->st);
 	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(store_schema_version(f->st), 2);
+	assert_int_equal(store_schema_version(f->st), 3);
 	assert_int_equal(store_publishers_each(f->st, publisher_cb, &last), 0);
 	assert_int_equal(last, 14);
 	assert_int_equal(query_int(f->path, "SELECT missing FROM gaps"), 4);

@@ -1,0 +1,144 @@
+/*
+ * outbox.c: routing a change into delivery rows (see outbox.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <voca/connector.h>
+#include <voca/log.h>
+#include <voca/redact.h>
+#include <voca/route.h>
+#include <voca/rule.h>
+#include <voca/xalloc.h>
+
+#include "evidence.h"
+#include "outbox.h"
+
+struct outbox {
+	const struct config *cfg;
+	struct redactor *red;
+};
+
+struct outbox *outbox_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct outbox *ob = xcalloc(1, sizeof(*ob));
+
+	ob->cfg = cfg;
+	ob->red = redactor_new(&cfg->redaction.patterns, err, errlen);
+	if (ob->red == NULL) {
+		free(ob);
+		return NULL;
+	}
+	return ob;
+}
+
+void outbox_free(struct outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	redactor_free(ob->red);
+	free(ob);
+}
+
+static const struct rule_common *find_rule(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->rules.n; i++) {
+		const struct rule_common *c = cfg->rules.v[i].data;
+
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+struct fields {
+	const struct incident *inc;
+	const char *change;
+	const cJSON *pack;
+};
+
+/* rule, kind, tier, change, a group-key field, or the examples' dominant value. */
+static int field(void *arg, const char *name, char *out, size_t outlen)
+{
+	const struct fields *f = arg;
+	size_t n = strlen(name);
+
+	if (strcmp(name, "rule") == 0)
+		return snprintf(out, outlen, "%s", f->inc->rule), 1;
+	if (strcmp(name, "kind") == 0)
+		return snprintf(out, outlen, "%s", f->inc->kind), 1;
+	if (strcmp(name, "tier") == 0)
+		return snprintf(out, outlen, "%d", f->inc->tier), 1;
+	if (strcmp(name, "change") == 0)
+		return snprintf(out, outlen, "%s", f->change), 1;
+	for (const char *p = f->inc->key; (p = strstr(p, name)) != NULL; p += n) {
+		if ((p == f->inc->key || p[-1] == ' ') && p[n] == '=') {
+			snprintf(out, outlen, "%.*s", (int)strcspn(p + n + 1, " "), p + n + 1);
+			return 1;
+		}
+	}
+	return evidence_dominant(f->pack, name, out, outlen);
+}
+
+static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};
+static const enum delivery_action actions[] = {ACTION_OPEN, ACTION_UPDATE, ACTION_RESOLVE,
+                                               ACTION_REOPEN};
+
+int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *inc,
+                   enum incident_change ch, int64_t change_id, int64_t now_ms)
+{
+	const struct config *cfg = ob->cfg;
+	struct route_target to[32];
+	struct fields f = {inc, change_names[ch], NULL};
+	size_t n;
+	cJSON *pack, *owners;
+	char *text;
+	int rc = 0;
+
+	/* Muted changes and tier 3 (digest only) are recorded, not delivered. */
+	if (change_id <= 0 || !inc->notify || inc->tier >= 3 || cfg->routes.n == 0)
+		return 0;
+	pack = evidence_build(st, ob->red, find_rule(cfg, inc->rule), inc, ch, cfg->version);
+	f.pack = pack;
+	n = route_walk(&cfg->routes, field, &f, to, sizeof(to) / sizeof(to[0]));
+	if (n == 0) {
+		log_warn("outbox: incident %llu (%s %s): no route matches; nobody is told",
+		         (unsigned long long)inc->id, inc->rule, inc->key);
+		cJSON_Delete(pack);
+		return 0;
+	}
+	owners = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pack, "who"),
+	                                          "owners");
+	for (size_t i = 0; i < n; i++) {
+		if (to[i].owner < 0)
+			continue;
+		const char *name = ((struct owner *)cfg->owners.v[to[i].owner].data)->name;
+		const cJSON *o;
+		int seen = 0;
+
+		cJSON_ArrayForEach(o, owners) seen |= strcmp(o->valuestring, name) == 0;
+		if (!seen)
+			cJSON_AddItemToArray(owners, cJSON_CreateString(name));
+	}
+	text = cJSON_PrintUnformatted(pack);
+	if (store_evidence(st, change_id, (int64_t)inc->id,
+	                   cJSON_GetObjectItemCaseSensitive(
+	                           cJSON_GetObjectItemCaseSensitive(pack, "incident"), "dedupe")
+	                           ->valuestring,
+	                   text) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct receiver *r = cfg->receivers.v[to[i].receiver].data;
+		const char *owner =
+		        to[i].owner >= 0 ? ((struct owner *)cfg->owners.v[to[i].owner].data)->name
+		                         : NULL;
+
+		if (store_delivery(st, change_id, (int64_t)inc->id, r->name, owner,
+		                   action_name(actions[ch]), now_ms) < 0)
+			rc = -1;
+	}
+	cJSON_free(text);
+	cJSON_Delete(pack);
+	return rc < 0 ? -1 : (int)n;
+}

@@ -354,7 +354,10 @@ static void create_body(const struct delivery *d, struct buf *out)
 /* Where FIND leads, given whether it found the ticket. */
 static void after_find(const struct delivery *d, int found, struct verdict *v)
 {
-	if (found)
+	if (found && d->action == ACTION_OPEN)
+		/* ours (an interrupted create) or another agent's: it needs the evidence only */
+		verdict_set(v, VERDICT_NEXT, ATTACH, "ticket %s exists", d->remote_key);
+	else if (found)
 		verdict_set(v, VERDICT_NEXT, COMMENT, "ticket %s", d->remote_key);
 	else if (d->action == ACTION_RESOLVE)
 		verdict_set(v, VERDICT_DONE, 0, "no ticket to resolve");

@@ -195,7 +195,12 @@ static void classify_find(struct delivery *d, const cJSON *j, struct verdict *v)
 		snprintf(d->remote_id, sizeof(d->remote_id), "%s", pack_str(r, "sys_id", ""));
 		snprintf(d->remote_key, sizeof(d->remote_key), "%s", pack_str(r, "number", ""));
 		snprintf(d->aux, sizeof(d->aux), "%s", state);
-		verdict_set(v, VERDICT_NEXT, NOTE, "found %s (state %s)", d->remote_key, state);
+		if (d->action == ACTION_OPEN)
+			verdict_set(v, VERDICT_NEXT, ATTACH, "%s exists (state %s)", d->remote_key,
+			            state);
+		else
+			verdict_set(v, VERDICT_NEXT, NOTE, "found %s (state %s)", d->remote_key,
+			            state);
 		return;
 	}
 	if (d->create_tried_ms && d->now_ms < d->create_tried_ms + d->rcv->search_lag_ms) {

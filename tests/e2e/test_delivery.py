@@ -1,0 +1,306 @@
+"""Delivery end to end: the real voca binary against fakes that enforce CONTRACTS.md.
+
+One incident gives exactly one ticket per tracker and one message per
+channel; a re-occurrence comments instead of opening another; throttling and
+server errors are retried until they land; a 400 is dead-lettered with its
+reason and can be re-queued; a kill in the middle of a create does not make a
+second ticket, even while Jira's search hides the first.
+"""
+import json
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import event, run_voca, wait_for
+from fakes import FakeJira, FakeServiceNow, FakeSlack, FakeTeams
+
+RULES = """
+engine:
+  lateness: 0s
+  budget_per_hour: 0
+rules:
+  - name: defects
+    kind: threshold
+    tier: 1
+    group_by: [sku]
+    where: ["category == product_defect"]
+    count: 1
+    window: 1h
+    max_p: 0
+    bucket: 5m
+    resolve_after: 1h
+    cooldown: 1m
+    realert_max: 1m
+"""
+
+
+@pytest.fixture
+def fakes():
+    f = {"jira": FakeJira().start(), "snow": FakeServiceNow().start(),
+         "slack": FakeSlack().start(), "teams": FakeTeams().start(),
+         "hook": FakeSlack(hook="T1/B1/hook").start()}
+    yield f
+    for x in f.values():
+        x.stop()
+
+
+def delivery_config(f, only=None, jira_extra="", slack_extra=""):
+    receivers = {
+        "jira": f"""  - name: jira
+    kind: jira
+    mode: cloud
+    url: {f['jira'].url}
+    user: ${{env:VOCA_TEST_JIRA_USER}}
+    token: ${{env:VOCA_TEST_JIRA_TOKEN}}
+    project: OPS
+    labels: [customer-voice]
+    search_lag: 6s
+    max_age: 2m
+{jira_extra}""",
+        "snow": f"""  - name: snow
+    kind: servicenow
+    url: {f['snow'].url}
+    user: ${{env:VOCA_TEST_SNOW_USER}}
+    password: ${{env:VOCA_TEST_SNOW_PASSWORD}}
+    assignment_group: Quality
+    search_lag: 2s
+""",
+        "slack": f"""  - name: slack
+    kind: slack
+    mode: bot
+    url: {f['slack'].url}/api
+    token: ${{env:VOCA_TEST_SLACK_TOKEN}}
+    channel: C0ALERTS
+    min_interval: 100ms
+{slack_extra}""",
+        "teams": f"""  - name: teams
+    kind: teams
+    url: {f['teams'].url}{f['teams'].path()}
+""",
+        "hook": f"""  - name: hook
+    kind: slack
+    mode: webhook
+    url: {f['hook'].url}/services/T1/B1/hook
+    min_interval: 100ms
+""",
+    }
+    names = only or list(receivers)
+    return (RULES + "receivers:\n" + "".join(receivers[n] for n in names)
+            + "owners:\n  - name: quality\n    slack_mentions: [S0QUALITY]\n"
+            + "    teams_mentions: [\"q@example.com|Quality Team\"]\n"
+            + "routes:\n  - owner: quality\n    receivers: [" + ", ".join(names) + "]\n")
+
+
+@pytest.fixture(autouse=True)
+def secrets_env(monkeypatch):
+    monkeypatch.setenv("VOCA_TEST_JIRA_USER", "bot@example.com")
+    monkeypatch.setenv("VOCA_TEST_JIRA_TOKEN", "jira-token")
+    monkeypatch.setenv("VOCA_TEST_SNOW_USER", "svc")
+    monkeypatch.setenv("VOCA_TEST_SNOW_PASSWORD", "pw")
+    monkeypatch.setenv("VOCA_TEST_SLACK_TOKEN", "xoxb-fake-token")
+
+
+def defect(eid, ts, sku="SKU-7", **kw):
+    return event(eid, ts=ts, sku=sku, category="product_defect", severity="high",
+                 text=kw.pop("text", f"The {sku} kettle cracked after a week."), **kw)
+
+
+def deliveries(agent, status=None):
+    sql = "SELECT receiver, action, status, last_error FROM deliveries"
+    return agent.query(sql + (" WHERE status = ?" if status else ""), *([status] if status else []))
+
+
+def settled(agent, n):
+    """n deliveries, none pending."""
+    rows = deliveries(agent)
+    return len(rows) >= n and all(r[2] != "pending" for r in rows)
+
+
+def test_one_incident_lands_once_everywhere_then_comments_then_resolves(agent_factory, fakes):
+    a = agent_factory(extra=delivery_config(fakes)).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z",
+                        text="Cracked. Mail me at jane.doe@example.com or +1 415 555 0100, "
+                             "card 4111 1111 1111 1111. <!channel> @here *bold*"))
+    wait_for(lambda: settled(a, 5), timeout=30, what="the first deliveries")
+    assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
+
+    jira, snow, slack, teams, hook = (fakes[k] for k in ("jira", "snow", "slack", "teams", "hook"))
+    # Jira: one ticket, labelled for dedupe, ADF description, evidence attached.
+    assert len(jira.issues) == 1
+    issue = next(iter(jira.issues.values()))
+    label = next(lab for lab in issue["labels"] if lab.startswith("voca-"))
+    assert re.fullmatch(r"voca-[0-9a-f]{16}", label) and "customer-voice" in issue["labels"]
+    assert issue["fields"]["summary"].startswith("[voca] tier 1 defects: sku=SKU-7")
+    assert len(issue["attachments"]) == 1 and issue["attachments"][0][1] == "application/json"
+    pack = json.loads(issue["attachments"][0][2])
+    assert pack["incident"]["dedupe"] == label and pack["who"]["owners"] == ["quality"]
+    # ServiceNow: one incident keyed by correlation_id, with the evidence file.
+    assert len(snow.records) == 1 and snow.records[0]["correlation_id"] == label
+    assert snow.records[0]["assignment_group"] == "Quality"
+    assert len(snow.attachments) == 1
+    # Slack bot: one parent message mentioning the owner, the evidence in its thread.
+    parents = [m for m in slack.messages if m["thread_ts"] is None]
+    assert len(parents) == 1 and len(slack.files) == 1
+    assert slack.files[0][2] == parents[0]["ts"]
+    body = json.dumps(parents[0]["blocks"])
+    assert "<!subteam^S0QUALITY>" in body
+    # Personal data never left; Slack control sequences were defused.
+    everything = b"".join(r[3] for x in fakes.values() for r in x.requests)
+    for leak in (b"jane.doe@example.com", b"415 555 0100", b"4111 1111 1111 1111"):
+        assert leak not in everything
+    assert b"[email]" in everything and b"[phone]" in everything and b"[card]" in everything
+    assert "<!channel>" not in body and "&lt;!channel&gt;" in body
+    # Teams: one card, accepted by the flow run.
+    assert len(teams.runs) == 1 and teams.runs[0]["ok"], teams.runs
+    assert "<at>Quality Team</at>" in json.dumps(teams.runs[0]["card"])
+    assert len(hook.messages) == 1
+
+    # Re-occurrence after the cooldown: comments and replies, no new ticket.
+    a.send_event(defect("e2", "2026-03-01T10:10:00Z"))
+    wait_for(lambda: settled(a, 10), timeout=30, what="the re-alert deliveries")
+    assert len(jira.issues) == 1 and len(issue["comments"]) == 1
+    assert len(snow.records) == 1
+    assert any(e == "work_notes" for _, e, _ in snow.journal[1:])
+    replies = [m for m in slack.messages if m["thread_ts"] == parents[0]["ts"]]
+    assert len(replies) == 1
+    assert len(teams.runs) == 2
+
+    # Clear for resolve_after: the ticket is transitioned, the incident resolved.
+    a.send_event(event("later", ts="2026-03-01T13:00:00Z", category="praise"))
+    wait_for(lambda: settled(a, 15), timeout=30, what="the resolve deliveries")
+    assert issue["status"] == "Done" and issue["history"] == ["Done"]
+    assert snow.records[0]["state"] == "6"
+    assert snow.records[0]["close_code"] == "Solution provided"
+    assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
+    a.stop()
+    assert "jira-token" not in a.log_text() and "xoxb-fake-token" not in a.log_text()
+
+
+def test_429_and_5xx_are_retried_and_land(agent_factory, fakes):
+    jira, slack = fakes["jira"], fakes["slack"]
+    jira.fail(r"/rest/api/3/issue$", 429, {"errorMessages": [], "errors": {}},
+              {"Retry-After": "1", "RateLimit-Reason": "jira-burst-based",
+               "X-RateLimit-Reset": "2026-03-01T10:01Z"})
+    jira.fail(r"/search/jql", 503, "", {"Retry-After": "1"})
+    slack.fail(r"chat.postMessage", 500, "oops", times=2)
+    a = agent_factory(extra=delivery_config(fakes, only=["jira", "slack"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: settled(a, 2), timeout=40, what="retried deliveries")
+    assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
+    assert len(jira.issues) == 1
+    assert len([m for m in slack.messages if m["thread_ts"] is None]) == 1
+    retries = a.query("SELECT status FROM delivery_log WHERE verdict = 'retry'")
+    assert sorted(s for (s,) in retries) == [429, 500, 500, 503]
+    assert len(jira.calls("POST", r"/issue$")) == 2
+    # Retry-After was honoured: the retry of the create waited at least its second.
+    (wait,) = a.query("SELECT min(b.at_ms) - a.at_ms FROM delivery_log a, delivery_log b"
+                      " WHERE a.status = 429 AND b.delivery_id = a.delivery_id"
+                      " AND b.id > a.id")[0]
+    assert wait >= 1000
+    assert "verdict=retry" in a.log_text()
+
+
+def test_400_is_dead_lettered_with_its_reason_and_can_be_requeued(agent_factory, fakes):
+    jira = fakes["jira"]
+    cfg = delivery_config(fakes, only=["jira"], jira_extra="    fields: [\"customfield_999=x\"]\n")
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: deliveries(a, "dead"), timeout=20, what="a dead letter")
+    (_, _, _, reason), = deliveries(a, "dead")
+    assert "HTTP 400" in reason and "customfield_999" in reason
+    assert jira.issues == {}
+    r = run_voca("deadletters", "-c", str(a.config))
+    assert r.returncode == 0 and "customfield_999" in r.stdout and "1 dead letter" in r.stdout
+    # Fix the receiver side (the fake now knows the field) and re-queue.
+    jira_known = FakeJira.create
+
+    def create_any(self, body):
+        b = json.loads(body)
+        b["fields"].pop("customfield_999", None)
+        return jira_known(self, json.dumps(b).encode())
+    jira.create = create_any.__get__(jira)
+    dead_id = a.scalar("SELECT id FROM deliveries WHERE status = 'dead'")
+    r = run_voca("deadletters", "-c", str(a.config), "--requeue", str(dead_id))
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: deliveries(a, "done"), timeout=20, what="the re-queued delivery")
+    assert len(jira.issues) == 1
+
+
+def test_kill_during_create_does_not_duplicate_despite_search_lag(agent_factory, fakes):
+    jira = fakes["jira"]
+    jira.search_lag = 4.0          # new issues invisible to search for 4 s
+    jira.hang(r"/rest/api/3/issue$", 1.5)   # the create is slow: kill voca inside it
+    a = agent_factory(extra=delivery_config(fakes, only=["jira"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: jira.calls("POST", r"/issue$"), timeout=20, what="the create request")
+    a.proc.kill()
+    a.proc.wait()
+    a.proc = None
+    a.logfile.close()
+    wait_for(lambda: len(jira.issues) == 1, timeout=5, what="the fake to finish the create")
+    jira.hangs.clear()
+    a.start()
+    wait_for(lambda: settled(a, 1), timeout=30, what="the resumed delivery")
+    assert len(jira.issues) == 1, list(jira.issues)
+    assert "a create was interrupted" in a.log_text()
+    assert deliveries(a)[0][2] == "done"
+    issue = next(iter(jira.issues.values()))
+    assert len(issue["attachments"]) == 1
+
+
+def test_slack_error_bodies_and_garbage(agent_factory, fakes):
+    slack = fakes["slack"]
+    slack.fail(r"chat.postMessage", 200, "<html>proxy error</html>", times=1)
+    cfg = delivery_config(fakes, only=["slack"])
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: settled(a, 1), timeout=20, what="slack delivery")
+    assert deliveries(a)[0][2] == "done"
+    assert "not JSON" in a.log_text()
+    # A channel the bot cannot post to is an answer that needs a person: dead letter.
+    slack.channels.clear()
+    a.send_event(defect("e2", "2026-03-01T10:00:00Z", sku="SKU-8"))
+    wait_for(lambda: deliveries(a, "dead"), timeout=20, what="a dead letter")
+    assert "Slack error channel_not_found" in deliveries(a, "dead")[0][3]
+
+
+def test_servicenow_ignoring_the_query_field_does_not_adopt_another_record(agent_factory, fakes):
+    snow = fakes["snow"]
+    snow.create({"short_description": "someone else's", "correlation_id": "other"})
+    orig = FakeServiceNow.query
+
+    def sloppy(self, q, v1):   # as if correlation_id were unknown: every row comes back
+        q = dict(q, sysparm_query=q.get("sysparm_query", "").replace("correlation_id", "corr_x"))
+        return orig(self, q, v1)
+    snow.query = sloppy.__get__(snow)
+    a = agent_factory(extra=delivery_config(fakes, only=["snow"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: settled(a, 1), timeout=20, what="servicenow delivery")
+    assert len(snow.records) == 2 and snow.records[1]["correlation_id"].startswith("voca-")
+    assert snow.attachments[0][0] == snow.records[1]["sys_id"]
+
+
+def test_huge_text_is_cut_and_teams_card_stays_under_28_kb(agent_factory, fakes):
+    teams, jira = fakes["teams"], fakes["jira"]
+    a = agent_factory(extra=delivery_config(fakes, only=["teams", "jira"])).start()
+    # The schema caps a text at 65536 characters (longer ones are quarantined).
+    for i in range(8):
+        a.send_event(defect(f"big{i}", f"2026-03-01T10:0{i}:00Z", text=f"{i} " + "x" * 65000))
+    wait_for(lambda: settled(a, 2) and teams.runs, timeout=30, what="deliveries")
+    assert all(r["ok"] for r in teams.runs), [r["error"] for r in teams.runs]
+    issue = next(iter(jira.issues.values()))
+    assert len(json.dumps(issue["fields"]["description"])) < 32767
+
+
+def test_bad_receiver_config_names_file_line_key(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("receivers:\n  - name: j\n    kind: jira\n    url: http://jira.example.com\n"
+                   "    token: ${env:HOME}\n    user: ${env:HOME}\n    project: P\n")
+    r = run_voca("check", "-c", str(cfg))
+    assert r.returncode == 1
+    assert "bad.yaml:2: receivers[0]: url: must be https://" in r.stderr
+    cfg.write_text("receivers:\n  - name: c\n    kind: console\nroutes:\n  - receivers: [nope]\n")
+    r = run_voca("check", "-c", str(cfg))
+    assert "bad.yaml:5: routes[0]: receivers: no receiver is named 'nope'" in r.stderr

@@ -114,7 +114,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvoca.a | $(TEST_DEPS_STAMP)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; (cd tests/unit && ../../$$t); done
 
-e2e: $(VOCA) | $(TEST_DEPS_STAMP)
+# The vendors' validators (ADF JSON schema, adaptivecards), pinned by the lock file.
+CONFORMANCE_STAMP = tests/conformance/node_modules/.voca-ok
+$(CONFORMANCE_STAMP): tests/conformance/package-lock.json | $(TEST_DEPS_STAMP)
+	cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+e2e: $(VOCA) $(CONFORMANCE_STAMP) | $(TEST_DEPS_STAMP)
 	VOCA_BIN=$(abspath $(VOCA)) $(PYTHON) -m pytest -q tests/e2e
 
 test: unit e2e

@@ -21,6 +21,11 @@ for p in $want; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 		missing="$missing $p"
 done
+# Node.js and npm run the vendors' payload validators (tests/conformance).
+# Any Node >= 18 will do: only when none is on PATH, take Debian's.
+if [ "${1:-}" = "--test" ] && ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 
 echo "install-deps: installing:$missing" >&2

@@ -7,6 +7,7 @@
 #   make lint       formatter check, banned functions, header self-containment
 #   make fuzz       the decoder under libFuzzer for FUZZ_SECONDS (default 30)
 #   make bench      the ingest benchmark (tests/bench)
+#   make crash      kill -9 voca 50 times while it delivers to the fakes (tests/bench)
 #   make detect     detection report: recall, delay, false incidents (tests/bench/detect)
 #   make install    PREFIX (/usr/local) and DESTDIR as usual
 #
@@ -57,7 +58,7 @@ VOCA      = $(BUILD)/voca
 DEPS_STAMP      = build/.deps-ok
 TEST_DEPS_STAMP = build/.test-deps-ok
 
-.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench detect install clean
+.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench crash detect install clean
 
 all: $(VOCA)
 
@@ -172,6 +173,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libvoca.a | $(DEPS_STAMP)
 # Detection report over simulated seeds (prints numbers; see tests/bench/detect).
 detect: $(VOCA) | $(TEST_DEPS_STAMP)
 	$(PYTHON) tests/bench/detect --voca $(abspath $(VOCA))
+
+CRASH_ARGS ?=
+crash: $(VOCA) | $(TEST_DEPS_STAMP)
+	VOCA_BIN=$(abspath $(VOCA)) $(PYTHON) tests/bench/crash_delivery.py $(CRASH_ARGS)
 
 BENCH_ARGS ?=
 bench: $(VOCA) $(BENCH_BINS)

@@ -636,7 +636,8 @@ struct delivery_pool *delivery_start(const struct config *cfg, struct store *st,
 			goto fail;
 		}
 		sqlite3_busy_timeout(w->db, 10000);
-		exec(w->db, "PRAGMA foreign_keys=ON");
+		/* as the store: a commit survives a crash of the process (WAL) */
+		exec(w->db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL");
 		w->curl = curl_easy_init();
 		if (w->curl == NULL) {
 			snprintf(err, errlen, "libcurl: cannot make a handle");

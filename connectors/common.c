@@ -268,7 +268,7 @@ void esc_teams(struct buf *out, const char *s)
 		else if (*s == '>')
 			buf_adds(out, "&gt;");
 		else {
-			if (strchr("\\*_[]()#`~", *s))
+			if (strchr("\\*_[]", *s))
 				buf_adds(out, "\\");
 			buf_add(out, s, 1);
 		}

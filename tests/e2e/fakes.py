@@ -418,6 +418,10 @@ class FakeJira(Fake):
             print(f"[fake jira] evidence file attached to {path.split('/')[-2]}")
         elif path.endswith("/comment"):
             print(f"[fake jira] comment on {path.split('/')[-2]}")
+        elif path.endswith("/transitions") and method == "POST":
+            with self.lock:
+                st = self.issues[path.split('/')[-2]]["status"]
+            print(f"[fake jira] {path.split('/')[-2]} transitioned to {st}")
         sys.stdout.flush()
 
 
@@ -743,8 +747,11 @@ class FakeSlack(Fake):
     def show(self, method, path, body):
         if path.endswith("chat.postMessage") or path.startswith("/services/"):
             m = json.loads(body)
-            where = "in thread" if m.get("thread_ts") else "to"
-            print(f"\n[fake slack] message {where} {m.get('channel', 'the webhook channel')}:")
+            if m.get("thread_ts"):
+                print(f"[fake slack] reply in thread {m['thread_ts']}: {m.get('text')}")
+                sys.stdout.flush()
+                return
+            print(f"\n[fake slack] message to {m.get('channel', 'the webhook channel')}:")
             for b in m.get("blocks", []):
                 if b["type"] == "header":
                     print("  # " + b["text"]["text"])

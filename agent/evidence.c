@@ -262,7 +262,8 @@ static void add_examples(cJSON *pack, struct scan *sc, const struct redactor *re
 	cJSON *arr = cJSON_AddArrayToObject(pack, "examples");
 	size_t kept[EVIDENCE_EXAMPLES], nk = 0, i;
 
-	qsort(sc->c, sc->n, sizeof(*sc->c), by_score);
+	if (sc->n > 1)
+		qsort(sc->c, sc->n, sizeof(*sc->c), by_score);
 	for (i = 0; i < sc->n && nk < EVIDENCE_EXAMPLES; i++) {
 		size_t j = 0;
 

@@ -355,8 +355,8 @@ cJSON *evidence_build(struct store *st, const struct redactor *red, const struct
 	/* the trend ends with the bucket holding the change */
 	sc.end_ms = (at / sc.bucket_ms + 1) * sc.bucket_ms;
 	sc.span_ms = (int64_t)EVIDENCE_BUCKETS * sc.bucket_ms;
-	store_events_between(st, sc.end_ms - sc.span_ms, sc.end_ms, EVIDENCE_SCAN_MAX, on_body,
-	                     &sc);
+	store_events_between(st, sc.end_ms - sc.span_ms, sc.end_ms, inc->key, EVIDENCE_SCAN_MAX,
+	                     on_body, &sc);
 
 	cJSON_AddNumberToObject(pack, "version", 1);
 	o = cJSON_AddObjectToObject(pack, "incident");

@@ -12,6 +12,7 @@
 #include <voca/rule.h>
 #include <voca/xalloc.h>
 
+#include "clock.h"
 #include "evidence.h"
 #include "outbox.h"
 
@@ -99,7 +100,13 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	/* Muted changes and tier 3 (digest only) are recorded, not delivered. */
 	if (change_id <= 0 || !inc->notify || inc->tier >= 3 || cfg->routes.n == 0)
 		return 0;
+	int64_t t0 = clock_mono_ns();
+
 	pack = evidence_build(st, ob->red, find_rule(cfg, inc->rule), inc, ch, cfg->version);
+	log_debug("outbox: evidence for incident %llu built in %.2f ms (%d matching events)",
+	          (unsigned long long)inc->id, (double)(clock_mono_ns() - t0) / 1e6,
+	          (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+	                  cJSON_GetObjectItemCaseSensitive(pack, "why_it_matters"), "events")));
 	f.pack = pack;
 	n = route_walk(&cfg->routes, field, &f, to, sizeof(to) / sizeof(to[0]));
 	if (n == 0) {

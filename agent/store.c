@@ -770,20 +770,40 @@ char *store_event_body(struct store *st, const char *event_id)
 	return body;
 }
 
-int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, size_t max,
-                         int (*fn)(void *arg, const char *body, size_t len), void *arg)
+int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const char *key,
+                         size_t max, int (*fn)(void *arg, const char *body, size_t len), void *arg)
 {
+	static const char *const columns[] = {"sku",    "category", "subcategory",
+	                                      "source", "region",   "channel"};
+	char sql[512], vals[4][128];
 	sqlite3_stmt *s;
-	int n = 0;
+	int n = 0, nv = 0;
 
-	if (sqlite3_prepare_v2(st->db,
-	                       "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2"
-	                       " ORDER BY ts_ms DESC LIMIT ?3",
-	                       -1, &s, NULL) != SQLITE_OK)
+	/* The key's fields that are columns narrow the scan before any JSON is read. */
+	snprintf(sql, sizeof(sql), "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2");
+	for (const char *p = key ? key : ""; *p && nv < 4;) {
+		size_t len = strcspn(p, " "), eq = strcspn(p, "=");
+
+		for (size_t c = 0; eq < len && c < sizeof(columns) / sizeof(columns[0]); c++) {
+			if (strlen(columns[c]) == eq && strncmp(p, columns[c], eq) == 0 &&
+			    len - eq - 1 < sizeof(vals[0])) {
+				snprintf(vals[nv], sizeof(vals[nv]), "%.*s", (int)(len - eq - 1),
+				         p + eq + 1);
+				snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql),
+				         " AND %s = ?%d", columns[c], nv + 4);
+				nv++;
+			}
+		}
+		p += len + (p[len] == ' ');
+	}
+	snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " ORDER BY ts_ms DESC LIMIT ?3");
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return set_err(st, "read events");
 	sqlite3_bind_int64(s, 1, from_ms);
 	sqlite3_bind_int64(s, 2, to_ms);
 	sqlite3_bind_int64(s, 3, (int64_t)max);
+	for (int i = 0; i < nv; i++)
+		sqlite3_bind_text(s, i + 4, vals[i], -1, SQLITE_STATIC);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		if (fn(arg, (const char *)sqlite3_column_text(s, 0),
 		       (size_t)sqlite3_column_bytes(s, 0)) < 0)

@@ -96,9 +96,13 @@ void store_on_deliveries(struct store *st, void (*fn)(void *arg), void *arg);
 
 /* A stored event's JSON (free()), or NULL. */
 char *store_event_body(struct store *st, const char *event_id);
-/* Calls fn with at most max events with from_ms <= ts < to_ms, newest first. */
-int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, size_t max,
-                         int (*fn)(void *arg, const char *body, size_t len), void *arg);
+/*
+ * Calls fn with at most max events with from_ms <= ts < to_ms, newest first.
+ * key ("sku=A category=b", may be NULL) narrows to events whose stored
+ * columns match its fields (fields that are not columns are not filtered).
+ */
+int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const char *key,
+                         size_t max, int (*fn)(void *arg, const char *body, size_t len), void *arg);
 
 /* The rowid of the last event store_put inserted (for checkpoints). */
 int64_t store_last_event_rowid(const struct store *st);

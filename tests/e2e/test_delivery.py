@@ -176,6 +176,8 @@ def test_one_incident_lands_once_everywhere_then_comments_then_resolves(agent_fa
     assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
     a.stop()
     assert "jira-token" not in a.log_text() and "xoxb-fake-token" not in a.log_text()
+    r = run_voca("stats", "-c", str(a.config))
+    assert re.search(r"jira\s+3 done,\s+0 pending,\s+0 dead letters", r.stdout), r.stdout
 
 
 def test_429_and_5xx_are_retried_and_land(agent_factory, fakes):
@@ -304,3 +306,93 @@ def test_bad_receiver_config_names_file_line_key(tmp_path):
     cfg.write_text("receivers:\n  - name: c\n    kind: console\nroutes:\n  - receivers: [nope]\n")
     r = run_voca("check", "-c", str(cfg))
     assert "bad.yaml:5: routes[0]: receivers: no receiver is named 'nope'" in r.stderr
+
+
+def test_jira_data_center_gets_wiki_strings_and_a_bearer_token(agent_factory, fakes, monkeypatch):
+    dc = FakeJira(mode="dc", token="dc-pat").start()
+    try:
+        monkeypatch.setenv("VOCA_TEST_JIRA_TOKEN", "dc-pat")
+        cfg = RULES + f"""receivers:
+  - name: jira-dc
+    kind: jira
+    mode: datacenter
+    url: {dc.url}
+    token: ${{env:VOCA_TEST_JIRA_TOKEN}}
+    project: OPS
+routes:
+  - receivers: [jira-dc]
+"""
+        a = agent_factory(extra=cfg).start()
+        a.send_event(defect("e1", "2026-03-01T10:00:00Z", text="{noformat}*x*[y|http://e]"))
+        wait_for(lambda: settled(a, 1), timeout=20, what="the DC delivery")
+        a.send_event(defect("e2", "2026-03-01T10:10:00Z"))
+        wait_for(lambda: settled(a, 2), timeout=20, what="the DC re-alert")
+        assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
+        (issue,) = dc.issues.values()
+        assert isinstance(issue["fields"]["description"], str)
+        assert "\\{noformat\\}" in issue["fields"]["description"]
+        assert len(issue["comments"]) == 1 and isinstance(issue["comments"][0], str)
+        assert dc.calls("POST", r"/rest/api/2/search$") and not dc.calls(None, r"search/jql")
+        assert all(h.get("Authorization") == "Bearer dc-pat" for _, _, h, _ in dc.requests)
+    finally:
+        dc.stop()
+
+
+def test_a_hanging_receiver_times_out_and_is_retried(agent_factory, fakes):
+    teams = fakes["teams"]
+    teams.hang(r"/workflows/", 3)
+    cfg = delivery_config(fakes, only=["teams"]).replace(
+        "    kind: teams\n", "    kind: teams\n    timeout: 500ms\n")
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM delivery_log WHERE verdict = 'retry'"),
+             timeout=20, what="a timed-out attempt")
+    assert "Timeout was reached" in a.query("SELECT detail FROM delivery_log")[0][0]
+    teams.hangs.clear()
+    wait_for(lambda: settled(a, 1), timeout=20, what="the retry")
+    assert deliveries(a)[0][2] == "done"
+
+
+def test_webhook_is_signed_and_its_signature_verifies(agent_factory, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+    import http.server
+    import threading
+
+    got = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VOCA_TEST_HOOK_SECRET", "s3cret")
+    try:
+        cfg = RULES + f"""receivers:
+  - name: hook
+    kind: webhook
+    url: http://127.0.0.1:{srv.server_address[1]}/voca
+    secret: ${{env:VOCA_TEST_HOOK_SECRET}}
+routes:
+  - receivers: [hook]
+"""
+        a = agent_factory(extra=cfg).start()
+        a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+        wait_for(lambda: settled(a, 1), timeout=20, what="the webhook delivery")
+        (headers, body), = got
+        mac = hmac.new(b"s3cret", headers["X-Voca-Timestamp"].encode() + b"." + body,
+                       hashlib.sha256).hexdigest()
+        assert headers["X-Voca-Signature"] == "sha256=" + mac
+        msg = json.loads(body)
+        assert msg["type"] == "voca.incident" and msg["action"] == "open"
+        assert msg["pack"]["incident"]["rule"] == "defects"
+        assert headers["X-Voca-Delivery"] == str(msg["delivery"])
+    finally:
+        srv.shutdown()

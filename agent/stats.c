@@ -104,14 +104,15 @@ static cJSON *gather(sqlite3 *db, const char *path)
 	add_query(db, root, "review",
 	          "SELECT count(*) AS pending, min(reason) AS example FROM review_queue"
 	          " WHERE status = 'pending'");
-	add_query(db, root, "deliveries",
-	          "SELECT receiver, sum(status = 'pending') AS pending, sum(status = 'done') AS done,"
-	          " sum(status = 'dead') AS dead,"
-	          " (SELECT count(*) FROM delivery_log l JOIN deliveries x ON x.id = l.delivery_id"
-	          "  WHERE x.receiver = d.receiver AND l.verdict = 'retry') AS retries,"
-	          " (SELECT last_error FROM deliveries y WHERE y.receiver = d.receiver"
-	          "  AND y.status = 'dead' ORDER BY y.id DESC LIMIT 1) AS last_dead"
-	          " FROM deliveries d GROUP BY receiver ORDER BY receiver");
+	add_query(
+	        db, root, "deliveries",
+	        "SELECT receiver, sum(status = 'pending') AS pending, sum(status = 'done') AS done,"
+	        " sum(status = 'dead') AS dead,"
+	        " (SELECT count(*) FROM delivery_log l JOIN deliveries x ON x.id = l.delivery_id"
+	        "  WHERE x.receiver = d.receiver AND l.verdict = 'retry') AS retries,"
+	        " (SELECT last_error FROM deliveries y WHERE y.receiver = d.receiver"
+	        "  AND y.status = 'dead' ORDER BY y.id DESC LIMIT 1) AS last_dead"
+	        " FROM deliveries d GROUP BY receiver ORDER BY receiver");
 	add_query(db, root, "recent_gaps",
 	          "SELECT publisher, expected_seq, got_seq, missing, detected_ms FROM gaps"
 	          " ORDER BY id DESC LIMIT 10");
@@ -167,12 +168,13 @@ static void print_text(const cJSON *r)
 	       num(row, "pending") > 0 ? ", e.g. " : "",
 	       num(row, "pending") > 0 ? str(row, "example") : "");
 	printf("deliveries:%s\n",
-	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? "" : " none");
+	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? ""
+	                                                                             : " none");
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "deliveries"))
 	{
 		printf("  %-16s %5.0f done, %3.0f pending, %3.0f dead letters, %4.0f retries",
-		       str(row, "receiver"), num(row, "done"), num(row, "pending"), num(row, "dead"),
-		       num(row, "retries"));
+		       str(row, "receiver"), num(row, "done"), num(row, "pending"),
+		       num(row, "dead"), num(row, "retries"));
 		if (num(row, "dead") > 0)
 			printf("; last: %.120s", str(row, "last_dead"));
 		printf("\n");

@@ -276,6 +276,11 @@ void esc_teams(struct buf *out, const char *s)
 	}
 }
 
+const char *receiver_url(const struct receiver *r)
+{
+	return r->secret_url.value ? r->secret_url.value : r->url;
+}
+
 int receiver_check_url(const char *url, char *err, size_t errlen)
 {
 	static const char *const loopback[] = {"http://127.0.0.1:", "http://127.0.0.1/",

@@ -31,8 +31,10 @@ static const struct conf_key keys[] = {
         RECEIVER_COMMON_KEYS("10s", "1s"),
         CONF_KEY("mode", CONF_ENUM, offsetof(struct receiver, mode), "webhook", 0, 0, modes,
                  "webhook (incoming webhook URL) or bot (chat.postMessage with a bot token)"),
+        CONF_KEY("webhook_url", CONF_SECRET, offsetof(struct receiver, secret_url), NULL, 0, 0,
+                 NULL, "webhook: the hook URL, a secret (whoever has it can post)"),
         CONF_KEY("url", CONF_STR, offsetof(struct receiver, url), NULL, 0, 0, NULL,
-                 "webhook: the hook URL; bot: the API base (default https://slack.com/api)"),
+                 "bot: the API base (default https://slack.com/api)"),
         CONF_KEY("token", CONF_SECRET, offsetof(struct receiver, token), NULL, 0, 0, NULL,
                  "bot: the xoxb- token, as ${env:NAME} or ${file:PATH}"),
         CONF_KEY("channel", CONF_STR, offsetof(struct receiver, channel), NULL, 0, 0, NULL,
@@ -56,7 +58,11 @@ static int check(struct receiver *r, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	return receiver_check_url(r->url, err, errlen);
+	if (r->mode == MODE_WEBHOOK && (r->secret_url.value == NULL || r->url)) {
+		snprintf(err, errlen, "mode webhook takes webhook_url (a secret), not url");
+		return -1;
+	}
+	return receiver_check_url(receiver_url(r), err, errlen);
 }
 
 static cJSON *text_obj(const char *type, const char *text)
@@ -199,7 +205,7 @@ static char *evidence_file(const struct delivery *d)
 
 static enum render_result render(const struct delivery *d, struct http_req *req, struct verdict *v)
 {
-	const char *base = d->rcv->url;
+	const char *base = receiver_url(d->rcv);
 	cJSON *msg;
 	char *body;
 

@@ -20,8 +20,8 @@
 
 static const struct conf_key keys[] = {
         RECEIVER_COMMON_KEYS("10s", "250ms"),
-        CONF_KEY("url", CONF_STR, offsetof(struct receiver, url), NULL, 0, 0, NULL,
-                 "the workflow's HTTP trigger URL (a secret: its sig parameter signs it)"),
+        CONF_KEY("url", CONF_SECRET, offsetof(struct receiver, secret_url), NULL, 0, 0, NULL,
+                 "the workflow's HTTP trigger URL, a secret (its sig parameter signs it)"),
         CONF_KEY("token", CONF_SECRET, offsetof(struct receiver, token), NULL, 0, 0, NULL,
                  "optional Entra ID bearer token, when the flow is limited to a tenant"),
         CONF_END,
@@ -29,7 +29,7 @@ static const struct conf_key keys[] = {
 
 static int check(struct receiver *r, char *err, size_t errlen)
 {
-	return receiver_check_url(r->url, err, errlen);
+	return receiver_check_url(receiver_url(r), err, errlen);
 }
 
 static cJSON *text_block(cJSON *body, const char *text)
@@ -209,7 +209,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		return RENDER_FAIL;
 	}
 	req->method = "POST";
-	buf_adds(&req->url, d->rcv->url);
+	buf_adds(&req->url, receiver_url(d->rcv));
 	buf_adds(&req->body, body);
 	cJSON_free(body);
 	req->content_type = "application/json";

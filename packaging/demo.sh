@@ -63,6 +63,8 @@ fpid=$!
 trap 'kill $fpid 2>/dev/null || true' EXIT
 until grep -q "fakes listening" fakes.txt; do sleep 0.1; done
 export DEMO_JIRA_USER=bot@example.com DEMO_JIRA_TOKEN=jira-token DEMO_SLACK_TOKEN=xoxb-fake-token
+# A Teams workflow URL carries its signature: it is a secret, so it comes from the environment.
+export DEMO_TEAMS_URL="http://127.0.0.1:$tp/workflows/abc123/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=fakesig"
 {
 	sed -n '/^engine:/,/^# ---- delivery/p' "$OLDPWD/packaging/voca.example.yaml" | sed '$d'
 	cat <<EOF
@@ -87,7 +89,7 @@ receivers:
     min_interval: 100ms
   - name: teams
     kind: teams
-    url: http://127.0.0.1:$tp/workflows/abc123/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=fakesig
+    url: \${env:DEMO_TEAMS_URL}
 owners:
   - name: product-quality
     slack_mentions: [S0PRODQUAL]

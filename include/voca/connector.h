@@ -43,8 +43,9 @@ int action_parse(const char *s); /* -1 if unknown */
  */
 struct receiver {
 	char *name;
-	char *url; /* base URL (Jira, ServiceNow, Slack API) or the full webhook URL */
-	int mode;  /* per kind: jira cloud|datacenter, slack webhook|bot */
+	char *url;                 /* base URL (Jira, ServiceNow, Slack API, a generic webhook) */
+	struct secret secret_url;  /* a URL that is itself the credential (Teams, Slack hooks) */
+	int mode;                  /* per kind: jira cloud|datacenter, slack webhook|bot */
 	struct secret user, token; /* user + token/password, a bot token, an HMAC key */
 	char *channel;             /* Slack bot: the channel id (C..., G...) */
 	/* tickets */
@@ -189,6 +190,9 @@ struct connector {
  * Returns 0, or -1 with err.
  */
 int receiver_check_url(const char *url, char *err, size_t errlen);
+
+/* The URL requests go to: the secret one when the kind has it, else url. */
+const char *receiver_url(const struct receiver *r);
 
 /* NULL-terminated; connector_variants() gives the same kinds in the same order for conf. */
 extern const struct connector *const connectors[];

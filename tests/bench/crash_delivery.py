@@ -87,7 +87,7 @@ receivers:
     min_interval: 0s
   - name: teams
     kind: teams
-    url: {f['teams'].url}{f['teams'].path()}
+    url: ${{env:CRASH_TEAMS_URL}}
     min_interval: 0s
 routes:
   - receivers: [jira, snow, slack, teams]
@@ -110,6 +110,7 @@ def main():
         x.hang(".", args.delay_ms / 1000)   # every answer takes a while: kills land mid-flight
         x.start()
     f["jira"].search_lag = 2.0
+    os.environ["CRASH_TEAMS_URL"] = f["teams"].url + f["teams"].path()
     d = tempfile.mkdtemp(prefix="voca-crash-")
     port = free_port()
     cfg = pathlib.Path(d) / "voca.yaml"

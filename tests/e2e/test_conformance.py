@@ -25,10 +25,12 @@ def example_rules():
     return text[text.index("\nengine:") + 1:text.index("# ---- delivery")]
 
 
-def test_adf_and_adaptive_cards_validate_with_vendor_libraries(agent_factory, tmp_path):
+def test_adf_and_adaptive_cards_validate_with_vendor_libraries(agent_factory, tmp_path,
+                                                               monkeypatch):
     assert (CHECK.parent / "node_modules").is_dir(), \
         "run `make test` (it installs tests/conformance with npm ci)"
     jira, teams = FakeJira().start(), FakeTeams().start()
+    monkeypatch.setenv("VOCA_TEST_TEAMS_URL", teams.url + teams.path())
     try:
         critical = ("rules:\n  - name: critical-now\n    kind: threshold\n    tier: 1\n"
                     "    group_by: [sku]\n    where: [\"severity >= critical\"]\n"
@@ -44,7 +46,7 @@ receivers:
     project: OPS
   - name: teams
     kind: teams
-    url: {teams.url}{teams.path()}
+    url: ${{env:VOCA_TEST_TEAMS_URL}}
 owners:
   - name: quality
     teams_mentions: ["q@example.com|Quality & *Co*"]

@@ -37,10 +37,13 @@ rules:
 
 
 @pytest.fixture
-def fakes():
+def fakes(monkeypatch):
     f = {"jira": FakeJira().start(), "snow": FakeServiceNow().start(),
          "slack": FakeSlack().start(), "teams": FakeTeams().start(),
          "hook": FakeSlack(hook="T1/B1/hook").start()}
+    # URLs that are credentials are secrets: from the environment, never in the file.
+    monkeypatch.setenv("VOCA_TEST_TEAMS_URL", f["teams"].url + f["teams"].path())
+    monkeypatch.setenv("VOCA_TEST_HOOK_URL", f["hook"].url + "/services/T1/B1/hook")
     yield f
     for x in f.values():
         x.stop()
@@ -75,14 +78,14 @@ def delivery_config(f, only=None, jira_extra="", slack_extra=""):
     channel: C0ALERTS
     min_interval: 100ms
 {slack_extra}""",
-        "teams": f"""  - name: teams
+        "teams": """  - name: teams
     kind: teams
-    url: {f['teams'].url}{f['teams'].path()}
+    url: ${env:VOCA_TEST_TEAMS_URL}
 """,
         "hook": f"""  - name: hook
     kind: slack
     mode: webhook
-    url: {f['hook'].url}/services/T1/B1/hook
+    webhook_url: ${{env:VOCA_TEST_HOOK_URL}}
     min_interval: 100ms
 """,
     }
@@ -176,6 +179,9 @@ def test_one_incident_lands_once_everywhere_then_comments_then_resolves(agent_fa
     assert {r[2] for r in deliveries(a)} == {"done"}, deliveries(a)
     a.stop()
     assert "jira-token" not in a.log_text() and "xoxb-fake-token" not in a.log_text()
+    assert "sig=fakesig" not in a.log_text()
+    r = run_voca("check", "-c", str(a.config))
+    assert "fakesig" not in r.stdout and "${env:VOCA_TEST_TEAMS_URL}" in r.stdout
     r = run_voca("stats", "-c", str(a.config))
     assert re.search(r"jira\s+3 done,\s+0 pending,\s+0 dead letters", r.stdout), r.stdout
 

@@ -494,7 +494,12 @@ static void run_case(const struct conn_case *c)
 	rcv.name = "r";
 	rcv.kind = 0;
 	rcv.mode = c->rcv.mode;
-	rcv.url = dup(c->rcv.url);
+	/* URLs that are credentials (Teams, Slack hooks) come as secrets. */
+	if (strcmp(c->rcv.kind, "teams") == 0 ||
+	    (strcmp(c->rcv.kind, "slack") == 0 && c->rcv.mode == 0))
+		rcv.secret_url.value = dup(c->rcv.url);
+	else
+		rcv.url = dup(c->rcv.url);
 	rcv.channel = dup(c->rcv.channel);
 	rcv.user.value = "u";
 	rcv.token.value = "secret-token";
@@ -576,6 +581,7 @@ static void run_case(const struct conn_case *c)
 	http_req_free(&req);
 	cJSON_Delete(pack);
 	free(rcv.url);
+	free(rcv.secret_url.value);
 	free(rcv.channel);
 }
 

@@ -5,7 +5,7 @@
 #   make test       unit tests (cmocka) and end-to-end tests (pytest) on loopback
 #   make sanitize   the same suites under ASan + UBSan; a leak fails
 #   make lint       formatter check, banned functions, header self-containment
-#   make fuzz       the decoder under libFuzzer for FUZZ_SECONDS (default 30)
+#   make fuzz       decoder, redaction and connectors' classify under libFuzzer, FUZZ_SECONDS each
 #   make bench      the ingest benchmark (tests/bench)
 #   make crash      kill -9 voca 50 times while it delivers to the fakes (tests/bench)
 #   make detect     detection report: recall, delay, false incidents (tests/bench/detect)
@@ -157,12 +157,21 @@ $(BUILD)/fuzz/fuzz_redact: tests/fuzz/fuzz_redact.c $(REDACT_SRCS) | $(TEST_DEPS
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
 		$(PKG_CFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson) -lm
 
-fuzz: $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_redact
-	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-redact
+CLASSIFY_SRCS = $(wildcard connectors/*.c) agent/hmac.c agent/xalloc.c agent/buf.c agent/log.c \
+		agent/event.c
+$(BUILD)/fuzz/fuzz_classify: tests/fuzz/fuzz_classify.c $(CLASSIFY_SRCS) | $(TEST_DEPS_STAMP)
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+		$(PKG_CFLAGS) -o $@ $^ $(shell pkg-config --libs libcjson libcrypto) -lm
+
+fuzz: $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_redact $(BUILD)/fuzz/fuzz_classify
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/corpus-redact $(BUILD)/fuzz/corpus-classify
 	$(BUILD)/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 		-print_final_stats=1 $(BUILD)/fuzz/corpus tests/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_redact -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		-print_final_stats=1 $(BUILD)/fuzz/corpus-redact tests/fuzz/corpus-redact
+	$(BUILD)/fuzz/fuzz_classify -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+		-print_final_stats=1 $(BUILD)/fuzz/corpus-classify tests/fuzz/corpus-classify
 
 # ---- benchmarks ----
 

@@ -9,6 +9,7 @@
 #include <voca/log.h>
 #include <voca/redact.h>
 #include <voca/route.h>
+#include <voca/suppress.h>
 #include <voca/rule.h>
 #include <voca/xalloc.h>
 
@@ -63,7 +64,6 @@ struct fields {
 static int field(void *arg, const char *name, char *out, size_t outlen)
 {
 	const struct fields *f = arg;
-	size_t n = strlen(name);
 
 	if (strcmp(name, "rule") == 0)
 		return snprintf(out, outlen, "%s", f->inc->rule), 1;
@@ -73,13 +73,8 @@ static int field(void *arg, const char *name, char *out, size_t outlen)
 		return snprintf(out, outlen, "%d", f->inc->tier), 1;
 	if (strcmp(name, "change") == 0)
 		return snprintf(out, outlen, "%s", f->change), 1;
-	for (const char *p = f->inc->key; (p = strstr(p, name)) != NULL; p += n) {
-		if ((p == f->inc->key || p[-1] == ' ') && p[n] == '=') {
-			snprintf(out, outlen, "%.*s", (int)strcspn(p + n + 1, " "), p + n + 1);
-			return 1;
-		}
-	}
-	return evidence_dominant(f->pack, name, out, outlen);
+	return key_field(f->inc->key, name, out, outlen) ||
+	       evidence_dominant(f->pack, name, out, outlen);
 }
 
 static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};

@@ -91,20 +91,6 @@ int route_check(struct route *r, const struct conf_items *owners,
 	return matchers_compile(&r->matchers, r->m, &r->nm, err, errlen);
 }
 
-static int holds(const struct route *r, route_field_fn field, void *arg)
-{
-	char v[128];
-
-	for (int i = 0; i < r->nm; i++) {
-		int has = field(arg, r->m[i].field, v, sizeof(v));
-		int eq = has && strcmp(v, r->m[i].value) == 0;
-
-		if (eq == r->m[i].negate)
-			return 0;
-	}
-	return 1;
-}
-
 size_t route_walk(const struct conf_items *routes, route_field_fn field, void *arg,
                   struct route_target *out, size_t max)
 {
@@ -113,7 +99,7 @@ size_t route_walk(const struct conf_items *routes, route_field_fn field, void *a
 	for (size_t i = 0; i < routes->n; i++) {
 		const struct route *r = routes->v[i].data;
 
-		if (!holds(r, field, arg))
+		if (!matchers_hold(r->m, r->nm, field, arg))
 			continue;
 		for (int j = 0; j < r->nrcv; j++) {
 			size_t k = 0;

@@ -206,45 +206,60 @@ int time_window_check(struct time_window *w, char *err, size_t errlen)
 	return matchers_compile(&w->matchers, w->m, &w->nm, err, errlen);
 }
 
-/* The value of field for an incident: rule, kind, tier, or a group key field. */
-static int field_value(const char *field, const char *rule, const char *kind, int tier,
-                       const char *key, char *out, size_t outlen)
-{
-	if (strcmp(field, "rule") == 0)
-		snprintf(out, outlen, "%s", rule);
-	else if (strcmp(field, "kind") == 0)
-		snprintf(out, outlen, "%s", kind);
-	else if (strcmp(field, "tier") == 0)
-		snprintf(out, outlen, "%d", tier);
-	else {
-		size_t n = strlen(field);
-
-		for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
-			if ((p == key || p[-1] == ' ') && p[n] == '=') {
-				size_t len = strcspn(p + n + 1, " ");
-
-				snprintf(out, outlen, "%.*s", (int)len, p + n + 1);
-				return 1;
-			}
-		}
-		return 0;
-	}
-	return 1;
-}
-
-static int matches(const struct matcher *m, int n, const char *rule, const char *kind, int tier,
-                   const char *key)
+int matchers_hold(const struct matcher *m, int n, matcher_field_fn field, void *arg)
 {
 	char v[128];
 
 	for (int i = 0; i < n; i++) {
-		int has = field_value(m[i].field, rule, kind, tier, key, v, sizeof(v));
+		int has = field(arg, m[i].field, v, sizeof(v));
 		int eq = has && strcmp(v, m[i].value) == 0;
 
 		if (eq == m[i].negate)
 			return 0;
 	}
 	return 1;
+}
+
+struct incident_fields {
+	const char *rule, *kind, *key;
+	int tier;
+};
+
+/* The value of field for an incident: rule, kind, tier, or a group key field. */
+static int field_value(void *arg, const char *field, char *out, size_t outlen)
+{
+	const struct incident_fields *f = arg;
+
+	if (strcmp(field, "rule") == 0)
+		snprintf(out, outlen, "%s", f->rule);
+	else if (strcmp(field, "kind") == 0)
+		snprintf(out, outlen, "%s", f->kind);
+	else if (strcmp(field, "tier") == 0)
+		snprintf(out, outlen, "%d", f->tier);
+	else
+		return key_field(f->key, field, out, outlen);
+	return 1;
+}
+
+int key_field(const char *key, const char *field, char *out, size_t outlen)
+{
+	size_t n = strlen(field);
+
+	for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
+		if ((p == key || p[-1] == ' ') && p[n] == '=') {
+			snprintf(out, outlen, "%.*s", (int)strcspn(p + n + 1, " "), p + n + 1);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int matches(const struct matcher *m, int n, const char *rule, const char *kind, int tier,
+                   const char *key)
+{
+	struct incident_fields f = {rule, kind, key, tier};
+
+	return matchers_hold(m, n, field_value, &f);
 }
 
 int time_window_contains(const struct time_window *w, int64_t t_ms)

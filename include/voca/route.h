@@ -47,7 +47,7 @@ int route_check(struct route *r, const struct conf_items *owners,
                 const struct conf_items *receivers, char *err, size_t errlen);
 
 /* Looks up an incident field by name into out; returns 1 if it has one. */
-typedef int (*route_field_fn)(void *arg, const char *field, char *out, size_t outlen);
+typedef matcher_field_fn route_field_fn;
 
 /* One receiver an incident goes to, with the owner of the route that sent it there. */
 struct route_target {

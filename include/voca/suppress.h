@@ -82,6 +82,15 @@ const struct conf_variant *time_window_variants(void);
 int matchers_compile(const struct conf_list *l, struct matcher *m, int *n, char *err,
                      size_t errlen);
 
+/* Looks up a field by name into out; returns 1 if there is one. */
+typedef int (*matcher_field_fn)(void *arg, const char *field, char *out, size_t outlen);
+
+/* Do all n matchers hold for the fields field() gives? (a missing field is unequal) */
+int matchers_hold(const struct matcher *m, int n, matcher_field_fn field, void *arg);
+
+/* The value of field in a group key "sku=A category=b"; returns 1 if present. */
+int key_field(const char *key, const char *field, char *out, size_t outlen);
+
 /* Compile after loading. Return 0, or -1 with err. */
 int silence_check(struct silence *s, char *err, size_t errlen);
 int time_window_check(struct time_window *w, char *err, size_t errlen);

@@ -610,6 +610,31 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Pending deliveries to a receiver no longer configured would wait forever: say so. */
+static void warn_orphans(struct delivery_pool *p)
+{
+	sqlite3_stmt *s;
+
+	if (p->n == 0 || sqlite3_prepare_v2(p->w[0].db,
+	                                    "SELECT receiver, count(*) FROM deliveries"
+	                                    " WHERE status = 'pending' GROUP BY receiver",
+	                                    -1, &s, NULL) != SQLITE_OK)
+		return;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		size_t i = 0;
+
+		while (i < p->n && strcmp(p->w[i].rcv->name, name) != 0)
+			i++;
+		if (i == p->n)
+			log_warn(
+			        "delivery: %d pending deliveries to receiver '%s', which is no longer "
+			        "configured: they wait until it is again (voca stats lists them)",
+			        sqlite3_column_int(s, 1), name);
+	}
+	sqlite3_finalize(s);
+}
+
 struct delivery_pool *delivery_start(const struct config *cfg, struct store *st,
                                      const char *db_path, char *err, size_t errlen)
 {
@@ -644,6 +669,7 @@ struct delivery_pool *delivery_start(const struct config *cfg, struct store *st,
 			goto fail;
 		}
 	}
+	warn_orphans(p);
 	for (size_t i = 0; i < p->n; i++) {
 		if (pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]) != 0) {
 			snprintf(err, errlen, "cannot start a delivery thread");

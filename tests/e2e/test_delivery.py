@@ -402,3 +402,18 @@ routes:
         assert headers["X-Voca-Delivery"] == str(msg["delivery"])
     finally:
         srv.shutdown()
+
+
+def test_pending_deliveries_of_a_removed_receiver_are_reported(agent_factory, fakes):
+    slack = fakes["slack"]
+    slack.fail(r"chat.postMessage", 503, "", times=1000)   # keep it pending
+    a = agent_factory(extra=delivery_config(fakes, only=["slack", "teams"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM delivery_log WHERE verdict = 'retry'"),
+             timeout=20, what="a retry")
+    a.stop()
+    a.write_config(extra=delivery_config(fakes, only=["teams"]))
+    a.start()
+    wait_for(lambda: "receiver 'slack', which is no longer configured" in a.log_text(),
+             timeout=10, what="the warning")
+    assert deliveries(a, "pending")[0][0] == "slack"

@@ -25,6 +25,7 @@
 
 #include <voca/connector.h>
 #include <voca/render.h>
+#include <voca/xalloc.h>
 
 enum { MODE_CLOUD = 0, MODE_DC = 1 };
 enum { FIND = 0, CREATE = 1, COMMENT = 2, ATTACH = 3, TRANSITIONS = 4, TRANSITION = 5 };
@@ -283,7 +284,7 @@ static char *wiki_description(const struct delivery *d)
 	buf_init(&s, 1 << 20);
 	render_text(d->pack, &s, esc_jira_wiki);
 	buf_addf(&s, "\nidempotency label: %s\n", d->dedupe);
-	out = strdup(buf_str(&s));
+	out = xstrdup(buf_str(&s));
 	buf_free(&s);
 	return out;
 }

@@ -21,6 +21,7 @@
 
 #include <voca/connector.h>
 #include <voca/render.h>
+#include <voca/xalloc.h>
 
 enum { MODE_WEBHOOK = 0, MODE_BOT = 1 };
 enum { STEP_POST = 0, STEP_UPLOAD_URL = 1, STEP_UPLOAD = 2, STEP_COMPLETE = 3 };
@@ -46,7 +47,7 @@ static int check(struct receiver *r, char *err, size_t errlen)
 {
 	if (r->mode == MODE_BOT) {
 		if (r->url == NULL)
-			r->url = strdup("https://slack.com/api");
+			r->url = xstrdup("https://slack.com/api");
 		if (r->token.value == NULL || r->channel == NULL) {
 			snprintf(err, errlen, "mode bot needs token and channel");
 			return -1;

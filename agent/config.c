@@ -69,6 +69,10 @@ const struct conf_key config_keys[] = {
                  NULL,
                  "how often the rules' state is saved; after a crash the events since are "
                  "replayed"),
+        CONF_KEY("delivery.deadletter_receivers", CONF_STRLIST, OFF(delivery.deadletter_receivers),
+                 NULL, 0, 0, NULL,
+                 "chat receivers (slack, teams, webhook, console) told when a delivery to "
+                 "another receiver fails for good"),
         CONF_KEY("redaction.patterns", CONF_STRLIST, OFF(redaction.patterns), NULL, 0, 0, NULL,
                  "extra POSIX extended regexes replaced by [redacted] in text that leaves"),
         {.path = "rules",
@@ -198,6 +202,23 @@ static int check_delivery(const char *file, struct config *cfg, char *err, size_
 		if (why[0]) {
 			snprintf(err, errlen, "%s:%d: owners[%zu]: %s", file, cfg->owners.v[i].line,
 			         i, why);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->delivery.deadletter_receivers.n; i++) {
+		const char *name = cfg->delivery.deadletter_receivers.v[i];
+		const struct receiver *r = NULL;
+
+		for (size_t j = 0; j < cfg->receivers.n; j++)
+			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name, name) == 0)
+				r = cfg->receivers.v[j].data;
+		if (r == NULL || strcmp(connectors[r->kind]->kind, "jira") == 0 ||
+		    strcmp(connectors[r->kind]->kind, "servicenow") == 0) {
+			snprintf(
+			        err, errlen,
+			        "%s: delivery.deadletter_receivers: '%s' is not a configured chat, "
+			        "webhook or console receiver",
+			        file, name);
 			return -1;
 		}
 	}

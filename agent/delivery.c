@@ -47,6 +47,8 @@ struct delivery_pool {
 	uint64_t kicks;
 	struct worker *w;
 	size_t n;
+	char **alert; /* delivery.deadletter_receivers, copied */
+	size_t nalert;
 };
 
 static pthread_mutex_t console_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -337,6 +339,91 @@ static int mark_inflight(struct worker *w, const struct row *r, int64_t now, int
 
 static const char *const verdict_names[] = {"next", "done", "retry", "dead"};
 
+/*
+ * A dead letter is news for the operators: in the transaction that records
+ * it, log a "dead letter" change of the incident, give it the incident's
+ * pack with what failed, and queue it to delivery.deadletter_receivers (not
+ * to the receiver that failed, and never for a failed alert: no loops).
+ * Returns how many were queued, or -1.
+ */
+static int queue_alerts(struct worker *w, const struct row *r, const struct verdict *v, int64_t now)
+{
+	struct delivery_pool *p = w->pool;
+	sqlite3_stmt *s = NULL;
+	char change[48];
+	int64_t change_id;
+	int n = 0;
+
+	if (p->nalert == 0 || r->d.action == ACTION_ALERT)
+		return 0;
+	snprintf(change, sizeof(change), "dead letter %lld", (long long)r->d.id);
+	if (sqlite3_prepare_v2(w->db,
+	                       "INSERT INTO incident_changes(incident_id, at_ms, change, notify,"
+	                       " summary) VALUES(?1, ?2, ?3, 1, ?4) ON CONFLICT DO NOTHING",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	char summary[400];
+
+	snprintf(summary, sizeof(summary), "delivery %lld to %s failed for good: %s",
+	         (long long)r->d.id, w->rcv->name, v->reason);
+	sqlite3_bind_int64(s, 1, r->d.incident_id);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_text(s, 3, change, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, summary, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_changes(w->db) == 0)
+		return 0; /* recorded already */
+	change_id = sqlite3_last_insert_rowid(w->db);
+	if (sqlite3_prepare_v2(
+	            w->db,
+	            "INSERT INTO evidence(change_id, incident_id, dedupe, pack)"
+	            " SELECT ?1, incident_id, dedupe, json_set(pack, '$.incident.change', 'dead letter',"
+	            " '$.delivery_failure', json_object('delivery', ?2, 'receiver', ?3,"
+	            " 'reason', ?4, 'attempts', ?5)) FROM evidence WHERE change_id = ?6",
+	            -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(s, 1, change_id);
+	sqlite3_bind_int64(s, 2, r->d.id);
+	sqlite3_bind_text(s, 3, w->rcv->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, v->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, r->d.attempts + 1);
+	sqlite3_bind_int64(s, 6, r->change_id);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(
+	            w->db,
+	            "INSERT INTO deliveries(change_id, incident_id, receiver, owner, action,"
+	            " created_ms, next_ms) VALUES(?1, ?2, ?3, ?4, 'alert', ?5, ?5)"
+	            " ON CONFLICT DO NOTHING",
+	            -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	for (size_t i = 0; i < p->nalert; i++) {
+		if (strcmp(p->alert[i], w->rcv->name) == 0)
+			continue;
+		sqlite3_bind_int64(s, 1, change_id);
+		sqlite3_bind_int64(s, 2, r->d.incident_id);
+		sqlite3_bind_text(s, 3, p->alert[i], -1, SQLITE_STATIC);
+		if (r->owner[0])
+			sqlite3_bind_text(s, 4, r->owner, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 4);
+		sqlite3_bind_int64(s, 5, now);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			goto fail;
+		sqlite3_reset(s);
+		n++;
+	}
+	sqlite3_finalize(s);
+	return n;
+fail:
+	sqlite3_finalize(s);
+	return -1;
+}
+
 /* Records the verdict, the step, the remote ids and the log line, in one transaction. */
 static int record(struct worker *w, struct row *r, const struct verdict *v, long status,
                   int64_t now)
@@ -345,7 +432,7 @@ static int record(struct worker *w, struct row *r, const struct verdict *v, long
 	int64_t next = now;
 	int step = r->d.step, attempts = r->d.attempts;
 	sqlite3_stmt *s = NULL;
-	int ok = 0;
+	int ok = 0, alerts = 0;
 
 	switch (v->kind) {
 	case VERDICT_NEXT:
@@ -436,6 +523,8 @@ static int record(struct worker *w, struct row *r, const struct verdict *v, long
 	sqlite3_bind_text(s, 6, v->reason, -1, SQLITE_STATIC);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto out;
+	if (v->kind == VERDICT_FAIL && (alerts = queue_alerts(w, r, v, now)) < 0)
+		goto out;
 	ok = 1;
 out:
 	sqlite3_finalize(s);
@@ -448,6 +537,12 @@ out:
 		return -1;
 	}
 	store_writer_leave(w->pool->st);
+	if (alerts > 0) {
+		log_warn("delivery %s: id=%lld dead-lettered; %d alert%s queued to "
+		         "delivery.deadletter_receivers",
+		         w->rcv->name, (long long)r->d.id, alerts, alerts == 1 ? "" : "s");
+		delivery_kick(w->pool);
+	}
 	return 0;
 }
 
@@ -642,6 +737,10 @@ struct delivery_pool *delivery_start(const struct config *cfg, struct store *st,
 
 	p->st = st;
 	p->owners = cfg->owners;
+	p->nalert = cfg->delivery.deadletter_receivers.n;
+	p->alert = xcalloc(p->nalert ? p->nalert : 1, sizeof(*p->alert));
+	for (size_t i = 0; i < p->nalert; i++)
+		p->alert[i] = xstrdup(cfg->delivery.deadletter_receivers.v[i]);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->n = cfg->receivers.n;
@@ -709,6 +808,9 @@ void delivery_stop(struct delivery_pool *p)
 		sqlite3_close(p->w[i].db);
 	}
 	free(p->w);
+	for (size_t i = 0; i < p->nalert; i++)
+		free(p->alert[i]);
+	free(p->alert);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	free(p);

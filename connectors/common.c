@@ -11,16 +11,16 @@
 #include <voca/render.h>
 #include <voca/xalloc.h>
 
-static const char *const action_names[] = {"open", "update", "resolve", "reopen"};
+static const char *const action_names[] = {"open", "update", "resolve", "reopen", "alert"};
 
 const char *action_name(enum delivery_action a)
 {
-	return (unsigned)a < 4 ? action_names[a] : "?";
+	return (unsigned)a < 5 ? action_names[a] : "?";
 }
 
 int action_parse(const char *s)
 {
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		if (strcmp(s, action_names[i]) == 0)
 			return i;
 	return -1;

@@ -29,6 +29,10 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 	buf_addf(&req->body, "---- %s: delivery %lld, %s, to %s%s\n", d->rcv->name,
 	         (long long)d->id, action_name(d->action), d->owner ? "owner " : "(no owner)",
 	         d->owner ? d->owner->name : "");
+	if (d->action == ACTION_ALERT)
+		buf_addf(&req->body, "NOT DELIVERED to %s: %s\n",
+		         pack_str(d->pack, "delivery_failure.receiver", "?"),
+		         pack_str(d->pack, "delivery_failure.reason", ""));
 	render_text(d->pack, &req->body, NULL);
 	return RENDER_REQUEST;
 }

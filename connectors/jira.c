@@ -243,7 +243,8 @@ static cJSON *adf_description(const cJSON *pack, const struct delivery *d, int m
 
 /* ---- the requests ---- */
 
-static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again"};
+static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
+                                    "could not be delivered everywhere"};
 
 static cJSON *comment_body(const struct delivery *d)
 {

@@ -63,7 +63,8 @@ static int check(struct receiver *r, char *err, size_t errlen)
 
 static void note_text(const struct delivery *d, struct buf *out)
 {
-	static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again"};
+	static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
+	                                    "could not be delivered everywhere"};
 
 	buf_addf(out, "voca: incident %lld %s at %s (firings: %d). %s", (long long)d->incident_id,
 	         verbs[d->action], pack_str(d->pack, "incident.at", ""),

@@ -112,7 +112,8 @@ static void mentions(const struct delivery *d, struct buf *out)
 /* The message: {text, blocks} (plus channel/thread for the bot). */
 static cJSON *message(const struct delivery *d)
 {
-	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again"};
+	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again",
+	                                    "NOT DELIVERED"};
 	cJSON *msg = cJSON_CreateObject(), *blocks, *b, *fields, *ex;
 	struct buf s, t;
 	int n = 0;
@@ -132,6 +133,12 @@ static cJSON *message(const struct delivery *d)
 
 	buf_reset(&s);
 	mentions(d, &s);
+	if (d->action == ACTION_ALERT) {
+		buf_addf(&s, "*Delivery to %s failed for good:* ",
+		         pack_str(d->pack, "delivery_failure.receiver", "?"));
+		esc_slack(&s, pack_str(d->pack, "delivery_failure.reason", ""));
+		buf_adds(&s, " (voca deadletters --requeue re-sends it)\n");
+	}
 	esc_slack(&s, pack_str(d->pack, "incident.summary", ""));
 	buf_reset(&t);
 	text_append_cut(&t, buf_str(&s), 2900);

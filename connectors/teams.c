@@ -55,7 +55,8 @@ static void fact(cJSON *facts, const char *title, const char *value)
 /* The whole message with at most nex examples. */
 static cJSON *card(const struct delivery *d, int nex)
 {
-	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again"};
+	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again",
+	                                    "NOT DELIVERED"};
 	cJSON *msg = cJSON_CreateObject(), *att, *a, *c, *body, *t, *facts, *ex, *actions;
 	struct buf s, e;
 	int n = 0;
@@ -83,6 +84,12 @@ static cJSON *card(const struct delivery *d, int nex)
 
 	buf_reset(&s);
 	buf_reset(&e);
+	if (d->action == ACTION_ALERT) {
+		buf_addf(&e, "**Delivery to %s failed for good:** ",
+		         pack_str(d->pack, "delivery_failure.receiver", "?"));
+		esc_teams(&e, pack_str(d->pack, "delivery_failure.reason", ""));
+		buf_adds(&e, " (voca deadletters --requeue re-sends it). ");
+	}
 	esc_teams(&e, pack_str(d->pack, "incident.summary", ""));
 	text_append_cut(&s, buf_str(&e), 1000);
 	text_block(body, buf_str(&s));

@@ -32,6 +32,7 @@ enum delivery_action {
 	ACTION_UPDATE = 1,  /* a re-alert of an open incident */
 	ACTION_RESOLVE = 2, /* the condition cleared */
 	ACTION_REOPEN = 3,  /* fired again soon after resolving: same incident */
+	ACTION_ALERT = 4,   /* another delivery of the incident failed for good (chat kinds) */
 };
 
 const char *action_name(enum delivery_action a);

@@ -417,3 +417,39 @@ def test_pending_deliveries_of_a_removed_receiver_are_reported(agent_factory, fa
     wait_for(lambda: "receiver 'slack', which is no longer configured" in a.log_text(),
              timeout=10, what="the warning")
     assert deliveries(a, "pending")[0][0] == "slack"
+
+
+def test_a_dead_letter_is_announced_to_the_deadletter_receivers(agent_factory, fakes):
+    slack, jira = fakes["slack"], fakes["jira"]
+    jira.fail(r"/rest/api/3/issue$", 400, {"errorMessages": ["Field 'priority' is required"],
+                                           "errors": {}})
+    cfg = delivery_config(fakes, only=["jira", "slack"]) + \
+        "delivery:\n  deadletter_receivers: [slack]\n"
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM deliveries WHERE action = 'alert'"
+                              " AND status = 'done'"), timeout=20, what="the alert")
+    (parent,) = [m for m in slack.messages if m["thread_ts"] is None]
+    (alert,) = [m for m in slack.messages if m["thread_ts"] == parent["ts"]]
+    text = json.dumps(alert["blocks"])
+    assert "NOT DELIVERED" in alert["text"]
+    assert "Delivery to jira failed for good" in text and "priority" in text
+    assert a.scalar("SELECT count(*) FROM incident_changes WHERE change LIKE 'dead letter %'") == 1
+    assert "alert queued to delivery.deadletter_receivers" in a.log_text()
+    # The alert itself failing is not announced again (no loops).
+    slack.channels.clear()
+    a.send_event(defect("e2", "2026-03-01T10:00:00Z", sku="SKU-9"))
+    jira.fail(r"/rest/api/3/issue$", 400, {"errorMessages": ["again"], "errors": {}})
+    wait_for(lambda: a.scalar("SELECT count(*) FROM deliveries WHERE status = 'dead'") >= 3,
+             timeout=20, what="dead letters")
+    time.sleep(1)
+    assert a.scalar("SELECT count(*) FROM deliveries WHERE action = 'alert'") == 2
+
+
+def test_deadletter_receivers_must_be_chat_receivers(tmp_path, fakes):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(delivery_config(fakes, only=["jira"]) +
+                   "delivery:\n  deadletter_receivers: [jira]\n")
+    r = run_voca("check", "-c", str(cfg))
+    assert r.returncode == 1
+    assert "delivery.deadletter_receivers: 'jira' is not a configured chat" in r.stderr

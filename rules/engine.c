@@ -25,18 +25,26 @@
 #define BUDGET_RING 1024  /* the largest hourly notification budget */
 
 /* One group key of one rule. The key string follows the state in the same allocation. */
+/*
+ * One (rule, group key): 40 bytes of header, the kind's state, then the key
+ * text (KEY()). Hundreds of thousands of these are the engine's memory, so
+ * the header is packed: a bucket index fits 32 bits (buckets are at least 5
+ * minutes: year 9999 is bucket 8.4e8) and the flags are bytes.
+ */
 struct keyent {
-	char *key;
 	uint32_t hash;
-	int64_t bucket; /* index of the open bucket; -1 before the first event */
-	int dirty;
-	struct incident *open;
+	int32_t bucket; /* index of the open bucket; -1 before the first event */
+	uint8_t dirty;
+	uint8_t changed; /* touched since the last engine_save */
+	uint32_t last_reopens;
 	uint64_t last_id;      /* the key's last incident, for reopening */
 	int64_t last_resolved; /* when it resolved */
-	uint32_t last_reopens;
-	int changed; /* touched since the last engine_save */
-	_Alignas(16) unsigned char state[];
+	struct incident *open;
+	_Alignas(8) unsigned char state[];
 };
+
+/* The key text, stored after the kind's state. */
+#define KEY(r, k) ((char *)(k)->state + (r)->kind->state_size)
 
 /*
  * The latest matching events of a rule, for a firing's examples. Keeping them
@@ -53,7 +61,7 @@ struct recent {
 struct slab {
 	struct slab *next;
 	size_t used;
-	_Alignas(16) unsigned char data[];
+	_Alignas(8) unsigned char data[];
 };
 
 struct rule_rt {
@@ -121,7 +129,7 @@ static void grow(struct rule_rt *r)
  */
 static void *slab_alloc(struct rule_rt *r, size_t n)
 {
-	n = (n + 15) & ~(size_t)15;
+	n = (n + 7) & ~(size_t)7;
 	if (r->slab == NULL || r->slab->used + n > SLAB_SIZE) {
 		struct slab *s = xmalloc(sizeof(*s) + (n > SLAB_SIZE ? n : SLAB_SIZE));
 
@@ -144,13 +152,12 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 	if ((r->nkeys + 1) * 10 > r->nslots * 7)
 		grow(r);
 	for (i = h & (r->nslots - 1); r->slots[i]; i = (i + 1) & (r->nslots - 1))
-		if (r->slots[i]->hash == h && strcmp(r->slots[i]->key, key) == 0)
+		if (r->slots[i]->hash == h && strcmp(KEY(r, r->slots[i]), key) == 0)
 			return r->slots[i];
 	size_t len = strlen(key) + 1;
 	struct keyent *k = slab_alloc(r, sizeof(*k) + r->kind->state_size + len);
 
-	k->key = (char *)k->state + r->kind->state_size;
-	memcpy(k->key, key, len);
+	memcpy(KEY(r, k), key, len);
 	k->hash = h;
 	k->bucket = -1;
 	r->slots[i] = k;
@@ -425,7 +432,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 
 	cJSON_AddStringToObject(f->why, "rule", r->common->name);
 	cJSON_AddStringToObject(f->why, "kind", r->kind->name);
-	cJSON_AddStringToObject(f->why, "key", k->key);
+	cJSON_AddStringToObject(f->why, "key", KEY(r, k));
 	ex = cJSON_AddArrayToObject(f->why, "examples");
 	for (size_t n = 0, found = 0; n < RECENT && found < NIDS; n++) {
 		const struct recent *x = &r->recent[(r->recent_head + RECENT - 1 - n) % RECENT];
@@ -471,7 +478,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	inc->rule = r->common->name;
 	inc->kind = r->kind->name;
 	inc->tier = (int)r->common->tier;
-	snprintf(inc->key, sizeof(inc->key), "%s", k->key);
+	snprintf(inc->key, sizeof(inc->key), "%s", KEY(r, k));
 	inc->opened_ms = inc->updated_ms = inc->last_fire_ms = at;
 	inc->firings = 1;
 	inc->notify = 1;
@@ -498,7 +505,7 @@ static struct rule_ctx ctx_for(struct rule_rt *r, struct keyent *k)
 	return (struct rule_ctx){.config = r->config,
 	                         .state = k->state,
 	                         .shared = r->shared,
-	                         .key = k->key,
+	                         .key = KEY(r, k),
 	                         .incident_open = k->open != NULL};
 }
 
@@ -749,7 +756,7 @@ static int save_key(struct rule_rt *r, struct keyent *k, struct buf *b, engine_p
 		buf_add(b, why, strlen(why) + 1);
 		cJSON_free(why);
 	}
-	return put(arg, r->common->name, k->key, b->data, b->len);
+	return put(arg, r->common->name, KEY(r, k), b->data, b->len);
 }
 
 int engine_save(struct engine *e, engine_put_fn put, void *arg)

@@ -67,8 +67,6 @@ int64_t delivery_backoff_ms(int attempt)
 struct response {
 	struct buf body;
 	int64_t retry_after_ms;
-	char location[512];
-	char content_type[128];
 	int too_big;
 	const struct delivery_pool *pool;
 };
@@ -112,10 +110,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 			r->retry_after_ms = 3600 * 1000; /* a server's hour is enough */
 		if (r->retry_after_ms < 0)
 			r->retry_after_ms = 0;
-	} else if (len > 9 && strncasecmp(p, "Location:", 9) == 0) {
-		snprintf(r->location, sizeof(r->location), "%.*s", (int)(len - 9), p + 9);
-	} else if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
-		snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)(len - 13), p + 13);
 	}
 	return len;
 }
@@ -219,8 +213,6 @@ static void send_request(struct worker *w, const struct http_req *req, struct re
 	resp->body = buf_str(&rb->body);
 	resp->len = rb->body.len;
 	resp->retry_after_ms = rb->retry_after_ms;
-	resp->location = rb->location[0] ? rb->location : NULL;
-	resp->content_type = rb->content_type[0] ? rb->content_type : NULL;
 	curl_slist_free_all(hdrs);
 	curl_mime_free(mime);
 }

@@ -144,9 +144,7 @@ struct http_resp {
 	const char *body; /* NUL-terminated */
 	size_t len;
 	int64_t retry_after_ms; /* from Retry-After (seconds or a date); -1 when absent */
-	const char *location;   /* Location header, or NULL */
-	const char *content_type;
-	char err[256]; /* transport failure */
+	char err[256];          /* transport failure */
 };
 
 /* Outcomes, stored: never renumber. */

@@ -212,8 +212,7 @@ static int check_delivery(const char *file, struct config *cfg, char *err, size_
 		for (size_t j = 0; j < cfg->receivers.n; j++)
 			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name, name) == 0)
 				r = cfg->receivers.v[j].data;
-		if (r == NULL || strcmp(connectors[r->kind]->kind, "jira") == 0 ||
-		    strcmp(connectors[r->kind]->kind, "servicenow") == 0) {
+		if (r == NULL || connectors[r->kind]->tickets) {
 			snprintf(
 			        err, errlen,
 			        "%s: delivery.deadletter_receivers: '%s' is not a configured chat, "

@@ -564,6 +564,7 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 
 const struct connector connector_jira = {
         .kind = "jira",
+        .tickets = 1,
         .keys = keys,
         .check = check,
         .render = render,

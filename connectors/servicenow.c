@@ -268,6 +268,7 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 
 const struct connector connector_servicenow = {
         .kind = "servicenow",
+        .tickets = 1,
         .keys = keys,
         .check = check,
         .render = render,

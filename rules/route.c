@@ -24,7 +24,8 @@ static const struct conf_key owner_keys[] = {
                  "ServiceNow assignment_group (sys_id or name)"),
         CONF_KEY("servicenow_category", CONF_STR, OFFO(servicenow_category), NULL, 0, 0, NULL,
                  "ServiceNow incident category"),
-        CONF_KEY("email", CONF_STR, OFFO(email), NULL, 0, 0, NULL, "the team's address"),
+        CONF_KEY("email", CONF_STR, OFFO(email), NULL, 0, 0, NULL,
+                 "the team's address (for the e-mail digest; nothing reads it yet)"),
         CONF_END,
 };
 

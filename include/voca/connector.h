@@ -170,6 +170,7 @@ enum render_result {
 
 struct connector {
 	const char *kind;
+	int tickets;                 /* files tickets (a dead-letter announcement cannot go here) */
 	const struct conf_key *keys; /* the receiver's key table (struct receiver) */
 	/* Checks a loaded receiver. Returns 0, or -1 with err. */
 	int (*check)(struct receiver *r, char *err, size_t errlen);

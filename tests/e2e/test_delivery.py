@@ -453,3 +453,21 @@ def test_deadletter_receivers_must_be_chat_receivers(tmp_path, fakes):
     r = run_voca("check", "-c", str(cfg))
     assert r.returncode == 1
     assert "delivery.deadletter_receivers: 'jira' is not a configured chat" in r.stderr
+
+
+def test_routes_on_a_field_the_key_lacks_through_the_examples(agent_factory, fakes):
+    # The rule is keyed by sku; the route asks for a category: the examples' dominant one.
+    cfg = delivery_config(fakes, only=["slack", "teams"]).split("routes:\n")[0] + """routes:
+  - matchers: ["category == shipping"]
+    receivers: [teams]
+  - matchers: ["category == product_defect", "change == opened"]
+    owner: quality
+    receivers: [slack]
+"""
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    wait_for(lambda: settled(a, 1), timeout=20, what="the routed delivery")
+    a.send_event(defect("e2", "2026-03-01T10:10:00Z"))   # a re-alert: no route takes it
+    wait_for(lambda: "no route matches" in a.log_text(), timeout=20, what="the no-route line")
+    assert [(r[0], r[1]) for r in deliveries(a)] == [("slack", "open")]
+    assert fakes["teams"].runs == []

@@ -24,27 +24,57 @@
 #define RECENT      16384 /* matching events remembered per rule, for examples */
 #define BUDGET_RING 1024  /* the largest hourly notification budget */
 
-/* One group key of one rule. The key string follows the state in the same allocation. */
 /*
- * One (rule, group key): 40 bytes of header, the kind's state, then the key
- * text (KEY()). Hundreds of thousands of these are the engine's memory, so
- * the header is packed: a bucket index fits 32 bits (buckets are at least 5
- * minutes: year 9999 is bucket 8.4e8) and the flags are bytes.
+ * One (rule, group key): 16 bytes of header, the kind's state (or, for a
+ * kind that sleeps, its idle part), then the key text (KEY()). Hundreds of
+ * thousands of these are the engine's memory, so the header is packed: a
+ * bucket index fits 32 bits (buckets are at least 5 minutes: year 9999 is
+ * bucket 8.4e8), the flags are bytes, and what only keys with incidents
+ * need (the open incident, the last one for reopening) lives in the
+ * engine's history table instead.
  */
 struct keyent {
 	uint32_t hash;
 	int32_t bucket; /* index of the open bucket; -1 before the first event */
+	uint32_t awake; /* a sleeping kind's key: 1 + its full state's pool block; 0 asleep */
 	uint8_t dirty;
 	uint8_t changed; /* touched since the last engine_save */
-	uint32_t last_reopens;
-	uint64_t last_id;      /* the key's last incident, for reopening */
-	int64_t last_resolved; /* when it resolved */
-	struct incident *open;
+	uint8_t open;    /* an incident is open (in the history table) */
+	uint8_t history; /* the key has a record in the history table */
 	_Alignas(8) unsigned char state[];
 };
 
-/* The key text, stored after the kind's state. */
-#define KEY(r, k) ((char *)(k)->state + (r)->kind->state_size)
+/* The key text, stored after the kind's state (or its idle part). */
+#define KEY(r, k) ((char *)(k)->state + (r)->inline_size)
+
+/* A key's incident history: few keys have one, so it is not in every key. */
+struct hist {
+	const struct keyent *k;
+	struct incident *open;
+	uint64_t last_id;      /* the key's last incident, for reopening */
+	int64_t last_resolved; /* when it resolved */
+	uint32_t last_reopens;
+};
+
+/*
+ * The full states of a sleeping kind's awake keys: fixed-size blocks in
+ * chunks that never move, with a free list. A key quiet for the kind's
+ * quiet_buckets keeps only its idle part (most keys, most of the time).
+ */
+#define POOL_CHUNK 1024
+
+struct block {
+	struct keyent *owner; /* NULL: free, next free index + 1 in state */
+	_Alignas(8) unsigned char state[];
+};
+
+struct pool {
+	unsigned char **chunks;
+	size_t nchunks, bsize;
+	uint32_t used;      /* blocks ever handed out (the sweep's range) */
+	uint32_t free_head; /* 1 + first free block; 0: none */
+	uint32_t awake;     /* blocks in use */
+};
 
 /*
  * The latest matching events of a rule, for a firing's examples. Keeping them
@@ -67,6 +97,9 @@ struct slab {
 struct rule_rt {
 	struct slab *slab; /* where the keys live */
 	const struct rule_kind *kind;
+	size_t inline_size; /* state bytes in the key: idle_size for a kind that sleeps */
+	int64_t quiet;      /* closed empty buckets after which a key sleeps (0: never) */
+	struct pool pool;   /* awake keys' full states (kinds that sleep) */
 	const void *config;
 	const struct rule_common *common;
 	void *shared;
@@ -76,8 +109,6 @@ struct rule_rt {
 	size_t ndirty, adirty;
 	struct recent *recent; /* ring of RECENT */
 	size_t recent_head;
-	struct keyent **changed; /* keys to save */
-	size_t nchanged, achanged;
 	struct buf saved_shared; /* the shared state as last saved */
 	int64_t advanced;        /* watermark bucket already processed */
 };
@@ -90,6 +121,8 @@ struct engine {
 	void *arg;
 	struct incident **open;
 	size_t nopen, aopen;
+	struct hist *hist; /* open addressing by key pointer; keys never move */
+	size_t nhist, ahist;
 	uint64_t next_id;
 	struct engine_stats stats;
 	double review_confidence;
@@ -123,13 +156,18 @@ static void grow(struct rule_rt *r)
 	r->nslots = n;
 }
 
+/* A key's bytes in its slab, for a key text of len bytes with its NUL; 8-aligned. */
+static size_t key_bytes(const struct rule_rt *r, size_t len)
+{
+	return (sizeof(struct keyent) + r->inline_size + len + 7) & ~(size_t)7;
+}
+
 /*
  * Keys live as long as the engine, so they come from a per-rule slab: no
  * per-key malloc header or rounding (~24 bytes of each of 100,000s of keys).
  */
 static void *slab_alloc(struct rule_rt *r, size_t n)
 {
-	n = (n + 7) & ~(size_t)7;
 	if (r->slab == NULL || r->slab->used + n > SLAB_SIZE) {
 		struct slab *s = xmalloc(sizeof(*s) + (n > SLAB_SIZE ? n : SLAB_SIZE));
 
@@ -155,7 +193,7 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 		if (r->slots[i]->hash == h && strcmp(KEY(r, r->slots[i]), key) == 0)
 			return r->slots[i];
 	size_t len = strlen(key) + 1;
-	struct keyent *k = slab_alloc(r, sizeof(*k) + r->kind->state_size + len);
+	struct keyent *k = slab_alloc(r, key_bytes(r, len));
 
 	memcpy(KEY(r, k), key, len);
 	k->hash = h;
@@ -164,6 +202,138 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 	r->nkeys++;
 	e->stats.keys++;
 	return k;
+}
+
+/* ---- incident history, per key that had one ---- */
+
+static size_t hist_slot(const struct engine *e, const struct keyent *k)
+{
+	uint64_t h = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15ULL;
+
+	return (size_t)(h >> 32) & (e->ahist - 1);
+}
+
+static void hist_grow(struct engine *e)
+{
+	struct hist *old = e->hist;
+	size_t n = e->ahist;
+
+	e->ahist = n ? n * 2 : 64;
+	e->hist = xcalloc(e->ahist, sizeof(*e->hist));
+	for (size_t i = 0; i < n; i++) {
+		if (old[i].k == NULL)
+			continue;
+		size_t j = hist_slot(e, old[i].k);
+
+		while (e->hist[j].k)
+			j = (j + 1) & (e->ahist - 1);
+		e->hist[j] = old[i];
+	}
+	free(old);
+}
+
+/* The key's history record; created (zeroed) when create is set, else NULL if none. */
+static struct hist *hist_of(struct engine *e, struct keyent *k, int create)
+{
+	size_t i;
+
+	if (!k->history) {
+		if (!create)
+			return NULL;
+		if ((e->nhist + 1) * 2 > e->ahist)
+			hist_grow(e);
+	}
+	for (i = hist_slot(e, k); e->hist[i].k != k; i = (i + 1) & (e->ahist - 1)) {
+		if (e->hist[i].k == NULL) {
+			e->hist[i].k = k;
+			e->nhist++;
+			k->history = 1;
+			break;
+		}
+	}
+	return &e->hist[i];
+}
+
+static struct incident *open_of(struct engine *e, struct keyent *k)
+{
+	return k->open ? hist_of(e, k, 0)->open : NULL;
+}
+
+/* ---- sleeping keys: full states in a pool ---- */
+
+static struct block *block_at(const struct rule_rt *r, uint32_t i)
+{
+	return (struct block *)(r->pool.chunks[i / POOL_CHUNK] +
+	                        (size_t)(i % POOL_CHUNK) * r->pool.bsize);
+}
+
+static uint32_t pool_take(struct rule_rt *r)
+{
+	struct pool *p = &r->pool;
+	uint32_t i;
+
+	if (p->free_head) {
+		i = p->free_head - 1;
+		memcpy(&p->free_head, block_at(r, i)->state, sizeof(p->free_head));
+	} else {
+		if (p->used / POOL_CHUNK == p->nchunks) {
+			p->chunks = xrealloc(p->chunks, (p->nchunks + 1) * sizeof(*p->chunks));
+			p->chunks[p->nchunks++] = xmalloc(POOL_CHUNK * p->bsize);
+		}
+		i = p->used++;
+	}
+	p->awake++;
+	return i;
+}
+
+static void pool_put(struct rule_rt *r, uint32_t i)
+{
+	struct block *b = block_at(r, i);
+
+	b->owner = NULL;
+	memcpy(b->state, &r->pool.free_head, sizeof(r->pool.free_head));
+	r->pool.free_head = i + 1;
+	r->pool.awake--;
+}
+
+/*
+ * The key's full state, woken if it sleeps: the idle part is copied back and
+ * the kind rebuilds the rest (its rings start empty: the key was quiet).
+ */
+static void *key_state(struct engine *e, struct rule_rt *r, struct keyent *k)
+{
+	if (r->kind->idle_size == 0)
+		return k->state;
+	if (k->awake)
+		return block_at(r, k->awake - 1)->state;
+	uint32_t i = pool_take(r);
+	struct block *b = block_at(r, i);
+
+	b->owner = k;
+	e->stats.awake++;
+	memset(b->state, 0, r->kind->state_size);
+	memcpy(b->state, k->state, r->kind->idle_size);
+	k->awake = i + 1;
+	if (r->kind->wake) {
+		struct rule_ctx c = {.config = r->config,
+		                     .state = b->state,
+		                     .shared = r->shared,
+		                     .key = KEY(r, k),
+		                     .incident_open = k->open};
+
+		r->kind->wake(&c);
+	}
+	return b->state;
+}
+
+static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
+{
+	uint32_t i = k->awake - 1;
+
+	e->stats.awake--;
+	memcpy(k->state, block_at(r, i)->state, r->kind->idle_size);
+	pool_put(r, i);
+	k->awake = 0;
 }
 
 struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, incident_fn fn,
@@ -182,6 +352,9 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 
 		r->kind = rule_kinds[rules->v[i].variant];
 		r->config = rules->v[i].data;
+		r->inline_size = r->kind->idle_size ? r->kind->idle_size : r->kind->state_size;
+		r->quiet = r->kind->idle_size ? r->kind->quiet_buckets(r->config) : 0;
+		r->pool.bsize = (sizeof(struct block) + r->kind->state_size + 7) & ~(size_t)7;
 		r->common = rules->v[i].data; /* every kind's config starts with it */
 		r->shared = r->kind->new_shared    ? r->kind->new_shared(r->config)
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
@@ -213,10 +386,12 @@ void engine_free(struct engine *e)
 			free(r->slab);
 			r->slab = next;
 		}
+		for (size_t c = 0; c < r->pool.nchunks; c++)
+			free(r->pool.chunks[c]);
+		free(r->pool.chunks);
 		free(r->slots);
 		free(r->dirty);
 		free(r->recent);
-		free(r->changed);
 		buf_free(&r->saved_shared);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
@@ -226,6 +401,7 @@ void engine_free(struct engine *e)
 	for (size_t i = 0; i < e->nopen; i++)
 		incident_free(e->open[i]);
 	free(e->open);
+	free(e->hist);
 	free(e->rules);
 	free(e);
 }
@@ -347,15 +523,10 @@ const struct engine_stats *engine_stats(const struct engine *e)
 	return &e->stats;
 }
 
+/* engine_save finds the changed keys by walking the slabs: no list of them to keep. */
 static void mark_changed(struct rule_rt *r, struct keyent *k)
 {
-	if (k->changed)
-		return;
-	if (r->nchanged == r->achanged) {
-		r->achanged = r->achanged ? r->achanged * 2 : 256;
-		r->changed = xrealloc(r->changed, r->achanged * sizeof(*r->changed));
-	}
-	r->changed[r->nchanged++] = k;
+	(void)r;
 	k->changed = 1;
 }
 
@@ -420,14 +591,15 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	e->rolling = 0;
 	mark_changed(r, rk);
 	snprintf(inc->suppressed, sizeof(inc->suppressed), "rolled up into incident %llu (%s)",
-	         (unsigned long long)rk->open->id, token);
+	         (unsigned long long)open_of(e, rk)->id, token);
 	return 1;
 }
 
 static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
                  int64_t at)
 {
-	struct incident *inc = k->open;
+	struct incident *inc = open_of(e, k);
+	struct hist *h;
 	cJSON *ex;
 
 	cJSON_AddStringToObject(f->why, "rule", r->common->name);
@@ -470,11 +642,12 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
-	int reopen = k->last_id && at - k->last_resolved < r->common->cooldown_ms;
+	h = hist_of(e, k, 1);
+	int reopen = h->last_id && at - h->last_resolved < r->common->cooldown_ms;
 
 	inc = xcalloc(1, sizeof(*inc));
-	inc->id = reopen ? k->last_id : ++e->next_id;
-	inc->reopens = reopen ? k->last_reopens + 1 : 0;
+	inc->id = reopen ? h->last_id : ++e->next_id;
+	inc->reopens = reopen ? h->last_reopens + 1 : 0;
 	inc->rule = r->common->name;
 	inc->kind = r->kind->name;
 	inc->tier = (int)r->common->tier;
@@ -486,7 +659,8 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	inc->why = f->why;
 	inc->rollup = e->rolling;
 	memcpy(inc->summary, f->summary, sizeof(inc->summary));
-	k->open = inc;
+	h->open = inc;
+	k->open = 1;
 	if (e->nopen == e->aopen) {
 		e->aopen = e->aopen ? e->aopen * 2 : 16;
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
@@ -500,13 +674,13 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 
-static struct rule_ctx ctx_for(struct rule_rt *r, struct keyent *k)
+static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyent *k)
 {
 	return (struct rule_ctx){.config = r->config,
-	                         .state = k->state,
+	                         .state = key_state(e, r, k),
 	                         .shared = r->shared,
 	                         .key = KEY(r, k),
-	                         .incident_open = k->open != NULL};
+	                         .incident_open = k->open};
 }
 
 /*
@@ -524,7 +698,7 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 
 	mark_changed(r, k);
 	for (int64_t i = k->bucket; i < upto; i++) {
-		struct rule_ctx ctx = ctx_for(r, k);
+		struct rule_ctx ctx = ctx_for(e, r, k);
 		struct firing f = {0};
 
 		if (i > k->bucket && upto - i > MAX_REPLAY)
@@ -557,17 +731,38 @@ static void resolve_due(struct engine *e, int64_t now)
 		inc->resolved_ms = inc->last_fire_ms + r->common->resolve_after_ms;
 		/* Find the key to clear its open pointer. */
 		struct keyent *k = key_get(e, r, inc->key);
+		struct hist *h = hist_of(e, k, 1);
 
-		k->open = NULL;
+		h->open = NULL;
+		k->open = 0;
 		mark_changed(r, k);
-		k->last_id = inc->id;
-		k->last_resolved = inc->resolved_ms;
-		k->last_reopens = inc->reopens;
+		h->last_id = inc->id;
+		h->last_resolved = inc->resolved_ms;
+		h->last_reopens = inc->reopens;
 		inc->notify = 1;
 		e->fn(e->arg, inc, INCIDENT_RESOLVED);
 		incident_free(inc);
 	}
 	e->nopen = j;
+}
+
+/*
+ * Puts to sleep the awake keys quiet for the kind's quiet buckets: their
+ * empty buckets are closed now (as the key's next event would have), which
+ * empties the kind's rings, and only the idle part stays. A key with an open
+ * incident stays awake (its baseline is frozen, its evidence current).
+ */
+static void sweep(struct engine *e, struct rule_rt *r, int64_t idx)
+{
+	for (uint32_t i = 0; i < r->pool.used; i++) {
+		struct keyent *k = block_at(r, i)->owner;
+
+		if (k == NULL || k->dirty || k->open || k->bucket < 0 || k->bucket + r->quiet > idx)
+			continue;
+		close_until(e, r, k, idx);
+		if (!k->open)
+			key_sleep(e, r, k);
+	}
 }
 
 static void advance(struct engine *e, int64_t watermark)
@@ -607,6 +802,8 @@ static void advance(struct engine *e, int64_t watermark)
 			}
 		}
 		r->ndirty = j;
+		if (r->quiet)
+			sweep(e, r, idx);
 	}
 	resolve_due(e, watermark);
 }
@@ -675,7 +872,7 @@ void engine_event(struct engine *e, const struct event *ev)
 			}
 		}
 		remember_id(r, k, ev->event_id);
-		struct rule_ctx ctx = ctx_for(r, k);
+		struct rule_ctx ctx = ctx_for(e, r, k);
 
 		if (r->kind->on_event && r->kind->on_event(&ctx, ev, &f) == RULE_FIRE)
 			fire(e, r, k, &f, ev->ts_ms);
@@ -708,10 +905,19 @@ void engine_finish(struct engine *e)
 
 /* ---- persistence ---- */
 
+/*
+ * A key's record. magic names this layout: a record of an older one (which
+ * began with the bucket, never this value) is skipped, not misread.
+ * state_size says what follows: the kind's full state, or a sleeping key's
+ * idle part.
+ */
+#define KEY_MAGIC 0x32454B56u /* "VKE2" */
+
 struct key_head {
+	uint32_t magic, state_size;
 	int64_t bucket, last_resolved;
 	uint64_t last_id;
-	uint32_t last_reopens, dirty, has_open, state_size;
+	uint32_t last_reopens, dirty, has_open, pad;
 };
 
 struct inc_head {
@@ -729,22 +935,25 @@ struct rule_head {
 	int64_t advanced;
 };
 
-static int save_key(struct rule_rt *r, struct keyent *k, struct buf *b, engine_put_fn put,
-                    void *arg)
+static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struct buf *b,
+                    engine_put_fn put, void *arg)
 {
-	struct key_head h = {k->bucket,
-	                     k->last_resolved,
-	                     k->last_id,
-	                     k->last_reopens,
-	                     (uint32_t)k->dirty,
-	                     k->open != NULL,
-	                     (uint32_t)r->kind->state_size};
+	const struct hist *hi = hist_of(e, k, 0);
+	const struct incident *inc = hi ? hi->open : NULL;
+	size_t size = k->awake ? r->kind->state_size : r->inline_size;
+	struct key_head h = {.magic = KEY_MAGIC,
+	                     .state_size = (uint32_t)size,
+	                     .bucket = k->bucket,
+	                     .last_resolved = hi ? hi->last_resolved : 0,
+	                     .last_id = hi ? hi->last_id : 0,
+	                     .last_reopens = hi ? hi->last_reopens : 0,
+	                     .dirty = k->dirty,
+	                     .has_open = inc != NULL};
 
 	buf_reset(b);
 	buf_add(b, &h, sizeof(h));
-	buf_add(b, k->state, r->kind->state_size);
-	if (k->open) {
-		const struct incident *inc = k->open;
+	buf_add(b, k->awake ? block_at(r, k->awake - 1)->state : k->state, size);
+	if (inc) {
 		struct inc_head ih = {
 		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,
 		        inc->resolved_ms, inc->last_fire_ms, inc->next_alert_ms, inc->realerts,
@@ -771,11 +980,17 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 		struct rule_rt *r = &e->rules[n];
 		struct rule_head rh = {r->advanced};
 
-		for (size_t i = 0; i < r->nchanged && rc == 0; i++) {
-			rc = save_key(r, r->changed[i], &b, put, arg);
-			r->changed[i]->changed = 0;
+		/* Every key, in allocation order, is in the slabs (sequential reads). */
+		for (struct slab *s = r->slab; s && rc == 0; s = s->next) {
+			for (size_t off = 0; off < s->used && rc == 0;) {
+				struct keyent *k = (struct keyent *)(s->data + off);
+
+				off += key_bytes(r, strlen(KEY(r, k)) + 1);
+				if (k->changed)
+					rc = save_key(e, r, k, &b, put, arg);
+				k->changed = 0;
+			}
 		}
-		r->nchanged = 0;
 		/* The rule's own record: written when it changed since the last save. */
 		buf_reset(&shared);
 		buf_add(&shared, &rh, sizeof(rh));
@@ -814,14 +1029,25 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	if (len < sizeof(h))
 		return 1;
 	memcpy(&h, p, sizeof(h));
-	if (h.state_size != r->kind->state_size || len < sizeof(h) + h.state_size)
+	if (h.magic != KEY_MAGIC || len < sizeof(h) + h.state_size ||
+	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size))
 		return 1; /* a different layout: the key starts over */
 	k = key_get(e, r, key);
-	k->bucket = h.bucket;
-	k->last_resolved = h.last_resolved;
-	k->last_id = h.last_id;
-	k->last_reopens = h.last_reopens;
-	memcpy(k->state, p + sizeof(h), h.state_size);
+	k->bucket = (int32_t)h.bucket;
+	if (h.last_id || h.has_open) {
+		struct hist *hi = hist_of(e, k, 1);
+
+		hi->last_resolved = h.last_resolved;
+		hi->last_id = h.last_id;
+		hi->last_reopens = h.last_reopens;
+	}
+	if (h.state_size == r->inline_size) {
+		if (k->awake)
+			key_sleep(e, r, k);
+		memcpy(k->state, p + sizeof(h), h.state_size);
+	} else {
+		memcpy(key_state(e, r, k), p + sizeof(h), h.state_size);
+	}
 	p += sizeof(h) + h.state_size;
 	len -= sizeof(h) + h.state_size;
 	if (h.dirty && !k->dirty) {
@@ -860,7 +1086,8 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		                : NULL;
 		if (inc->why == NULL)
 			inc->why = cJSON_CreateObject();
-		k->open = inc;
+		hist_of(e, k, 1)->open = inc;
+		k->open = 1;
 		if (e->nopen == e->aopen) {
 			e->aopen = e->aopen ? e->aopen * 2 : 16;
 			e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));

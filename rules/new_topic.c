@@ -32,7 +32,7 @@ struct new_topic_config {
 
 struct new_topic_state {
 	uint32_t hash[TOPICS];
-	uint32_t last[TOPICS]; /* hours since first_seen, for forgetting the least recent */
+	uint16_t last[TOPICS]; /* days since first_seen, for forgetting the least recent */
 	int64_t first_seen;
 	uint32_t events;
 	uint8_t n;
@@ -115,7 +115,8 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	struct new_topic_state *st = ctx->state;
 	char buf[32];
 	const char *topic = rule_field_text(c->field_id, ev, buf, sizeof(buf));
-	uint32_t h, now_h;
+	uint32_t h;
+	int64_t days;
 	int i, oldest = 0, known = 0;
 
 	if (topic[0] == '\0')
@@ -137,9 +138,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	} else {
 		i = oldest; /* forget the least recently seen */
 	}
-	now_h = ev->ts_ms > st->first_seen ? (uint32_t)((ev->ts_ms - st->first_seen) / 3600000) : 0;
+	days = ev->ts_ms > st->first_seen ? (ev->ts_ms - st->first_seen) / 86400000 : 0;
 	st->hash[i] = h;
-	st->last[i] = now_h;
+	st->last[i] = (uint16_t)(days < UINT16_MAX ? days : UINT16_MAX);
 	if (known) {
 		/* Known to this key, however long ago: a sparse key's own topics go
 		 * quiet for months, and coming back is not news (the Amazon feed said

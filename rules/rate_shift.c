@@ -40,13 +40,15 @@ struct rate_config {
 	double decay;
 };
 
+/* What outlives a quiet spell comes first (idle_size); a quiet key's ring is all zeros. */
 struct rate_state {
-	uint16_t k[RING], n[RING];
-	uint16_t cur_k, cur_n;
-	uint8_t head;
-	uint32_t buckets;
 	float ew_k, ew_n;
 	float cusum;
+	uint32_t buckets;
+	uint16_t cur_k, cur_n;
+	uint8_t head;
+	/* the ring of the last RING buckets */
+	uint16_t k[RING], n[RING];
 };
 
 struct shared {
@@ -225,6 +227,11 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	return v;
 }
 
+static int64_t quiet_buckets(const void *config)
+{
+	return ((const struct rate_config *)config)->win;
+}
+
 const struct rule_kind rule_rate_shift = {
         .name = "rate_shift",
         .keys = keys,
@@ -234,4 +241,6 @@ const struct rule_kind rule_rate_shift = {
         .shared_size = sizeof(struct shared),
         .on_event = on_event,
         .on_close = on_close,
+        .idle_size = offsetof(struct rate_state, k),
+        .quiet_buckets = quiet_buckets,
 };

@@ -51,17 +51,23 @@ struct spike_config {
 	int64_t warmup_buckets;
 };
 
+/*
+ * What outlives a quiet spell comes first (idle_size): a key quiet for the
+ * long window sleeps with only that; its ring is all zeros then, except mu,
+ * which wake recomputes from the level and the category's season.
+ */
 struct spike_state {
 	int64_t last_end;
 	float level;
 	float phi1, phiw;
+	uint32_t buckets, events;
+	uint16_t cat;
+	uint16_t cur, cur_neg;
+	uint8_t head;
+	/* the ring of the last RING buckets */
 	float mu[RING];
 	uint16_t n[RING];
 	uint8_t neg[RING];
-	uint16_t cur, cur_neg;
-	uint8_t head;
-	uint32_t buckets, events;
-	uint16_t cat;
 };
 
 struct season {
@@ -442,6 +448,26 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	return v;
 }
 
+static int64_t quiet_buckets(const void *config)
+{
+	return ((const struct spike_config *)config)->win;
+}
+
+/* A key wakes from sleep: its counts are zero; the expectations are recomputed. */
+static void wake(struct rule_ctx *ctx)
+{
+	const struct spike_config *c = ctx->config;
+	struct spike_state *st = ctx->state;
+	struct shared *sh = ctx->shared;
+	int n = st->buckets < RING ? (int)st->buckets : RING;
+	double level_eff;
+
+	for (int i = 1; i <= n; i++)
+		st->mu[(st->head - i + RING) % RING] = (float)expected(
+		        st, &sh->cats[st->cat], st->last_end - (int64_t)i * c->common.bucket_ms,
+		        &level_eff);
+}
+
 const struct rule_kind rule_spike = {
         .name = "spike",
         .keys = keys,
@@ -454,4 +480,7 @@ const struct rule_kind rule_spike = {
         .load_shared = load_shared,
         .on_event = on_event,
         .on_close = on_close,
+        .idle_size = offsetof(struct spike_state, mu),
+        .quiet_buckets = quiet_buckets,
+        .wake = wake,
 };

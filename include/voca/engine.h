@@ -57,6 +57,7 @@ struct engine_stats {
 	uint64_t late;       /* behind a key's open bucket: not counted by bucketed rules */
 	uint64_t ungrouped;  /* matched a rule but lacked a group_by field */
 	uint64_t keys;       /* group keys with state, over all rules */
+	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */
 	uint64_t suppressed; /* notifications muted by silences or time windows */
 };

@@ -125,6 +125,17 @@ struct rule_kind {
 	enum rule_verdict (*on_event)(struct rule_ctx *c, const struct event *ev, struct firing *f);
 	/* The key's bucket ending at end_ms closed (possibly empty). */
 	enum rule_verdict (*on_close)(struct rule_ctx *c, int64_t end_ms, struct firing *f);
+	/*
+	 * Sleep (optional, bucketed kinds). Most of 100,000s of keys are quiet at
+	 * any moment, and a quiet key's per-bucket rings hold nothing but zeros.
+	 * A key whose last quiet_buckets(config) buckets closed empty keeps only
+	 * the first idle_size bytes of its state (the state struct starts with
+	 * what outlives a quiet spell); when it is next used, the rest is zeroed
+	 * and wake rebuilds whatever is not zero in a quiet ring.
+	 */
+	size_t idle_size;
+	int64_t (*quiet_buckets)(const void *config);
+	void (*wake)(struct rule_ctx *c);
 };
 
 /* NULL-terminated; rule_variants() gives the same kinds in the same order for conf. */

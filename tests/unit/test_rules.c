@@ -375,6 +375,57 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 	config_free(&cfg);
 }
 
+/*
+ * Memory: a key quiet for the long window sleeps (keeps only its idle part);
+ * it wakes on its next event with a baseline that still knows it, and a key
+ * with an open incident stays awake.
+ */
+static void test_quiet_keys_sleep_and_wake(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg,
+	                              "rules:\n  - {name: spike, kind: spike, group_by: [sku],"
+	                              " resolve_after: 48h}\n",
+	                              &l);
+
+	(void)state;
+	for (int h = 0; h < 14 * 24; h++) {
+		burst(e, h, "A", 2);
+		burst(e, h, "B", 2);
+	}
+	assert_int_equal(engine_stats(e)->awake, 2);
+	/* A is silent for two days while B goes on: A sleeps after a quiet day. */
+	flat(e, 14 * 24, 23, "B");
+	assert_int_equal(engine_stats(e)->awake, 2);
+	flat(e, 14 * 24 + 23, 25, "B");
+	assert_int_equal(engine_stats(e)->awake, 1);
+	assert_int_equal(l.opened, 0);
+	/* A comes back as usual for a day, then bursts: the woken baseline
+	 * expects its usual two, not nothing and not the prior. */
+	for (int h = 16 * 24; h < 17 * 24; h++) {
+		burst(e, h, "A", 2);
+		burst(e, h, "B", 2);
+	}
+	assert_int_equal(engine_stats(e)->awake, 2);
+	assert_int_equal(l.opened, 0);
+	burst(e, 17 * 24, "A", 20);
+	flat(e, 17 * 24, 1, "B");
+	flat(e, 17 * 24 + 1, 1, "B");
+	assert_int_equal(l.opened, 1);
+	assert_true(l.first_expected > 1 && l.first_expected < 3);
+	/* A's incident is open: A stays awake through a quiet day ... */
+	flat(e, 17 * 24 + 2, 30, "B");
+	assert_int_equal(l.resolved, 0);
+	assert_int_equal(engine_stats(e)->awake, 2);
+	/* ... and sleeps once it resolved (quiet for longer than a day by then). */
+	flat(e, 17 * 24 + 32, 20, "B");
+	assert_int_equal(l.resolved, 1);
+	assert_int_equal(engine_stats(e)->awake, 1);
+	engine_free(e);
+	config_free(&cfg);
+}
+
 /* Regression: a quiet key's empty buckets, replayed when its next event came
  * hours later, fired in the past and reopened an incident already resolved. */
 static void test_replayed_empty_buckets_do_not_fire_in_the_past(void **state)
@@ -899,7 +950,8 @@ static void on_trail(void *arg, const struct incident *inc, enum incident_change
 }
 
 /* Hours [from, to) of a two-week stream with a spike on A, daily bursts of
- * B's and a negative shift on C from day 11. */
+ * B's, a negative shift on C from day 11, and a sparse D that sleeps between
+ * its visits every 50 hours (asleep at the restart, spiking on day 12). */
 static void history(struct engine *e, int from, int to)
 {
 	for (int h = from; h < to; h++) {
@@ -908,6 +960,8 @@ static void history(struct engine *e, int from, int to)
 		burst(e, h, "A", spike ? 20 : 2);
 		burst(e, h, "B", h % 24 == 9 ? 3 : 1);
 		shares(e, h, 1, "C", 10, h >= 11 * 24 ? 6 : 2);
+		if (h % 50 == 0)
+			shares(e, h, 1, "D", h == 300 ? 30 : 3, h == 300 ? 20 : 1);
 	}
 }
 
@@ -937,6 +991,7 @@ static void test_restart_gives_the_same_incidents(void **state)
 	 * into a new engine, continued with the rest of the same stream. */
 	e = engine_new(&cfg.rules, 0, on_trail, &halves);
 	history(e, 0, 10 * 24 + 2);
+	assert_int_equal(engine_stats(e)->awake, 6); /* D's spike and rate_shift keys sleep */
 	assert_int_equal(engine_save(e, kv_put, kv), 0);
 	engine_free(e);
 	e = engine_new(&cfg.rules, 0, on_trail, &halves);
@@ -1022,6 +1077,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
 	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
+	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
 	        cmocka_unit_test(test_silences_and_time_windows),
 	        cmocka_unit_test(test_inhibition_known_issues_and_budget),

@@ -188,8 +188,10 @@ crash: $(VOCA) | $(TEST_DEPS_STAMP)
 	VOCA_BIN=$(abspath $(VOCA)) $(PYTHON) tests/bench/crash_delivery.py $(CRASH_ARGS)
 
 BENCH_ARGS ?=
+BACKTEST_BENCH_ARGS ?=
 bench: $(VOCA) $(BENCH_BINS)
 	$(BUILD)/bench/bench_ingest --voca $(abspath $(VOCA)) $(BENCH_ARGS)
+	$(PYTHON) tests/bench/bench_backtest --voca $(abspath $(VOCA)) $(BACKTEST_BENCH_ARGS)
 
 # ---- demo ----
 

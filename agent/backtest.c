@@ -7,8 +7,15 @@
  * revision is reported but not re-counted (the engine cannot yet take an
  * event back). Incidents print as they open and resolve (text), or all at
  * the end with their explanations (--json).
+ *
+ * Two threads, one per core: the main thread reads and decodes (a little
+ * over half the work) and hands the events over in batches, copied out of
+ * the parse arena, to the engine's thread, which dedupes them and runs the
+ * rules in file order.
  */
 #include <getopt.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +40,33 @@ struct seen {
 	size_t n, cap;
 };
 
+/*
+ * A batch of decoded events with their strings. A frame is at most 1 MiB and
+ * an event's strings are no longer than its JSON, so any single event fits.
+ */
+#define BATCH_EVENTS 256
+#define BATCH_BYTES  ((2u << 20) + 4096)
+#define NBATCHES     4
+
+struct batch {
+	size_t n, used;
+	struct event ev[BATCH_EVENTS];
+	char bytes[BATCH_BYTES];
+};
+
+/* Batches go round: free -> filled by the reader -> run by the engine -> free. */
+struct handoff {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch *full[NBATCHES], *free[NBATCHES];
+	size_t full_head, nfull, nfree;
+	int done;
+};
+
 struct bt {
 	struct config cfg;
+	struct handoff h;
+	struct batch *cur; /* the reader's batch being filled */
 	struct engine *engine;
 	struct seen seen;
 	int json, quiet;
@@ -191,6 +223,124 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	}
 }
 
+/* The string fields of struct event, copied with it. */
+static const size_t str_fields[] = {
+        offsetof(struct event, event_id),
+        offsetof(struct event, source),
+        offsetof(struct event, sku),
+        offsetof(struct event, product),
+        offsetof(struct event, category),
+        offsetof(struct event, subcategory),
+        offsetof(struct event, locale),
+        offsetof(struct event, region),
+        offsetof(struct event, customer_tier),
+        offsetof(struct event, text),
+        offsetof(struct event, summary),
+        offsetof(struct event, suggested_owner),
+        offsetof(struct event, suggested_action),
+        offsetof(struct event, url),
+        offsetof(struct event, model_name),
+        offsetof(struct event, model_version),
+        offsetof(struct event, prompt_version),
+        offsetof(struct event, taxonomy_version),
+        offsetof(struct event, publisher),
+};
+
+#define FIELD(ev, off) (*(const char **)((char *)(ev) + (off)))
+
+static struct batch *take_free(struct handoff *h)
+{
+	struct batch *b;
+
+	pthread_mutex_lock(&h->mu);
+	while (h->nfree == 0)
+		pthread_cond_wait(&h->cv, &h->mu);
+	b = h->free[--h->nfree];
+	pthread_mutex_unlock(&h->mu);
+	b->n = b->used = 0;
+	return b;
+}
+
+static void put_full(struct handoff *h, struct batch *b)
+{
+	pthread_mutex_lock(&h->mu);
+	h->full[(h->full_head + h->nfull++) % NBATCHES] = b;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Copies ev and its strings into the reader's batch, handing it over when full. */
+static void batch_add(struct bt *b, const struct event *ev)
+{
+	size_t need = ev->raw_len + 1;
+	struct event *e;
+
+	for (size_t i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++)
+		if (FIELD(ev, str_fields[i]))
+			need += strlen(FIELD(ev, str_fields[i])) + 1;
+	if (b->cur->n == BATCH_EVENTS || b->cur->used + need > BATCH_BYTES) {
+		put_full(&b->h, b->cur);
+		b->cur = take_free(&b->h);
+	}
+	e = &b->cur->ev[b->cur->n++];
+	*e = *ev;
+	for (size_t i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++) {
+		const char *src = FIELD(ev, str_fields[i]);
+
+		if (src) {
+			size_t n = strlen(src) + 1;
+			char *dst = b->cur->bytes + b->cur->used;
+
+			memcpy(dst, src, n);
+			b->cur->used += n;
+			FIELD(e, str_fields[i]) = dst;
+		}
+	}
+	e->raw = b->cur->bytes + b->cur->used;
+	memcpy(b->cur->bytes + b->cur->used, ev->raw, ev->raw_len);
+	b->cur->bytes[b->cur->used + ev->raw_len] = '\0';
+	b->cur->used += ev->raw_len + 1;
+}
+
+/* The engine's thread: runs the batches in order until the reader is done. */
+static void *engine_loop(void *arg)
+{
+	struct bt *b = arg;
+	struct handoff *h = &b->h;
+
+	pthread_setname_np(pthread_self(), "voca-engine");
+	for (;;) {
+		struct batch *x;
+
+		pthread_mutex_lock(&h->mu);
+		while (h->nfull == 0 && !h->done)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->nfull == 0) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		x = h->full[h->full_head];
+		h->full_head = (h->full_head + 1) % NBATCHES;
+		h->nfull--;
+		pthread_mutex_unlock(&h->mu);
+		for (size_t i = 0; i < x->n; i++) {
+			const struct event *ev = &x->ev[i];
+
+			switch (seen_put(&b->seen, ev->event_id, ev->revision)) {
+			case 0: b->duplicates++; continue;
+			case 2: b->revisions++; continue;
+			default: break;
+			}
+			b->counted++;
+			engine_event(b->engine, ev);
+		}
+		pthread_mutex_lock(&h->mu);
+		h->free[h->nfree++] = x;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
 static int on_event(void *arg, const struct event *ev, const struct event_error *err,
                     const char *raw, size_t len)
 {
@@ -203,13 +353,7 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 		b->invalid++;
 		return 0;
 	}
-	switch (seen_put(&b->seen, ev->event_id, ev->revision)) {
-	case 0: b->duplicates++; return 0;
-	case 2: b->revisions++; return 0;
-	default: break;
-	}
-	b->counted++;
-	engine_event(b->engine, ev);
+	batch_add(b, ev);
 	return 0;
 }
 
@@ -332,7 +476,18 @@ int backtest_main(int argc, char **argv)
 	engine_suppress(b.engine, &lists, (int)b.cfg.engine.budget_per_hour);
 	b.incidents = cJSON_CreateArray();
 	b.review_examples = cJSON_CreateArray();
+	pthread_mutex_init(&b.h.mu, NULL);
+	pthread_cond_init(&b.h.cv, NULL);
+	for (int i = 0; i < NBATCHES; i++)
+		b.h.free[b.h.nfree++] = xmalloc(sizeof(struct batch));
+	b.cur = take_free(&b.h);
+	pthread_t engine_thread;
+
 	t0 = clock_mono_ns();
+	if (pthread_create(&engine_thread, NULL, engine_loop, &b) != 0) {
+		fprintf(stderr, "voca backtest: cannot start a thread\n");
+		return 1;
+	}
 	for (int i = optind; i < argc && rc == 0; i++) {
 		struct jsonl *j = jsonl_open(argv[i], err, sizeof(err));
 		const char *line;
@@ -355,6 +510,12 @@ int backtest_main(int argc, char **argv)
 		}
 		jsonl_close(j);
 	}
+	put_full(&b.h, b.cur);
+	pthread_mutex_lock(&b.h.mu);
+	b.h.done = 1;
+	pthread_cond_broadcast(&b.h.cv);
+	pthread_mutex_unlock(&b.h.mu);
+	pthread_join(engine_thread, NULL);
 	engine_finish(b.engine);
 	double secs = (double)(clock_mono_ns() - t0) / 1e9;
 
@@ -376,6 +537,10 @@ int backtest_main(int argc, char **argv)
 	cJSON_Delete(b.incidents);
 	cJSON_Delete(b.review_examples);
 	engine_free(b.engine);
+	for (size_t i = 0; i < b.h.nfree; i++)
+		free(b.h.free[i]);
+	pthread_mutex_destroy(&b.h.mu);
+	pthread_cond_destroy(&b.h.cv);
 	free(b.seen.hash);
 	free(b.seen.rev);
 	config_free(&b.cfg);

@@ -558,10 +558,11 @@ static int decode_model(const cJSON *obj, struct event *ev, struct event_error *
 		        lookup(model_fields, NELEM(model_fields), &model_index, c->string);
 
 		if (f == NULL)
-			continue; /* unknown: kept, ignored */
-		snprintf(path, sizeof(path), "model.%s", f->name);
-		if (want_string(path, c, err) < 0)
-			return -1;
+			continue;         /* unknown: kept, ignored */
+		if (!cJSON_IsString(c)) { /* the path is built for the message only */
+			snprintf(path, sizeof(path), "model.%s", f->name);
+			return want_string(path, c, err);
+		}
 		*(const char **)((char *)ev + f->offset) = c->valuestring;
 	}
 	return 0;

@@ -100,6 +100,16 @@ struct rule_rt {
 	size_t inline_size; /* state bytes in the key: idle_size for a kind that sleeps */
 	int64_t quiet;      /* closed empty buckets after which a key sleeps (0: never) */
 	struct pool pool;   /* awake keys' full states (kinds that sleep) */
+	/* Keys that went quiet, by the bucket they went quiet at (oldest first):
+	 * the sweep takes them in turn once quiet buckets have passed. */
+	struct quiet_ent {
+		struct keyent *k;
+		int64_t bucket;
+	} * q;
+	size_t qhead, qlen, qcap;
+	int qsorted;           /* 0 after a restore appended in no order */
+	struct keyent **retry; /* awake keys whose incident resolved: may sleep now */
+	size_t nretry, aretry;
 	const void *config;
 	const struct rule_common *common;
 	void *shared;
@@ -360,6 +370,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
 		                                   : NULL;
 		r->advanced = INT64_MIN;
+		r->qsorted = 1;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
 		buf_init(&r->saved_shared, 64 << 20);
 		grow(r);
@@ -389,6 +400,8 @@ void engine_free(struct engine *e)
 		for (size_t c = 0; c < r->pool.nchunks; c++)
 			free(r->pool.chunks[c]);
 		free(r->pool.chunks);
+		free(r->q);
+		free(r->retry);
 		free(r->slots);
 		free(r->dirty);
 		free(r->recent);
@@ -739,6 +752,13 @@ static void resolve_due(struct engine *e, int64_t now)
 		h->last_id = inc->id;
 		h->last_resolved = inc->resolved_ms;
 		h->last_reopens = inc->reopens;
+		if (r->quiet && k->awake) {
+			if (r->nretry == r->aretry) {
+				r->aretry = r->aretry ? r->aretry * 2 : 16;
+				r->retry = xrealloc(r->retry, r->aretry * sizeof(*r->retry));
+			}
+			r->retry[r->nretry++] = k;
+		}
 		inc->notify = 1;
 		e->fn(e->arg, inc, INCIDENT_RESOLVED);
 		incident_free(inc);
@@ -752,17 +772,68 @@ static void resolve_due(struct engine *e, int64_t now)
  * empties the kind's rings, and only the idle part stays. A key with an open
  * incident stays awake (its baseline is frozen, its evidence current).
  */
+static void quiet_push(struct rule_rt *r, struct keyent *k)
+{
+	if (r->qlen == r->qcap) {
+		size_t n = r->qcap ? r->qcap * 2 : 1024;
+		struct quiet_ent *q = xmalloc(n * sizeof(*q));
+
+		for (size_t i = 0; i < r->qlen; i++)
+			q[i] = r->q[(r->qhead + i) % r->qcap];
+		free(r->q);
+		r->q = q;
+		r->qhead = 0;
+		r->qcap = n;
+	}
+	r->q[(r->qhead + r->qlen++) % r->qcap] = (struct quiet_ent){k, k->bucket};
+}
+
+static int by_bucket(const void *a, const void *b)
+{
+	const struct quiet_ent *x = a, *y = b;
+
+	return (x->bucket > y->bucket) - (x->bucket < y->bucket);
+}
+
+/* Sleeps k if it may: awake, no events in its open bucket, no open incident, quiet long enough. */
+static void try_sleep(struct engine *e, struct rule_rt *r, struct keyent *k, int64_t idx)
+{
+	if (!k->awake || k->dirty || k->open || k->bucket < 0 || k->bucket + r->quiet > idx)
+		return;
+	close_until(e, r, k, idx);
+	if (!k->open)
+		key_sleep(e, r, k);
+}
+
+/*
+ * At each bucket advance, a key sleeps once quiet buckets have passed since
+ * it went quiet, unless it is busy again or has an open incident (it is
+ * retried when that resolves). Work is per key that goes quiet, not per key.
+ */
 static void sweep(struct engine *e, struct rule_rt *r, int64_t idx)
 {
-	for (uint32_t i = 0; i < r->pool.used; i++) {
-		struct keyent *k = block_at(r, i)->owner;
+	if (!r->qsorted) {
+		struct quiet_ent *q = xmalloc((r->qlen ? r->qlen : 1) * sizeof(*q));
 
-		if (k == NULL || k->dirty || k->open || k->bucket < 0 || k->bucket + r->quiet > idx)
-			continue;
-		close_until(e, r, k, idx);
-		if (!k->open)
-			key_sleep(e, r, k);
+		for (size_t i = 0; i < r->qlen; i++)
+			q[i] = r->q[(r->qhead + i) % r->qcap];
+		qsort(q, r->qlen, sizeof(*q), by_bucket);
+		free(r->q);
+		r->q = q;
+		r->qhead = 0;
+		r->qcap = r->qlen ? r->qlen : 1;
+		r->qsorted = 1;
 	}
+	while (r->qlen && r->q[r->qhead].bucket + r->quiet <= idx) {
+		struct keyent *k = r->q[r->qhead].k;
+
+		r->qhead = (r->qhead + 1) % r->qcap;
+		r->qlen--;
+		try_sleep(e, r, k, idx);
+	}
+	for (size_t i = 0; i < r->nretry; i++)
+		try_sleep(e, r, r->retry[i], idx);
+	r->nretry = 0;
 }
 
 static void advance(struct engine *e, int64_t watermark)
@@ -797,6 +868,8 @@ static void advance(struct engine *e, int64_t watermark)
 			if (k->bucket < idx) {
 				close_until(e, r, k, idx);
 				k->dirty = 0;
+				if (r->quiet)
+					quiet_push(r, k);
 			} else {
 				r->dirty[j++] = k;
 			}
@@ -1057,6 +1130,10 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		}
 		r->dirty[r->ndirty++] = k;
 		k->dirty = 1;
+	}
+	if (r->quiet && k->awake && !k->dirty) {
+		quiet_push(r, k); /* in restore order: sorted by the next sweep */
+		r->qsorted = 0;
 	}
 	if (h.has_open && len > sizeof(struct inc_head)) {
 		struct inc_head ih;

@@ -40,14 +40,15 @@ struct rate_config {
 	double decay;
 };
 
-/* What outlives a quiet spell comes first (idle_size); a quiet key's ring is all zeros. */
+/* What outlives a quiet spell comes first (idle_size); a quiet key's ring and sums are zeros. */
 struct rate_state {
 	float ew_k, ew_n;
 	float cusum;
 	uint32_t buckets;
 	uint16_t cur_k, cur_n;
 	uint8_t head;
-	/* the ring of the last RING buckets */
+	/* the ring of the last RING buckets, and its sums over the window */
+	uint32_t sum_k, sum_n;
 	uint16_t k[RING], n[RING];
 };
 
@@ -178,13 +179,17 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	double k = 0, n = 0, p0 = baseline(c, st, sh), p = 1, lo = 0;
 	enum rule_verdict v = RULE_QUIET;
 
+	/* The window's sums move by the bucket coming in and the one leaving
+	 * (integers: exact), instead of a pass over the ring at every close. */
+	int out = (st->head - c->win + RING) % RING;
+
+	st->sum_k += (uint32_t)st->cur_k - st->k[out];
+	st->sum_n += (uint32_t)st->cur_n - st->n[out];
 	st->k[st->head] = st->cur_k;
 	st->n[st->head] = st->cur_n;
 	st->head = (uint8_t)((st->head + 1) % RING);
-	for (int i = 1; i <= c->win; i++) {
-		k += st->k[(st->head - i + RING) % RING];
-		n += st->n[(st->head - i + RING) % RING];
-	}
+	k = st->sum_k;
+	n = st->sum_n;
 	if (st->buckets >= MIN_HISTORY && n >= (double)c->min_n && n > 0) {
 		p = binom_upper_tail(k, n, p0);
 		lo = wilson_lower(k, n, 1.96);

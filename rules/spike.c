@@ -64,7 +64,9 @@ struct spike_state {
 	uint16_t cat;
 	uint16_t cur, cur_neg;
 	uint8_t head;
-	/* the ring of the last RING buckets */
+	/* the ring of the last RING buckets, with the counts' sums over the mid
+	 * and long windows (kept as buckets come and go, not summed each close) */
+	uint32_t n_mid, n_win, neg_mid, neg_win;
 	float mu[RING];
 	uint16_t n[RING];
 	uint8_t neg[RING];
@@ -366,8 +368,18 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	int w;
 	enum rule_verdict v = RULE_QUIET;
 
+	uint8_t neg_now = (uint8_t)(st->cur_neg > 255 ? 255 : st->cur_neg);
+	int out = (st->head - c->win + RING) % RING; /* the bucket leaving the window */
+
+	st->n_win += (uint32_t)st->cur - st->n[out];
+	st->neg_win += (uint32_t)neg_now - st->neg[out];
+	if (c->mid > 0) {
+		out = (st->head - c->mid + RING) % RING;
+		st->n_mid += (uint32_t)st->cur - st->n[out];
+		st->neg_mid += (uint32_t)neg_now - st->neg[out];
+	}
 	st->n[st->head] = st->cur;
-	st->neg[st->head] = (uint8_t)(st->cur_neg > 255 ? 255 : st->cur_neg);
+	st->neg[st->head] = neg_now;
 	st->mu[st->head] = (float)mu;
 	st->head = (uint8_t)((st->head + 1) % RING);
 	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
@@ -386,22 +398,28 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * standard deviations up); most windows are not, and skip it.
 	 */
 	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0;
-	double X[3] = {0}, M[3] = {0}, P[3] = {1, 1, 1};
-	int NEG[3] = {0};
+	int last = (st->head + RING - 1) % RING;
+	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1};
+	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
 
+	/* The expectations' sums, newest first, in one pass (the same additions
+	 * in the same order as one pass per scale). */
+	for (int i = 1, k = st->head, top = c->win < w ? c->win : w; i <= top; i++) {
+		k = k ? k - 1 : RING - 1;
+		M[2] += st->mu[k];
+		if (i == 1)
+			M[0] = M[2];
+		if (i == c->mid)
+			M[1] = M[2];
+	}
 	for (int j = 0; j < 3; j++) {
 		int len = scales[j];
 
-		if (len < 1 || (j > 0 && len <= scales[j - 1]) || len > w)
+		if (len < 1 || (j > 0 && len <= scales[j - 1]) || len > w) {
+			X[j] = M[j] = NEG[j] = 0;
 			continue;
-		nscales++;
-		for (int i = 1; i <= len; i++) {
-			int k = (st->head - i + RING) % RING;
-
-			X[j] += st->n[k];
-			M[j] += st->mu[k];
-			NEG[j] += st->neg[k];
 		}
+		nscales++;
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
 		if ((len == 1 || st->buckets >= (uint32_t)(2 * len)) &&

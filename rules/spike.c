@@ -59,7 +59,7 @@ struct spike_config {
 struct spike_state {
 	int64_t last_end;
 	float level;
-	float phi1, phim, phiw; /* dispersion of the bucket, mid and long window counts */
+	float phi1, phiw;
 	uint32_t buckets, events;
 	uint16_t cat;
 	uint16_t cur, cur_neg;
@@ -263,7 +263,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	if (st->events == 0 && st->buckets == 0) {
 		st->cat = category_index(sh, ev->category);
 		sh->cats[st->cat].keys++;
-		st->phi1 = st->phim = st->phiw = 1;
+		st->phi1 = st->phiw = 1;
 	}
 	season_count(sh->c, &sh->cats[st->cat], ev->ts_ms);
 	if (st->cur < UINT16_MAX)
@@ -420,10 +420,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			continue;
 		}
 		nscales++;
-		/* Each scale its own dispersion: a slow drift of the rate widens a
-		 * day's count far more than six hours' (the day's phi made a 3x
-		 * afternoon surge on a busy key look ordinary at 6 h). */
-		double phi = j == 0 ? st->phi1 : j == 1 ? st->phim : st->phiw;
+		double phi = len == 1 ? st->phi1 : st->phiw;
 
 		if ((len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
 		    X[j] > M[j] + 3 * sqrt(phi * M[j]))
@@ -439,10 +436,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	if (best >= 0 && p < alpha && X[best] >= min_count && X[best] / M[best] >= c->min_ratio &&
 	    X[best] - M[best] >= c->min_excess) {
 		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best],
-		        best == 0   ? st->phi1
-		        : best == 1 ? st->phim
-		                    : st->phiw,
-		        p, alpha, level_eff, warm, NEG[best], f);
+		        scales[best] == 1 ? st->phi1 : st->phiw, p, alpha, level_eff, warm,
+		        NEG[best], f);
 		v = RULE_FIRE;
 	}
 	/* Learn, unless this bucket fired or an incident is open: a surge must
@@ -463,12 +458,6 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			                                  aphi * fmin(r1, 25 * st->phi1));
 			st->phiw = (float)fmax(1, (1 - aphi) * st->phiw +
 			                                  aphi * fmin(rw, 25 * st->phiw));
-			if (M[1] > 0) {
-				double rm = (X[1] - M[1]) * (X[1] - M[1]) / M[1];
-
-				st->phim = (float)fmax(1, (1 - aphi) * st->phim +
-				                                  aphi * fmin(rm, 25 * st->phim));
-			}
 		}
 	}
 	st->buckets++;

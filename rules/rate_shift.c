@@ -246,6 +246,6 @@ const struct rule_kind rule_rate_shift = {
         .shared_size = sizeof(struct shared),
         .on_event = on_event,
         .on_close = on_close,
-        .idle_size = offsetof(struct rate_state, k),
+        .idle_size = offsetof(struct rate_state, sum_k),
         .quiet_buckets = quiet_buckets,
 };

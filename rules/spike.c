@@ -498,7 +498,7 @@ const struct rule_kind rule_spike = {
         .load_shared = load_shared,
         .on_event = on_event,
         .on_close = on_close,
-        .idle_size = offsetof(struct spike_state, mu),
+        .idle_size = offsetof(struct spike_state, n_mid),
         .quiet_buckets = quiet_buckets,
         .wake = wake,
 };

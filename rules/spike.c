@@ -274,8 +274,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	return RULE_QUIET;
 }
 
-static double expected(const struct spike_state *st, const struct season *s, int64_t start_ms,
-                       double *level_eff)
+/* Expected events in a bucket whose season factor is sf. */
+static double expected_sf(const struct spike_state *st, const struct season *s, double sf,
+                          double *level_eff)
 {
 	/* The prior is worth PRIOR_EVENTS events: it carries a sparse key and fades
 	 * for a busy one (weighting it in buckets halved a bestseller's baseline). */
@@ -283,7 +284,13 @@ static double expected(const struct spike_state *st, const struct season *s, int
 	double wk = st->events / (st->events + PRIOR_EVENTS);
 
 	*level_eff = wk * st->level + (1 - wk) * prior;
-	return fmax(MU_FLOOR, *level_eff * season_factor(s, start_ms));
+	return fmax(MU_FLOOR, *level_eff * sf);
+}
+
+static double expected(const struct spike_state *st, const struct season *s, int64_t start_ms,
+                       double *level_eff)
+{
+	return expected_sf(st, s, season_factor(s, start_ms), level_eff);
 }
 
 static void explain(struct rule_ctx *ctx, const struct spike_state *st, const struct season *s,
@@ -363,7 +370,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	struct shared *sh = ctx->shared;
 	struct season *s = &sh->cats[st->cat];
 	int64_t start = end_ms - c->common.bucket_ms;
-	double level_eff, mu = expected(st, s, start, &level_eff), x = st->cur;
+	double sf = season_factor(s, start), level_eff, mu = expected_sf(st, s, sf, &level_eff);
+	double x = st->cur;
 	double xw = 0, mw = 0, p = 1;
 	int w;
 	enum rule_verdict v = RULE_QUIET;
@@ -422,7 +430,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		nscales++;
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
-		if ((len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
+		/* (A window without events skips this: most closes are of quiet buckets.) */
+		if (X[j] > 0 && (len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
 		    X[j] > M[j] + 3 * sqrt(phi * M[j]))
 			P[j] = nb_upper_tail(X[j], M[j], phi);
 		outlier |= P[j] < OUTLIER_P;
@@ -443,8 +452,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	/* Learn, unless this bucket fired or an incident is open: a surge must
 	 * stay abnormal until it ends, not become the new normal. */
 	if (!ctx->incident_open && v != RULE_FIRE) {
-		double sf = season_factor(s, start);
-		double clamp = fmin(x, mu + 4 * sqrt(st->phi1 * mu) + 1);
+		double clamp = x > 0 ? fmin(x, mu + 4 * sqrt(st->phi1 * mu) + 1) : 0;
 		double a =
 		        st->buckets < 1 / c->alpha_level ? 1.0 / (st->buckets + 1) : c->alpha_level;
 		double r1 = (x - mu) * (x - mu) / mu, rw = mw > 0 ? (xw - mw) * (xw - mw) / mw : 1;

@@ -131,6 +131,12 @@ struct engine {
 	void *arg;
 	struct incident **open;
 	size_t nopen, aopen;
+	struct pend {
+		char key[192];
+		size_t len;
+		uint32_t h;
+		int ok;
+	} * pend;          /* engine_event's rules taking the event, per rule */
 	struct hist *hist; /* open addressing by key pointer; keys never move */
 	size_t nhist, ahist;
 	uint64_t next_id;
@@ -192,9 +198,10 @@ static void *slab_alloc(struct rule_rt *r, size_t n)
 	return p;
 }
 
-static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
+/* The key's entry, created if new; h is rule_hash of its len bytes. */
+static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char *key, size_t len,
+                                uint32_t h)
 {
-	uint32_t h = rule_hash(key, strlen(key));
 	size_t i;
 
 	if ((r->nkeys + 1) * 10 > r->nslots * 7)
@@ -202,16 +209,22 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 	for (i = h & (r->nslots - 1); r->slots[i]; i = (i + 1) & (r->nslots - 1))
 		if (r->slots[i]->hash == h && strcmp(KEY(r, r->slots[i]), key) == 0)
 			return r->slots[i];
-	size_t len = strlen(key) + 1;
-	struct keyent *k = slab_alloc(r, key_bytes(r, len));
+	struct keyent *k = slab_alloc(r, key_bytes(r, len + 1));
 
-	memcpy(KEY(r, k), key, len);
+	memcpy(KEY(r, k), key, len + 1);
 	k->hash = h;
 	k->bucket = -1;
 	r->slots[i] = k;
 	r->nkeys++;
 	e->stats.keys++;
 	return k;
+}
+
+static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
+{
+	size_t len = strlen(key);
+
+	return key_get_h(e, r, key, len, rule_hash(key, len));
 }
 
 /* ---- incident history, per key that had one ---- */
@@ -352,6 +365,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 	struct engine *e = xcalloc(1, sizeof(*e));
 
 	e->rules = xcalloc(rules->n ? rules->n : 1, sizeof(*e->rules));
+	e->pend = xcalloc(rules->n ? rules->n : 1, sizeof(*e->pend));
 	e->nrules = rules->n;
 	e->lateness_ms = lateness_ms;
 	e->fn = fn;
@@ -415,6 +429,7 @@ void engine_free(struct engine *e)
 		incident_free(e->open[i]);
 	free(e->open);
 	free(e->hist);
+	free(e->pend);
 	free(e->rules);
 	free(e);
 }
@@ -895,8 +910,6 @@ static void remember_id(struct rule_rt *r, const struct keyent *k, const char *i
 
 void engine_event(struct engine *e, const struct event *ev)
 {
-	char key[192];
-
 	char reason[96];
 	int review = needs_review(e, ev, reason, sizeof(reason));
 
@@ -907,23 +920,56 @@ void engine_event(struct engine *e, const struct event *ev)
 	}
 	if (ev->ts_ms > e->max_ts)
 		e->max_ts = ev->ts_ms;
+	/*
+	 * First which rules take the event and under which key, then the keys:
+	 * each rule's lookup is a cache miss or two in a table of 100,000s, and
+	 * fetching all of an event's slots, then all its entries, before using
+	 * any overlaps them.
+	 */
 	for (size_t n = 0; n < e->nrules; n++) {
 		struct rule_rt *r = &e->rules[n];
-		struct firing f = {0};
-		struct keyent *k;
-		int64_t idx = ev->ts_ms / r->common->bucket_ms;
+		struct pend *p = &e->pend[n];
 
+		p->ok = 0;
 		/* Under review: never alone behind a tier-1 per-event incident; in
 		 * volume only if configured. */
 		if (review && (r->kind->on_close ? !e->review_counts_volume : r->common->tier == 1))
 			continue;
 		if (!rule_matches(r->common, ev))
 			continue;
-		if (rule_group_key(r->common, ev, key, sizeof(key)) < 0) {
+		if (rule_group_key(r->common, ev, p->key, sizeof(p->key)) < 0) {
 			e->stats.ungrouped++;
 			continue;
 		}
-		k = key_get(e, r, key);
+		p->len = strlen(p->key);
+		p->h = rule_hash(p->key, p->len);
+		p->ok = 1;
+		__builtin_prefetch(&r->slots[p->h & (r->nslots - 1)]);
+	}
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+
+		if (e->pend[n].ok)
+			__builtin_prefetch(r->slots[e->pend[n].h & (r->nslots - 1)]);
+	}
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+		const struct keyent *k =
+		        e->pend[n].ok ? r->slots[e->pend[n].h & (r->nslots - 1)] : NULL;
+
+		if (k && k->awake)
+			__builtin_prefetch(block_at(r, k->awake - 1)->state);
+	}
+	for (size_t n = 0; n < e->nrules; n++) {
+		struct rule_rt *r = &e->rules[n];
+		struct pend *p = &e->pend[n];
+		struct firing f = {0};
+		struct keyent *k;
+		int64_t idx = ev->ts_ms / r->common->bucket_ms;
+
+		if (!p->ok)
+			continue;
+		k = key_get_h(e, r, p->key, p->len, p->h);
 		mark_changed(r, k);
 		if (r->kind->on_close) {
 			if (k->bucket < 0) {

@@ -54,6 +54,7 @@ struct rate_state {
 
 struct shared {
 	double ew_k, ew_n; /* rule-wide, for the prior */
+	int64_t bucket;    /* the latest bucket they have decayed to */
 };
 
 #define OFF(m) offsetof(struct rate_config, m)
@@ -224,8 +225,20 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	if (!ctx->incident_open && v != RULE_FIRE) {
 		st->ew_k = (float)(st->ew_k * c->decay + st->cur_k);
 		st->ew_n = (float)(st->ew_n * c->decay + st->cur_n);
-		sh->ew_k = sh->ew_k * c->decay + st->cur_k;
-		sh->ew_n = sh->ew_n * c->decay + st->cur_n;
+		/* The fleet's share forgets by time, once per bucket, not once per
+		 * key close (which made its memory a few thousand closes, and
+		 * dependent on how often keys close). */
+		int64_t b = end_ms / c->common.bucket_ms;
+
+		if (b > sh->bucket) {
+			double d = sh->bucket ? pow(c->decay, (double)(b - sh->bucket)) : 1;
+
+			sh->ew_k *= d;
+			sh->ew_n *= d;
+			sh->bucket = b;
+		}
+		sh->ew_k += st->cur_k;
+		sh->ew_n += st->cur_n;
 	}
 	st->buckets++;
 	st->cur_k = st->cur_n = 0;

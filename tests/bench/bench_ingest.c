@@ -16,6 +16,10 @@
  * the commit that made it durable (the child reports every commit with the
  * range of sequence numbers it covered; CLOCK_MONOTONIC is shared).
  *
+ * The daemon measured is the one linked into this program, i.e. this tree's;
+ * --voca only generates the feed. To compare two versions, build the bench
+ * in each tree.
+ *
  * A program that prints numbers, not a test: run it with `make bench`.
  */
 #include <errno.h>

@@ -18,11 +18,12 @@
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
-#define MAX_REPLAY  48 /* empty buckets replayed for a key that was quiet longer */
-#define NIDS        3  /* example event ids given with a firing */
-#define ID_LEN      48
-#define RECENT      16384 /* matching events remembered per rule, for examples */
-#define BUDGET_RING 1024  /* the largest hourly notification budget */
+#define MAX_REPLAY  48            /* empty buckets replayed for a key that was quiet longer */
+#define NIDS        3             /* example event ids given with a firing */
+#define ID_MAX      255           /* the schema allows event ids of up to 200 characters */
+#define RECENT_TEXT (RECENT * 32) /* bytes of id text kept: a ring too */
+#define RECENT      16384         /* matching events remembered per rule, for examples */
+#define BUDGET_RING 1024          /* the largest hourly notification budget */
 
 /*
  * One (rule, group key): 16 bytes of header, the kind's state (or, for a
@@ -79,11 +80,15 @@ struct pool {
 /*
  * The latest matching events of a rule, for a firing's examples. Keeping them
  * per rule rather than per key saves ~150 bytes a key (there are 100,000 of
- * them); a firing scans back for its key, which is rare and cheap.
+ * them); a firing scans back for its key, which is rare and cheap. The ids'
+ * text goes round a byte ring of its own, so that ids of any length up to the
+ * schema's are kept whole (a fixed slot cut long ones short); an entry whose
+ * text has been written over is skipped.
  */
 struct recent {
 	const struct keyent *k;
-	char id[ID_LEN];
+	uint64_t at; /* where its id starts in the text ring, counted since the start */
+	uint16_t len;
 };
 
 #define SLAB_SIZE (1 << 20)
@@ -119,6 +124,8 @@ struct rule_rt {
 	size_t ndirty, adirty;
 	struct recent *recent; /* ring of RECENT */
 	size_t recent_head;
+	char *recent_text;       /* ring of RECENT_TEXT bytes */
+	uint64_t text_pos;       /* bytes ever written to it */
 	struct buf saved_shared; /* the shared state as last saved */
 	int64_t advanced;        /* watermark bucket already processed */
 };
@@ -386,6 +393,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->advanced = INT64_MIN;
 		r->qsorted = 1;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
+		r->recent_text = xmalloc(RECENT_TEXT);
 		buf_init(&r->saved_shared, 64 << 20);
 		grow(r);
 	}
@@ -419,6 +427,7 @@ void engine_free(struct engine *e)
 		free(r->slots);
 		free(r->dirty);
 		free(r->recent);
+		free(r->recent_text);
 		buf_free(&r->saved_shared);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
@@ -639,8 +648,16 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 
 		if (x->k == NULL)
 			break;
-		if (x->k == k) {
-			cJSON_AddItemToArray(ex, cJSON_CreateString(x->id));
+		if (x->k == k && r->text_pos - x->at <= RECENT_TEXT) {
+			char id[ID_MAX + 1];
+			size_t off = (size_t)(x->at % RECENT_TEXT), first = RECENT_TEXT - off;
+
+			if (first > x->len)
+				first = x->len;
+			memcpy(id, r->recent_text + off, first);
+			memcpy(id + first, r->recent_text, x->len - first);
+			id[x->len] = '\0';
+			cJSON_AddItemToArray(ex, cJSON_CreateString(id));
 			found++;
 		}
 	}
@@ -899,12 +916,15 @@ static void advance(struct engine *e, int64_t watermark)
 static void remember_id(struct rule_rt *r, const struct keyent *k, const char *id)
 {
 	struct recent *x = &r->recent[r->recent_head];
-
-	size_t n = strnlen(id, sizeof(x->id) - 1);
+	size_t n = strnlen(id, ID_MAX), off = (size_t)(r->text_pos % RECENT_TEXT);
+	size_t first = RECENT_TEXT - off < n ? RECENT_TEXT - off : n;
 
 	x->k = k;
-	memcpy(x->id, id, n); /* per event and rule: no printf */
-	x->id[n] = '\0';
+	x->at = r->text_pos;
+	x->len = (uint16_t)n;
+	memcpy(r->recent_text + off, id, first); /* per event and rule: no printf */
+	memcpy(r->recent_text, id + first, n - first);
+	r->text_pos += n;
 	r->recent_head = (r->recent_head + 1) % RECENT;
 }
 

@@ -237,6 +237,53 @@ static const char *const spike_yaml_for_gating =
         "rules:\n  - name: spike\n    kind: spike\n    group_by: [sku]\n";
 static void burst(struct engine *e, double hour, const char *sku, int n);
 
+static void on_example(void *arg, const struct incident *inc, enum incident_change ch)
+{
+	const cJSON *ex = cJSON_GetArrayItem(cJSON_GetObjectItem(inc->why, "examples"), 0);
+
+	if (ch == INCIDENT_OPENED && cJSON_IsString(ex))
+		snprintf(arg, 256, "%s", ex->valuestring);
+}
+
+/* Regression: example ids were cut at 47 bytes; the schema allows 200. */
+static void test_examples_keep_long_event_ids(void **state)
+{
+	struct config cfg;
+	char err[512], id[201], got[256] = "";
+	struct event ev = {0};
+
+	(void)state;
+	if (config_load_text("t.yaml", "rules:\n  - {name: any, kind: threshold}\n", &cfg, err,
+	                     sizeof(err)) < 0)
+		fail_msg("%s", err);
+	struct engine *e = engine_new(&cfg.rules, 0, on_example, got);
+
+	/* Enough ids first to go round the text ring a few times. */
+	for (int i = 0; i < 70000; i++) {
+		snprintf(id, sizeof(id), "warm-%d", i);
+		ev = (struct event){.event_id = id,
+		                    .ts_ms = T0 + i,
+		                    .sku = i % 2 ? "B" : "C",
+		                    .category = "praise",
+		                    .confidence = 0.9,
+		                    .seq = -1};
+		engine_event(e, &ev);
+	}
+	memset(id, 'x', 200);
+	id[200] = '\0';
+	memcpy(id, "zendesk:ticket:", 15);
+	ev = (struct event){.event_id = id,
+	                    .ts_ms = T0 + 70000,
+	                    .sku = "A",
+	                    .category = "praise",
+	                    .confidence = 0.9,
+	                    .seq = -1};
+	engine_event(e, &ev);
+	assert_string_equal(got, id);
+	engine_free(e);
+	config_free(&cfg);
+}
+
 static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 {
 	struct config cfg;
@@ -1078,6 +1125,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
 	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
+	        cmocka_unit_test(test_examples_keep_long_event_ids),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
 	        cmocka_unit_test(test_silences_and_time_windows),
 	        cmocka_unit_test(test_inhibition_known_issues_and_budget),

@@ -14,6 +14,7 @@
 
 #include <voca/buf.h>
 #include <voca/engine.h>
+#include <voca/log.h>
 #include <voca/rule.h>
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
@@ -118,7 +119,9 @@ struct rule_rt {
 	const void *config;
 	const struct rule_common *common;
 	void *shared;
-	struct keyent **slots;
+	struct slab **slabv; /* the slabs by number, for slot references */
+	size_t nslabv;
+	uint32_t *slots; /* key references (slab_ref); 0: empty */
 	size_t nslots, nkeys;
 	struct keyent **dirty;
 	size_t ndirty, adirty;
@@ -158,13 +161,29 @@ struct engine {
 	int sent_head;
 };
 
+/*
+ * A hash slot holds a 32-bit reference to its key instead of a pointer (half
+ * the table at 100,000s of keys): 1 + the slab's number << 17 | the key's
+ * offset in it / 8 (keys are 8-aligned in slabs of at most 1 MiB; 32,767
+ * slabs a rule).
+ */
+#define SLAB_SHIFT 17
+
+static struct keyent *key_at(const struct rule_rt *r, uint32_t ref)
+{
+	if (ref-- == 0)
+		return NULL;
+	return (struct keyent *)(r->slabv[ref >> SLAB_SHIFT]->data +
+	                         ((size_t)(ref & ((1u << SLAB_SHIFT) - 1)) << 3));
+}
+
 static void grow(struct rule_rt *r)
 {
 	size_t n = r->nslots ? r->nslots * 2 : 1024;
-	struct keyent **slots = xcalloc(n, sizeof(*slots));
+	uint32_t *slots = xcalloc(n, sizeof(*slots));
 
 	for (size_t i = 0; i < r->nslots; i++) {
-		struct keyent *k = r->slots[i];
+		const struct keyent *k = key_at(r, r->slots[i]);
 
 		if (k == NULL)
 			continue;
@@ -172,7 +191,7 @@ static void grow(struct rule_rt *r)
 
 		while (slots[j])
 			j = (j + 1) & (n - 1);
-		slots[j] = k;
+		slots[j] = r->slots[i];
 	}
 	free(r->slots);
 	r->slots = slots;
@@ -189,17 +208,22 @@ static size_t key_bytes(const struct rule_rt *r, size_t len)
  * Keys live as long as the engine, so they come from a per-rule slab: no
  * per-key malloc header or rounding (~24 bytes of each of 100,000s of keys).
  */
-static void *slab_alloc(struct rule_rt *r, size_t n)
+static void *slab_alloc(struct rule_rt *r, size_t n, uint32_t *ref)
 {
 	if (r->slab == NULL || r->slab->used + n > SLAB_SIZE) {
-		struct slab *s = xmalloc(sizeof(*s) + (n > SLAB_SIZE ? n : SLAB_SIZE));
+		struct slab *s = xmalloc(sizeof(*s) + SLAB_SIZE);
 
+		if (r->nslabv == (1u << (31 - SLAB_SHIFT)) - 1)
+			fatal("engine: more than 32 GiB of keys in rule %s", r->common->name);
 		s->next = r->slab;
 		s->used = 0;
 		r->slab = s;
+		r->slabv = xrealloc(r->slabv, (r->nslabv + 1) * sizeof(*r->slabv));
+		r->slabv[r->nslabv++] = s;
 	}
 	void *p = r->slab->data + r->slab->used;
 
+	*ref = (uint32_t)(((r->nslabv - 1) << SLAB_SHIFT) | (r->slab->used >> 3)) + 1;
 	r->slab->used += n;
 	memset(p, 0, n);
 	return p;
@@ -213,15 +237,19 @@ static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char 
 
 	if ((r->nkeys + 1) * 10 > r->nslots * 7)
 		grow(r);
-	for (i = h & (r->nslots - 1); r->slots[i]; i = (i + 1) & (r->nslots - 1))
-		if (r->slots[i]->hash == h && strcmp(KEY(r, r->slots[i]), key) == 0)
-			return r->slots[i];
-	struct keyent *k = slab_alloc(r, key_bytes(r, len + 1));
+	for (i = h & (r->nslots - 1); r->slots[i]; i = (i + 1) & (r->nslots - 1)) {
+		struct keyent *k = key_at(r, r->slots[i]);
+
+		if (k->hash == h && strcmp(KEY(r, k), key) == 0)
+			return k;
+	}
+	uint32_t ref;
+	struct keyent *k = slab_alloc(r, key_bytes(r, len + 1), &ref);
 
 	memcpy(KEY(r, k), key, len + 1);
 	k->hash = h;
 	k->bucket = -1;
-	r->slots[i] = k;
+	r->slots[i] = ref;
 	r->nkeys++;
 	e->stats.keys++;
 	return k;
@@ -424,6 +452,7 @@ void engine_free(struct engine *e)
 		free(r->pool.chunks);
 		free(r->q);
 		free(r->retry);
+		free(r->slabv);
 		free(r->slots);
 		free(r->dirty);
 		free(r->recent);
@@ -884,7 +913,7 @@ static void advance(struct engine *e, int64_t watermark)
 		if (r->kind->every_bucket) {
 			/* Silence matters to this kind: every key's buckets close. */
 			for (size_t i = 0; i < r->nslots; i++) {
-				struct keyent *k = r->slots[i];
+				struct keyent *k = key_at(r, r->slots[i]);
 
 				if (k && k->bucket >= 0 && k->bucket < idx)
 					close_until(e, r, k, idx);
@@ -970,12 +999,12 @@ void engine_event(struct engine *e, const struct event *ev)
 		struct rule_rt *r = &e->rules[n];
 
 		if (e->pend[n].ok)
-			__builtin_prefetch(r->slots[e->pend[n].h & (r->nslots - 1)]);
+			__builtin_prefetch(key_at(r, r->slots[e->pend[n].h & (r->nslots - 1)]));
 	}
 	for (size_t n = 0; n < e->nrules; n++) {
 		struct rule_rt *r = &e->rules[n];
 		const struct keyent *k =
-		        e->pend[n].ok ? r->slots[e->pend[n].h & (r->nslots - 1)] : NULL;
+		        e->pend[n].ok ? key_at(r, r->slots[e->pend[n].h & (r->nslots - 1)]) : NULL;
 
 		if (k && k->awake)
 			__builtin_prefetch(block_at(r, k->awake - 1)->state);

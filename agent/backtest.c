@@ -15,7 +15,6 @@
  */
 #include <getopt.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,31 +222,6 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	}
 }
 
-/* The string fields of struct event, copied with it. */
-static const size_t str_fields[] = {
-        offsetof(struct event, event_id),
-        offsetof(struct event, source),
-        offsetof(struct event, sku),
-        offsetof(struct event, product),
-        offsetof(struct event, category),
-        offsetof(struct event, subcategory),
-        offsetof(struct event, locale),
-        offsetof(struct event, region),
-        offsetof(struct event, customer_tier),
-        offsetof(struct event, text),
-        offsetof(struct event, summary),
-        offsetof(struct event, suggested_owner),
-        offsetof(struct event, suggested_action),
-        offsetof(struct event, url),
-        offsetof(struct event, model_name),
-        offsetof(struct event, model_version),
-        offsetof(struct event, prompt_version),
-        offsetof(struct event, taxonomy_version),
-        offsetof(struct event, publisher),
-};
-
-#define FIELD(ev, off) (*(const char **)((char *)(ev) + (off)))
-
 static struct batch *take_free(struct handoff *h)
 {
 	struct batch *b;
@@ -272,34 +246,13 @@ static void put_full(struct handoff *h, struct batch *b)
 /* Copies ev and its strings into the reader's batch, handing it over when full. */
 static void batch_add(struct bt *b, const struct event *ev)
 {
-	size_t need = ev->raw_len + 1;
-	struct event *e;
+	size_t need = event_copy_size(ev);
 
-	for (size_t i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++)
-		if (FIELD(ev, str_fields[i]))
-			need += strlen(FIELD(ev, str_fields[i])) + 1;
 	if (b->cur->n == BATCH_EVENTS || b->cur->used + need > BATCH_BYTES) {
 		put_full(&b->h, b->cur);
 		b->cur = take_free(&b->h);
 	}
-	e = &b->cur->ev[b->cur->n++];
-	*e = *ev;
-	for (size_t i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++) {
-		const char *src = FIELD(ev, str_fields[i]);
-
-		if (src) {
-			size_t n = strlen(src) + 1;
-			char *dst = b->cur->bytes + b->cur->used;
-
-			memcpy(dst, src, n);
-			b->cur->used += n;
-			FIELD(e, str_fields[i]) = dst;
-		}
-	}
-	e->raw = b->cur->bytes + b->cur->used;
-	memcpy(b->cur->bytes + b->cur->used, ev->raw, ev->raw_len);
-	b->cur->bytes[b->cur->used + ev->raw_len] = '\0';
-	b->cur->used += ev->raw_len + 1;
+	b->cur->used += event_copy(ev, &b->cur->ev[b->cur->n++], b->cur->bytes + b->cur->used);
 }
 
 /* The engine's thread: runs the batches in order until the reader is done. */

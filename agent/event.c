@@ -430,6 +430,73 @@ struct field_index {
 	int ready;
 };
 
+/* ---- copies ---- */
+
+#define STR_AT(ev, off) (*(const char **)((char *)(ev) + (off)))
+
+/*
+ * Calls fn for the offset of every string field of struct event, from the
+ * decoder's own tables (so a field added there is copied too).
+ */
+static void each_string(void (*fn)(size_t off, void *arg), void *arg)
+{
+	for (size_t i = 0; i < NELEM(event_fields); i++)
+		if (event_fields[i].kind == F_STR || event_fields[i].kind == F_ID ||
+		    event_fields[i].kind == F_TEXT)
+			fn(event_fields[i].offset, arg);
+	for (size_t i = 0; i < NELEM(model_fields); i++)
+		fn(model_fields[i].offset, arg);
+}
+
+struct copy {
+	const struct event *from;
+	struct event *to;
+	char *buf;
+	size_t used;
+};
+
+static void count_string(size_t off, void *arg)
+{
+	struct copy *c = arg;
+
+	if (STR_AT(c->from, off))
+		c->used += strlen(STR_AT(c->from, off)) + 1;
+}
+
+static void copy_string(size_t off, void *arg)
+{
+	struct copy *c = arg;
+	const char *s = STR_AT(c->from, off);
+
+	if (s) {
+		size_t n = strlen(s) + 1;
+
+		memcpy(c->buf + c->used, s, n);
+		STR_AT(c->to, off) = c->buf + c->used;
+		c->used += n;
+	}
+}
+
+size_t event_copy_size(const struct event *ev)
+{
+	struct copy c = {.from = ev, .used = ev->raw_len + 1};
+
+	each_string(count_string, &c);
+	return c.used;
+}
+
+size_t event_copy(const struct event *ev, struct event *out, char *buf)
+{
+	struct copy c = {.from = ev, .to = out, .buf = buf};
+
+	*out = *ev;
+	each_string(copy_string, &c);
+	memcpy(buf + c.used, ev->raw, ev->raw_len);
+	buf[c.used + ev->raw_len] = '\0';
+	out->raw = buf + c.used;
+	return c.used + ev->raw_len + 1;
+}
+
 static const struct field *lookup(const struct field *fields, size_t n, struct field_index *ix,
                                   const char *name)
 {

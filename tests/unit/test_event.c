@@ -290,6 +290,80 @@ static void test_full_event(void **state)
 	assert_int_equal(s.first_raw[strlen(s.first_raw) - 1], '}');
 }
 
+/* A copy taken in the callback holds every string and the raw text after it. */
+struct copied {
+	struct event ev;
+	char buf[4096];
+	size_t need, used;
+};
+
+static int copy_out(void *arg, const struct event *ev, const struct event_error *err,
+                    const char *raw, size_t len)
+{
+	struct copied *c = arg;
+
+	(void)err;
+	(void)raw;
+	(void)len;
+	if (ev) {
+		c->need = event_copy_size(ev);
+		assert_true(c->need <= sizeof(c->buf));
+		c->used = event_copy(ev, &c->ev, c->buf);
+	}
+	return 0;
+}
+
+static void test_copy_outlives_the_callback(void **state)
+{
+	const char *frame =
+	        "{\"event_id\":\"rev-42\",\"ts\":\"2026-03-01T10:00:00Z\",\"source\":\"shopify\","
+	        "\"sku\":\"SKU-1\",\"product\":\"Kettle\",\"category\":\"product_defect\","
+	        "\"subcategory\":\"leaking\",\"sentiment\":{\"label\":\"negative\"},"
+	        "\"locale\":\"en-GB\",\"region\":\"EU\",\"customer_tier\":\"vip\","
+	        "\"text\":\"It leaks\",\"summary\":\"Leaks\",\"suggested_owner\":\"hw\","
+	        "\"suggested_action\":\"recall\",\"url\":\"https://x\",\"model\":{\"name\":\"m\","
+	        "\"version\":\"1\",\"prompt_version\":\"p\",\"taxonomy_version\":\"t\"},"
+	        "\"publisher\":\"job-1\"}";
+	struct copied c = {0};
+	const struct event *e = &c.ev;
+
+	(void)state;
+	assert_int_equal(event_decode(frame, strlen(frame), NULL, copy_out, &c), 1);
+	assert_int_equal(c.used, c.need);
+
+	const char *const got[] = {e->event_id,
+	                           e->source,
+	                           e->sku,
+	                           e->product,
+	                           e->category,
+	                           e->subcategory,
+	                           e->locale,
+	                           e->region,
+	                           e->customer_tier,
+	                           e->text,
+	                           e->summary,
+	                           e->suggested_owner,
+	                           e->suggested_action,
+	                           e->url,
+	                           e->model_name,
+	                           e->model_version,
+	                           e->prompt_version,
+	                           e->taxonomy_version,
+	                           e->publisher,
+	                           e->raw};
+
+	/* Every string lives in the copy's buffer, none in the decoder's arena. */
+	for (size_t i = 0; i < sizeof(got) / sizeof(got[0]); i++) {
+		assert_non_null(got[i]);
+		assert_true(got[i] >= c.buf && got[i] < c.buf + c.used);
+	}
+	assert_string_equal(e->event_id, "rev-42");
+	assert_string_equal(e->suggested_action, "recall");
+	assert_string_equal(e->taxonomy_version, "t");
+	assert_string_equal(e->publisher, "job-1");
+	assert_string_equal(e->raw, frame);
+}
+
 static void test_defaults(void **state)
 {
 	struct seen s = decode(GOOD "}", strlen(GOOD "}"));
@@ -401,6 +475,7 @@ int main(void)
 	        cmocka_unit_test(test_too_many_events),
 	        cmocka_unit_test(test_array_mixing_good_and_bad),
 	        cmocka_unit_test(test_full_event),
+	        cmocka_unit_test(test_copy_outlives_the_callback),
 	        cmocka_unit_test(test_defaults),
 	        cmocka_unit_test(test_text_length_counts_characters),
 	        cmocka_unit_test(test_stop_requested),

@@ -60,22 +60,17 @@ struct hist {
 
 /*
  * The full states of a sleeping kind's awake keys: fixed-size blocks in
- * chunks that never move, with a free list. A key quiet for the kind's
- * quiet_buckets keeps only its idle part (most keys, most of the time).
+ * chunks that never move, with a free list (a free block holds the next
+ * free one's index + 1). A key quiet for the kind's quiet_buckets keeps only
+ * its idle part (most keys, most of the time).
  */
 #define POOL_CHUNK 1024
-
-struct block {
-	struct keyent *owner; /* NULL: free, next free index + 1 in state */
-	_Alignas(8) unsigned char state[];
-};
 
 struct pool {
 	unsigned char **chunks;
 	size_t nchunks, bsize;
-	uint32_t used;      /* blocks ever handed out (the sweep's range) */
+	uint32_t used;      /* blocks ever handed out */
 	uint32_t free_head; /* 1 + first free block; 0: none */
-	uint32_t awake;     /* blocks in use */
 };
 
 /*
@@ -319,10 +314,10 @@ static struct incident *open_of(struct engine *e, struct keyent *k)
 
 /* ---- sleeping keys: full states in a pool ---- */
 
-static struct block *block_at(const struct rule_rt *r, uint32_t i)
+/* The full state in block i. */
+static void *block_at(const struct rule_rt *r, uint32_t i)
 {
-	return (struct block *)(r->pool.chunks[i / POOL_CHUNK] +
-	                        (size_t)(i % POOL_CHUNK) * r->pool.bsize);
+	return r->pool.chunks[i / POOL_CHUNK] + (size_t)(i % POOL_CHUNK) * r->pool.bsize;
 }
 
 static uint32_t pool_take(struct rule_rt *r)
@@ -332,7 +327,7 @@ static uint32_t pool_take(struct rule_rt *r)
 
 	if (p->free_head) {
 		i = p->free_head - 1;
-		memcpy(&p->free_head, block_at(r, i)->state, sizeof(p->free_head));
+		memcpy(&p->free_head, block_at(r, i), sizeof(p->free_head));
 	} else {
 		if (p->used / POOL_CHUNK == p->nchunks) {
 			p->chunks = xrealloc(p->chunks, (p->nchunks + 1) * sizeof(*p->chunks));
@@ -340,18 +335,13 @@ static uint32_t pool_take(struct rule_rt *r)
 		}
 		i = p->used++;
 	}
-	p->awake++;
 	return i;
 }
 
 static void pool_put(struct rule_rt *r, uint32_t i)
 {
-	struct block *b = block_at(r, i);
-
-	b->owner = NULL;
-	memcpy(b->state, &r->pool.free_head, sizeof(r->pool.free_head));
+	memcpy(block_at(r, i), &r->pool.free_head, sizeof(r->pool.free_head));
 	r->pool.free_head = i + 1;
-	r->pool.awake--;
 }
 
 /*
@@ -363,25 +353,24 @@ static void *key_state(struct engine *e, struct rule_rt *r, struct keyent *k)
 	if (r->kind->idle_size == 0)
 		return k->state;
 	if (k->awake)
-		return block_at(r, k->awake - 1)->state;
+		return block_at(r, k->awake - 1);
 	uint32_t i = pool_take(r);
-	struct block *b = block_at(r, i);
+	unsigned char *full = block_at(r, i);
 
-	b->owner = k;
 	e->stats.awake++;
-	memset(b->state, 0, r->kind->state_size);
-	memcpy(b->state, k->state, r->kind->idle_size);
+	memset(full, 0, r->kind->state_size);
+	memcpy(full, k->state, r->kind->idle_size);
 	k->awake = i + 1;
 	if (r->kind->wake) {
 		struct rule_ctx c = {.config = r->config,
-		                     .state = b->state,
+		                     .state = full,
 		                     .shared = r->shared,
 		                     .key = KEY(r, k),
 		                     .incident_open = k->open};
 
 		r->kind->wake(&c);
 	}
-	return b->state;
+	return full;
 }
 
 static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
@@ -389,7 +378,7 @@ static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
 	uint32_t i = k->awake - 1;
 
 	e->stats.awake--;
-	memcpy(k->state, block_at(r, i)->state, r->kind->idle_size);
+	memcpy(k->state, block_at(r, i), r->kind->idle_size);
 	pool_put(r, i);
 	k->awake = 0;
 }
@@ -413,7 +402,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->config = rules->v[i].data;
 		r->inline_size = r->kind->idle_size ? r->kind->idle_size : r->kind->state_size;
 		r->quiet = r->kind->idle_size ? r->kind->quiet_buckets(r->config) : 0;
-		r->pool.bsize = (sizeof(struct block) + r->kind->state_size + 7) & ~(size_t)7;
+		r->pool.bsize = (r->kind->state_size + 7) & ~(size_t)7;
 		r->common = rules->v[i].data; /* every kind's config starts with it */
 		r->shared = r->kind->new_shared    ? r->kind->new_shared(r->config)
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
@@ -590,9 +579,8 @@ const struct engine_stats *engine_stats(const struct engine *e)
 }
 
 /* engine_save finds the changed keys by walking the slabs: no list of them to keep. */
-static void mark_changed(struct rule_rt *r, struct keyent *k)
+static void mark_changed(struct keyent *k)
 {
-	(void)r;
 	k->changed = 1;
 }
 
@@ -655,7 +643,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	e->rolling = 1;
 	fire(e, r, rk, &f, at);
 	e->rolling = 0;
-	mark_changed(r, rk);
+	mark_changed(rk);
 	snprintf(inc->suppressed, sizeof(inc->suppressed), "rolled up into incident %llu (%s)",
 	         (unsigned long long)open_of(e, rk)->id, token);
 	return 1;
@@ -770,7 +758,7 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 	int64_t b = r->common->bucket_ms, first = k->bucket;
 	int had_events = k->dirty;
 
-	mark_changed(r, k);
+	mark_changed(k);
 	for (int64_t i = k->bucket; i < upto; i++) {
 		struct rule_ctx ctx = ctx_for(e, r, k);
 		struct firing f = {0};
@@ -809,7 +797,7 @@ static void resolve_due(struct engine *e, int64_t now)
 
 		h->open = NULL;
 		k->open = 0;
-		mark_changed(r, k);
+		mark_changed(k);
 		h->last_id = inc->id;
 		h->last_resolved = inc->resolved_ms;
 		h->last_reopens = inc->reopens;
@@ -827,12 +815,7 @@ static void resolve_due(struct engine *e, int64_t now)
 	e->nopen = j;
 }
 
-/*
- * Puts to sleep the awake keys quiet for the kind's quiet buckets: their
- * empty buckets are closed now (as the key's next event would have), which
- * empties the kind's rings, and only the idle part stays. A key with an open
- * incident stays awake (its baseline is frozen, its evidence current).
- */
+/* Queues k, whose bucket just closed: it may sleep quiet buckets from now. */
 static void quiet_push(struct rule_rt *r, struct keyent *k)
 {
 	if (r->qlen == r->qcap) {
@@ -856,7 +839,12 @@ static int by_bucket(const void *a, const void *b)
 	return (x->bucket > y->bucket) - (x->bucket < y->bucket);
 }
 
-/* Sleeps k if it may: awake, no events in its open bucket, no open incident, quiet long enough. */
+/*
+ * Sleeps k if it may: awake, no events in its open bucket, no open incident
+ * (its baseline is frozen, its evidence current), quiet long enough. Its
+ * empty buckets are closed now (as its next event would have), which empties
+ * the kind's rings, and only the idle part stays.
+ */
 static void try_sleep(struct engine *e, struct rule_rt *r, struct keyent *k, int64_t idx)
 {
 	if (!k->awake || k->dirty || k->open || k->bucket < 0 || k->bucket + r->quiet > idx)
@@ -1007,7 +995,7 @@ void engine_event(struct engine *e, const struct event *ev)
 		        e->pend[n].ok ? key_at(r, r->slots[e->pend[n].h & (r->nslots - 1)]) : NULL;
 
 		if (k && k->awake)
-			__builtin_prefetch(block_at(r, k->awake - 1)->state);
+			__builtin_prefetch(block_at(r, k->awake - 1));
 	}
 	for (size_t n = 0; n < e->nrules; n++) {
 		struct rule_rt *r = &e->rules[n];
@@ -1019,7 +1007,7 @@ void engine_event(struct engine *e, const struct event *ev)
 		if (!p->ok)
 			continue;
 		k = key_get_h(e, r, p->key, p->len, p->h);
-		mark_changed(r, k);
+		mark_changed(k);
 		if (r->kind->on_close) {
 			if (k->bucket < 0) {
 				k->bucket = idx;
@@ -1120,7 +1108,7 @@ static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struc
 
 	buf_reset(b);
 	buf_add(b, &h, sizeof(h));
-	buf_add(b, k->awake ? block_at(r, k->awake - 1)->state : k->state, size);
+	buf_add(b, k->awake ? block_at(r, k->awake - 1) : k->state, size);
 	if (inc) {
 		struct inc_head ih = {
 		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,

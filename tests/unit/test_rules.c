@@ -775,6 +775,72 @@ static void shares(struct engine *e, int from, int hours, const char *sku, int n
 	}
 }
 
+static void one_share(struct engine *e, const char *sku, int64_t ts, int negative)
+{
+	char id[48];
+	struct event ev = {0};
+
+	snprintf(id, sizeof(id), "%s-%lld", sku, (long long)ts);
+	ev.event_id = id;
+	ev.ts_ms = ts;
+	ev.sku = sku;
+	ev.category = "shipping";
+	ev.sentiment = negative ? SENTIMENT_NEGATIVE : SENTIMENT_POSITIVE;
+	ev.confidence = 0.9;
+	ev.sentiment_score = ev.urgency = NAN;
+	ev.seq = -1;
+	ev.raw = "{}";
+	ev.raw_len = 2;
+	engine_event(e, &ev);
+}
+
+static void on_p0(void *arg, const struct incident *inc, enum incident_change ch)
+{
+	const cJSON *p0 = cJSON_GetObjectItem(inc->why, "p0");
+
+	if (ch == INCIDENT_OPENED && strcmp(inc->key, "sku=X") == 0 && cJSON_IsNumber(p0))
+		*(double *)arg = p0->valuedouble;
+}
+
+/*
+ * A young key's baseline leans on the fleet's share. That share forgets by
+ * time: how many keys close in an hour, and in what order, does not move it
+ * (it once decayed at every key's close, so the keys closing last in each
+ * hour weighed most: 100 all-negative keys closing before 100 all-positive
+ * ones read as 47%, not 50%).
+ */
+static void test_rate_shift_fleet_share_forgets_by_time(void **state)
+{
+	struct config cfg;
+	char err[512], sku[16];
+	double p0 = -1;
+
+	(void)state;
+	if (config_load_text("t.yaml", "rules:\n  - {name: neg, kind: rate_shift, cusum_h: 0}\n",
+	                     &cfg, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	struct engine *e = engine_new(&cfg.rules, 0, on_p0, &p0);
+
+	one_share(e, "X", T0, 1); /* X's own history: one of two negative */
+	one_share(e, "X", T0 + 1000, 0);
+	for (int h = 0; h < 40; h++) {
+		for (int i = 0; i < 100; i++) {
+			snprintf(sku, sizeof(sku), "N%d", i);
+			one_share(e, sku, T0 + h * H + 10000 + i * 1000, 1);
+		}
+		for (int i = 0; i < 100; i++) {
+			snprintf(sku, sizeof(sku), "P%d", i);
+			one_share(e, sku, T0 + h * H + H / 2 + i * 1000, 0);
+		}
+	}
+	for (int i = 0; i < 20; i++) /* X turns all negative: opens, against ~50% */
+		one_share(e, "X", T0 + 40 * H + i * 1000, 1);
+	engine_flush(e, T0 + 41 * H);
+	assert_true(fabs(p0 - 0.5) < 0.01);
+	engine_free(e);
+	config_free(&cfg);
+}
+
 static void test_rate_shift_binomial(void **state)
 {
 	struct config cfg;
@@ -1136,6 +1202,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_warm_up),
 	        cmocka_unit_test(test_spike_guards),
 	        cmocka_unit_test(test_rate_shift_binomial),
+	        cmocka_unit_test(test_rate_shift_fleet_share_forgets_by_time),
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),

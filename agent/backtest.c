@@ -30,6 +30,7 @@
 #include "backtest.h"
 #include "clock.h"
 #include "config.h"
+#include "evqueue.h"
 #include "jsonl.h"
 
 /* event_id hash -> highest revision seen: 16 bytes an event. */
@@ -39,33 +40,9 @@ struct seen {
 	size_t n, cap;
 };
 
-/*
- * A batch of decoded events with their strings. A frame is at most 1 MiB and
- * an event's strings are no longer than its JSON, so any single event fits.
- */
-#define BATCH_EVENTS 256
-#define BATCH_BYTES  ((2u << 20) + 4096)
-#define NBATCHES     4
-
-struct batch {
-	size_t n, used;
-	struct event ev[BATCH_EVENTS];
-	char bytes[BATCH_BYTES];
-};
-
-/* Batches go round: free -> filled by the reader -> run by the engine -> free. */
-struct handoff {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct batch *full[NBATCHES], *free[NBATCHES];
-	size_t full_head, nfull, nfree;
-	int done;
-};
-
 struct bt {
 	struct config cfg;
-	struct handoff h;
-	struct batch *cur; /* the reader's batch being filled */
+	struct evqueue *q;
 	struct engine *engine;
 	struct seen seen;
 	int json, quiet;
@@ -222,60 +199,17 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	}
 }
 
-static struct batch *take_free(struct handoff *h)
-{
-	struct batch *b;
-
-	pthread_mutex_lock(&h->mu);
-	while (h->nfree == 0)
-		pthread_cond_wait(&h->cv, &h->mu);
-	b = h->free[--h->nfree];
-	pthread_mutex_unlock(&h->mu);
-	b->n = b->used = 0;
-	return b;
-}
-
-static void put_full(struct handoff *h, struct batch *b)
-{
-	pthread_mutex_lock(&h->mu);
-	h->full[(h->full_head + h->nfull++) % NBATCHES] = b;
-	pthread_cond_broadcast(&h->cv);
-	pthread_mutex_unlock(&h->mu);
-}
-
-/* Copies ev and its strings into the reader's batch, handing it over when full. */
-static void batch_add(struct bt *b, const struct event *ev)
-{
-	size_t need = event_copy_size(ev);
-
-	if (b->cur->n == BATCH_EVENTS || b->cur->used + need > BATCH_BYTES) {
-		put_full(&b->h, b->cur);
-		b->cur = take_free(&b->h);
-	}
-	b->cur->used += event_copy(ev, &b->cur->ev[b->cur->n++], b->cur->bytes + b->cur->used);
-}
-
 /* The engine's thread: runs the batches in order until the reader is done. */
 static void *engine_loop(void *arg)
 {
 	struct bt *b = arg;
-	struct handoff *h = &b->h;
+	struct evbatch *x;
+	int closed = 0;
 
 	pthread_setname_np(pthread_self(), "voca-engine");
-	for (;;) {
-		struct batch *x;
-
-		pthread_mutex_lock(&h->mu);
-		while (h->nfull == 0 && !h->done)
-			pthread_cond_wait(&h->cv, &h->mu);
-		if (h->nfull == 0) {
-			pthread_mutex_unlock(&h->mu);
-			return NULL;
-		}
-		x = h->full[h->full_head];
-		h->full_head = (h->full_head + 1) % NBATCHES;
-		h->nfull--;
-		pthread_mutex_unlock(&h->mu);
+	while (!closed) {
+		if ((x = evqueue_next(b->q, -1, &closed)) == NULL)
+			continue;
 		for (size_t i = 0; i < x->n; i++) {
 			const struct event *ev = &x->ev[i];
 
@@ -287,11 +221,9 @@ static void *engine_loop(void *arg)
 			b->counted++;
 			engine_event(b->engine, ev);
 		}
-		pthread_mutex_lock(&h->mu);
-		h->free[h->nfree++] = x;
-		pthread_cond_broadcast(&h->cv);
-		pthread_mutex_unlock(&h->mu);
+		evqueue_done(b->q, x);
 	}
+	return NULL;
 }
 
 static int on_event(void *arg, const struct event *ev, const struct event_error *err,
@@ -306,7 +238,8 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 		b->invalid++;
 		return 0;
 	}
-	batch_add(b, ev);
+	evqueue_add(b->q, ev, 0);
+	evqueue_release(b->q, 1);
 	return 0;
 }
 
@@ -429,11 +362,7 @@ int backtest_main(int argc, char **argv)
 	engine_suppress(b.engine, &lists, (int)b.cfg.engine.budget_per_hour);
 	b.incidents = cJSON_CreateArray();
 	b.review_examples = cJSON_CreateArray();
-	pthread_mutex_init(&b.h.mu, NULL);
-	pthread_cond_init(&b.h.cv, NULL);
-	for (int i = 0; i < NBATCHES; i++)
-		b.h.free[b.h.nfree++] = xmalloc(sizeof(struct batch));
-	b.cur = take_free(&b.h);
+	b.q = evqueue_new(3);
 	pthread_t engine_thread;
 
 	t0 = clock_mono_ns();
@@ -463,11 +392,8 @@ int backtest_main(int argc, char **argv)
 		}
 		jsonl_close(j);
 	}
-	put_full(&b.h, b.cur);
-	pthread_mutex_lock(&b.h.mu);
-	b.h.done = 1;
-	pthread_cond_broadcast(&b.h.cv);
-	pthread_mutex_unlock(&b.h.mu);
+	evqueue_release(b.q, 0);
+	evqueue_close(b.q);
 	pthread_join(engine_thread, NULL);
 	engine_finish(b.engine);
 	double secs = (double)(clock_mono_ns() - t0) / 1e9;
@@ -490,10 +416,7 @@ int backtest_main(int argc, char **argv)
 	cJSON_Delete(b.incidents);
 	cJSON_Delete(b.review_examples);
 	engine_free(b.engine);
-	for (size_t i = 0; i < b.h.nfree; i++)
-		free(b.h.free[i]);
-	pthread_mutex_destroy(&b.h.mu);
-	pthread_cond_destroy(&b.h.cv);
+	evqueue_free(b.q);
 	free(b.seen.hash);
 	free(b.seen.rev);
 	config_free(&b.cfg);

@@ -1,0 +1,60 @@
+/*
+ * evqueue.h: decoded events handed from one thread to another, in order.
+ *
+ * The producer copies events (with their strings, out of the decoder's
+ * arena) into batches; release() makes what it has added visible to the
+ * consumer, which takes whole batches in order and gives each back when it
+ * is done with it. Batches are reused, so a steady stream allocates nothing.
+ *
+ * Backpressure: release() waits while more than max_ready released batches
+ * are still waiting for the consumer, so the consumer's lag is bounded.
+ * Batches added but not released stay with the producer (the daemon
+ * releases at each commit, so the rules only ever see durable events).
+ *
+ * One producer thread, one consumer thread.
+ */
+#ifndef VOCA_EVQUEUE_H
+#define VOCA_EVQUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <voca/event.h>
+
+#define EVBATCH_EVENTS 256
+
+struct evbatch {
+	size_t n;
+	struct event ev[EVBATCH_EVENTS];
+	int64_t tag[EVBATCH_EVENTS]; /* the producer's number for each event (a rowid) */
+};
+
+struct evqueue;
+
+/* max_ready: released batches that may wait before release() blocks (at least 1). */
+struct evqueue *evqueue_new(size_t max_ready);
+void evqueue_free(struct evqueue *q);
+
+/* Producer: copies ev (its strings too) into the open batch. */
+void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag);
+
+/*
+ * Producer: hands over every batch added so far, waiting first while too
+ * many are ready already. full_only releases only the batches that are full
+ * (a streaming producer calls it after each add; it is cheap when none is).
+ */
+void evqueue_release(struct evqueue *q, int full_only);
+
+/* Producer: no more batches. The consumer gets what was released, then NULL. */
+void evqueue_close(struct evqueue *q);
+
+/*
+ * Consumer: the next released batch, waiting at most timeout_ms (-1: for
+ * ever). Returns NULL on timeout, or once closed and empty (*closed set).
+ */
+struct evbatch *evqueue_next(struct evqueue *q, long timeout_ms, int *closed);
+
+/* Consumer: gives a batch back for reuse. */
+void evqueue_done(struct evqueue *q, struct evbatch *b);
+
+#endif

@@ -201,8 +201,17 @@ struct checkpointer {
 	int stop, running;
 };
 
+/* Writers take turns, first come first served (see store_writer_enter). */
+struct wlock {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t next, serving;
+};
+
 struct store {
 	sqlite3 *db;
+	struct wlock own;
+	struct wlock *wl; /* &own, or the primary's for a peer */
 	struct checkpointer ck;
 	sqlite3_stmt *stmt[S_COUNT];
 	int in_tx;
@@ -210,9 +219,6 @@ struct store {
 	size_t pending;
 	int64_t last_event_rowid;
 	size_t deliveries_queued; /* in the open transaction */
-	pthread_mutex_t wmu;      /* the writers' ticket lock */
-	pthread_cond_t wcv;
-	uint64_t wnext, wserving;
 	void (*on_deliveries)(void *arg);
 	void *on_deliveries_arg;
 	struct store_counts counts;
@@ -282,13 +288,16 @@ static int migrate(struct store *st)
 	return 0;
 }
 
-struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_t errlen)
+/* Opens one connection; a peer (primary non-NULL) shares its writer lock and checkpointer. */
+static struct store *open_conn(const char *path, int64_t cache_bytes, struct store *primary,
+                               char *err, size_t errlen)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
 	char pragmas[256];
 
-	pthread_mutex_init(&st->wmu, NULL);
-	pthread_cond_init(&st->wcv, NULL);
+	pthread_mutex_init(&st->own.mu, NULL);
+	pthread_cond_init(&st->own.cv, NULL);
+	st->wl = primary ? primary->wl : &st->own;
 	/*
 	 * Memory statistics take a global mutex on every SQLite allocation;
 	 * nothing reads them. Only possible before SQLite initialises, so a
@@ -321,16 +330,31 @@ struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_
 			goto fail;
 		}
 	}
-	checkpointer_start(st, path);
+	if (primary == NULL)
+		checkpointer_start(st, path);
+	else if (primary->ck.running)
+		exec(st, "PRAGMA wal_autocheckpoint=0");
 	return st;
 fail:
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
-	pthread_mutex_destroy(&st->wmu);
-	pthread_cond_destroy(&st->wcv);
+	pthread_mutex_destroy(&st->own.mu);
+	pthread_cond_destroy(&st->own.cv);
 	free(st);
 	return NULL;
+}
+
+struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_t errlen)
+{
+	return open_conn(path, cache_bytes, NULL, err, errlen);
+}
+
+struct store *store_open_peer(struct store *primary, int64_t cache_bytes, char *err, size_t errlen)
+{
+	const char *path = sqlite3_db_filename(primary->db, "main");
+
+	return open_conn(path, cache_bytes, primary, err, errlen);
 }
 
 static void *checkpoint_loop(void *arg)
@@ -401,8 +425,8 @@ void store_close(struct store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
-	pthread_mutex_destroy(&st->wmu);
-	pthread_cond_destroy(&st->wcv);
+	pthread_mutex_destroy(&st->own.mu);
+	pthread_cond_destroy(&st->own.cv);
 	free(st);
 }
 
@@ -433,20 +457,24 @@ static int run(struct store *st, enum stmt_id id, const char *what)
  */
 void store_writer_enter(struct store *st)
 {
-	pthread_mutex_lock(&st->wmu);
-	uint64_t me = st->wnext++;
+	struct wlock *wl = st->wl;
 
-	while (st->wserving != me)
-		pthread_cond_wait(&st->wcv, &st->wmu);
-	pthread_mutex_unlock(&st->wmu);
+	pthread_mutex_lock(&wl->mu);
+	uint64_t me = wl->next++;
+
+	while (wl->serving != me)
+		pthread_cond_wait(&wl->cv, &wl->mu);
+	pthread_mutex_unlock(&wl->mu);
 }
 
 void store_writer_leave(struct store *st)
 {
-	pthread_mutex_lock(&st->wmu);
-	st->wserving++;
-	pthread_cond_broadcast(&st->wcv);
-	pthread_mutex_unlock(&st->wmu);
+	struct wlock *wl = st->wl;
+
+	pthread_mutex_lock(&wl->mu);
+	wl->serving++;
+	pthread_cond_broadcast(&wl->cv);
+	pthread_mutex_unlock(&wl->mu);
 }
 
 static int begin(struct store *st)

@@ -40,6 +40,13 @@ struct store_counts {
  */
 struct store *store_open(const char *path, int64_t cache_bytes, char *err, size_t errlen);
 
+/*
+ * A second connection to primary's file, for another thread: it takes turns
+ * with primary's writers (store_writer_enter) and leaves the WAL to primary's
+ * checkpointer. Close it before primary.
+ */
+struct store *store_open_peer(struct store *primary, int64_t cache_bytes, char *err, size_t errlen);
+
 /* Commits what is pending, then closes. NULL is a no-op. */
 void store_close(struct store *st);
 

@@ -14,9 +14,7 @@
 
 #include <zmq.h>
 
-#include <voca/engine.h>
 #include <voca/log.h>
-#include <voca/suppress.h>
 
 #include "clock.h"
 #include "config.h"
@@ -24,6 +22,7 @@
 #include "delivery.h"
 #include "ingest.h"
 #include "outbox.h"
+#include "rulerun.h"
 #include "store.h"
 
 #define STOP_DRAIN_NS (2 * 1000000000LL)
@@ -73,79 +72,9 @@ static void close_signals(void)
 	}
 }
 
-/* What the engine's callbacks need: the store, and whether writing failed. */
-struct rules_ctx {
-	struct store *st;
-	struct outbox *outbox; /* NULL: deliveries are not queued */
-	int failed;
-	struct suppress_lists lists; /* points into the running configuration */
-};
-
-static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
-{
-	static const char *const what[] = {"opened", "updated", "resolved", "reopened"};
-	struct rules_ctx *rc = arg;
-	int64_t change_id = 0;
-
-	if (store_incident(rc->st, inc, ch, &change_id) < 0) {
-		log_error("rules: cannot record incident %llu: %s", (unsigned long long)inc->id,
-		          store_error(rc->st));
-		rc->failed = 1;
-		return;
-	}
-	/* In the same transaction: the change's deliveries (a replay finds them made). */
-	if (rc->outbox && change_id > 0 &&
-	    outbox_enqueue(rc->outbox, rc->st, inc, ch, change_id, clock_wall_ms()) < 0) {
-		log_error("outbox: cannot queue the deliveries of incident %llu: %s",
-		          (unsigned long long)inc->id, store_error(rc->st));
-		rc->failed = 1;
-	}
-	if (ch != INCIDENT_UPDATED || inc->notify)
-		log_info("incident %llu %s: tier %d %s: %s%s%s", (unsigned long long)inc->id,
-		         ch == INCIDENT_UPDATED ? "re-alert" : what[ch], inc->tier, inc->rule,
-		         inc->summary, inc->suppressed[0] ? " (suppressed: " : "",
-		         inc->suppressed[0] ? inc->suppressed : "");
-}
-
 static void kick(void *pool)
 {
 	delivery_kick(pool);
-}
-
-static void on_review(void *arg, const struct event *ev, const char *reason)
-{
-	struct rules_ctx *rc = arg;
-
-	if (store_review(rc->st, ev->event_id, ev->ts_ms, reason) < 0) {
-		log_error("rules: cannot queue %s for review: %s", ev->event_id,
-		          store_error(rc->st));
-		rc->failed = 1;
-	}
-}
-
-static int restore_one(void *arg, const char *rule, const char *key, const void *blob, size_t len)
-{
-	return engine_restore(arg, rule, key, blob, len);
-}
-
-/* Builds the engine for cfg's rules and restores their saved state. NULL without rules. */
-static struct engine *rules_start(const struct config *cfg, struct store *st, struct rules_ctx *rc)
-{
-	struct engine *e;
-	int n;
-
-	if (cfg->rules.n == 0)
-		return NULL;
-	rc->st = st;
-	e = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, rc);
-	engine_review(e, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
-	              on_review);
-	rc->lists = (struct suppress_lists){&cfg->silences, &cfg->time_windows, &cfg->known_issues};
-	engine_suppress(e, &rc->lists, (int)cfg->engine.budget_per_hour);
-	n = store_rule_state_each(st, restore_one, e);
-	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records",
-	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n < 0 ? 0 : n);
-	return e;
 }
 
 static void describe(const struct config *cfg)
@@ -162,7 +91,7 @@ static void describe(const struct config *cfg)
 	         cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
 }
 
-static void reload(struct config *cfg, struct ingest *in)
+static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 {
 	struct config next;
 	char err[512];
@@ -210,8 +139,12 @@ static void reload(struct config *cfg, struct ingest *in)
 	}
 	memcpy(next.version, cfg->version, sizeof(next.version));
 	next.engine = cfg->engine;
+	if (rules)
+		rulerun_lock(rules); /* its thread reads cfg */
 	config_free(cfg);
 	*cfg = next;
+	if (rules)
+		rulerun_unlock(rules);
 	log_set_level((enum log_level)cfg->log.level);
 	log_info("voca: configuration reloaded from %s", cfg->file);
 	describe(cfg);
@@ -222,10 +155,9 @@ int daemon_run(const struct daemon_opts *opts)
 	struct config cfg;
 	struct store *st = NULL;
 	struct ingest *in = NULL;
-	struct engine *engine = NULL;
-	struct rules_ctx rules = {0};
+	struct rulerun *rules = NULL;
+	struct outbox *outbox = NULL;
 	struct delivery_pool *pool = NULL;
-	int64_t last_tick = 0;
 	void *zctx = NULL;
 	char err[512];
 	int status = 1, running = 1;
@@ -257,37 +189,35 @@ int daemon_run(const struct daemon_opts *opts)
 	}
 	if (opts->on_commit)
 		ingest_on_commit(in, opts->on_commit, opts->on_commit_arg);
-	if (cfg.receivers.n && (rules.outbox = outbox_new(&cfg, err, sizeof(err))) == NULL) {
+	if (cfg.receivers.n && (outbox = outbox_new(&cfg, err, sizeof(err))) == NULL) {
 		log_error("delivery: %s", err);
 		goto out;
 	}
-	engine = rules_start(&cfg, st, &rules);
-	ingest_set_engine(in, engine, cfg.engine.checkpoint_ms);
-	if (engine) {
-		int n = ingest_replay(in);
+	if (cfg.rules.n) {
+		struct ingest_sink sink;
 
-		if (n < 0)
-			goto out;
-		if (n > 0)
-			log_info("rules: replayed %d events stored after the last checkpoint", n);
-	}
-	/*
-	 * Workers start after the replay: its read of the stored events spans
-	 * commits, and another writer in between would leave it a stale snapshot.
-	 */
-	if (rules.outbox) {
-		if (store_commit(st) < 0) {
-			log_error("store: %s", store_error(st));
+		rules = rulerun_new(&cfg, st, outbox, err, sizeof(err));
+		if (rules == NULL) {
+			log_error("%s", err);
 			goto out;
 		}
+		rulerun_sink(rules, &sink);
+		ingest_set_sink(in, &sink);
+	}
+	if (outbox) {
 		pool = delivery_start(&cfg, st, cfg.store.path, err, sizeof(err));
 		if (pool == NULL) {
 			log_error("delivery: %s", err);
 			goto out;
 		}
-		store_on_deliveries(st, kick, pool);
+		if (rules)
+			rulerun_on_deliveries(rules, kick, pool);
 		log_info("delivery: %zu receivers, %zu routes, %zu owners", cfg.receivers.n,
 		         cfg.routes.n, cfg.owners.n);
+	}
+	if (rules && rulerun_start(rules, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		goto out;
 	}
 	if (install_signals() < 0) {
 		log_error("voca: signal pipe: %s", strerror(errno));
@@ -303,8 +233,8 @@ int daemon_run(const struct daemon_opts *opts)
 		};
 		long timeout = ingest_timeout_ms(in);
 
-		if (engine && (timeout < 0 || timeout > 1000))
-			timeout = 1000; /* the rules' clock ticks every second */
+		if (rules && (timeout < 0 || timeout > 1000))
+			timeout = 1000; /* to notice a failure of the rules' thread */
 		int rc = zmq_poll(items, 2, timeout);
 
 		if (rc < 0 && zmq_errno() != EINTR) {
@@ -315,19 +245,14 @@ int daemon_run(const struct daemon_opts *opts)
 			goto out;
 		if (ingest_timeout_ms(in) == 0 && ingest_flush(in) < 0)
 			goto out;
-		if (engine && clock_mono_ns() - last_tick >= 1000000000LL) {
-			last_tick = clock_mono_ns();
-			if (ingest_tick(in, clock_wall_ms()) < 0)
-				goto out;
-		}
-		if (rules.failed)
+		if (rules && rulerun_failed(rules))
 			goto out;
 		if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
 			unsigned char sig;
 
 			while (read(sigpipe[0], &sig, 1) == 1) {
 				if (sig == SIGHUP) {
-					reload(&cfg, in);
+					reload(&cfg, in, rules);
 				} else {
 					log_info("voca: %s: committing and stopping",
 					         sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -346,14 +271,14 @@ int daemon_run(const struct daemon_opts *opts)
 		if (n < 4096)
 			break;
 	}
-	if (ingest_checkpoint(in) < 0)
+	if (ingest_flush(in) < 0 || rulerun_stop(rules) < 0)
 		goto out;
 	status = 0;
 out:
 	ingest_free(in);
-	engine_free(engine);
+	rulerun_free(rules); /* stops the thread if it still runs */
 	delivery_stop(pool);
-	outbox_free(rules.outbox);
+	outbox_free(outbox);
 	if (zctx)
 		zmq_ctx_term(zctx);
 	store_close(st);

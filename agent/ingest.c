@@ -48,10 +48,7 @@ struct ingest {
 	const char *topic;
 	int failed;
 
-	struct engine *engine;
-	int64_t lateness_ms;
-	int64_t checkpoint_ns, last_checkpoint_ns;
-	int64_t fed_rowid; /* the last stored event the engine has seen */
+	struct ingest_sink sink;
 	size_t batch_events;
 	struct complaint complain[REJECT_TOO_MANY_EVENTS + 1];
 	ingest_commit_fn on_commit;
@@ -91,7 +88,6 @@ static void set_limits(struct ingest *in, const struct config *cfg)
 	in->batch_max = (size_t)cfg->store.batch_max;
 	in->batch_ns = cfg->store.batch_ms * 1000000;
 	in->quarantine_keep = (size_t)cfg->store.quarantine_raw_max;
-	in->lateness_ms = cfg->engine.lateness_ms;
 }
 
 static int set_socket_options(void *sock, const struct config *cfg)
@@ -371,10 +367,8 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 		return fail_store(in);
 	/* A superseded revision is not counted again: the engine cannot yet take
 	 * the first version back (the README says so). */
-	if (in->engine && verdict == STORE_NEW) {
-		engine_event(in->engine, ev);
-		in->fed_rowid = store_last_event_rowid(in->st);
-	}
+	if (in->sink.event && verdict == STORE_NEW)
+		in->sink.event(in->sink.arg, ev, store_last_event_rowid(in->st));
 	if (verdict == STORE_STALE)
 		log_debug("ingest: event %s revision %lld is older than the stored one",
 		          ev->event_id, (long long)ev->revision);
@@ -420,70 +414,9 @@ static void handle(struct ingest *in, zmq_msg_t *frames, int nframes)
 	event_decode(zmq_msg_data(body), zmq_msg_size(body), &in->limits, on_event, in);
 }
 
-static int save_rule_state(void *st, const char *rule, const char *key, const void *blob,
-                           size_t len)
+void ingest_set_sink(struct ingest *in, const struct ingest_sink *sink)
 {
-	return store_rule_state(st, rule, key, blob, len);
-}
-
-void ingest_set_engine(struct ingest *in, struct engine *e, int64_t checkpoint_ms)
-{
-	in->engine = e;
-	in->checkpoint_ns = checkpoint_ms * 1000000;
-	in->last_checkpoint_ns = clock_mono_ns();
-	in->fed_rowid = e ? store_meta_get(in->st, "rules_checkpoint", 0) : 0;
-}
-
-static int replay_event(void *arg, const struct event *ev, const struct event_error *err,
-                        const char *raw, size_t len)
-{
-	struct ingest *in = arg;
-
-	(void)err;
-	(void)raw;
-	(void)len;
-	if (ev)
-		engine_event(in->engine, ev);
-	return 0;
-}
-
-static int replay_one(void *arg, int64_t rowid, const char *body, size_t len)
-{
-	struct ingest *in = arg;
-
-	event_decode(body, len, &in->limits, replay_event, in);
-	in->fed_rowid = rowid;
-	return 0;
-}
-
-int ingest_replay(struct ingest *in)
-{
-	int n;
-
-	if (in->engine == NULL)
-		return 0;
-	n = store_events_since(in->st, in->fed_rowid, replay_one, in);
-	if (n < 0) {
-		log_error("ingest: replay: %s", store_error(in->st));
-		return -1;
-	}
-	if (n > 0 && ingest_checkpoint(in) < 0)
-		return -1;
-	return n;
-}
-
-int ingest_tick(struct ingest *in, int64_t now_ms)
-{
-	int64_t max_ts;
-
-	if (in->engine == NULL || in->failed)
-		return in->failed ? -1 : 0;
-	max_ts = engine_max_ts(in->engine);
-	/* Live streams only: a replay of old history keeps event time. */
-	if (max_ts == INT64_MIN || now_ms - max_ts > 86400000LL)
-		return 0;
-	engine_flush(in->engine, now_ms - in->lateness_ms);
-	return store_pending(in->st) ? ingest_flush(in) : 0;
+	in->sink = *sink;
 }
 
 static int save_publisher(void *st, const char *publisher, int64_t last_seq, int64_t seen_ms)
@@ -491,42 +424,12 @@ static int save_publisher(void *st, const char *publisher, int64_t last_seq, int
 	return store_publisher(st, publisher, last_seq, seen_ms);
 }
 
-static int flush(struct ingest *in, int checkpoint);
-
 int ingest_flush(struct ingest *in)
-{
-	return flush(in, 0);
-}
-
-int ingest_checkpoint(struct ingest *in)
-{
-	return flush(in, 1);
-}
-
-/* Saves the engine's changed state and the rowid it covers, in the open transaction. */
-static int save_checkpoint(struct ingest *in)
-{
-	in->last_checkpoint_ns = clock_mono_ns();
-	if (engine_save(in->engine, save_rule_state, in->st) < 0)
-		return -1;
-	return store_meta_set(in->st, "rules_checkpoint", in->fed_rowid);
-}
-
-static int flush(struct ingest *in, int checkpoint)
 {
 	struct ingest_commit c;
 
 	if (in->failed)
 		return -1;
-	if (in->engine &&
-	    (checkpoint || clock_mono_ns() - in->last_checkpoint_ns >= in->checkpoint_ns)) {
-		if (save_checkpoint(in) < 0) {
-			log_error("ingest: checkpoint failed: %s", store_error(in->st));
-			in->failed = 1;
-			return -1;
-		}
-		checkpoint = 1;
-	}
 	c.ops = store_pending(in->st);
 	c.events = in->batch_events;
 	in->batch_events = 0;
@@ -534,7 +437,7 @@ static int flush(struct ingest *in, int checkpoint)
 	c.last_seq = in->last_seq;
 	in->deadline_ns = 0;
 	in->first_seq = in->last_seq = -1;
-	if (c.ops == 0 && !checkpoint)
+	if (c.ops == 0)
 		return 0;
 	if (seqtrack_flush(in->seq, save_publisher, in->st) < 0 || store_commit(in->st) < 0) {
 		log_error("ingest: commit failed: %s", store_error(in->st));
@@ -542,6 +445,8 @@ static int flush(struct ingest *in, int checkpoint)
 		return -1;
 	}
 	c.at_ns = clock_mono_ns();
+	if (in->sink.committed)
+		in->sink.committed(in->sink.arg);
 	if (in->on_commit)
 		in->on_commit(in->on_commit_arg, &c);
 	return 0;

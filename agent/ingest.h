@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <voca/engine.h>
+#include <voca/event.h>
 
 #include "config.h"
 #include "store.h"
@@ -64,24 +64,18 @@ int ingest_flush(struct ingest *in);
 long ingest_timeout_ms(const struct ingest *in);
 
 /*
- * Feeds every new event (not duplicates, stale or superseded revisions) to
- * the rules engine in the transaction that stores it, so an incident is
- * durable with the events behind it. The engine's state is checkpointed
- * every checkpoint_ms (and by ingest_checkpoint) with the rowid of the last
- * event it includes; ingest_replay feeds the events stored after that
- * rowid, so a crash between checkpoints loses no rule state. e is borrowed;
- * NULL turns it off.
+ * Where new events go besides the store (the rules): event() is called for
+ * every new event (not duplicates, stale or superseded revisions) with its
+ * rowid, inside the open transaction; committed() after each commit, when
+ * those events are durable.
  */
-void ingest_set_engine(struct ingest *in, struct engine *e, int64_t checkpoint_ms);
+struct ingest_sink {
+	void (*event)(void *arg, const struct event *ev, int64_t rowid);
+	void (*committed)(void *arg);
+	void *arg;
+};
 
-/* Replays the events stored since the last checkpoint into the engine. Returns how many. */
-int ingest_replay(struct ingest *in);
-
-/* Commits pending work and checkpoints the engine now (at stop). */
-int ingest_checkpoint(struct ingest *in);
-
-/* Moves the engine's clock to now_ms (wall time) and commits what that changed. */
-int ingest_tick(struct ingest *in, int64_t now_ms);
+void ingest_set_sink(struct ingest *in, const struct ingest_sink *sink);
 
 /* Calls fn after every commit (metrics, the benchmark). */
 void ingest_on_commit(struct ingest *in, ingest_commit_fn fn, void *arg);

@@ -8,7 +8,8 @@
  * when it is new for the whole rule too (first seen by the rule within
  * lookback and on fewer than 3 keys: a new failure mode, or one spreading), or when the key has
  * min_events events (an established key has shown its usual topics; a sparse one has not, and 595
- * false incidents a month said so). Nothing is new in the rule's or the key's first min_age.
+ * false incidents a month said so). Nothing is new in the rule's first min_age; a topic new
+ * for the key alone is not news in the key's first min_age either, nor is a key's first event.
  */
 #include <math.h>
 #include <stdio.h>
@@ -152,10 +153,13 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	int globally_new = global_note(g, h, ev->ts_ms, c->lookback_ms, &others) &&
 	                   ev->ts_ms - g->first_event >= c->min_age_ms;
 
-	/* A key needs its own history first (a new product's first review is not a
-	 * new failure mode); rule-wide rarity stands in only for min_events. */
-	if (ev->ts_ms - st->first_seen < c->min_age_ms ||
-	    (!globally_new && st->events <= (uint32_t)c->min_events))
+	/* New for this key only: the key needs its own history first (every topic
+	 * of a new product's first reviews is new to it). New for the rule too
+	 * (which has watched the fleet for min_age): news on a young key, as long
+	 * as the key had something before (its first event is no change). */
+	if (globally_new ? st->events <= 1
+	                 : ev->ts_ms - st->first_seen < c->min_age_ms ||
+	                           st->events <= (uint32_t)c->min_events)
 		return RULE_QUIET;
 
 	cJSON *why = cJSON_CreateObject();

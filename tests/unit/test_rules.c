@@ -994,6 +994,18 @@ static void test_new_topic(void **state)
 	/* Seen again on S3 within lookback: nothing new. */
 	topic(e, 251, "S3", "battery_swelling");
 	assert_int_equal(l.opened, 2);
+	/* A key born a day ago: a value new to it alone is not news yet... */
+	topic(e, 230, "YOUNG", "leaking");
+	topic(e, 240, "YOUNG", "leaking");
+	topic(e, 252, "YOUNG", "broken_part");
+	assert_int_equal(l.opened, 2);
+	/* ...but one no key has had is, the rule having watched the fleet for min_age. */
+	topic(e, 253, "YOUNG", "foaming");
+	assert_int_equal(l.opened, 3);
+	assert_non_null(strstr(l.last_summary, "sku=YOUNG: subcategory 'foaming'"));
+	/* A key's first event is no change for it, whatever it says. */
+	topic(e, 254, "NEWBORN", "melting");
+	assert_int_equal(l.opened, 3);
 	engine_free(e);
 	config_free(&cfg);
 }

@@ -407,7 +407,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 */
 	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0;
 	int last = (st->head + RING - 1) % RING;
-	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1};
+	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1}, PHI[3];
 	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
 
 	/* The expectations' sums, newest first, in one pass (the same additions
@@ -430,6 +430,13 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		nscales++;
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
+		/* The long window's excess variance is mostly the expectation's own
+		 * error, which grows with the mean squared (negative binomial 2):
+		 * phiw = 1 + M/k at the long window is 1 + M'/k at a shorter one. */
+		if (j == 1 && phi > 1 && M[2] > 0)
+			phi = 1 + (phi - 1) * M[1] / M[2];
+		PHI[j] = phi;
+
 		/* (A window without events skips this: most closes are of quiet buckets.) */
 		if (X[j] > 0 && (len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
 		    X[j] > M[j] + 3 * sqrt(phi * M[j]))
@@ -444,9 +451,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		p = fmin(1, nscales * P[best]);
 	if (best >= 0 && p < alpha && X[best] >= min_count && X[best] / M[best] >= c->min_ratio &&
 	    X[best] - M[best] >= c->min_excess) {
-		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best],
-		        scales[best] == 1 ? st->phi1 : st->phiw, p, alpha, level_eff, warm,
-		        NEG[best], f);
+		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best], PHI[best], p,
+		        alpha, level_eff, warm, NEG[best], f);
 		v = RULE_FIRE;
 	}
 	/* Learn, unless this bucket fired or an incident is open: a surge must
@@ -461,7 +467,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		st->level += (float)(a * (clamp / sf - st->level));
 		/* Dispersion means something only once the expectation does: residuals
 		 * against a level still learning from zero would inflate phi for weeks. */
-		if (st->buckets >= PHI_AFTER && !outlier) {
+		if (st->buckets >= (uint32_t)c->warmup_buckets && st->buckets >= PHI_AFTER &&
+		    !outlier) {
 			st->phi1 = (float)fmax(1, (1 - aphi) * st->phi1 +
 			                                  aphi * fmin(r1, 25 * st->phi1));
 			st->phiw = (float)fmax(1, (1 - aphi) * st->phiw +

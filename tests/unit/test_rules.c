@@ -30,7 +30,7 @@ struct log {
 	char muted[4][256]; /* the latest muting reasons, newest first */
 	uint64_t last_id;
 	char last_summary[320];
-	double last_expected, last_p, first_expected, first_level, last_level;
+	double last_expected, last_p, first_expected, first_level, last_level, last_phi;
 	int64_t opened_at[16], resolved_at[16];
 	char raw[2][64];
 };
@@ -69,6 +69,8 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	}
 	if (cJSON_GetObjectItem(inc->why, "p_value"))
 		l->last_p = cJSON_GetObjectItem(inc->why, "p_value")->valuedouble;
+	if (cJSON_GetObjectItem(inc->why, "dispersion_phi"))
+		l->last_phi = cJSON_GetObjectItem(inc->why, "dispersion_phi")->valuedouble;
 }
 
 struct row {
@@ -418,6 +420,63 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 	/* Quiet again: resolved 6 h after the last firing. */
 	flat(e, 14 * 24 + 2, 12, "A");
 	assert_int_equal(l.resolved, 1);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+/*
+ * A key's first days are its level learning: a product whose reviews pick up
+ * on day 3 is off its expectation by a lot for a day or two. That is not
+ * noise, and learned as dispersion it would blunt the tests for weeks.
+ */
+static void test_spike_dispersion_not_learned_in_warm_up(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+
+	(void)state;
+	for (int h = 0; h < 3 * 24; h++)
+		burst(e, h, "R", 1);   /* 1 an hour for 3 days */
+	flat(e, 3 * 24, 11 * 24, "R"); /* then 2 an hour, steadily */
+	assert_int_equal(l.opened, 0);
+	/* A day at twice the usual hourly count: 24 extra over the day. */
+	for (int h = 14 * 24; h < 15 * 24 && l.opened == 0; h++)
+		burst(e, h, "R", 4);
+	assert_int_equal(l.opened, 1);
+	/* Found on its day (with the ramp learned as noise it is not at all), with
+	 * what dispersion the level's own lag behind the ramp leaves (1.28). */
+	assert_true(l.last_p < 2e-6);
+	assert_true(l.last_phi < 1.5);
+	engine_free(e);
+	config_free(&cfg);
+}
+
+/*
+ * A key whose days differ (a day of 24, a day of 72) has a day-scale
+ * dispersion far above its hours'. Most of it is the expectation's error,
+ * which grows with the square of the window's mean: the 6 h window gets the
+ * share its mean implies, not the whole day's.
+ */
+static void test_spike_mid_window_dispersion_scales_with_its_mean(void **state)
+{
+	struct config cfg;
+	struct log l = {0};
+	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+
+	(void)state;
+	for (int d = 0; d < 21; d++)
+		for (int h = 0; h < 24; h++)
+			burst(e, d * 24 + h, "U", d % 2 ? 3 : 1);
+	assert_int_equal(l.opened, 0);
+	for (int h = 21 * 24; h < 21 * 24 + 6 && l.opened == 0; h++)
+		burst(e, h, "U", 12);
+	/* Found within 5 of its 6 hours (with the whole day's dispersion, 3.2,
+	 * only at the 6th), the 6 h window's share of it about 1.5. */
+	assert_int_equal(l.opened, 1);
+	assert_true(l.opened_at[0] <= T0 + (21 * 24 + 5) * H);
+	assert_true(l.last_phi < 2);
+	assert_non_null(strstr(l.last_summary, "in the last 6h"));
 	engine_free(e);
 	config_free(&cfg);
 }
@@ -1202,6 +1261,8 @@ int main(void)
 	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
 	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
+	        cmocka_unit_test(test_spike_dispersion_not_learned_in_warm_up),
+	        cmocka_unit_test(test_spike_mid_window_dispersion_scales_with_its_mean),
 	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
 	        cmocka_unit_test(test_examples_keep_long_event_ids),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),

@@ -397,7 +397,17 @@ static void plan_injections(struct sim *s)
 			j->size = 8;
 			break;
 		case INJ_NEW_TOPIC:
-			j->sku = rng_below(&s->rng, s->nskus / 4 + 1);
+			/* A key the topic was injected on before would know it: not new. */
+			for (int tries = 0; tries < 100; tries++) {
+				int dup = 0;
+
+				j->sku = rng_below(&s->rng, s->nskus / 4 + 1);
+				for (int k = 0; k < i; k++)
+					dup |= s->inj[k].kind == INJ_NEW_TOPIC &&
+					       s->inj[k].sku == j->sku;
+				if (!dup)
+					break;
+			}
 			j->cat = CAT_DEFECT;
 			j->end_ms = j->start_ms + DAY_MS;
 			j->size = 4;

@@ -201,6 +201,7 @@ static void *loop(void *arg)
 	pthread_mutex_lock(&r->cfg_mu);
 	settle(r, 1);
 	pthread_mutex_unlock(&r->cfg_mu);
+	xalloc_arena_release(); /* the evidence builder decoded events on this thread */
 	return NULL;
 }
 

@@ -158,6 +158,16 @@ void xalloc_arena_end(void)
 	arena_on = marks[depth].on;
 }
 
+void xalloc_arena_release(void)
+{
+	while (depth == 0 && arena) {
+		struct chunk *c = arena;
+
+		arena = c->next;
+		free(c);
+	}
+}
+
 void xalloc_install_cjson(void)
 {
 	cJSON_Hooks hooks = {.malloc_fn = hook_malloc, .free_fn = hook_free};

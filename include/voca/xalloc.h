@@ -32,6 +32,10 @@ void xalloc_install_cjson(void);
 void xalloc_arena_begin(void);
 void xalloc_arena_end(void);
 
+/* Frees the chunk this thread's arena keeps between frames: call it before
+ * a thread that decoded exits (the memory is the thread's, and goes with it). */
+void xalloc_arena_release(void);
+
 /*
  * Suspends the arena around code that may keep what it builds (a decoder's
  * callback): returns a token for xalloc_arena_resume(). Freeing arena memory

@@ -119,18 +119,17 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 	next.store.path = cfg->store.path;
 	cfg->store.path = path;
 	/* The engine runs on the rules it started with (their state is theirs). */
-	if (cfg->rules.n || next.rules.n || cfg->silences.n || next.silences.n ||
-	    cfg->time_windows.n || next.time_windows.n || cfg->receivers.n || next.receivers.n)
-		log_warn("voca: rules, silences, time windows, receivers, owners and routes are "
-		         "read at start: restart voca to apply changes to them");
-	/* What the engine and the delivery workers hold stays theirs. */
-	struct conf_items *mine[] = {&cfg->rules,        &cfg->silences,  &cfg->time_windows,
-	                             &cfg->known_issues, &cfg->receivers, &cfg->owners,
-	                             &cfg->routes};
-	struct conf_items *theirs[] = {&next.rules,        &next.silences,  &next.time_windows,
-	                               &next.known_issues, &next.receivers, &next.owners,
-	                               &next.routes};
+	if (cfg->rules.n || next.rules.n || cfg->receivers.n || next.receivers.n)
+		log_warn(
+		        "voca: rules, receivers, owners and routes are read at start: restart voca "
+		        "to apply changes to them");
+	/* What the engine and the delivery workers hold stays theirs; silences,
+	 * time windows and known issues are only read, so the new ones apply. */
+	struct conf_items *mine[] = {&cfg->rules, &cfg->receivers, &cfg->owners, &cfg->routes};
+	struct conf_items *theirs[] = {&next.rules, &next.receivers, &next.owners, &next.routes};
 
+	if (rules)
+		rulerun_lock(rules); /* its thread reads cfg */
 	for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++) {
 		struct conf_items t = *mine[i];
 
@@ -139,12 +138,13 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 	}
 	memcpy(next.version, cfg->version, sizeof(next.version));
 	next.engine = cfg->engine;
-	if (rules)
-		rulerun_lock(rules); /* its thread reads cfg */
 	config_free(cfg);
 	*cfg = next;
 	if (rules)
 		rulerun_unlock(rules);
+	if (rules)
+		log_info("voca: now muting by %zu silences, %zu time windows and %zu known issues",
+		         cfg->silences.n, cfg->time_windows.n, cfg->known_issues.n);
 	log_set_level((enum log_level)cfg->log.level);
 	log_info("voca: configuration reloaded from %s", cfg->file);
 	describe(cfg);

@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 
-from conftest import VOCA, run_voca, wait_for
+import signal
+
+from conftest import VOCA, event, run_voca, wait_for
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "../../packaging/voca.example.yaml")
 
@@ -167,3 +169,49 @@ def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_f
     # Replay re-emitted the first half's changes; the log holds each once.
     assert whole.scalar("SELECT count(*) FROM incident_changes") == \
         crash.scalar("SELECT count(*) FROM incident_changes")
+
+
+ANY_DEFECT = """
+rules:
+  - name: any-defect
+    kind: threshold
+    tier: 2
+    group_by: [sku]
+    where: ["category == product_defect"]
+    count: 1
+    window: 1h
+"""
+
+SILENCE_B = """
+silences:
+  - matchers: ["rule == any-defect", "sku == SKU-B"]
+    start: 2026-03-01T00:00:00Z
+    end: 2026-03-02T00:00:00Z
+    author: oncall@example.com
+    comment: SKU-B is being recalled, tracked elsewhere
+"""
+
+
+def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
+    """An on-call silences a key without a restart: the rules' thread picks up
+    the reloaded silences; the rules themselves stay as they started."""
+    a = agent_factory(extra=ANY_DEFECT).start()
+    a.send_event(event("a-1", sku="SKU-A", category="product_defect"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the first incident")
+    assert a.query("SELECT suppressed FROM incident_changes") == [(None,)]
+
+    a.write_config(extra=ANY_DEFECT + SILENCE_B)
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in a.log_text(), what="reload")
+    assert "now muting by 1 silences, 0 time windows and 0 known issues" in a.log_text()
+    a.send_event(event("b-1", sku="SKU-B", category="product_defect"))
+    a.send_event(event("c-1", sku="SKU-C", category="product_defect"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 3, what="two more incidents")
+    changes = a.query("SELECT i.key, c.change, c.suppressed FROM incident_changes c "
+                      "JOIN incidents i ON i.id = c.incident_id ORDER BY c.id")
+    assert changes[0] == ("sku=SKU-A", "opened", None)
+    assert changes[2] == ("sku=SKU-C", "opened", None)
+    key, change, why = changes[1]
+    assert (key, change) == ("sku=SKU-B", "opened")
+    assert why.startswith("silence 0 by oncall@example.com until 2026-03-02"), why
+    a.stop()

@@ -140,11 +140,11 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 	next.engine = cfg->engine;
 	config_free(cfg);
 	*cfg = next;
-	if (rules)
+	if (rules) {
 		rulerun_unlock(rules);
-	if (rules)
 		log_info("voca: now muting by %zu silences, %zu time windows and %zu known issues",
 		         cfg->silences.n, cfg->time_windows.n, cfg->known_issues.n);
+	}
 	log_set_level((enum log_level)cfg->log.level);
 	log_info("voca: configuration reloaded from %s", cfg->file);
 	describe(cfg);

@@ -327,6 +327,15 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
 	return 0;
 }
 
+struct decode_limits config_decode_limits(const struct config *cfg)
+{
+	return (struct decode_limits){
+	        .max_frame_bytes = (size_t)cfg->ingest.max_message_bytes,
+	        .max_depth = (int)cfg->ingest.max_depth,
+	        .max_array_events = (size_t)cfg->ingest.max_array_events,
+	};
+}
+
 void config_free(struct config *cfg)
 {
 	conf_free(config_keys, cfg);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include <voca/conf.h>
+#include <voca/event.h>
 
 enum ingest_mode {
 	INGEST_SUB = 0,  /* connect to publishers' PUB sockets */
@@ -76,6 +77,9 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen);
 int config_load_text(const char *name, const char *yaml, struct config *cfg, char *err,
                      size_t errlen);
 void config_free(struct config *cfg);
+
+/* The decoder's limits as configured under ingest: (max_message_bytes, max_depth, ...). */
+struct decode_limits config_decode_limits(const struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);
 
 #endif

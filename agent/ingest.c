@@ -82,9 +82,7 @@ static int list_has(const struct conf_list *l, const char *s)
 
 static void set_limits(struct ingest *in, const struct config *cfg)
 {
-	in->limits.max_frame_bytes = (size_t)cfg->ingest.max_message_bytes;
-	in->limits.max_depth = (int)cfg->ingest.max_depth;
-	in->limits.max_array_events = (size_t)cfg->ingest.max_array_events;
+	in->limits = config_decode_limits(cfg);
 	in->batch_max = (size_t)cfg->store.batch_max;
 	in->batch_ns = cfg->store.batch_ms * 1000000;
 	in->quarantine_keep = (size_t)cfg->store.quarantine_raw_max;

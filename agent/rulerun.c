@@ -83,9 +83,14 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 {
 	struct rulerun *r = arg;
 
-	buf_add(&r->reviews, &ev->ts_ms, sizeof(ev->ts_ms));
-	buf_add(&r->reviews, ev->event_id, strlen(ev->event_id) + 1);
-	buf_add(&r->reviews, reason, strlen(reason) + 1);
+	/* Written at 1 MiB, so the 64 MiB cap is never met; if it were, say so and stop
+	 * rather than drop rows (a restart replays them from the checkpoint). */
+	if (buf_add(&r->reviews, &ev->ts_ms, sizeof(ev->ts_ms)) < 0 ||
+	    buf_add(&r->reviews, ev->event_id, strlen(ev->event_id) + 1) < 0 ||
+	    buf_add(&r->reviews, reason, strlen(reason) + 1) < 0) {
+		log_error("rules: the review queue's buffer is full; stopping");
+		atomic_store(&r->failed, 1);
+	}
 }
 
 static int write_reviews(struct rulerun *r)
@@ -269,9 +274,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	r->ob = ob;
 	pthread_mutex_init(&r->cfg_mu, NULL);
 	buf_init(&r->reviews, (size_t)64 << 20);
-	r->limits.max_frame_bytes = (size_t)cfg->ingest.max_message_bytes;
-	r->limits.max_depth = (int)cfg->ingest.max_depth;
-	r->limits.max_array_events = (size_t)cfg->ingest.max_array_events;
+	r->limits = config_decode_limits(cfg); /* what the ingest accepted replays */
 	r->checkpoint_ns = cfg->engine.checkpoint_ms * 1000000;
 	r->last_checkpoint_ns = r->last_tick_ns = clock_mono_ns();
 	r->st = store_open_peer(primary, CACHE_BYTES, err, errlen);

@@ -11,7 +11,7 @@
  * Injected incidents, written to the ground-truth file:
  *   volume_spike    extra negative events for one sku+category, N x its rate
  *   negative_shift  a SKU's negative share up by N points for days
- *   defect_burst    3 high-severity, high-confidence defect reports in hours
+ *   defect_burst    3 high-severity, high-confidence reports of one defect in hours
  *   flatline        one source stops sending for hours
  *   new_topic       a subcategory never seen before appears for a SKU
  * Incidents start after the first quarter of the span, so baselines have
@@ -268,6 +268,7 @@ struct injection {
 	double size; /* factor, points, or count */
 	double baseline_per_hour;
 	int injected; /* events added, flipped or dropped */
+	int sub;      /* defect_burst: the one defect reported, -1 until drawn */
 };
 
 struct sim {
@@ -386,6 +387,7 @@ static void plan_injections(struct sim *s)
 		case INJ_DEFECT_BURST:
 			j->sku = rng_below(&s->rng, s->nskus);
 			j->cat = CAT_DEFECT;
+			j->sub = -1;
 			j->end_ms = j->start_ms + 6 * HOUR_MS;
 			j->size = 3;
 			j->baseline_per_hour = key_rate(s, j->sku, j->cat, j->start_ms);
@@ -685,6 +687,11 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 			score(s, &d);
 			d.sentiment = SENTIMENT_NEGATIVE;
 			if (j->kind == INJ_DEFECT_BURST) {
+				/* One defect reported three times (BASELINES.md P2: the
+				 * mentions share a topic); its first report draws it. */
+				if (j->sub < 0)
+					j->sub = d.sub;
+				d.sub = j->sub;
 				d.severity = SEVERITY_HIGH;
 				d.confidence = 0.9 + 0.09 * rng_unit(&s->rng);
 			} else if (j->kind == INJ_NEW_TOPIC) {
@@ -832,6 +839,8 @@ static int write_truth(struct sim *s, const char *path)
 			cJSON_AddStringToObject(o, "category", categories[j->cat].name);
 		if (j->kind == INJ_NEW_TOPIC)
 			cJSON_AddStringToObject(o, "subcategory", "battery_swelling");
+		if (j->kind == INJ_DEFECT_BURST && j->sub >= 0)
+			cJSON_AddStringToObject(o, "subcategory", categories[j->cat].subs[j->sub]);
 		if (j->source)
 			cJSON_AddStringToObject(o, "source", j->source);
 		rfc3339_format(j->start_ms, ts, sizeof(ts));
@@ -881,7 +890,7 @@ static void print_injections(const struct sim *s, FILE *out)
 		        (long long)((j->end_ms - j->start_ms) / HOUR_MS),
 		        j->kind == INJ_VOLUME_SPIKE     ? "5x the usual volume"
 		        : j->kind == INJ_NEGATIVE_SHIFT ? "negative share +20 points"
-		        : j->kind == INJ_DEFECT_BURST   ? "3 high-severity defect reports"
+		        : j->kind == INJ_DEFECT_BURST   ? "3 high-severity reports of one defect"
 		        : j->kind == INJ_FLATLINE       ? "no events at all"
 		                                        : "new subcategory battery_swelling");
 	}

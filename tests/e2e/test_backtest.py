@@ -42,9 +42,11 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
     for i in incidents:
         if i["rule"] == "complaint-spike":
             assert i["key"].split()[0][4:] in injected, i["summary"]
-    # The defect bursts are found by the threshold rule.
+    # The defect bursts (three reports of one defect) are found by the threshold
+    # rule, on that defect's key.
     for inj in (i for i in t["incidents"] if i["kind"] == "defect_burst"):
-        assert any(i["rule"] == "severe-defects" and i["key"] == f"sku={inj['sku']}"
+        key = f"sku={inj['sku']} subcategory={inj['subcategory']}"
+        assert any(i["rule"] == "severe-defects" and i["key"] == key
                    for i in incidents), f"missed {inj}"
 
 

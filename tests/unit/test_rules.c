@@ -81,13 +81,28 @@ struct row {
 	double confidence;
 };
 
-static struct engine *engine_for(struct config *cfg, const char *yaml, struct log *l)
+/* One engine on one configuration, and the log its incidents go to. */
+struct rig {
+	struct config cfg;
+	struct log l;
+	struct engine *e;
+};
+
+static struct engine *rig_start(struct rig *r, const char *yaml)
 {
 	char err[512];
 
-	if (config_load_text("t.yaml", yaml, cfg, err, sizeof(err)) < 0)
+	memset(&r->l, 0, sizeof(r->l));
+	if (config_load_text("t.yaml", yaml, &r->cfg, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
-	return engine_new(&cfg->rules, 0, on_incident, l);
+	r->e = engine_new(&r->cfg.rules, 0, on_incident, &r->l);
+	return r->e;
+}
+
+static void rig_end(struct rig *r)
+{
+	engine_free(r->e);
+	config_free(&r->cfg);
 }
 
 static void feed(struct engine *e, const struct row *rows, size_t n)
@@ -135,29 +150,27 @@ static void test_threshold_k_within_window(void **state)
 	        {31, "A", NULL, SEVERITY_CRITICAL, 0.99}, /* third within 24h: fires */
 	        {32, "A", NULL, SEVERITY_HIGH, 0.9},      /* updates, not a second incident */
 	};
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, severe_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, severe_yaml);
 
 	(void)state;
 	feed(e, rows, 6);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	feed(e, rows + 6, 1);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.opened_at[0], T0 + 31 * H);
-	assert_non_null(strstr(l.last_summary, "sku=A: 3 events matching severity >= high, "
-	                                       "confidence >= 0.8 within 1d"));
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.opened_at[0], T0 + 31 * H);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: 3 events matching severity >= high, "
+	                                         "confidence >= 0.8 within 1d"));
 	feed(e, rows + 7, 1);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.updated, 1);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.updated, 1);
 	/* Clear for resolve_after (24h after the last firing): resolved then, not before. */
 	engine_flush(e, T0 + 55 * H);
-	assert_int_equal(l.resolved, 0);
+	assert_int_equal(r.l.resolved, 0);
 	engine_flush(e, T0 + 56 * H);
-	assert_int_equal(l.resolved, 1);
-	assert_int_equal(l.resolved_at[0], T0 + 56 * H);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.resolved, 1);
+	assert_int_equal(r.l.resolved_at[0], T0 + 56 * H);
+	rig_end(&r);
 }
 
 static void test_threshold_distinct_and_fast_path(void **state)
@@ -167,56 +180,50 @@ static void test_threshold_distinct_and_fast_path(void **state)
 	        {2, "A", "alice", SEVERITY_HIGH, 0.9}, {3, "A", "bob", SEVERITY_HIGH, 0.9},
 	        {4, "A", "carol", SEVERITY_HIGH, 0.9},
 	};
-	struct config cfg;
-	struct log l = {0};
+	struct rig r;
 	char yaml[512];
 
 	(void)state;
 	snprintf(yaml, sizeof(yaml), "%s    distinct_by: customer_id\n", severe_yaml);
-	struct engine *e = engine_for(&cfg, yaml, &l);
+	struct engine *e = rig_start(&r, yaml);
 
 	feed(e, same, 4);
-	assert_int_equal(l.opened, 0); /* four reports, two customers */
+	assert_int_equal(r.l.opened, 0); /* four reports, two customers */
 	feed(e, same + 4, 1);
-	assert_int_equal(l.opened, 1);
-	assert_non_null(strstr(l.last_summary, "from 3 distinct customer_id"));
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary, "from 3 distinct customer_id"));
+	rig_end(&r);
 
 	/* count: 1 is the safety fast path: the first matching event fires. */
-	memset(&l, 0, sizeof(l));
-	e = engine_for(&cfg,
-	               "rules:\n  - name: safety\n    kind: threshold\n    tier: 1\n"
-	               "    where: [\"severity == critical\"]\n",
-	               &l);
+	e = rig_start(&r, "rules:\n  - name: safety\n    kind: threshold\n    tier: 1\n"
+	                  "    where: [\"severity == critical\"]\n");
 	feed(e, same, 1);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	static const struct row critical[] = {{5, "A", NULL, SEVERITY_CRITICAL, 0.3}};
 
 	feed(e, critical, 1);
-	assert_int_equal(l.opened, 1);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	rig_end(&r);
 }
 
 static void test_threshold_max_p_against_the_keys_own_rate(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
+	struct rig r;
 	char yaml[512];
-	struct row r[200];
+	struct row rows[200];
 	size_t n = 0;
 
 	(void)state;
 	snprintf(yaml, sizeof(yaml), "%s    max_p: 1e-3\n", severe_yaml);
-	struct engine *e = engine_for(&cfg, yaml, &l);
+	struct engine *e = rig_start(&r, yaml);
 
 	/* A bestseller with 3 severe reports every day for 30 days: routine for it. */
 	for (int d = 0; d < 30; d++)
 		for (int k = 0; k < 3; k++)
-			r[n++] = (struct row){d * 24 + 2 + k * 7, "BIG", NULL, SEVERITY_HIGH, 0.9};
-	feed(e, r, n);
-	int bestseller = l.opened;
+			rows[n++] =
+			        (struct row){d * 24 + 2 + k * 7, "BIG", NULL, SEVERITY_HIGH, 0.9};
+	feed(e, rows, n);
+	int bestseller = r.l.opened;
 
 	/* A quiet SKU's first 3 in a day: news. */
 	static const struct row quiet[] = {
@@ -228,11 +235,10 @@ static void test_threshold_max_p_against_the_keys_own_rate(void **state)
 	/* Its first week is judged against the prior (half an event a week): at most
 	 * the first days of the bestseller fire, none after its rate is known. */
 	assert_true(bestseller <= 3);
-	assert_int_equal(l.opened, bestseller + 1);
-	assert_non_null(strstr(l.last_summary, "sku=QUIET: 3 events"));
-	assert_non_null(strstr(l.last_summary, "expected, p="));
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, bestseller + 1);
+	assert_non_null(strstr(r.l.last_summary, "sku=QUIET: 3 events"));
+	assert_non_null(strstr(r.l.last_summary, "expected, p="));
+	rig_end(&r);
 }
 
 static const char *const spike_yaml_for_gating =
@@ -288,43 +294,39 @@ static void test_examples_keep_long_event_ids(void **state)
 
 static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct row r[64];
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: any\n    kind: threshold\n"
-	                              "    resolve_after: 1h\n    cooldown: 6h\n"
-	                              "    realert_max: 24h\n",
-	                              &l);
+	struct rig r;
+	struct row rows[64];
+	struct engine *e = rig_start(&r, "rules:\n  - name: any\n    kind: threshold\n"
+	                                 "    resolve_after: 1h\n    cooldown: 6h\n"
+	                                 "    realert_max: 24h\n");
 
 	(void)state;
 	/* Firing every hour for 41 hours: one incident, re-alerts at 6, 12, 24 h. */
 	for (int h = 0; h <= 40; h++)
-		r[h] = (struct row){h, "A", NULL, SEVERITY_LOW, 0.9};
-	feed(e, r, 41);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.updated, 40);
-	assert_int_equal(l.realerts, 3);
-	uint64_t id = l.last_id;
+		rows[h] = (struct row){h, "A", NULL, SEVERITY_LOW, 0.9};
+	feed(e, rows, 41);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.updated, 40);
+	assert_int_equal(r.l.realerts, 3);
+	uint64_t id = r.l.last_id;
 
 	/* Quiet: resolved an hour later. Firing again 3 h after: the same incident. */
 	engine_flush(e, T0 + 42 * H);
-	assert_int_equal(l.resolved, 1);
+	assert_int_equal(r.l.resolved, 1);
 	static const struct row again[] = {{44, "A", NULL, SEVERITY_LOW, 0.9}};
 
 	feed(e, again, 1);
-	assert_int_equal(l.reopened, 1);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.last_id, id);
+	assert_int_equal(r.l.reopened, 1);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.last_id, id);
 	/* Resolved again; firing after the cooldown has passed is a new incident. */
 	engine_flush(e, T0 + 46 * H);
 	static const struct row later[] = {{60, "A", NULL, SEVERITY_LOW, 0.9}};
 
 	feed(e, later, 1);
-	assert_int_equal(l.opened, 2);
-	assert_true(l.last_id != id);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 2);
+	assert_true(r.l.last_id != id);
+	rig_end(&r);
 }
 
 static void on_review(void *arg, const struct event *ev, const char *reason)
@@ -344,36 +346,32 @@ static void test_confidence_gating(void **state)
 	                   "    where: [\"severity == critical\"]\n"
 	                   "  - name: t2\n    kind: threshold\n    tier: 2\n"
 	                   "    where: [\"severity == critical\"]\n";
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, yaml);
 
 	(void)state;
 	engine_review(e, 0.6, 1, on_review);
 	/* Unsure: to the review queue with its reason; opens the tier-2 rule only. */
 	feed(e, unsure, 1);
-	assert_int_equal(l.reviews, 1);
-	assert_string_equal(l.raw[0], "confidence 0.30 is under 0.60");
-	assert_int_equal(l.opened, 1);
-	assert_non_null(strstr(l.last_summary, "sku=A: 1 event"));
+	assert_int_equal(r.l.reviews, 1);
+	assert_string_equal(r.l.raw[0], "confidence 0.30 is under 0.60");
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: 1 event"));
 	/* Sure: the tier-1 rule opens now. */
 	feed(e, sure, 1);
-	assert_int_equal(l.opened, 2);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 2);
+	rig_end(&r);
 
 	/* Volume rules: counted, or not, as configured. */
 	for (int counts = 0; counts <= 1; counts++) {
-		memset(&l, 0, sizeof(l));
-		e = engine_for(&cfg, spike_yaml_for_gating, &l);
+		e = rig_start(&r, spike_yaml_for_gating);
 		engine_review(e, 0.95, counts, on_review); /* every row is under 0.95 */
 		for (int h = 0; h < 14 * 24; h++)
 			burst(e, h, "A", 2);
 		burst(e, 14 * 24, "A", 20);
 		burst(e, 14 * 24 + 1, "A", 2);
-		assert_int_equal(l.opened, counts);
-		engine_free(e);
-		config_free(&cfg);
+		assert_int_equal(r.l.opened, counts);
+		rig_end(&r);
 	}
 }
 
@@ -402,26 +400,24 @@ static void flat(struct engine *e, int from_hour, int hours, const char *sku)
 
 static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
 
 	(void)state;
 	flat(e, 0, 14 * 24, "A");
-	assert_int_equal(l.opened, 0); /* zero incidents on a flat stream */
-	burst(e, 14 * 24, "A", 20);    /* 10x the hour's usual */
-	burst(e, 14 * 24 + 1, "A", 2); /* the next hour closes the burst's bucket */
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.opened_at[0], T0 + (14 * 24 + 1) * H); /* within one bucket */
-	assert_true(l.last_p < 2e-6);
-	assert_true(fabs(l.first_expected - 2) < 0.5);
-	assert_non_null(strstr(l.last_summary, "sku=A: 20 events in the last 1h vs 2.0 expected "
-	                                       "for a Monday"));
+	assert_int_equal(r.l.opened, 0); /* zero incidents on a flat stream */
+	burst(e, 14 * 24, "A", 20);      /* 10x the hour's usual */
+	burst(e, 14 * 24 + 1, "A", 2);   /* the next hour closes the burst's bucket */
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.opened_at[0], T0 + (14 * 24 + 1) * H); /* within one bucket */
+	assert_true(r.l.last_p < 2e-6);
+	assert_true(fabs(r.l.first_expected - 2) < 0.5);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: 20 events in the last 1h vs 2.0 expected "
+	                                         "for a Monday"));
 	/* Quiet again: resolved 6 h after the last firing. */
 	flat(e, 14 * 24 + 2, 12, "A");
-	assert_int_equal(l.resolved, 1);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.resolved, 1);
+	rig_end(&r);
 }
 
 /*
@@ -431,25 +427,23 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
  */
 static void test_spike_dispersion_not_learned_in_warm_up(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
 
 	(void)state;
 	for (int h = 0; h < 3 * 24; h++)
 		burst(e, h, "R", 1);   /* 1 an hour for 3 days */
 	flat(e, 3 * 24, 11 * 24, "R"); /* then 2 an hour, steadily */
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	/* A day at twice the usual hourly count: 24 extra over the day. */
-	for (int h = 14 * 24; h < 15 * 24 && l.opened == 0; h++)
+	for (int h = 14 * 24; h < 15 * 24 && r.l.opened == 0; h++)
 		burst(e, h, "R", 4);
-	assert_int_equal(l.opened, 1);
+	assert_int_equal(r.l.opened, 1);
 	/* Found on its day (with the ramp learned as noise it is not at all), with
 	 * what dispersion the level's own lag behind the ramp leaves (1.28). */
-	assert_true(l.last_p < 2e-6);
-	assert_true(l.last_phi < 1.5);
-	engine_free(e);
-	config_free(&cfg);
+	assert_true(r.l.last_p < 2e-6);
+	assert_true(r.l.last_phi < 1.5);
+	rig_end(&r);
 }
 
 /*
@@ -460,25 +454,23 @@ static void test_spike_dispersion_not_learned_in_warm_up(void **state)
  */
 static void test_spike_mid_window_dispersion_scales_with_its_mean(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
 
 	(void)state;
 	for (int d = 0; d < 21; d++)
 		for (int h = 0; h < 24; h++)
 			burst(e, d * 24 + h, "U", d % 2 ? 3 : 1);
-	assert_int_equal(l.opened, 0);
-	for (int h = 21 * 24; h < 21 * 24 + 6 && l.opened == 0; h++)
+	assert_int_equal(r.l.opened, 0);
+	for (int h = 21 * 24; h < 21 * 24 + 6 && r.l.opened == 0; h++)
 		burst(e, h, "U", 12);
 	/* Found within 5 of its 6 hours (with the whole day's dispersion, 3.2,
 	 * only at the 6th), the 6 h window's share of it about 1.5. */
-	assert_int_equal(l.opened, 1);
-	assert_true(l.opened_at[0] <= T0 + (21 * 24 + 5) * H);
-	assert_true(l.last_phi < 2);
-	assert_non_null(strstr(l.last_summary, "in the last 6h"));
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	assert_true(r.l.opened_at[0] <= T0 + (21 * 24 + 5) * H);
+	assert_true(r.l.last_phi < 2);
+	assert_non_null(strstr(r.l.last_summary, "in the last 6h"));
+	rig_end(&r);
 }
 
 /*
@@ -488,12 +480,9 @@ static void test_spike_mid_window_dispersion_scales_with_its_mean(void **state)
  */
 static void test_quiet_keys_sleep_and_wake(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - {name: spike, kind: spike, group_by: [sku],"
-	                              " resolve_after: 48h}\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - {name: spike, kind: spike, group_by: [sku],"
+	                                 " resolve_after: 48h}\n");
 
 	(void)state;
 	for (int h = 0; h < 14 * 24; h++) {
@@ -506,7 +495,7 @@ static void test_quiet_keys_sleep_and_wake(void **state)
 	assert_int_equal(engine_stats(e)->awake, 2);
 	flat(e, 14 * 24 + 23, 25, "B");
 	assert_int_equal(engine_stats(e)->awake, 1);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	/* A comes back as usual for a day, then bursts: the woken baseline
 	 * expects its usual two, not nothing and not the prior. */
 	for (int h = 16 * 24; h < 17 * 24; h++) {
@@ -514,35 +503,31 @@ static void test_quiet_keys_sleep_and_wake(void **state)
 		burst(e, h, "B", 2);
 	}
 	assert_int_equal(engine_stats(e)->awake, 2);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	burst(e, 17 * 24, "A", 20);
 	flat(e, 17 * 24, 1, "B");
 	flat(e, 17 * 24 + 1, 1, "B");
-	assert_int_equal(l.opened, 1);
-	assert_true(l.first_expected > 1 && l.first_expected < 3);
+	assert_int_equal(r.l.opened, 1);
+	assert_true(r.l.first_expected > 1 && r.l.first_expected < 3);
 	/* A's incident is open: A stays awake through a quiet day ... */
 	flat(e, 17 * 24 + 2, 30, "B");
-	assert_int_equal(l.resolved, 0);
+	assert_int_equal(r.l.resolved, 0);
 	assert_int_equal(engine_stats(e)->awake, 2);
 	/* ... and sleeps once it resolved (quiet for longer than a day by then). */
 	flat(e, 17 * 24 + 32, 20, "B");
-	assert_int_equal(l.resolved, 1);
+	assert_int_equal(r.l.resolved, 1);
 	assert_int_equal(engine_stats(e)->awake, 1);
-	engine_free(e);
-	config_free(&cfg);
+	rig_end(&r);
 }
 
 /* Regression: a quiet key's empty buckets, replayed when its next event came
  * hours later, fired in the past and reopened an incident already resolved. */
 static void test_replayed_empty_buckets_do_not_fire_in_the_past(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: spike\n    kind: spike\n"
-	                              "    group_by: [sku]\n    resolve_after: 3h\n"
-	                              "    cooldown: 0\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: spike\n    kind: spike\n"
+	                                 "    group_by: [sku]\n    resolve_after: 3h\n"
+	                                 "    cooldown: 0\n");
 
 	(void)state;
 	for (int h = 0; h < 14 * 24; h++) {
@@ -556,20 +541,18 @@ static void test_replayed_empty_buckets_do_not_fire_in_the_past(void **state)
 	/* A goes quiet; B moves the watermark 12 h on: A's incident resolves. */
 	for (int h = 3; h < 15; h++)
 		burst(e, 14 * 24 + h, "B", 2);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.resolved, 1);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.resolved, 1);
 	/* A's next event replays its 12 empty buckets: none may fire. */
 	burst(e, 14 * 24 + 15, "A", 2);
-	assert_int_equal(l.opened, 1);
-	assert_int_equal(l.reopened, 0);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.reopened, 0);
+	rig_end(&r);
 }
 
 static void test_silences_and_time_windows(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
+	struct rig r;
 	const char *yaml =
 	        "rules:\n  - name: t\n    kind: threshold\n    tier: 2\n    cooldown: 0\n"
 	        "silences:\n  - matchers: [\"sku == A\", \"rule == t\"]\n"
@@ -577,26 +560,25 @@ static void test_silences_and_time_windows(void **state)
 	        "    author: maria\n    comment: known\n"
 	        "time_windows:\n  - name: nights\n    times: [\"00:00-06:00\"]\n"
 	        "    time_zone: UTC\n    matchers: [\"sku == B\"]\n";
-	struct engine *e = engine_for(&cfg, yaml, &l);
+	struct engine *e = rig_start(&r, yaml);
 	static const struct row a[] = {{1, "A", NULL, SEVERITY_LOW, 0.9}};
 	static const struct row b[] = {{2, "B", NULL, SEVERITY_LOW, 0.9}};
 	static const struct row c[] = {{3, "C", NULL, SEVERITY_LOW, 0.9}};
 
 	(void)state;
-	struct suppress_lists lists = {&cfg.silences, &cfg.time_windows, &cfg.known_issues};
+	struct suppress_lists lists = {&r.cfg.silences, &r.cfg.time_windows, &r.cfg.known_issues};
 
 	engine_suppress(e, &lists, 0);
 	feed(e, a, 1); /* silenced, but the incident exists */
-	assert_int_equal(l.opened, 1);
-	assert_non_null(strstr(l.last_summary, "sku=A"));
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary, "sku=A"));
 	assert_int_equal(engine_stats(e)->suppressed, 1);
 	feed(e, b, 1); /* in B's night window */
 	assert_int_equal(engine_stats(e)->suppressed, 2);
 	feed(e, c, 1); /* nothing covers C */
 	assert_int_equal(engine_stats(e)->suppressed, 2);
-	assert_int_equal(l.opened, 3);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 3);
+	rig_end(&r);
 }
 
 static void test_inhibition_known_issues_and_budget(void **state)
@@ -607,10 +589,9 @@ static void test_inhibition_known_issues_and_budget(void **state)
 	                   "  - {name: any, kind: threshold, tier: 2, group_by: [sku, category]}\n"
 	                   "known_issues:\n"
 	                   "  - {matchers: [\"sku == K\"], ticket: OPS-7, comment: tracked}\n";
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, yaml, &l);
-	struct suppress_lists lists = {&cfg.silences, &cfg.time_windows, &cfg.known_issues};
+	struct rig r;
+	struct engine *e = rig_start(&r, yaml);
+	struct suppress_lists lists = {&r.cfg.silences, &r.cfg.time_windows, &r.cfg.known_issues};
 	static const struct row crit[] = {{1, "A", NULL, SEVERITY_CRITICAL, 0.9}};
 	static const struct row low[] = {{1.5, "A", NULL, SEVERITY_LOW, 0.9},
 	                                 {2, "B", NULL, SEVERITY_LOW, 0.9},
@@ -619,20 +600,18 @@ static void test_inhibition_known_issues_and_budget(void **state)
 	(void)state;
 	engine_suppress(e, &lists, 0);
 	feed(e, crit, 1); /* tier 1 on sku=A (and tier 2 on sku=A category=...) */
-	assert_int_equal(l.opened, 2);
+	assert_int_equal(r.l.opened, 2);
 	assert_int_equal(engine_stats(e)->suppressed, 1);
-	assert_string_equal(l.muted[0], "inhibited by incident 1 (tier 1 sev, sku=A)");
+	assert_string_equal(r.l.muted[0], "inhibited by incident 1 (tier 1 sev, sku=A)");
 	feed(e, low, 3);
 	/* sku=B notifies; sku=K belongs to a known issue. */
-	assert_int_equal(l.opened, 4);
+	assert_int_equal(r.l.opened, 4);
 	assert_int_equal(engine_stats(e)->suppressed, 2);
-	assert_string_equal(l.muted[0], "known issue OPS-7: tracked");
-	engine_free(e);
-	config_free(&cfg);
+	assert_string_equal(r.l.muted[0], "known issue OPS-7: tracked");
+	rig_end(&r);
 
 	/* A budget of 2 an hour: the third tier-2 opening within the hour is demoted. */
-	memset(&l, 0, sizeof(l));
-	e = engine_for(&cfg, "rules:\n  - {name: any, kind: threshold, tier: 2}\n", &l);
+	e = rig_start(&r, "rules:\n  - {name: any, kind: threshold, tier: 2}\n");
 	struct suppress_lists none = {NULL, NULL, NULL};
 
 	engine_suppress(e, &none, 2);
@@ -641,24 +620,20 @@ static void test_inhibition_known_issues_and_budget(void **state)
 	                                   {1.4, "C", NULL, SEVERITY_LOW, 0.9},
 	                                   {2.5, "D", NULL, SEVERITY_LOW, 0.9}};
 	feed(e, three, 3);
-	assert_int_equal(l.opened, 3);
+	assert_int_equal(r.l.opened, 3);
 	assert_int_equal(engine_stats(e)->suppressed, 1);
-	assert_non_null(strstr(l.muted[0], "over the budget of 2 tier-1/2 notifications an hour: "
-	                                   "demoted to the digest"));
+	assert_non_null(strstr(r.l.muted[0], "over the budget of 2 tier-1/2 notifications an hour: "
+	                                     "demoted to the digest"));
 	feed(e, three + 3, 1); /* an hour later: room again */
 	assert_int_equal(engine_stats(e)->suppressed, 1);
-	engine_free(e);
-	config_free(&cfg);
+	rig_end(&r);
 }
 
 static void test_category_rollup(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - {name: spike, kind: spike, group_by: [sku, "
-	                              "category],\n     rollup_by: category, rollup_min: 3}\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - {name: spike, kind: spike, group_by: [sku, "
+	                                 "category],\n     rollup_by: category, rollup_min: 3}\n");
 	static const char *const skus[] = {"A", "B", "C", "D"};
 
 	(void)state;
@@ -671,18 +646,17 @@ static void test_category_rollup(void **state)
 		burst(e, 14 * 24 + 1, skus[k], 2);
 	/* A and B notify; C's incident makes three: the roll-up (#4) opens, and C
 	 * and D are rolled up into it. */
-	assert_int_equal(l.opened, 5);
-	assert_string_equal(l.muted[0], "rolled up into incident 4 (category=product_defect)");
-	assert_string_equal(l.muted[1], "rolled up into incident 4 (category=product_defect)");
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 5);
+	assert_string_equal(r.l.muted[0], "rolled up into incident 4 (category=product_defect)");
+	assert_string_equal(r.l.muted[1], "rolled up into incident 4 (category=product_defect)");
+	rig_end(&r);
 	/* rollup_by must be one of several group_by fields. */
 	char err[512];
 
 	assert_int_equal(
 	        config_load_text("t.yaml",
-	                         "rules:\n  - {name: s, kind: spike, rollup_by: category}\n", &cfg,
-	                         err, sizeof(err)),
+	                         "rules:\n  - {name: s, kind: spike, rollup_by: category}\n",
+	                         &r.cfg, err, sizeof(err)),
 	        -1);
 	assert_non_null(strstr(err, "rollup_by: 'category' must be one of several group_by"));
 }
@@ -758,9 +732,8 @@ static void test_suppression_config_errors(void **state)
 
 static void test_spike_baseline_frozen_while_open(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
 
 	(void)state;
 	flat(e, 0, 14 * 24, "A");
@@ -768,46 +741,40 @@ static void test_spike_baseline_frozen_while_open(void **state)
 	for (int h = 0; h < 6; h++)
 		burst(e, 14 * 24 + h, "A", 20);
 	burst(e, 14 * 24 + 6, "A", 2);
-	assert_int_equal(l.opened, 1);
-	assert_true(l.updated >= 4);
-	assert_true(l.first_level > 1.5 && l.first_level < 2.5);
-	assert_true(fabs(l.last_level - l.first_level) < 1e-6); /* not learning from the surge */
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	assert_true(r.l.updated >= 4);
+	assert_true(r.l.first_level > 1.5 && r.l.first_level < 2.5);
+	assert_true(fabs(r.l.last_level - r.l.first_level) <
+	            1e-6); /* not learning from the surge */
+	rig_end(&r);
 }
 
 static void test_spike_warm_up(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg, spike_yaml, &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
 
 	(void)state;
 	/* A key with no history: a burst in its first day is not a spike. */
 	flat(e, 0, 10, "B");
 	burst(e, 10, "B", 20);
 	flat(e, 11, 30, "B");
-	assert_int_equal(l.opened, 0);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 0);
+	rig_end(&r);
 }
 
 static void test_spike_guards(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: s\n    kind: spike\n    min_count: 30\n"
-	                              "    warmup: 0\n    warmup_events: 0\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: s\n    kind: spike\n    min_count: 30\n"
+	                                 "    warmup: 0\n    warmup_events: 0\n");
 
 	(void)state;
 	flat(e, 0, 14 * 24, "A");
 	burst(e, 14 * 24, "A", 20); /* significant, but under min_count */
 	flat(e, 14 * 24 + 1, 2, "A");
-	assert_int_equal(l.opened, 0);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 0);
+	rig_end(&r);
 }
 
 /* n events an hour for a key, neg of them negative, over hours [from, from + hours). */
@@ -902,75 +869,60 @@ static void test_rate_shift_fleet_share_forgets_by_time(void **state)
 
 static void test_rate_shift_binomial(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: neg\n    kind: rate_shift\n"
-	                              "    cusum_h: 0\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                                 "    cusum_h: 0\n");
 
 	(void)state;
 	/* 2 in 10 negative for two weeks, then 6 in 10 for a day. */
 	shares(e, 0, 14 * 24, "A", 10, 2);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	shares(e, 14 * 24, 12, "A", 10, 6);
-	assert_int_equal(l.opened, 1);
-	assert_non_null(strstr(l.last_summary, "sku=A: "));
-	assert_non_null(strstr(l.last_summary, "/240 sentiment == negative in the last 1d ("));
-	assert_non_null(strstr(l.last_summary, "baseline 2"));
-	assert_true(l.last_p < 1e-5);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: "));
+	assert_non_null(strstr(r.l.last_summary, "/240 sentiment == negative in the last 1d ("));
+	assert_non_null(strstr(r.l.last_summary, "baseline 2"));
+	assert_true(r.l.last_p < 1e-5);
+	rig_end(&r);
 
 	/* The same rise on a key with 1 event an hour: under min_n in the first
 	 * hours, and not significant at alpha for a day: quiet. */
-	memset(&l, 0, sizeof(l));
-	e = engine_for(&cfg, "rules:\n  - name: neg\n    kind: rate_shift\n    cusum_h: 0\n", &l);
+	e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n    cusum_h: 0\n");
 	shares(e, 0, 14 * 24, "B", 5, 1);
 	shares(e, 14 * 24, 2, "B", 5, 4); /* 8 of 10: n = 10 over 2 h, but the window holds 24 h */
-	assert_int_equal(l.opened, 0);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 0);
+	rig_end(&r);
 }
 
 static void test_rate_shift_cusum_catches_slow_drift(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
+	struct rig r;
 	/* The window test alone cannot see a +15-point drift at 4 events an hour... */
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: neg\n    kind: rate_shift\n"
-	                              "    cusum_h: 0\n",
-	                              &l);
+	struct engine *e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                                 "    cusum_h: 0\n");
 
 	(void)state;
 	shares(e, 0, 14 * 24, "A", 20, 4);
 	shares(e, 14 * 24, 4 * 24, "A", 20, 7);
-	int window_only = l.opened;
+	int window_only = r.l.opened;
 
-	engine_free(e);
-	config_free(&cfg);
+	rig_end(&r);
 	/* ...the CUSUM does, and never fired while the share held still. */
-	memset(&l, 0, sizeof(l));
-	e = engine_for(&cfg, "rules:\n  - name: neg\n    kind: rate_shift\n    alpha: 1e-30\n", &l);
+	e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n    alpha: 1e-30\n");
 	shares(e, 0, 14 * 24, "A", 20, 4);
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	shares(e, 14 * 24, 4 * 24, "A", 20, 7);
-	assert_true(l.opened >= 1);
-	assert_non_null(strstr(l.last_summary, "CUSUM"));
+	assert_true(r.l.opened >= 1);
+	assert_non_null(strstr(r.l.last_summary, "CUSUM"));
 	(void)window_only;
-	engine_free(e);
-	config_free(&cfg);
+	rig_end(&r);
 }
 
 static void test_flatline(void **state)
 {
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: silent\n    kind: flatline\n"
-	                              "    group_by: [sku]\n    resolve_after: 1h\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
 
 	(void)state;
 	/* 20 an hour for 3 days, with a quiet key beside it (1 a day: never judged). */
@@ -979,20 +931,19 @@ static void test_flatline(void **state)
 		if (h % 24 == 0)
 			shares(e, h, 1, "Q", 1, 0);
 	}
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	/* A stops; Q goes on. The watermark moves on with Q's events alone. */
 	for (int h = 72; h < 76; h++)
 		shares(e, h, 1, "Q", 1, 0);
-	assert_int_equal(l.opened, 1);
+	assert_int_equal(r.l.opened, 1);
 	/* Opened at the first silent bucket's close (then updated while silent). */
-	assert_int_equal(l.opened_at[0], T0 + 73 * H);
-	assert_non_null(strstr(l.last_summary, "sku=A: no events for 3 buckets"));
+	assert_int_equal(r.l.opened_at[0], T0 + 73 * H);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: no events for 3 buckets"));
 	/* A is back: the incident resolves an hour after the last firing. */
 	for (int h = 76; h < 80; h++)
 		shares(e, h, 1, "A", 20, 0);
-	assert_int_equal(l.resolved, 1);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.resolved, 1);
+	rig_end(&r);
 }
 
 /* One event for key sku with the given subcategory at hour h. */
@@ -1019,12 +970,9 @@ static void topic(struct engine *e, double h, const char *sku, const char *sub)
 static void test_new_topic(void **state)
 {
 	static const char *const usual[] = {"leaking", "broken_part", "stopped_working"};
-	struct config cfg;
-	struct log l = {0};
-	struct engine *e = engine_for(&cfg,
-	                              "rules:\n  - name: nt\n    kind: new_topic\n"
-	                              "    min_events: 20\n",
-	                              &l);
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: nt\n    kind: new_topic\n"
+	                                 "    min_events: 20\n");
 
 	(void)state;
 	/* Ten SKUs with the usual three subcategories for ten days; SPARSE sees only one. */
@@ -1037,36 +985,35 @@ static void test_new_topic(void **state)
 		}
 	for (int d = 0; d < 10; d++)
 		topic(e, d * 24 + 0.5, "SPARSE", "leaking");
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	/* A usual value on a sparse key is not news; a value no key has had is. */
 	topic(e, 241, "SPARSE", "broken_part");
-	assert_int_equal(l.opened, 0);
+	assert_int_equal(r.l.opened, 0);
 	topic(e, 242, "S3", "battery_swelling");
-	assert_int_equal(l.opened, 1);
-	assert_non_null(strstr(l.last_summary,
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary,
 	                       "sku=S3: subcategory 'battery_swelling' for the first "
 	                       "time, new for every key"));
 	/* It spreading to a second key is news too (rare across keys). */
 	topic(e, 250, "S7", "battery_swelling");
-	assert_int_equal(l.opened, 2);
-	assert_non_null(strstr(l.last_summary, "rare across keys"));
+	assert_int_equal(r.l.opened, 2);
+	assert_non_null(strstr(r.l.last_summary, "rare across keys"));
 	/* Seen again on S3 within lookback: nothing new. */
 	topic(e, 251, "S3", "battery_swelling");
-	assert_int_equal(l.opened, 2);
+	assert_int_equal(r.l.opened, 2);
 	/* A key born a day ago: a value new to it alone is not news yet... */
 	topic(e, 230, "YOUNG", "leaking");
 	topic(e, 240, "YOUNG", "leaking");
 	topic(e, 252, "YOUNG", "broken_part");
-	assert_int_equal(l.opened, 2);
+	assert_int_equal(r.l.opened, 2);
 	/* ...but one no key has had is, the rule having watched the fleet for min_age. */
 	topic(e, 253, "YOUNG", "foaming");
-	assert_int_equal(l.opened, 3);
-	assert_non_null(strstr(l.last_summary, "sku=YOUNG: subcategory 'foaming'"));
+	assert_int_equal(r.l.opened, 3);
+	assert_non_null(strstr(r.l.last_summary, "sku=YOUNG: subcategory 'foaming'"));
 	/* A key's first event is no change for it, whatever it says. */
 	topic(e, 254, "NEWBORN", "melting");
-	assert_int_equal(l.opened, 3);
-	engine_free(e);
-	config_free(&cfg);
+	assert_int_equal(r.l.opened, 3);
+	rig_end(&r);
 }
 
 static void test_binomial_and_wilson(void **state)

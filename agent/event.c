@@ -7,6 +7,7 @@
  * given; one reason a person can act on beats a list.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,7 +428,6 @@ static const struct field model_fields[] = {
  */
 struct field_index {
 	unsigned char start[256], end[256];
-	int ready;
 };
 
 /* ---- copies ---- */
@@ -497,23 +497,11 @@ size_t event_copy(const struct event *ev, struct event *out, char *buf)
 	return c.used + ev->raw_len + 1;
 }
 
-static const struct field *lookup(const struct field *fields, size_t n, struct field_index *ix,
+static const struct field *lookup(const struct field *fields, const struct field_index *ix,
                                   const char *name)
 {
-	size_t len;
+	size_t len = strlen(name);
 
-	if (!ix->ready) {
-		/* Idempotent: a race between two decoding threads writes the same bytes. */
-		for (size_t i = n; i-- > 0;) {
-			unsigned char c = (unsigned char)fields[i].name[0];
-
-			if (ix->end[c] == 0)
-				ix->end[c] = (unsigned char)(i + 1);
-			ix->start[c] = (unsigned char)i;
-		}
-		ix->ready = 1;
-	}
-	len = strlen(name);
 	for (size_t i = ix->start[(unsigned char)name[0]]; i < ix->end[(unsigned char)name[0]]; i++)
 		if (fields[i].len == len && memcmp(fields[i].name, name, len) == 0)
 			return &fields[i];
@@ -521,6 +509,25 @@ static const struct field *lookup(const struct field *fields, size_t n, struct f
 }
 
 static struct field_index event_index, model_index;
+static pthread_once_t indexes_once = PTHREAD_ONCE_INIT;
+
+static void index_fields(const struct field *fields, size_t n, struct field_index *ix)
+{
+	for (size_t i = n; i-- > 0;) {
+		unsigned char c = (unsigned char)fields[i].name[0];
+
+		if (ix->end[c] == 0)
+			ix->end[c] = (unsigned char)(i + 1);
+		ix->start[c] = (unsigned char)i;
+	}
+}
+
+/* Built once, before any thread's first decode reads them. */
+static void index_all_fields(void)
+{
+	index_fields(event_fields, NELEM(event_fields), &event_index);
+	index_fields(model_fields, NELEM(model_fields), &model_index);
+}
 
 static const char *type_name(const cJSON *v)
 {
@@ -621,8 +628,7 @@ static int decode_model(const cJSON *obj, struct event *ev, struct event_error *
 		return -1;
 	}
 	for (const cJSON *c = obj->child; c; c = c->next) {
-		const struct field *f =
-		        lookup(model_fields, NELEM(model_fields), &model_index, c->string);
+		const struct field *f = lookup(model_fields, &model_index, c->string);
 
 		if (f == NULL)
 			continue;         /* unknown: kept, ignored */
@@ -758,8 +764,7 @@ static int decode_object(const cJSON *obj, struct event *ev, struct event_error 
 	ev->confidence = NAN;
 	ev->seq = -1;
 	for (const cJSON *c = obj->child; c; c = c->next) {
-		const struct field *f =
-		        lookup(event_fields, NELEM(event_fields), &event_index, c->string);
+		const struct field *f = lookup(event_fields, &event_index, c->string);
 
 		if (f == NULL)
 			continue; /* unknown fields are kept in raw and ignored */
@@ -895,6 +900,7 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *lim,
 	size_t bad;
 	int valid = 0, r;
 
+	pthread_once(&indexes_once, index_all_fields);
 	if (lim == NULL)
 		lim = &decode_limits_default;
 	if (len == 0) {

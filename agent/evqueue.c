@@ -96,6 +96,7 @@ static struct batch *take_free(struct evqueue *q)
 	}
 	b->next = NULL;
 	b->pub.n = 0;
+	b->pub.unit_end = 0;
 	b->used = 0;
 	return b;
 }
@@ -130,12 +131,13 @@ void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag)
 	b->used += event_copy(ev, &b->pub.ev[b->pub.n++], b->bytes + b->used);
 }
 
-void evqueue_release(struct evqueue *q, int full_only)
+/* Hands over the staged batches, and the open one if take_cur (even empty). */
+static void release(struct evqueue *q, int take_cur)
 {
 	struct batch *head = q->staged_head, *tail = q->staged_tail;
 	size_t n = 0;
 
-	if (!full_only && q->cur && q->cur->pub.n) {
+	if (take_cur && q->cur) {
 		if (tail)
 			tail->next = q->cur;
 		else
@@ -159,6 +161,19 @@ void evqueue_release(struct evqueue *q, int full_only)
 	q->nready += n;
 	pthread_cond_signal(&q->ready_cv);
 	pthread_mutex_unlock(&q->mu);
+}
+
+void evqueue_release(struct evqueue *q, int full_only)
+{
+	release(q, !full_only && q->cur && q->cur->pub.n);
+}
+
+void evqueue_release_unit(struct evqueue *q)
+{
+	if (q->cur == NULL)
+		q->cur = take_free(q);
+	q->cur->pub.unit_end = 1;
+	release(q, 1);
 }
 
 void evqueue_close(struct evqueue *q)

@@ -11,7 +11,9 @@
  * Batches added but not released stay with the producer (the daemon
  * releases at each commit, so the rules only ever see durable events).
  *
- * One producer thread, one consumer thread.
+ * One producer thread, one consumer thread. Several queues read in turn, a
+ * unit from each, keep an order across several producers (the backtest's
+ * decoders).
  */
 #ifndef VOCA_EVQUEUE_H
 #define VOCA_EVQUEUE_H
@@ -25,6 +27,7 @@
 
 struct evbatch {
 	size_t n;
+	int unit_end; /* the last batch of a unit (evqueue_release_unit) */
 	struct event ev[EVBATCH_EVENTS];
 	int64_t tag[EVBATCH_EVENTS]; /* the producer's number for each event (a rowid) */
 };
@@ -44,6 +47,13 @@ void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag);
  * (a streaming producer calls it after each add; it is cheap when none is).
  */
 void evqueue_release(struct evqueue *q, int full_only);
+
+/*
+ * Producer: releases everything added as one unit, its last batch marked
+ * unit_end (an empty batch when nothing was added), so that a consumer
+ * reading several queues in turn knows where each unit ends.
+ */
+void evqueue_release_unit(struct evqueue *q);
 
 /* Producer: no more batches. The consumer gets what was released, then NULL. */
 void evqueue_close(struct evqueue *q);

@@ -135,6 +135,60 @@ static void test_an_event_larger_than_a_batch_crosses_whole(void **state)
 	free(raw);
 }
 
+/* Takes one unit: its batches up to the one marked unit_end. */
+static size_t take_unit(struct evqueue *q, int64_t *next)
+{
+	size_t got = 0;
+	int end = 0, closed;
+
+	while (!end) {
+		struct evbatch *b = evqueue_next(q, 0, &closed);
+
+		assert_non_null(b);
+		for (size_t i = 0; i < b->n; i++)
+			assert_int_equal(b->tag[i], (*next)++);
+		got += b->n;
+		end = b->unit_end;
+		evqueue_done(q, b);
+	}
+	return got;
+}
+
+static void test_units_end_where_the_producer_said(void **state)
+{
+	struct evqueue *q = evqueue_new(16);
+	int64_t next = 1;
+	int closed;
+
+	(void)state;
+	/* A unit over several batches, an empty one, a short one. */
+	for (int64_t n = 1; n <= 2 * EVBATCH_EVENTS + 5; n++)
+		add(q, n);
+	evqueue_release_unit(q);
+	evqueue_release_unit(q);
+	add(q, next + 2 * EVBATCH_EVENTS + 5);
+	evqueue_release_unit(q);
+	assert_int_equal(take_unit(q, &next), 2 * EVBATCH_EVENTS + 5);
+	assert_int_equal(take_unit(q, &next), 0);
+	assert_int_equal(take_unit(q, &next), 1);
+	assert_null(evqueue_next(q, 0, &closed));
+	/* A unit that ends on a full batch: the mark is on that batch or an empty
+	 * one after it, never lost. */
+	for (int64_t n = 0; n < EVBATCH_EVENTS; n++)
+		add(q, next + n);
+	evqueue_release_unit(q);
+	assert_int_equal(take_unit(q, &next), EVBATCH_EVENTS);
+	/* A reused batch comes back unmarked. */
+	add(q, next);
+	evqueue_release(q, 0);
+	struct evbatch *b = evqueue_next(q, 0, &closed);
+
+	assert_non_null(b);
+	assert_int_equal(b->unit_end, 0);
+	evqueue_done(q, b);
+	evqueue_free(q);
+}
+
 #define PRODUCED (40 * EVBATCH_EVENTS + 17)
 
 static void *produce(void *arg)
@@ -181,6 +235,7 @@ int main(void)
 	        cmocka_unit_test(test_only_released_events_cross),
 	        cmocka_unit_test(test_an_event_larger_than_a_batch_crosses_whole),
 	        cmocka_unit_test(test_a_held_back_producer_loses_nothing),
+	        cmocka_unit_test(test_units_end_where_the_producer_said),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,11 @@
 /*
  * daemon.c: the agent's loop (see daemon.h).
  *
- * One thread. zmq_poll waits on the ingest socket and a self-pipe written by
- * the signal handlers; its timeout is the time until the open batch is due
- * (Redis's ae.c habit: the loop sleeps exactly until the next deadline).
+ * One thread (the rules and the deliveries have their own). zmq_poll waits
+ * on the ingest socket, a self-pipe written by the signal handlers and the
+ * rules' thread's failure eventfd; its timeout is the time until the open
+ * batch is due (Redis's ae.c habit: the loop sleeps exactly until the next
+ * deadline, and an idle daemon does not wake at all).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -227,15 +229,12 @@ int daemon_run(const struct daemon_opts *opts)
 	log_info("voca: running (store schema %d); SIGHUP reloads, SIGTERM stops",
 	         store_schema_version(st));
 	while (running) {
-		zmq_pollitem_t items[2] = {
+		zmq_pollitem_t items[3] = {
 		        {.socket = ingest_socket(in), .events = ZMQ_POLLIN},
 		        {.fd = sigpipe[0], .events = ZMQ_POLLIN},
+		        {.fd = rules ? rulerun_failed_fd(rules) : -1, .events = ZMQ_POLLIN},
 		};
-		long timeout = ingest_timeout_ms(in);
-
-		if (rules && (timeout < 0 || timeout > 1000))
-			timeout = 1000; /* to notice a failure of the rules' thread */
-		int rc = zmq_poll(items, 2, timeout);
+		int rc = zmq_poll(items, rules ? 3 : 2, ingest_timeout_ms(in));
 
 		if (rc < 0 && zmq_errno() != EINTR) {
 			log_error("voca: poll: %s", zmq_strerror(zmq_errno()));

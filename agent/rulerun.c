@@ -9,10 +9,14 @@
  * incident changes, which are rare and carry deliveries, are written as
  * they happen and committed at the end of their batch.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <voca/buf.h>
 #include <voca/engine.h>
@@ -43,15 +47,26 @@ struct rulerun {
 	int started;
 	pthread_mutex_t cfg_mu;
 	atomic_int failed;
+	int failed_fd;     /* an eventfd, readable once failed is set */
 	int64_t fed_rowid; /* the last event the engine has seen */
 	int64_t checkpoint_ns, last_checkpoint_ns, last_tick_ns;
 	struct buf reviews; /* rows not yet written: ts (8 bytes), event id, NUL, reason, NUL */
 };
 
+/* Sets failed, and wakes the daemon's poll to notice it. */
+static void set_failed(struct rulerun *r)
+{
+	uint64_t one = 1;
+
+	atomic_store(&r->failed, 1);
+	if (r->failed_fd >= 0 && write(r->failed_fd, &one, sizeof(one)) < 0)
+		log_error("rules: cannot wake the daemon: %m");
+}
+
 static void fail(struct rulerun *r, const char *what)
 {
 	log_error("rules: %s: %s", what, store_error(r->st));
-	atomic_store(&r->failed, 1);
+	set_failed(r);
 }
 
 static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
@@ -89,7 +104,7 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	    buf_add(&r->reviews, ev->event_id, strlen(ev->event_id) + 1) < 0 ||
 	    buf_add(&r->reviews, reason, strlen(reason) + 1) < 0) {
 		log_error("rules: the review queue's buffer is full; stopping");
-		atomic_store(&r->failed, 1);
+		set_failed(r);
 	}
 }
 
@@ -273,6 +288,11 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	r->cfg = cfg;
 	r->ob = ob;
 	pthread_mutex_init(&r->cfg_mu, NULL);
+	r->failed_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->failed_fd < 0) {
+		snprintf(err, errlen, "rules: eventfd: %s", strerror(errno));
+		goto fail;
+	}
 	buf_init(&r->reviews, (size_t)64 << 20);
 	r->limits = config_decode_limits(cfg); /* what the ingest accepted replays */
 	r->checkpoint_ns = cfg->engine.checkpoint_ms * 1000000;
@@ -339,6 +359,11 @@ int rulerun_failed(const struct rulerun *r)
 	return atomic_load(&r->failed);
 }
 
+int rulerun_failed_fd(const struct rulerun *r)
+{
+	return r->failed_fd;
+}
+
 int rulerun_stop(struct rulerun *r)
 {
 	if (r == NULL)
@@ -362,5 +387,7 @@ void rulerun_free(struct rulerun *r)
 	evqueue_free(r->q);
 	buf_free(&r->reviews);
 	pthread_mutex_destroy(&r->cfg_mu);
+	if (r->failed_fd >= 0)
+		close(r->failed_fd);
 	free(r);
 }

@@ -53,6 +53,9 @@ void rulerun_unlock(struct rulerun *r);
 /* Non-zero once the thread has failed to write the store (it was logged). */
 int rulerun_failed(const struct rulerun *r);
 
+/* A descriptor that becomes readable when the thread fails, to poll on. */
+int rulerun_failed_fd(const struct rulerun *r);
+
 /*
  * Runs what was released, checkpoints and stops the thread. Returns 0, or
  * -1 if the thread failed. The caller flushes the ingest first.

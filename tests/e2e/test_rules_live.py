@@ -8,7 +8,9 @@ and both must agree with `voca backtest` over the same feed.
 import gzip
 import json
 import os
+import sqlite3
 import subprocess
+import time
 
 import signal
 
@@ -215,3 +217,28 @@ def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
     assert (key, change) == ("sku=SKU-B", "opened")
     assert why.startswith("silence 0 by oncall@example.com until 2026-03-02"), why
     a.stop()
+
+
+def test_a_failed_write_by_the_rules_stops_the_daemon_at_once(agent_factory):
+    """The rules' thread cannot record an incident (here a trigger refuses it):
+    the daemon must not carry on without its rules, nor sleep until something
+    else wakes it; it stops with an error, and the event stays stored for the
+    next start to replay."""
+    a = agent_factory(extra=ANY_DEFECT).start()
+    a.stop()
+    con = sqlite3.connect(a.db)
+    con.execute("CREATE TRIGGER refuse BEFORE INSERT ON incidents "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    con.commit()
+    con.close()
+    a.start()
+    a.send_event(event("a-1", sku="SKU-A", category="product_defect"))
+    t0 = time.monotonic()
+    code = a.proc.wait(timeout=10)
+    took = time.monotonic() - t0
+    a.logfile.close()
+    a.proc = None
+    assert code != 0
+    assert "refused by the test" in a.log_text()
+    assert a.has_event("a-1")
+    assert took < 2, took

@@ -742,7 +742,8 @@ static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyen
 	                         .state = key_state(e, r, k),
 	                         .shared = r->shared,
 	                         .key = KEY(r, k),
-	                         .incident_open = k->open};
+	                         .incident_open = k->open,
+	                         .fired_ms = k->open ? hist_of(e, k, 0)->open->last_fire_ms : 0};
 }
 
 /*
@@ -765,7 +766,15 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 
 		if (i > k->bucket && upto - i > MAX_REPLAY)
 			i = upto - MAX_REPLAY; /* a long silence: replay only its end */
-		if (r->kind->on_close(&ctx, (i + 1) * b, &f) != RULE_FIRE)
+		enum rule_verdict v = r->kind->on_close(&ctx, (i + 1) * b, &f);
+
+		if (v == RULE_HOLD && k->open) {
+			struct incident *inc = hist_of(e, k, 0)->open;
+
+			if (inc->held_ms < (i + 1) * b)
+				inc->held_ms = (i + 1) * b;
+		}
+		if (v != RULE_FIRE)
 			continue;
 		if ((i == first && had_events) || r->kind->every_bucket)
 			fire(e, r, k, &f, (i + 1) * b);
@@ -786,11 +795,15 @@ static void resolve_due(struct engine *e, int64_t now)
 		for (size_t n = 0; n < e->nrules && !r; n++)
 			if (e->rules[n].common->name == inc->rule)
 				r = &e->rules[n];
-		if (now - inc->last_fire_ms < r->common->resolve_after_ms) {
+		/* Clear for resolve_after: neither fired nor held (hysteresis). */
+		int64_t active =
+		        inc->held_ms > inc->last_fire_ms ? inc->held_ms : inc->last_fire_ms;
+
+		if (now - active < r->common->resolve_after_ms) {
 			e->open[j++] = inc;
 			continue;
 		}
-		inc->resolved_ms = inc->last_fire_ms + r->common->resolve_after_ms;
+		inc->resolved_ms = active + r->common->resolve_after_ms;
 		/* Find the key to clear its open pointer. */
 		struct keyent *k = key_get(e, r, inc->key);
 		struct hist *h = hist_of(e, k, 1);
@@ -1067,7 +1080,8 @@ void engine_finish(struct engine *e)
  * state_size says what follows: the kind's full state, or a sleeping key's
  * idle part.
  */
-#define KEY_MAGIC 0x32454B56u /* "VKE2" */
+#define KEY_MAGIC    0x33454B56u /* "VKE3": the open incident's head has held */
+#define KEY_MAGIC_V2 0x32454B56u /* "VKE2": read too, held = 0 */
 
 struct key_head {
 	uint32_t magic, state_size;
@@ -1080,7 +1094,10 @@ struct inc_head {
 	uint64_t id, firings;
 	int64_t opened, updated, resolved, last_fire, next_alert;
 	uint32_t realerts, reopens;
+	int64_t held; /* since KEY_MAGIC "VKE3"; a "VKE2" record has none */
 };
+
+#define INC_HEAD_V2 offsetof(struct inc_head, held)
 
 struct engine_head {
 	int64_t max_ts;
@@ -1113,7 +1130,7 @@ static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struc
 		struct inc_head ih = {
 		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,
 		        inc->resolved_ms, inc->last_fire_ms, inc->next_alert_ms, inc->realerts,
-		        inc->reopens};
+		        inc->reopens,     inc->held_ms};
 		char *why = cJSON_PrintUnformatted(inc->why);
 
 		buf_add(b, &ih, sizeof(ih));
@@ -1185,7 +1202,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	if (len < sizeof(h))
 		return 1;
 	memcpy(&h, p, sizeof(h));
-	if (h.magic != KEY_MAGIC || len < sizeof(h) + h.state_size ||
+	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V2) || len < sizeof(h) + h.state_size ||
 	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size))
 		return 1; /* a different layout: the key starts over */
 	k = key_get(e, r, key);
@@ -1218,14 +1235,16 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		quiet_push(r, k); /* in restore order: sorted by the next sweep */
 		r->qsorted = 0;
 	}
-	if (h.has_open && len > sizeof(struct inc_head)) {
-		struct inc_head ih;
+	size_t ihlen = h.magic == KEY_MAGIC ? sizeof(struct inc_head) : INC_HEAD_V2;
+
+	if (h.has_open && len > ihlen) {
+		struct inc_head ih = {0};
 		struct incident *inc = xcalloc(1, sizeof(*inc));
-		const char *summary = (const char *)p + sizeof(ih);
-		size_t slen = strnlen(summary, len - sizeof(ih));
+		const char *summary = (const char *)p + ihlen;
+		size_t slen = strnlen(summary, len - ihlen);
 		const char *why = summary + slen + 1;
 
-		memcpy(&ih, p, sizeof(ih));
+		memcpy(&ih, p, ihlen);
 		inc->id = ih.id;
 		inc->firings = ih.firings;
 		inc->opened_ms = ih.opened;
@@ -1235,6 +1254,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		inc->next_alert_ms = ih.next_alert;
 		inc->realerts = ih.realerts;
 		inc->reopens = ih.reopens;
+		inc->held_ms = ih.held;
 		inc->rule = r->common->name;
 		inc->kind = r->kind->name;
 		inc->tier = (int)r->common->tier;

@@ -28,6 +28,7 @@ struct rate_config {
 	struct conf_list share_where;
 	int64_t window_ms;
 	double alpha;
+	double clear_p;
 	int64_t min_n;
 	double min_lift;
 	int64_t half_life_ms;
@@ -67,6 +68,9 @@ static const struct conf_key keys[] = {
                  "the window the current share is taken over (at most 24 buckets)"),
         CONF_KEY("alpha", CONF_DOUBLE, OFF(alpha), "1e-5", 0, 1, NULL,
                  "binomial p-value below which the rise is significant"),
+        CONF_KEY("clear_p", CONF_DOUBLE, OFF(clear_p), "0.1", 0, 1, NULL,
+                 "hysteresis: while the window after the last firing is above the baseline "
+                 "at p < clear_p, the incident is not clear (0: off)"),
         CONF_KEY("min_n", CONF_INT, OFF(min_n), "10", 1, 1000000, NULL,
                  "fewest events in the window"),
         CONF_KEY("min_lift", CONF_DOUBLE, OFF(min_lift), "0.10", 0, 1, NULL,
@@ -222,6 +226,11 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			v = RULE_FIRE;
 		}
 	}
+	/* Hysteresis: the window after the last firing still above the baseline
+	 * at p < clear_p keeps the incident from resolving. */
+	if (v != RULE_FIRE && ctx->incident_open && p < c->clear_p && k / n > p0 &&
+	    end_ms - (int64_t)c->win * c->common.bucket_ms >= ctx->fired_ms)
+		v = RULE_HOLD;
 	if (!ctx->incident_open && v != RULE_FIRE) {
 		st->ew_k = (float)(st->ew_k * c->decay + st->cur_k);
 		st->ew_n = (float)(st->ew_n * c->decay + st->cur_n);

@@ -37,6 +37,7 @@ struct spike_config {
 	int64_t window_ms;
 	int64_t mid_window_ms;
 	double alpha;
+	double clear_p;
 	int64_t min_count;
 	double min_ratio;
 	double min_excess;
@@ -96,6 +97,9 @@ static const struct conf_key keys[] = {
                  "the long window tested beside the last bucket (at most 24 buckets)"),
         CONF_KEY("alpha", CONF_DOUBLE, OFF(alpha), "2e-6", 0, 1, NULL,
                  "p-value below which a bucket is significant (sized to the fleet)"),
+        CONF_KEY("clear_p", CONF_DOUBLE, OFF(clear_p), "0.1", 0, 1, NULL,
+                 "hysteresis: while a window after the last firing is above expectation "
+                 "at p < clear_p, the incident is not clear (0: off)"),
         CONF_KEY("min_count", CONF_INT, OFF(min_count), "5", 1, 1000000, NULL,
                  "fewest events in the window"),
         CONF_KEY("min_ratio", CONF_DOUBLE, OFF(min_ratio), "2", 1, 1000, NULL,
@@ -405,7 +409,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * matters well above the mean (an outlier is p < 1e-3, about three
 	 * standard deviations up); most windows are not, and skip it.
 	 */
-	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0;
+	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0, used[3] = {0};
 	int last = (st->head + RING - 1) % RING;
 	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1}, PHI[3];
 	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
@@ -428,6 +432,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			continue;
 		}
 		nscales++;
+		used[j] = len == 1 || st->buckets >= (uint32_t)(2 * len);
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
 		/* The long window's excess variance is mostly the expectation's own
@@ -454,6 +459,17 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best], PHI[best], p,
 		        alpha, level_eff, warm, NEG[best], f);
 		v = RULE_FIRE;
+	}
+	/* Hysteresis (BASELINES.md 1.6): an open incident is not clear while a
+	 * window lying wholly after its last firing is still above expectation
+	 * at p < clear_p (a window holding the surge itself would keep it open
+	 * for a day after a one-hour spike). */
+	for (int j = 0; j < 3 && v != RULE_FIRE && ctx->incident_open && testable; j++) {
+		if (!used[j] || end_ms - scales[j] * c->common.bucket_ms < ctx->fired_ms ||
+		    X[j] <= M[j])
+			continue;
+		if (nscales * (P[j] < 1 ? P[j] : nb_upper_tail(X[j], M[j], PHI[j])) < c->clear_p)
+			v = RULE_HOLD;
 	}
 	/* Learn, unless this bucket fired or an incident is open: a surge must
 	 * stay abnormal until it ends, not become the new normal. */

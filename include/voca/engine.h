@@ -38,6 +38,7 @@ struct incident {
 	int tier;
 	char key[192];
 	int64_t opened_ms, updated_ms, resolved_ms, last_fire_ms; /* event time */
+	int64_t held_ms; /* the last bucket that was not clear (RULE_HOLD), 0: none */
 	uint64_t firings;
 	uint32_t realerts, reopens;
 	int rollup;            /* a roll-up of the rule's incidents sharing a rollup_by value */

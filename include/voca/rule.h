@@ -88,6 +88,7 @@ struct rule_ctx {
 	void *shared;       /* per rule, from new_shared (may be NULL) */
 	const char *key;    /* "sku=SKU-1 category=shipping" */
 	int incident_open;  /* an incident is open for this rule and key */
+	int64_t fired_ms;   /* when it last fired (event time), if open */
 };
 
 struct firing {
@@ -99,6 +100,9 @@ struct firing {
 enum rule_verdict {
 	RULE_QUIET = 0,
 	RULE_FIRE = 1,
+	/* Not firing, and not clear either (hysteresis: the statistic is still
+	 * inside the kind's clear_p band): an open incident does not resolve. */
+	RULE_HOLD = 2,
 };
 
 struct rule_kind {

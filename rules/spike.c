@@ -219,9 +219,15 @@ static void season_close(const struct spike_config *c, struct season *s, int64_t
 	slot(start_ms, &h, &d);
 	if (s->level > 0 && s->buckets >= 24) {
 		double ratio = x / s->level, sum = 0;
+		/* A factor's first visits are averaged (weight 1/n), then blended at
+		 * g: blended at g from the flat start, a weekday's factor (one visit
+		 * a week) was a fifth of the way to its value after a month, and the
+		 * busiest keys' weekend evenings looked like spikes. */
+		double days = (double)(s->buckets - 24) / 24;
+		double gh = fmax(g, 1 / (days + 3)), gd = fmax(g, 1 / (days / 7 + 3)) / 24;
 
-		s->hod[h] += (float)(g * (ratio / s->dow[d] - s->hod[h]));
-		s->dow[d] += (float)(g / 24 * (ratio / s->hod[h] - s->dow[d]));
+		s->hod[h] += (float)(gh * (ratio / s->dow[d] - s->hod[h]));
+		s->dow[d] += (float)(gd * (ratio / s->hod[h] - s->dow[d]));
 		s->hod[h] = fminf(fmaxf(s->hod[h], 0.05f), 20);
 		s->dow[d] = fminf(fmaxf(s->dow[d], 0.05f), 20);
 		for (int i = 0; i < 24; i++)

@@ -494,16 +494,23 @@ int backtest_main(int argc, char **argv)
 			break;
 		}
 	}
-	if (b.ndec == 0 || pthread_create(&engine_thread, NULL, engine_loop, &b) != 0) {
+	int engine_started =
+	        b.ndec > 0 && pthread_create(&engine_thread, NULL, engine_loop, &b) == 0;
+
+	if (engine_started) {
+		rc = read_feeds(&b, argv + optind, argc - optind);
+	} else {
 		fprintf(stderr, "voca backtest: cannot start a thread\n");
-		return 1;
+		rc = 1;
+		for (int d = 0; d < b.ndec; d++)
+			evqueue_close(b.dec[d].in); /* the decoders stop */
 	}
-	rc = read_feeds(&b, argv + optind, argc - optind);
 	for (int d = 0; d < b.ndec; d++) {
 		pthread_join(b.dec[d].thread, NULL);
 		b.invalid += b.dec[d].invalid;
 	}
-	pthread_join(engine_thread, NULL);
+	if (engine_started)
+		pthread_join(engine_thread, NULL);
 	engine_finish(b.engine);
 	double secs = (double)(clock_mono_ns() - t0) / 1e9;
 

@@ -415,7 +415,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * matters well above the mean (an outlier is p < 1e-3, about three
 	 * standard deviations up); most windows are not, and skip it.
 	 */
-	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0, used[3] = {0};
+	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0, learned[3] = {0};
 	int last = (st->head + RING - 1) % RING;
 	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1}, PHI[3];
 	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
@@ -438,7 +438,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			continue;
 		}
 		nscales++;
-		used[j] = len == 1 || st->buckets >= (uint32_t)(2 * len);
+		learned[j] = len == 1 || st->buckets >= (uint32_t)(2 * len);
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
 		/* The long window's excess variance is mostly the expectation's own
@@ -449,8 +449,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		PHI[j] = phi;
 
 		/* (A window without events skips this: most closes are of quiet buckets.) */
-		if (X[j] > 0 && (len == 1 || st->buckets >= (uint32_t)(2 * len)) &&
-		    X[j] > M[j] + 3 * sqrt(phi * M[j]))
+		if (X[j] > 0 && learned[j] && X[j] > M[j] + 3 * sqrt(phi * M[j]))
 			P[j] = nb_upper_tail(X[j], M[j], phi);
 		outlier |= P[j] < OUTLIER_P;
 		if (best < 0 || P[j] < P[best])
@@ -470,8 +469,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * window lying wholly after its last firing is still above expectation
 	 * at p < clear_p (a window holding the surge itself would keep it open
 	 * for a day after a one-hour spike). */
-	for (int j = 0; j < 3 && v != RULE_FIRE && ctx->incident_open && testable; j++) {
-		if (!used[j] || end_ms - scales[j] * c->common.bucket_ms < ctx->fired_ms ||
+	for (int j = 0; j < 3 && v == RULE_QUIET && ctx->incident_open && testable; j++) {
+		if (!learned[j] || end_ms - scales[j] * c->common.bucket_ms < ctx->fired_ms ||
 		    X[j] <= M[j])
 			continue;
 		if (nscales * (P[j] < 1 ? P[j] : nb_upper_tail(X[j], M[j], PHI[j])) < c->clear_p)

@@ -1061,27 +1061,39 @@ static int kv_put(void *arg, const char *rule, const char *key, const void *blob
 	return 0;
 }
 
-/*
- * Hysteresis: after a spike the key stays at twice its usual volume for 12
- * hours, never significant enough to fire again, but not clear either: the
- * incident stays open until the key is back to normal, and resolves
- * resolve_after later. With clear_p 0 it resolved in the middle of it. With
- * cut, the engine is saved and restored into a new one at that hour.
- */
-static int64_t resolved_after_surge(const char *clear_p, int cut)
+enum { DAY14 = 14 * 24 };
+
+/* Hour h of the spike test's key: flat at 2, 20 at day 14, then 4 for 12 hours. */
+static void spike_surge_hour(struct engine *e, int h)
 {
-	const int day14 = 14 * 24;
+	burst(e, h, "A", h == DAY14 ? 20 : h > DAY14 && h < DAY14 + 13 ? 4 : 2);
+}
+
+/* Hour h of the share test's key: 2 of 10 negative, 9 of 10 for 3 hours at
+ * day 14, then 4 of 10 for 12 hours (p ~ 0.01 over a 3 h window: not
+ * significant, not clear). */
+static void share_surge_hour(struct engine *e, int h)
+{
+	shares(e, h, 1, "C", 10,
+	       h >= DAY14 && h < DAY14 + 3        ? 9
+	       : h >= DAY14 + 3 && h < DAY14 + 15 ? 4
+	                                          : 2);
+}
+
+/* Runs one rule (yaml, a format taking clear_p) over 40 hours past day 14 of
+ * hour(), saved and restored into a new engine at hour cut (0: never), and
+ * returns when its one incident resolved. */
+static int64_t resolved_after_surge(const char *yaml_fmt, const char *clear_p,
+                                    void (*hour)(struct engine *, int), int cut)
+{
 	struct kvs *kv = calloc(1, sizeof(*kv));
 	char yaml[512];
 	struct rig r;
 
-	snprintf(yaml, sizeof(yaml),
-	         "rules:\n  - {name: spike, kind: spike, group_by: [sku], mid_window: 0,\n"
-	         "     window: 3h, resolve_after: 6h, clear_p: %s}\n",
-	         clear_p);
+	snprintf(yaml, sizeof(yaml), yaml_fmt, clear_p);
 	struct engine *e = rig_start(&r, yaml);
 
-	for (int h = 0; h < day14 + 40; h++) {
+	for (int h = 0; h < DAY14 + 40; h++) {
 		if (h == cut) {
 			assert_int_equal(engine_save(e, kv_put, kv), 0);
 			engine_free(e);
@@ -1091,7 +1103,7 @@ static int64_t resolved_after_surge(const char *clear_p, int cut)
 				                                kv->v[i].blob, kv->v[i].len),
 				                 0);
 		}
-		burst(e, h, "A", h == day14 ? 20 : h > day14 && h < day14 + 13 ? 4 : 2);
+		hour(e, h);
 	}
 	assert_int_equal(r.l.opened, 1);
 	assert_int_equal(r.l.resolved, 1);
@@ -1104,57 +1116,47 @@ static int64_t resolved_after_surge(const char *clear_p, int cut)
 	return at;
 }
 
+static const char *const spike_surge_yaml =
+        "rules:\n  - {name: spike, kind: spike, group_by: [sku], mid_window: 0,\n"
+        "     window: 3h, resolve_after: 6h, clear_p: %s}\n";
+static const char *const share_surge_yaml =
+        "rules:\n  - {name: neg, kind: rate_shift, group_by: [sku], window: 3h,\n"
+        "     cusum_h: 0, resolve_after: 6h, clear_p: %s}\n";
+
+/*
+ * Hysteresis: after a spike the key stays at twice its usual volume for 12
+ * hours, never significant enough to fire again, but not clear either: the
+ * incident stays open until the key is back to normal, and resolves
+ * resolve_after later. With clear_p 0 it resolved in the middle of it.
+ */
 static void test_spike_hysteresis_holds_until_clear(void **state)
 {
-	const int64_t day14 = 14 * 24;
+	const char *y = spike_surge_yaml;
 
 	(void)state;
 	/* The 3 h window holds the burst until hour 3 after it: the last firing. */
-	assert_int_equal(resolved_after_surge("0", 0), T0 + (day14 + 3 + 6) * H);
+	assert_int_equal(resolved_after_surge(y, "0", spike_surge_hour, 0),
+	                 T0 + (DAY14 + 3 + 6) * H);
 	/* Held while a 3 h window wholly after that firing is still at p < 0.1
 	 * (12 events against 6 expected), so resolved 6 h after the surge's end. */
-	assert_int_equal(resolved_after_surge("0.1", 0), T0 + (day14 + 13 + 6) * H);
+	assert_int_equal(resolved_after_surge(y, "0.1", spike_surge_hour, 0),
+	                 T0 + (DAY14 + 13 + 6) * H);
 	/* The hold survives a restart after its last held bucket. */
-	assert_int_equal(resolved_after_surge("0.1", (int)day14 + 14), T0 + (day14 + 13 + 6) * H);
+	assert_int_equal(resolved_after_surge(y, "0.1", spike_surge_hour, DAY14 + 14),
+	                 T0 + (DAY14 + 13 + 6) * H);
 }
 
-/* The same for a share: 2 of 10 negative for two weeks, 9 of 10 for 3 hours,
- * then 4 of 10 for 12 hours (p ~ 0.01 over a 3 h window: not significant,
- * not clear), then 2 of 10 again. Returns when the incident resolved. */
-static int64_t share_resolved_after_surge(const char *clear_p)
-{
-	const int day14 = 14 * 24;
-	char yaml[512];
-	struct rig r;
-
-	snprintf(yaml, sizeof(yaml),
-	         "rules:\n  - {name: neg, kind: rate_shift, group_by: [sku], window: 3h,\n"
-	         "     cusum_h: 0, resolve_after: 6h, clear_p: %s}\n",
-	         clear_p);
-	struct engine *e = rig_start(&r, yaml);
-
-	for (int h = 0; h < day14 + 40; h++)
-		shares(e, h, 1, "C", 10,
-		       h >= day14 && h < day14 + 3        ? 9
-		       : h >= day14 + 3 && h < day14 + 15 ? 4
-		                                          : 2);
-	assert_int_equal(r.l.opened, 1);
-	assert_int_equal(r.l.resolved, 1);
-	int64_t at = r.l.resolved_at[0];
-
-	rig_end(&r);
-	return at;
-}
-
+/* The same for a share (share_surge_hour). */
 static void test_rate_shift_hysteresis_holds_until_clear(void **state)
 {
 	(void)state;
-	int64_t plain = share_resolved_after_surge("0"), held = share_resolved_after_surge("0.1");
+	int64_t plain = resolved_after_surge(share_surge_yaml, "0", share_surge_hour, 0),
+	        held = resolved_after_surge(share_surge_yaml, "0.1", share_surge_hour, 0);
 
 	/* Without: resolved 6 h after the last firing, within the raised hours. */
-	assert_true(plain < T0 + (14 * 24 + 15) * H);
+	assert_true(plain < T0 + (DAY14 + 15) * H);
 	/* With: not before the raised hours have ended, plus 6 h. */
-	assert_true(held >= T0 + (14 * 24 + 15 + 6) * H);
+	assert_true(held >= T0 + (DAY14 + 15 + 6) * H);
 }
 
 /* The incident log, one line per change, without examples (not persisted). */

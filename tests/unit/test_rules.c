@@ -421,6 +421,27 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 }
 
 /*
+ * Season factors average their first visits: a category busy on Saturdays
+ * (3x its weekdays) learns it from its first Saturday or two. Blended at
+ * season_gamma from a flat start, the factor crept, and each of the next
+ * three Saturdays opened an incident too.
+ */
+static void test_spike_season_learns_a_weekday_in_a_few_visits(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, spike_yaml);
+
+	(void)state;
+	for (int h = 0; h < 4 * 7 * 24; h++)
+		burst(e, h, "W", (h / 24) % 7 == 5 ? 6 : 2); /* T0 is a Monday: day 5 is Saturday */
+	/* The first Saturday is news (nothing knew it yet); the next three are
+	 * not (each opened one before). */
+	assert_int_equal(r.l.opened, 1);
+	assert_true(r.l.opened_at[0] < T0 + 7 * 24 * H);
+	rig_end(&r);
+}
+
+/*
  * A key's first days are its level learning: a product whose reviews pick up
  * on day 3 is off its expectation by a lot for a day or two. That is not
  * noise, and learned as dispersion it would blunt the tests for weeks.
@@ -1328,6 +1349,7 @@ int main(void)
 	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_spike_hysteresis_holds_until_clear),
+	        cmocka_unit_test(test_spike_season_learns_a_weekday_in_a_few_visits),
 	        cmocka_unit_test(test_rate_shift_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_nb_tail),

@@ -7,17 +7,27 @@
  * last 16 matching events' times and identities, so k is at most 16.
  *
  * With max_p (BASELINES.md P2, repeated severe defects) the count must also
- * be unlikely for this key: expected = the key's own rate of matching events
- * before the window times the window, with a prior of half an event per
- * week so a young quiet key is not judged on nothing, and a Poisson tail.
- * Three severe reports a day is news for most SKUs, and routine for a
- * bestseller.
+ * be unlikely for this key: a Poisson tail at the key's rate of matching
+ * events before the window times the window. Three severe reports a day is
+ * news for most SKUs, and routine for a bestseller.
+ *
+ * The rate is the key's own history shrunk toward a prior rate (a gamma
+ * prior worth PRIOR_DAYS of exposure), so a young key is judged on what is
+ * known about keys like it, not on nothing. With one group field the prior
+ * is half an event a week. With several (group_by [sku, subcategory]) it is
+ * BASELINES' lambda_floor: the rate of the key's prefix (the SKU, across
+ * all its defects) times the share of its last field's value (this defect,
+ * across all SKUs), from counts the rule keeps in its shared state. A
+ * bestseller's defects are not news in its first week because the SKU's
+ * rate is known after a day or two; a quiet SKU's stay news.
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <voca/rule.h>
+#include <voca/xalloc.h>
 
 #define MAX_K 16
 
@@ -38,8 +48,31 @@ struct threshold_state {
 	uint8_t n, head;
 };
 
-#define PRIOR_EVENTS 0.5
-#define MIN_EXPOSURE (7 * 86400000.0)
+#define DAY_MS            86400000.0
+#define PRIOR_EVENTS      0.5 /* a key's prior with one group field: per PRIOR_DAYS */
+#define PRIOR_DAYS        7.0 /* the prior weighs as much as this much history */
+#define PREFIX_PRIOR_DAYS 1.0 /* the rule's mean rate per prefix weighs this much */
+
+/*
+ * Matching events counted per value, for the prior of keys with several
+ * group fields: an open-addressing table of 32-bit hashes (a collision
+ * merges two values' counts, which only blurs a prior).
+ */
+struct tally_slot {
+	uint32_t h, n;
+	uint32_t first_s; /* seconds after the rule's first event */
+};
+
+struct tally {
+	struct tally_slot *slot;
+	uint32_t cap, used; /* cap a power of two, or 0 */
+};
+
+struct shared {
+	int64_t origin_ms; /* the rule's first matching event; 0: none yet */
+	uint64_t total;
+	struct tally prefix, last;
+};
 
 #define OFF(m) offsetof(struct threshold_config, m)
 
@@ -66,6 +99,107 @@ static int check(void *config, char *err, size_t errlen)
 	return 0;
 }
 
+static struct tally_slot *tally_find(const struct tally *t, uint32_t h)
+{
+	for (uint32_t i = h & (t->cap - 1); t->cap; i = (i + 1) & (t->cap - 1)) {
+		if (t->slot[i].h == h)
+			return &t->slot[i];
+		if (t->slot[i].h == 0)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* The slot of h, added (n = 0) if new. */
+static struct tally_slot *tally_get(struct tally *t, uint32_t h, uint32_t first_s)
+{
+	struct tally_slot *sl = tally_find(t, h);
+
+	if (sl)
+		return sl;
+	if ((uint64_t)(t->used + 1) * 4 > (uint64_t)t->cap * 3) {
+		struct tally old = *t;
+
+		t->cap = old.cap ? old.cap * 2 : 256;
+		t->slot = xcalloc(t->cap, sizeof(*t->slot));
+		t->used = 0;
+		for (uint32_t i = 0; i < old.cap; i++)
+			if (old.slot[i].h)
+				*tally_get(t, old.slot[i].h, 0) = old.slot[i];
+		free(old.slot);
+	}
+	uint32_t i = h & (t->cap - 1);
+
+	while (t->slot[i].h)
+		i = (i + 1) & (t->cap - 1);
+	t->slot[i] = (struct tally_slot){.h = h, .first_s = first_s};
+	t->used++;
+	return &t->slot[i];
+}
+
+static void *new_shared(const void *config)
+{
+	(void)config;
+	return xcalloc(1, sizeof(struct shared));
+}
+
+static void free_shared(void *p)
+{
+	struct shared *sh = p;
+
+	free(sh->prefix.slot);
+	free(sh->last.slot);
+	free(sh);
+}
+
+struct shared_head {
+	int64_t origin_ms;
+	uint64_t total;
+	uint32_t nprefix, nlast;
+};
+
+static void save_tally(const struct tally *t, struct buf *out)
+{
+	for (uint32_t i = 0; i < t->cap; i++)
+		if (t->slot[i].h)
+			buf_add(out, &t->slot[i], sizeof(t->slot[i]));
+}
+
+/* The counts, and the slots in use (a few MB at 100,000 SKUs). */
+static void save_shared(const void *p, struct buf *out)
+{
+	const struct shared *sh = p;
+	struct shared_head hd = {sh->origin_ms, sh->total, sh->prefix.used, sh->last.used};
+
+	buf_add(out, &hd, sizeof(hd));
+	save_tally(&sh->prefix, out);
+	save_tally(&sh->last, out);
+}
+
+static int load_shared(void *p, const void *blob, size_t len)
+{
+	struct shared *sh = p;
+	struct shared_head hd;
+	const struct tally_slot *sl = (const struct tally_slot *)((const char *)blob + sizeof(hd));
+
+	if (len < sizeof(hd))
+		return -1;
+	memcpy(&hd, blob, sizeof(hd));
+	if (len != sizeof(hd) + ((size_t)hd.nprefix + hd.nlast) * sizeof(*sl))
+		return -1;
+	sh->origin_ms = hd.origin_ms;
+	sh->total = hd.total;
+	for (uint32_t i = 0; i < hd.nprefix + hd.nlast; i++) {
+		struct tally_slot v;
+
+		memcpy(&v, sl + i, sizeof(v));
+		if (v.h == 0)
+			return -1;
+		*tally_get(i < hd.nprefix ? &sh->prefix : &sh->last, v.h, 0) = v;
+	}
+	return 0;
+}
+
 /* The identity of an event for distinct_by: a schema field, or a raw top-level one. */
 static uint32_t identity(const struct threshold_config *c, const struct event *ev)
 {
@@ -86,6 +220,75 @@ static uint32_t identity(const struct threshold_config *c, const struct event *e
 	return h;
 }
 
+/* Hash of the key's prefix (all group fields but the last) and of its last field. */
+static void split_key(const struct threshold_config *c, const struct event *ev, uint32_t *prefix,
+                      uint32_t *last)
+{
+	char buf[512], num[32];
+	size_t off = 0;
+	int n = c->common.ngroup;
+
+	for (int i = 0; i < n - 1; i++) {
+		const char *v = rule_field_text(c->common.group[i], ev, num, sizeof(num));
+		size_t vl = strnlen(v, sizeof(buf) / RULE_MAX_GROUP - 1);
+
+		memcpy(buf + off, v, vl);
+		off += vl;
+		buf[off++] = '\x1f';
+	}
+	*prefix = rule_hash(buf, off);
+	const char *v = rule_field_text(c->common.group[n - 1], ev, num, sizeof(num));
+
+	*last = rule_hash(v, strlen(v));
+}
+
+/* Counts a matching event toward the priors of keys with several group fields. */
+static void note(struct shared *sh, const struct threshold_config *c, const struct event *ev,
+                 struct tally_slot *prefix, struct tally_slot *last)
+{
+	uint32_t ph, lh;
+
+	if (sh->origin_ms == 0)
+		sh->origin_ms = ev->ts_ms;
+	split_key(c, ev, &ph, &lh);
+	/* A late event from before the rule's first is clamped to it. */
+	uint32_t first_s =
+	        ev->ts_ms > sh->origin_ms ? (uint32_t)((ev->ts_ms - sh->origin_ms) / 1000) : 0;
+	struct tally_slot *p = tally_get(&sh->prefix, ph, first_s),
+	                  *l = tally_get(&sh->last, lh, 0);
+
+	p->n++;
+	l->n++;
+	sh->total++;
+	*prefix = *p;
+	*last = *l;
+}
+
+/*
+ * The prior rate per day of a key, before window_start, its own n events in
+ * the window left out of the counts. The prefix's rate is its own from its
+ * first event on, shrunk toward the rule's mean rate per prefix (worth
+ * PREFIX_PRIOR_DAYS), so a prefix seen for the first time is an average
+ * one; the share of the last field's value is smoothed by half an event.
+ */
+static double prior_per_day(const struct threshold_config *c, const struct shared *sh,
+                            const struct tally_slot *prefix, const struct tally_slot *last, int n,
+                            int64_t window_start)
+{
+	if (c->common.ngroup < 2)
+		return PRIOR_EVENTS / PRIOR_DAYS;
+	double others = fmax(0, (double)sh->total - n);
+	double life = fmax(1, ((double)window_start - (double)sh->origin_ms) / DAY_MS);
+	double mean = fmax(PRIOR_EVENTS / PRIOR_DAYS, others / life / sh->prefix.used);
+	double first = (double)sh->origin_ms + (double)prefix->first_s * 1000;
+	double days = fmax(0, ((double)window_start - first) / DAY_MS);
+	double rate = (fmax(0, (double)prefix->n - n) + PREFIX_PRIOR_DAYS * mean) /
+	              (days + PREFIX_PRIOR_DAYS);
+	double share = (fmax(0, (double)last->n - n) + 0.5) / (others + 1);
+
+	return rate * share;
+}
+
 static void format_window(int64_t ms, char *out, size_t len)
 {
 	if (ms % 86400000 == 0)
@@ -103,7 +306,10 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	uint32_t seen[MAX_K];
 	int n = 0, distinct = 0;
 	char win[32], conds[256] = "";
+	struct tally_slot prefix = {0}, last = {0};
 
+	if (c->max_p > 0 && c->common.ngroup > 1)
+		note(ctx->shared, c, ev, &prefix, &last);
 	if (s->total == 0)
 		s->first_seen = ev->ts_ms;
 	s->total++;
@@ -129,11 +335,13 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	}
 	if ((c->distinct_by ? distinct : n) < c->count)
 		return RULE_QUIET;
-	/* The key's rate before this window: events and exposure outside it. */
+	/* The key's rate before this window (events and days outside it), shrunk
+	 * toward the prior: the gamma posterior mean. */
 	double hist = (double)s->total - n,
-	       exposure = (double)(ev->ts_ms - c->window_ms - s->first_seen);
+	       days = fmax(0, (double)(ev->ts_ms - c->window_ms - s->first_seen) / DAY_MS);
+	double prior = prior_per_day(c, ctx->shared, &prefix, &last, n, ev->ts_ms - c->window_ms);
 	double expected =
-	        (hist + PRIOR_EVENTS) / fmax(exposure, MIN_EXPOSURE) * (double)c->window_ms;
+	        (hist + PRIOR_DAYS * prior) / (days + PRIOR_DAYS) * ((double)c->window_ms / DAY_MS);
 	double p = nb_upper_tail(n, expected, 1);
 
 	if (c->max_p > 0 && p >= c->max_p)
@@ -151,8 +359,16 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	cJSON_AddNumberToObject(why, "required", (double)c->count);
 	cJSON_AddNumberToObject(why, "expected", round(expected * 1000) / 1000);
 	cJSON_AddNumberToObject(why, "p_value", p);
-	if (c->max_p > 0)
+	if (c->max_p > 0) {
 		cJSON_AddNumberToObject(why, "max_p", c->max_p);
+		cJSON_AddNumberToObject(why, "history_events", hist);
+		cJSON_AddNumberToObject(why, "history_days", round(days * 100) / 100);
+		cJSON_AddNumberToObject(why, "prior_per_day", round(prior * 1e4) / 1e4);
+		cJSON_AddStringToObject(why, "prior",
+		                        c->common.ngroup > 1
+		                                ? "the key's prefix's rate x its last field's share"
+		                                : "half an event a week");
+	}
 	cJSON_AddStringToObject(why, "test",
 	                        c->count == 1 ? "first match (safety fast path)"
 	                                      : "count within window");
@@ -181,5 +397,9 @@ const struct rule_kind rule_threshold = {
         .config_size = sizeof(struct threshold_config),
         .state_size = sizeof(struct threshold_state),
         .check = check,
+        .new_shared = new_shared,
+        .free_shared = free_shared,
+        .save_shared = save_shared,
+        .load_shared = load_shared,
         .on_event = on_event,
 };

@@ -105,7 +105,8 @@ static void rig_end(struct rig *r)
 	config_free(&r->cfg);
 }
 
-static void feed(struct engine *e, const struct row *rows, size_t n)
+/* Feeds rows; subs, if not NULL, gives each row's subcategory. */
+static void feed_sub(struct engine *e, const struct row *rows, const char *const *subs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		char id[32], raw[128];
@@ -118,6 +119,7 @@ static void feed(struct engine *e, const struct row *rows, size_t n)
 		ev.ts_ms = T0 + (int64_t)(rows[i].hour * H);
 		ev.sku = rows[i].sku;
 		ev.category = "product_defect";
+		ev.subcategory = subs ? subs[i] : NULL;
 		ev.sentiment = SENTIMENT_NEGATIVE;
 		ev.severity = rows[i].severity;
 		ev.confidence = rows[i].confidence;
@@ -127,6 +129,11 @@ static void feed(struct engine *e, const struct row *rows, size_t n)
 		ev.raw_len = strlen(raw);
 		engine_event(e, &ev);
 	}
+}
+
+static void feed(struct engine *e, const struct row *rows, size_t n)
+{
+	feed_sub(e, rows, NULL, n);
 }
 
 static const char *const severe_yaml = "rules:\n"
@@ -1082,6 +1089,88 @@ static int kv_put(void *arg, const char *rule, const char *key, const void *blob
 	return 0;
 }
 
+static void kvs_free(struct kvs *kv)
+{
+	for (size_t i = 0; i < kv->n; i++)
+		free(kv->v[i].blob);
+	free(kv);
+}
+
+/* Saves the rig's engine into kv, and restores it into a new one (a restart). */
+static struct engine *rig_restart(struct rig *r, struct kvs *kv)
+{
+	assert_int_equal(engine_save(r->e, kv_put, kv), 0);
+	engine_free(r->e);
+	r->e = engine_new(&r->cfg.rules, 0, on_incident, &r->l);
+	for (size_t i = 0; i < kv->n; i++)
+		assert_int_equal(engine_restore(r->e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob,
+		                                kv->v[i].len),
+		                 0);
+	return r->e;
+}
+
+/*
+ * Grouped by [sku, subcategory], a young key's prior is the SKU's rate times
+ * the defect's share: a bestseller's defects are routine from its second
+ * day, a quiet SKU's are news. With the old prior (half an event a week per
+ * key) the bestseller's "leaking" fired on day three (p 0.0005); the counts
+ * behind the prior survive a restart (without them it fires, p 0.001).
+ */
+static void test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young(void **state)
+{
+	static const char *const defects[] = {"leaking", "overheating", "broken_part", "noise"};
+	struct rig r;
+	char yaml[512];
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s    group_by: [sku, subcategory]\n    max_p: 1e-2\n",
+	         severe_yaml);
+	for (int cut = 0; cut <= 49; cut += 49) {
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct engine *e = rig_start(&r, yaml);
+		struct row rows[16];
+		const char *subs[16];
+		size_t n = 0;
+
+		/* Two days of a bestseller: each of four defects reported once a day;
+		 * on day three "leaking" four times (p 0.02 at one a day). */
+		for (int d = 0; d < 2; d++)
+			for (int k = 0; k < 4; k++) {
+				subs[n] = defects[k];
+				rows[n++] = (struct row){d * 24 + 2 + k * 5, "BIG", NULL,
+				                         SEVERITY_HIGH, 0.9};
+			}
+		for (int k = 0; k < 4; k++) {
+			subs[n] = "leaking";
+			rows[n++] = (struct row){50 + k * 4, "BIG", NULL, SEVERITY_HIGH, 0.9};
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (cut && rows[i].hour >= cut && (i == 0 || rows[i - 1].hour < cut))
+				e = rig_restart(&r, kv);
+			feed_sub(e, rows + i, subs + i, 1);
+		}
+		assert_int_equal(r.l.opened, 0);
+
+		/* A quiet SKU: one report, then three of one defect on day ten. */
+		static const struct row quiet[] = {
+		        {3, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+		        {241, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+		        {243, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+		        {245, "QUIET", NULL, SEVERITY_HIGH, 0.9},
+		};
+		static const char *const quiet_subs[] = {"noise", "overheating", "overheating",
+		                                         "overheating"};
+
+		feed_sub(e, quiet, quiet_subs, 4);
+		assert_int_equal(r.l.opened, 1);
+		assert_non_null(
+		        strstr(r.l.last_summary, "sku=QUIET subcategory=overheating: 3 events"));
+		assert_true(r.l.first_expected < 0.1);
+		kvs_free(kv);
+		rig_end(&r);
+	}
+}
+
 enum { DAY14 = 14 * 24 };
 
 /* Hour h of the spike test's key: flat at 2, 20 at day 14, then 4 for 12 hours. */
@@ -1115,24 +1204,15 @@ static int64_t resolved_after_surge(const char *yaml_fmt, const char *clear_p,
 	struct engine *e = rig_start(&r, yaml);
 
 	for (int h = 0; h < DAY14 + 40; h++) {
-		if (h == cut) {
-			assert_int_equal(engine_save(e, kv_put, kv), 0);
-			engine_free(e);
-			e = r.e = engine_new(&r.cfg.rules, 0, on_incident, &r.l);
-			for (size_t i = 0; i < kv->n; i++)
-				assert_int_equal(engine_restore(e, kv->v[i].rule, kv->v[i].key,
-				                                kv->v[i].blob, kv->v[i].len),
-				                 0);
-		}
+		if (h == cut)
+			e = rig_restart(&r, kv);
 		hour(e, h);
 	}
 	assert_int_equal(r.l.opened, 1);
 	assert_int_equal(r.l.resolved, 1);
 	int64_t at = r.l.resolved_at[0];
 
-	for (size_t i = 0; i < kv->n; i++)
-		free(kv->v[i].blob);
-	free(kv);
+	kvs_free(kv);
 	rig_end(&r);
 	return at;
 }
@@ -1352,6 +1432,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_season_learns_a_weekday_in_a_few_visits),
 	        cmocka_unit_test(test_rate_shift_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
+	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),
 	};

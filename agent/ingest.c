@@ -376,10 +376,10 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 	}
 	if (store_put(in->st, ev, in->now_ms, &verdict) < 0)
 		return fail_store(in);
-	/* A superseded revision is not counted again: the engine cannot yet take
-	 * the first version back (the README says so). */
 	if (in->sink.event && verdict == STORE_NEW)
 		in->sink.event(in->sink.arg, ev, store_last_event_rowid(in->st));
+	else if (in->sink.event && verdict == STORE_SUPERSEDED)
+		in->sink.event(in->sink.arg, ev, -store_last_revision_seq(in->st));
 	if (verdict == STORE_STALE)
 		log_debug("ingest: event %s revision %lld is older than the stored one",
 		          ev->event_id, (long long)ev->revision);

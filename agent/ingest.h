@@ -65,12 +65,13 @@ long ingest_timeout_ms(const struct ingest *in);
 
 /*
  * Where new events go besides the store (the rules): event() is called for
- * every new event (not duplicates, stale or superseded revisions) with its
- * rowid, inside the open transaction; committed() after each commit, when
- * those events are durable.
+ * every new event with its rowid, and for every higher revision with minus
+ * its arrival number (store_last_revision_seq), not for duplicates or stale
+ * revisions, inside the open transaction; committed() after each commit,
+ * when those are durable.
  */
 struct ingest_sink {
-	void (*event)(void *arg, const struct event *ev, int64_t rowid);
+	void (*event)(void *arg, const struct event *ev, int64_t tag);
 	void (*committed)(void *arg);
 	void *arg;
 };

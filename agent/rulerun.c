@@ -47,8 +47,11 @@ struct rulerun {
 	int started;
 	pthread_mutex_t cfg_mu;
 	atomic_int failed;
-	int failed_fd;     /* an eventfd, readable once failed is set */
-	int64_t fed_rowid; /* the last event the engine has seen */
+	int failed_fd;      /* an eventfd, readable once failed is set */
+	int64_t fed_rowid;  /* the last event the engine has seen */
+	int64_t fed_rev;    /* the last higher revision it has seen (its seq) */
+	int64_t replay_tag; /* of the stored event being replayed */
+	int replayed_revisions;
 	int64_t checkpoint_ns, last_checkpoint_ns, last_tick_ns;
 	struct buf reviews; /* rows not yet written: ts (8 bytes), event id, NUL, reason, NUL */
 };
@@ -151,7 +154,8 @@ static void settle(struct rulerun *r, int checkpoint)
 	if (checkpoint || clock_mono_ns() - r->last_checkpoint_ns >= r->checkpoint_ns) {
 		r->last_checkpoint_ns = clock_mono_ns();
 		if (engine_save(r->engine, save_rule_state, r->st) < 0 ||
-		    store_meta_set(r->st, "rules_checkpoint", r->fed_rowid) < 0) {
+		    store_meta_set(r->st, "rules_checkpoint", r->fed_rowid) < 0 ||
+		    store_meta_set(r->st, "rules_checkpoint_revision", r->fed_rev) < 0) {
 			fail(r, "checkpoint failed");
 			return;
 		}
@@ -172,12 +176,22 @@ static void tick(struct rulerun *r)
 	engine_flush(r->engine, now - r->cfg->engine.lateness_ms);
 }
 
+/* An event (tag: its rowid) or a higher revision (tag: minus its seq). */
+static void feed(struct rulerun *r, const struct event *ev, int64_t tag)
+{
+	if (tag < 0) {
+		engine_revision(r->engine, ev);
+		r->fed_rev = -tag;
+	} else {
+		engine_event(r->engine, ev);
+		r->fed_rowid = tag;
+	}
+}
+
 static void run_batch(struct rulerun *r, const struct evbatch *b)
 {
 	for (size_t i = 0; i < b->n; i++)
-		engine_event(r->engine, &b->ev[i]);
-	if (b->n)
-		r->fed_rowid = b->tag[b->n - 1];
+		feed(r, &b->ev[i], b->tag[i]);
 }
 
 static long until_tick_ms(const struct rulerun *r)
@@ -264,16 +278,22 @@ static int replay_event(void *arg, const struct event *ev, const struct event_er
 	(void)raw;
 	(void)len;
 	if (ev)
-		engine_event(r->engine, ev);
+		feed(r, ev, r->replay_tag);
 	return 0;
 }
 
-static int replay_one(void *arg, int64_t rowid, const char *body, size_t len)
+static int replay_one(void *arg, int64_t tag, const char *body, size_t len)
 {
 	struct rulerun *r = arg;
 
+	r->replay_tag = tag;
 	event_decode(body, len, &r->limits, replay_event, r);
-	r->fed_rowid = rowid;
+	if (tag < 0) {
+		r->fed_rev = -tag;
+		r->replayed_revisions++;
+	} else {
+		r->fed_rowid = tag;
+	}
 	if (r->reviews.len >= REVIEWS_FLUSH && write_reviews(r) < 0)
 		return -1;
 	return atomic_load(&r->failed) ? -1 : 0;
@@ -310,7 +330,8 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n < 0 ? 0 : n);
 	r->fed_rowid = store_meta_get(r->st, "rules_checkpoint", 0);
-	n = store_events_since(r->st, r->fed_rowid, replay_one, r);
+	r->fed_rev = store_meta_get(r->st, "rules_checkpoint_revision", 0);
+	n = store_events_since(r->st, r->fed_rowid, r->fed_rev, replay_one, r);
 	if (n < 0 || atomic_load(&r->failed)) {
 		snprintf(err, errlen, "rules: replay: %s", store_error(r->st));
 		goto fail;
@@ -322,7 +343,9 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 		goto fail;
 	}
 	if (n > 0)
-		log_info("rules: replayed %d events stored after the last checkpoint", n);
+		log_info("rules: replayed %d events and %d higher revisions stored after the last "
+		         "checkpoint",
+		         n - r->replayed_revisions, r->replayed_revisions);
 	return r;
 fail:
 	rulerun_free(r);

@@ -109,6 +109,12 @@ static const char *const migrations[] = {
         " id INTEGER PRIMARY KEY, delivery_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,"
         " step INTEGER NOT NULL, status INTEGER, verdict TEXT NOT NULL, detail TEXT);"
         "CREATE INDEX delivery_log_delivery ON delivery_log(delivery_id);",
+        /* 4: where each higher revision arrived among the events (after the
+         * event with rowid after_rowid), so a replay feeds the rules both in
+         * the order they first came. */
+        "CREATE TABLE revision_arrivals ("
+        " seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, revision INTEGER NOT NULL,"
+        " after_rowid INTEGER NOT NULL);",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -130,6 +136,7 @@ enum stmt_id {
 	S_REVIEW,
 	S_META,
 	S_KEEP_REVISION,
+	S_ARRIVAL,
 	S_EVIDENCE,
 	S_DELIVERY,
 	S_EVENT_BODY,
@@ -172,6 +179,8 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_INCIDENT_CHANGE] = "INSERT INTO incident_changes(incident_id, at_ms, change, notify,"
                               " summary, suppressed) VALUES(?1,?2,?3,?4,?5,?6)"
                               " ON CONFLICT DO NOTHING",
+        [S_ARRIVAL] = "INSERT INTO revision_arrivals(event_id, revision, after_rowid)"
+                      " VALUES(?1, ?2, (SELECT coalesce(max(rowid), 0) FROM events))",
         [S_KEEP_REVISION] = "INSERT INTO revisions(event_id, revision, body)"
                             " SELECT event_id, revision, body FROM events WHERE event_id = ?1"
                             " ON CONFLICT DO NOTHING",
@@ -218,6 +227,7 @@ struct store {
 	int schema_version;
 	size_t pending;
 	int64_t last_event_rowid;
+	int64_t last_revision_seq;
 	size_t deliveries_queued; /* in the open transaction */
 	void (*on_deliveries)(void *arg);
 	void *on_deliveries_arg;
@@ -574,6 +584,11 @@ int store_put(struct store *st, const struct event *ev, int64_t received_ms,
 		bind_event(st->stmt[S_UPDATE], ev, received_ms);
 		if (run(st, S_UPDATE, "supersede event") < 0)
 			return -1;
+		sqlite3_bind_text(st->stmt[S_ARRIVAL], 1, ev->event_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st->stmt[S_ARRIVAL], 2, ev->revision);
+		if (run(st, S_ARRIVAL, "note revision") < 0)
+			return -1;
+		st->last_revision_seq = sqlite3_last_insert_rowid(st->db);
 		*verdict = STORE_SUPERSEDED;
 	}
 done:
@@ -847,6 +862,11 @@ int64_t store_last_event_rowid(const struct store *st)
 	return st->last_event_rowid;
 }
 
+int64_t store_last_revision_seq(const struct store *st)
+{
+	return st->last_revision_seq;
+}
+
 int store_meta_set(struct store *st, const char *name, int64_t value)
 {
 	sqlite3_stmt *s = st->stmt[S_META];
@@ -873,28 +893,58 @@ int64_t store_meta_get(struct store *st, const char *name, int64_t dflt)
 	return v;
 }
 
-int store_events_since(struct store *st, int64_t rowid,
-                       int (*fn)(void *arg, int64_t rowid, const char *body, size_t len), void *arg)
+int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
+                       int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg)
 {
-	sqlite3_stmt *s;
-	int n = 0;
+	sqlite3_stmt *ev = NULL, *rv = NULL;
+	int n = 0, have_ev, have_rv;
 
-	/* Each event as first stored: that is the revision the rules saw. */
+	/*
+	 * Each event as first stored, in rowid order; each higher revision in
+	 * arrival order, placed after the event it followed (after_rowid never
+	 * decreases with seq). Merged, that is what the rules saw, in the order
+	 * they saw it. Two index walks: nothing is sorted or held.
+	 */
 	if (sqlite3_prepare_v2(
 	            st->db,
 	            "SELECT e.rowid, coalesce((SELECT r.body FROM revisions r"
 	            " WHERE r.event_id = e.event_id ORDER BY r.revision LIMIT 1), e.body)"
 	            " FROM events e WHERE e.rowid > ?1 ORDER BY e.rowid",
-	            -1, &s, NULL) != SQLITE_OK)
+	            -1, &ev, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(
+	            st->db,
+	            "SELECT a.seq, a.after_rowid, coalesce((SELECT r.body FROM revisions r"
+	            " WHERE r.event_id = a.event_id AND r.revision = a.revision),"
+	            " (SELECT e.body FROM events e WHERE e.event_id = a.event_id"
+	            " AND e.revision = a.revision), '')"
+	            " FROM revision_arrivals a WHERE a.seq > ?1 ORDER BY a.seq",
+	            -1, &rv, NULL) != SQLITE_OK) {
+		sqlite3_finalize(ev);
 		return set_err(st, "read events");
-	sqlite3_bind_int64(s, 1, rowid);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (fn(arg, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
-		       (size_t)sqlite3_column_bytes(s, 1)) < 0)
+	}
+	sqlite3_bind_int64(ev, 1, rowid);
+	sqlite3_bind_int64(rv, 1, revision_seq);
+	have_ev = sqlite3_step(ev) == SQLITE_ROW;
+	have_rv = sqlite3_step(rv) == SQLITE_ROW;
+	while (have_ev || have_rv) {
+		/* A revision that arrived after event p goes before event p + 1. */
+		int take_rv = have_rv && (!have_ev || sqlite3_column_int64(rv, 1) <
+		                                              sqlite3_column_int64(ev, 0));
+		sqlite3_stmt *s = take_rv ? rv : ev;
+		int col = take_rv ? 2 : 1;
+		int64_t tag = take_rv ? -sqlite3_column_int64(rv, 0) : sqlite3_column_int64(ev, 0);
+
+		if (fn(arg, tag, (const char *)sqlite3_column_text(s, col),
+		       (size_t)sqlite3_column_bytes(s, col)) < 0)
 			break;
 		n++;
+		if (take_rv)
+			have_rv = sqlite3_step(rv) == SQLITE_ROW;
+		else
+			have_ev = sqlite3_step(ev) == SQLITE_ROW;
 	}
-	sqlite3_finalize(s);
+	sqlite3_finalize(ev);
+	sqlite3_finalize(rv);
 	return n;
 }
 

@@ -114,14 +114,20 @@ int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const
 /* The rowid of the last event store_put inserted (for checkpoints). */
 int64_t store_last_event_rowid(const struct store *st);
 
+/* The arrival number (seq) of the last higher revision store_put stored. */
+int64_t store_last_revision_seq(const struct store *st);
+
 /* Named integers that belong to the file (the rules' checkpoint). */
 int store_meta_set(struct store *st, const char *name, int64_t value);
 int64_t store_meta_get(struct store *st, const char *name, int64_t dflt);
 
-/* Calls fn with every stored event inserted after rowid, in order. Returns how many, or -1. */
-int store_events_since(struct store *st, int64_t rowid,
-                       int (*fn)(void *arg, int64_t rowid, const char *body, size_t len),
-                       void *arg);
+/*
+ * Calls fn, in the order they arrived, with every event inserted after rowid
+ * (as first stored; tag: its rowid) and every higher revision that arrived
+ * after revision_seq (tag: minus its seq). Returns how many, or -1.
+ */
+int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
+                       int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg);
 
 /* Puts an event in the review queue with its reason (once per event_id). */
 int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);

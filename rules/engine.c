@@ -958,13 +958,13 @@ static void remember_id(struct rule_rt *r, const struct keyent *k, const char *i
 	r->recent_head = (r->recent_head + 1) % RECENT;
 }
 
-void engine_event(struct engine *e, const struct event *ev)
+/* An event, or a higher revision of one (only for kinds that take revisions). */
+static void take(struct engine *e, const struct event *ev, int revision)
 {
 	char reason[96];
 	int review = needs_review(e, ev, reason, sizeof(reason));
 
-	e->stats.events++;
-	if (review) {
+	if (review && !revision) {
 		e->stats.review++;
 		e->review(e->arg, ev, reason);
 	}
@@ -981,6 +981,8 @@ void engine_event(struct engine *e, const struct event *ev)
 		struct pend *p = &e->pend[n];
 
 		p->ok = 0;
+		if (revision && !r->kind->revisions)
+			continue;
 		/* Under review: never alone behind a tier-1 per-event incident; in
 		 * volume only if configured. */
 		if (review && (r->kind->on_close ? !e->review_counts_volume : r->common->tier == 1))
@@ -1047,6 +1049,18 @@ void engine_event(struct engine *e, const struct event *ev)
 			fire(e, r, k, &f, ev->ts_ms);
 	}
 	advance(e, e->max_ts - e->lateness_ms);
+}
+
+void engine_event(struct engine *e, const struct event *ev)
+{
+	e->stats.events++;
+	take(e, ev, 0);
+}
+
+void engine_revision(struct engine *e, const struct event *ev)
+{
+	e->stats.revisions++;
+	take(e, ev, 1);
 }
 
 void engine_flush(struct engine *e, int64_t until_ms)
@@ -1202,8 +1216,11 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	if (len < sizeof(h))
 		return 1;
 	memcpy(&h, p, sizeof(h));
+	/* A kind that does not sleep may have grown at the end since (zeros). */
+	int grown = r->kind->idle_size == 0 && h.state_size < r->kind->state_size;
+
 	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V2) || len < sizeof(h) + h.state_size ||
-	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size))
+	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size && !grown))
 		return 1; /* a different layout: the key starts over */
 	k = key_get(e, r, key);
 	k->bucket = (int32_t)h.bucket;

@@ -4,7 +4,9 @@
  *
  * k = 1 is the safety fast path: the first matching event fires, with no
  * statistics and no waiting for a bucket to close. State per key is the
- * last 16 matching events' times and identities, so k is at most 16.
+ * last 16 matching events' times, identities and ids, so k is at most 16.
+ * The kind takes higher revisions of events (a re-scored report that now
+ * matches counts, and fires a fast path), each event id once.
  *
  * With max_p (BASELINES.md P2, repeated severe defects) the count must also
  * be unlikely for this key: a Poisson tail at the key's rate of matching
@@ -46,6 +48,9 @@ struct threshold_state {
 	int64_t first_seen;
 	uint32_t total; /* matching events ever */
 	uint8_t n, head;
+	/* Added later, so last (a state saved before restores with zeros):
+	 * each event's id, so a higher revision of one counts once. */
+	uint32_t id[MAX_K];
 };
 
 #define DAY_MS            86400000.0
@@ -307,7 +312,12 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	int n = 0, distinct = 0;
 	char win[32], conds[256] = "";
 	struct tally_slot prefix = {0}, last = {0};
+	uint32_t id = rule_hash(ev->event_id, strlen(ev->event_id));
 
+	/* A higher revision of an event this key has counted: not again. */
+	for (int i = 0; i < s->n; i++)
+		if (s->id[i] == id)
+			return RULE_QUIET;
 	if (c->max_p > 0 && c->common.ngroup > 1)
 		note(ctx->shared, c, ev, &prefix, &last);
 	if (s->total == 0)
@@ -317,6 +327,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	s->ts[s->head] =
 	        ev->ts_ms > s->first_seen ? (uint32_t)((ev->ts_ms - s->first_seen) / 1000) : 0;
 	s->who[s->head] = identity(c, ev);
+	s->id[s->head] = id;
 	s->head = (uint8_t)((s->head + 1) % MAX_K);
 	if (s->n < MAX_K)
 		s->n++;
@@ -396,6 +407,7 @@ const struct rule_kind rule_threshold = {
         .keys = keys,
         .config_size = sizeof(struct threshold_config),
         .state_size = sizeof(struct threshold_state),
+        .revisions = 1,
         .check = check,
         .new_shared = new_shared,
         .free_shared = free_shared,

@@ -55,6 +55,7 @@ typedef void (*incident_fn)(void *arg, const struct incident *inc, enum incident
 
 struct engine_stats {
 	uint64_t events;     /* given to engine_event */
+	uint64_t revisions;  /* given to engine_revision */
 	uint64_t late;       /* behind a key's open bucket: not counted by bucketed rules */
 	uint64_t ungrouped;  /* matched a rule but lacked a group_by field */
 	uint64_t keys;       /* group keys with state, over all rules */
@@ -75,6 +76,14 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 void engine_free(struct engine *e);
 
 void engine_event(struct engine *e, const struct event *ev);
+
+/*
+ * A higher revision of an event given before (the store superseded it).
+ * Only kinds that take revisions see it (threshold: it counts each event id
+ * once), gated like any event but not queued for review again; volume
+ * kinds have counted the event already and cannot take it back.
+ */
+void engine_revision(struct engine *e, const struct event *ev);
 
 /* Closes every bucket that ends at or before until_ms and resolves what is due. */
 void engine_flush(struct engine *e, int64_t until_ms);

@@ -109,9 +109,18 @@ struct rule_kind {
 	const char *name;
 	const struct conf_key *keys;
 	size_t config_size;
-	size_t state_size; /* per key, at most RULE_MAX_STATE */
+	/* Per key, at most RULE_MAX_STATE. A kind that does not sleep may grow
+	 * it at the end: a shorter saved state is restored zero-extended. */
+	size_t state_size;
 	/* Close every key's bucket as time passes, not only active keys' (for silence). */
 	int every_bucket;
+	/*
+	 * Takes higher revisions of events it was given (engine_revision): the
+	 * kind counts each event id once itself, so a re-scored event that now
+	 * meets the rule's conditions counts and one it counted already does
+	 * not count twice. Kinds without it (volume) never see a revision.
+	 */
+	int revisions;
 	/* Checks and compiles a loaded configuration. Returns 0, or -1 with err. */
 	int (*check)(void *config, char *err, size_t errlen);
 	/*

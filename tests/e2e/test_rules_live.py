@@ -163,7 +163,8 @@ def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_f
     assert crash.scalar("SELECT count(*) FROM rule_state") == 0
     crash.start()
     wait_for(lambda: "replayed" in crash.log_text(), what="the replay")
-    assert f"replayed {crash.counter('events_new')} events" in crash.log_text()
+    assert (f"replayed {crash.counter('events_new')} events and "
+            f"{crash.counter('events_superseded')} higher revisions") in crash.log_text()
     publish(crash, str(second))
     wait_for(lambda: accounted(crash) == len(lines), timeout=60, what="the second half")
     crash.stop()
@@ -171,6 +172,66 @@ def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_f
     # Replay re-emitted the first half's changes; the log holds each once.
     assert whole.scalar("SELECT count(*) FROM incident_changes") == \
         crash.scalar("SELECT count(*) FROM incident_changes")
+
+
+SAFETY = """
+engine:
+  checkpoint: 1h
+rules:
+  - name: safety
+    kind: threshold
+    tier: 1
+    group_by: [sku]
+    where: ["severity == critical"]
+    count: 1
+"""
+
+
+def test_a_report_rescored_critical_fires_once_and_replays_after_a_crash(agent_factory,
+                                                                         tmp_path):
+    """The upstream re-scores a report as critical (a higher revision): the
+    safety rule fires on the revision, once however often it is re-scored, and
+    a crash before any checkpoint replays the report and its revisions in the
+    order they came, to the same incident; the backtest agrees."""
+    evs = [event("x", severity="medium"), event("y", severity="low"),
+           event("x", revision=1, severity="critical"),
+           event("z", severity="low", ts="2026-03-01T10:05:00Z"),
+           event("x", revision=2, severity="critical", confidence=0.95)]
+    a = agent_factory(extra=SAFETY).start()
+    for e in evs[:2]:
+        a.send_event(e)
+    wait_for(lambda: a.counter("events_new") == 2, what="two reports")
+    assert a.scalar("SELECT count(*) FROM incidents") == 0
+    for e in evs[2:]:
+        a.send_event(e)
+    wait_for(lambda: a.counter("events_superseded") == 2, what="both revisions")
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the incident")
+    before = a.query("SELECT rule, key, opened_ms, firings FROM incidents")
+    assert before[0][:2] == ("safety", "sku=SKU-1") and before[0][3] == 1, before
+
+    a.proc.kill()  # SIGKILL before any checkpoint: everything comes from replay
+    a.proc.wait()
+    a.proc = None
+    a.logfile.close()
+    a.start()
+    wait_for(lambda: "replayed" in a.log_text(), what="the replay")
+    assert "replayed 3 events and 2 higher revisions" in a.log_text()
+    assert a.query("SELECT rule, key, opened_ms, firings FROM incidents") == before
+    assert a.scalar("SELECT count(*) FROM incident_changes") == 1
+    # The replayed engine knows its incident: a new critical report updates it.
+    evs.append(event("w", severity="critical", ts="2026-03-01T10:10:00Z"))
+    a.send_event(evs[-1])
+    wait_for(lambda: a.scalar("SELECT firings FROM incidents") == 2, what="the update")
+    a.stop()
+    assert a.scalar("SELECT count(*) FROM incidents") == 1
+
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(e) + "\n" for e in evs))
+    r = run_voca("backtest", "-c", str(a.config), "--json", str(feed))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(i["rule"], i["key"]) for i in out["incidents"]] == [("safety", "sku=SKU-1")]
+    assert out["revisions"] == 2
 
 
 ANY_DEFECT = """

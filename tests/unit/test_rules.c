@@ -112,7 +112,9 @@ static void feed_sub(struct engine *e, const struct row *rows, const char *const
 		char id[32], raw[128];
 		struct event ev = {0};
 
-		snprintf(id, sizeof(id), "e%zu", i);
+		static unsigned serial; /* ids unique across calls */
+
+		snprintf(id, sizeof(id), "e%u", serial++);
 		snprintf(raw, sizeof(raw), "{\"customer_id\":\"%s\"}",
 		         rows[i].customer ? rows[i].customer : "c0");
 		ev.event_id = id;
@@ -210,6 +212,62 @@ static void test_threshold_distinct_and_fast_path(void **state)
 
 	feed(e, critical, 1);
 	assert_int_equal(r.l.opened, 1);
+	rig_end(&r);
+}
+
+/* An event of key A at hour h: its id, revision and severity. */
+static void scored(struct engine *e, const char *id, int64_t revision, double h, enum severity sev)
+{
+	struct event ev = {0};
+
+	ev.event_id = id;
+	ev.revision = revision;
+	ev.ts_ms = T0 + (int64_t)(h * H);
+	ev.sku = "A";
+	ev.category = "product_defect";
+	ev.sentiment = SENTIMENT_NEGATIVE;
+	ev.severity = sev;
+	ev.confidence = 0.9;
+	ev.sentiment_score = ev.urgency = NAN;
+	ev.seq = -1;
+	ev.raw = "{}";
+	ev.raw_len = 2;
+	if (revision)
+		engine_revision(e, &ev);
+	else
+		engine_event(e, &ev);
+}
+
+/*
+ * A report re-scored upward counts once it matches: the safety fast path
+ * fires on the revision that made it critical, and a further revision of
+ * the same report neither fires again nor counts twice toward k.
+ */
+static void test_threshold_counts_a_revision_once(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: safety\n    kind: threshold\n"
+	                                 "    tier: 1\n    where: [\"severity == critical\"]\n");
+
+	(void)state;
+	scored(e, "x", 0, 1, SEVERITY_MEDIUM);
+	assert_int_equal(r.l.opened, 0);
+	scored(e, "x", 1, 1, SEVERITY_CRITICAL); /* the re-scored report */
+	assert_int_equal(r.l.opened, 1);
+	scored(e, "x", 2, 1, SEVERITY_CRITICAL);
+	assert_int_equal(r.l.opened + r.l.updated, 1);
+	assert_int_equal(engine_stats(e)->revisions, 2);
+	rig_end(&r);
+
+	e = rig_start(&r, severe_yaml); /* 3 within 24h */
+	scored(e, "a", 0, 1, SEVERITY_HIGH);
+	scored(e, "b", 0, 2, SEVERITY_HIGH);
+	scored(e, "a", 1, 2.5, SEVERITY_CRITICAL); /* "a" again: still two reports */
+	assert_int_equal(r.l.opened, 0);
+	scored(e, "c", 0, 3, SEVERITY_MEDIUM);
+	scored(e, "c", 1, 4, SEVERITY_HIGH); /* now it matches: the third */
+	assert_int_equal(r.l.opened, 1);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: 3 events"));
 	rig_end(&r);
 }
 
@@ -1406,6 +1464,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_k_within_window),
 	        cmocka_unit_test(test_threshold_distinct_and_fast_path),
 	        cmocka_unit_test(test_threshold_max_p_against_the_keys_own_rate),
+	        cmocka_unit_test(test_threshold_counts_a_revision_once),
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
 	        cmocka_unit_test(test_spike_dispersion_not_learned_in_warm_up),
 	        cmocka_unit_test(test_spike_mid_window_dispersion_scales_with_its_mean),

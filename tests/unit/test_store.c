@@ -180,12 +180,52 @@ static void test_gaps_and_publishers_survive_reopen(void **state)
 	store_close(f->st);
 	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(store_schema_version(f->st), 3);
+	assert_int_equal(store_schema_version(f->st), 4);
 	assert_int_equal(store_publishers_each(f->st, publisher_cb, &last), 0);
 	assert_int_equal(last, 14);
 	assert_int_equal(query_int(f->path, "SELECT missing FROM gaps"), 4);
 	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name='gap_missing'"),
 	                 4);
+}
+
+static int collect(void *arg, int64_t tag, const char *body, size_t len)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 512 - strlen(out), "%lld %.*s\n", (long long)tag, (int)len,
+	         body);
+	return 0;
+}
+
+/*
+ * A replay gives the rules what they saw, in the order they saw it: each
+ * event as first stored at its rowid, each higher revision where it
+ * arrived (tag: minus its arrival number), from a checkpoint of both.
+ */
+static void test_events_since_interleaves_revisions_as_they_arrived(void **state)
+{
+	struct fixture *f = *state;
+	char got[512] = "";
+
+	put(f->st, ev("a", 0, "x"), STORE_NEW);        /* rowid 1 */
+	put(f->st, ev("b", 0, "x"), STORE_NEW);        /* rowid 2 */
+	put(f->st, ev("a", 1, "x"), STORE_SUPERSEDED); /* seq 1, after 2 */
+	assert_int_equal(store_last_revision_seq(f->st), 1);
+	put(f->st, ev("c", 0, "x"), STORE_NEW);        /* rowid 3 */
+	put(f->st, ev("b", 1, "x"), STORE_SUPERSEDED); /* seq 2, after 3 */
+	put(f->st, ev("a", 2, "x"), STORE_SUPERSEDED); /* seq 3, after 3 */
+	assert_int_equal(store_commit(f->st), 0);
+
+	assert_int_equal(store_events_since(f->st, 1, 0, collect, got), 5);
+	assert_string_equal(got, "2 {\"event_id\":\"b\",\"revision\":0}\n"
+	                         "-1 {\"event_id\":\"a\",\"revision\":1}\n"
+	                         "3 {\"event_id\":\"c\",\"revision\":0}\n"
+	                         "-2 {\"event_id\":\"b\",\"revision\":1}\n"
+	                         "-3 {\"event_id\":\"a\",\"revision\":2}\n");
+	got[0] = '\0';
+	assert_int_equal(store_events_since(f->st, 3, 1, collect, got), 2);
+	assert_string_equal(got, "-2 {\"event_id\":\"b\",\"revision\":1}\n"
+	                         "-3 {\"event_id\":\"a\",\"revision\":2}\n");
 }
 
 static void test_refuses_newer_schema(void **state)
@@ -223,6 +263,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_gaps_and_publishers_survive_reopen, setup,
 	                                        teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_events_since_interleaves_revisions_as_they_arrived, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
 	};

@@ -102,6 +102,9 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		cJSON_AddStringToObject(why, "test", "Poisson P(0 | expected)");
 		cJSON_AddNumberToObject(why, "p_value", exp(-st->due));
 		cJSON_AddNumberToObject(why, "alpha", c->alpha);
+		cJSON_AddNumberToObject(why, "baseline_age_h",
+		                        (double)st->buckets * (double)c->common.bucket_ms /
+		                                HOUR_MS);
 		f->why = why;
 		f->window_start_ms = end_ms - (int64_t)st->silent * c->common.bucket_ms;
 		f->window_end_ms = end_ms;

@@ -143,6 +143,13 @@ static void summary(struct rule_ctx *ctx, double k, double n, double p0, double 
 	f->window_end_ms = end;
 }
 
+/* How much history the key's baseline share has: hours of buckets seen. */
+static void add_baseline_age(cJSON *why, const struct rate_config *c, const struct rate_state *st)
+{
+	cJSON_AddNumberToObject(why, "baseline_age_h",
+	                        (double)st->buckets * (double)c->common.bucket_ms / 3600000.0);
+}
+
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
 {
 	const struct rate_config *c = ctx->config;
@@ -167,6 +174,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	cJSON_AddNumberToObject(o, "h", c->cusum_h);
 	cJSON_AddNumberToObject(o, "p0", round(p0 * 1000) / 1000);
 	cJSON_AddNumberToObject(o, "p1", round(p1 * 1000) / 1000);
+	add_baseline_age(why, c, st);
 	f->why = why;
 	snprintf(f->summary, sizeof(f->summary),
 	         "%.100s: the share drifted up from its %.0f%% baseline (CUSUM S=%.1f > h=%g)",
@@ -221,6 +229,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			cJSON_AddStringToObject(g, "lift", t);
 			snprintf(t, sizeof(t), "%.3f>%.3f ok", lo, p0);
 			cJSON_AddStringToObject(g, "wilson", t);
+			add_baseline_age(why, c, st);
 			f->why = why;
 			summary(ctx, k, n, p0, p, f, start, end_ms);
 			v = RULE_FIRE;

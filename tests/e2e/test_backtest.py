@@ -37,6 +37,11 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
         assert why["p_value"] < why["alpha"] == 3e-5
         assert why["examples"] and all(e.startswith("sim") for e in why["examples"])
         assert set(why["guards"]) == {"min_count", "lift", "excess", "warm"}
+    # Every explanation names its test and how much history its baseline had.
+    for i in incidents:
+        why = i["why"]
+        assert "test" in why, i
+        assert {"baseline_age_h", "history_days", "key_age_days"} & set(why), i
     # No spike incident on a key without an injection (negative shifts show up as
     # non-positive volume on their SKU, so those keys are allowed).
     injected = {i.get("sku") for i in t["incidents"]}

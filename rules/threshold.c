@@ -225,6 +225,12 @@ static uint32_t identity(const struct threshold_config *c, const struct event *e
 	return h;
 }
 
+/* Does the rule keep counts for a hierarchical prior (max_p, several group fields)? */
+static int hierarchical(const struct threshold_config *c)
+{
+	return c->max_p > 0 && c->common.ngroup > 1;
+}
+
 /* Hash of the key's prefix (all group fields but the last) and of its last field. */
 static void split_key(const struct threshold_config *c, const struct event *ev, uint32_t *prefix,
                       uint32_t *last)
@@ -280,7 +286,7 @@ static double prior_per_day(const struct threshold_config *c, const struct share
                             const struct tally_slot *prefix, const struct tally_slot *last, int n,
                             int64_t window_start)
 {
-	if (c->common.ngroup < 2)
+	if (!hierarchical(c))
 		return PRIOR_EVENTS / PRIOR_DAYS;
 	double others = fmax(0, (double)sh->total - n);
 	double life = fmax(1, ((double)window_start - (double)sh->origin_ms) / DAY_MS);
@@ -318,7 +324,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	for (int i = 0; i < s->n; i++)
 		if (s->id[i] == id)
 			return RULE_QUIET;
-	if (c->max_p > 0 && c->common.ngroup > 1)
+	if (hierarchical(c))
 		note(ctx->shared, c, ev, &prefix, &last);
 	if (s->total == 0)
 		s->first_seen = ev->ts_ms;
@@ -376,7 +382,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		cJSON_AddNumberToObject(why, "history_days", round(days * 100) / 100);
 		cJSON_AddNumberToObject(why, "prior_per_day", round(prior * 1e4) / 1e4);
 		cJSON_AddStringToObject(why, "prior",
-		                        c->common.ngroup > 1
+		                        hierarchical(c)
 		                                ? "the key's prefix's rate x its last field's share"
 		                                : "half an event a week");
 	}

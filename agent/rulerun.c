@@ -287,13 +287,8 @@ static int replay_one(void *arg, int64_t tag, const char *body, size_t len)
 	struct rulerun *r = arg;
 
 	r->replay_tag = tag;
+	r->replayed_revisions += tag < 0;
 	event_decode(body, len, &r->limits, replay_event, r);
-	if (tag < 0) {
-		r->fed_rev = -tag;
-		r->replayed_revisions++;
-	} else {
-		r->fed_rowid = tag;
-	}
 	if (r->reviews.len >= REVIEWS_FLUSH && write_reviews(r) < 0)
 		return -1;
 	return atomic_load(&r->failed) ? -1 : 0;

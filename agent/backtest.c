@@ -491,6 +491,8 @@ int backtest_main(int argc, char **argv)
 	for (int d = 0; d < b.ndec; d++) {
 		b.dec[d].in = evqueue_new(3);
 		b.dec[d].out = evqueue_new(3);
+		if (!engine_reads_raw(b.engine))
+			evqueue_drop_raw(b.dec[d].out);
 		if (pthread_create(&b.dec[d].thread, NULL, decode_loop, &b.dec[d]) != 0) {
 			evqueue_free(b.dec[d].in);
 			evqueue_free(b.dec[d].out);

@@ -477,24 +477,26 @@ static void copy_string(size_t off, void *arg)
 	}
 }
 
-size_t event_copy_size(const struct event *ev)
+size_t event_copy_size(const struct event *ev, int with_raw)
 {
-	struct copy c = {.from = ev, .used = ev->raw_len + 1};
+	struct copy c = {.from = ev, .used = (with_raw ? ev->raw_len : 0) + 1};
 
 	each_string(count_string, &c);
 	return c.used;
 }
 
-size_t event_copy(const struct event *ev, struct event *out, char *buf)
+size_t event_copy(const struct event *ev, struct event *out, char *buf, int with_raw)
 {
 	struct copy c = {.from = ev, .to = out, .buf = buf};
+	size_t raw_len = with_raw ? ev->raw_len : 0;
 
 	*out = *ev;
 	each_string(copy_string, &c);
-	memcpy(buf + c.used, ev->raw, ev->raw_len);
-	buf[c.used + ev->raw_len] = '\0';
+	memcpy(buf + c.used, ev->raw, raw_len);
+	buf[c.used + raw_len] = '\0';
 	out->raw = buf + c.used;
-	return c.used + ev->raw_len + 1;
+	out->raw_len = raw_len;
+	return c.used + raw_len + 1;
 }
 
 static const struct field *lookup(const struct field *fields, const struct field_index *ix,

@@ -30,6 +30,7 @@ struct evqueue {
 	struct batch *ready_head, *ready_tail;
 	size_t nready, max_ready;
 	int closed;
+	int drop_raw; /* hand events over without their raw JSON */
 	/* The producer's own. */
 	struct batch *cur;
 	struct batch *staged_head, *staged_tail;
@@ -112,7 +113,7 @@ static void stage(struct evqueue *q, struct batch *b)
 
 void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag)
 {
-	size_t need = event_copy_size(ev);
+	size_t need = event_copy_size(ev, !q->drop_raw);
 	struct batch *b = q->cur;
 
 	if (b && (b->pub.n == EVBATCH_EVENTS || b->used + need > b->cap)) {
@@ -128,7 +129,12 @@ void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag)
 		}
 	}
 	b->pub.tag[b->pub.n] = tag;
-	b->used += event_copy(ev, &b->pub.ev[b->pub.n++], b->bytes + b->used);
+	b->used += event_copy(ev, &b->pub.ev[b->pub.n++], b->bytes + b->used, !q->drop_raw);
+}
+
+void evqueue_drop_raw(struct evqueue *q)
+{
+	q->drop_raw = 1;
 }
 
 /* Hands over the staged batches, and the open one if take_cur (even empty). */

@@ -42,6 +42,13 @@ void evqueue_free(struct evqueue *q);
 void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag);
 
 /*
+ * Before the first add: events are handed over without their raw JSON (raw
+ * "", raw_len 0), for a consumer that never reads it: an event's raw text
+ * is most of its bytes.
+ */
+void evqueue_drop_raw(struct evqueue *q);
+
+/*
  * Producer: hands over every batch added so far, waiting first while too
  * many are ready already. full_only releases only the batches that are full
  * (a streaming producer calls it after each add; it is cheap when none is).

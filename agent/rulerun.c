@@ -319,6 +319,8 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	r->engine = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, r);
 	engine_review(r->engine, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
 	              on_review);
+	if (!engine_reads_raw(r->engine))
+		evqueue_drop_raw(r->q); /* the rules thread's copy of each event: strings only */
 	r->lists = (struct suppress_lists){&cfg->silences, &cfg->time_windows, &cfg->known_issues};
 	engine_suppress(r->engine, &r->lists, (int)cfg->engine.budget_per_hour);
 	n = store_rule_state_each(r->st, restore_one, r->engine);

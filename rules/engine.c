@@ -1051,6 +1051,14 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	advance(e, e->max_ts - e->lateness_ms);
 }
 
+int engine_reads_raw(const struct engine *e)
+{
+	for (size_t n = 0; n < e->nrules; n++)
+		if (e->rules[n].kind->reads_raw && e->rules[n].kind->reads_raw(e->rules[n].config))
+			return 1;
+	return 0;
+}
+
 void engine_event(struct engine *e, const struct event *ev)
 {
 	e->stats.events++;

@@ -205,6 +205,14 @@ static int load_shared(void *p, const void *blob, size_t len)
 	return 0;
 }
 
+/* distinct_by a field outside the schema is read from the raw JSON. */
+static int reads_raw(const void *config)
+{
+	const struct threshold_config *c = config;
+
+	return c->distinct_by && c->distinct_field < 0;
+}
+
 /* The identity of an event for distinct_by: a schema field, or a raw top-level one. */
 static uint32_t identity(const struct threshold_config *c, const struct event *ev)
 {
@@ -414,6 +422,7 @@ const struct rule_kind rule_threshold = {
         .config_size = sizeof(struct threshold_config),
         .state_size = sizeof(struct threshold_state),
         .revisions = 1,
+        .reads_raw = reads_raw,
         .check = check,
         .new_shared = new_shared,
         .free_shared = free_shared,

@@ -77,6 +77,9 @@ void engine_free(struct engine *e);
 
 void engine_event(struct engine *e, const struct event *ev);
 
+/* Does any rule read an event's raw JSON? If not, events may come without it. */
+int engine_reads_raw(const struct engine *e);
+
 /*
  * A higher revision of an event given before (the store superseded it).
  * Only kinds that take revisions see it (threshold: it counts each event id

@@ -146,11 +146,12 @@ int event_decode(const char *frame, size_t len, const struct decode_limits *limi
 
 /*
  * An event outlives the decoder's callback only as a copy: event_copy puts
- * ev into *out with its strings and raw text packed into buf, which must
- * hold event_copy_size(ev) bytes, and returns the bytes it used.
+ * ev into *out with its strings (and, with with_raw, its raw text; without,
+ * raw is "") packed into buf, which must hold event_copy_size(ev, with_raw)
+ * bytes, and returns the bytes it used.
  */
-size_t event_copy_size(const struct event *ev);
-size_t event_copy(const struct event *ev, struct event *out, char *buf);
+size_t event_copy_size(const struct event *ev, int with_raw);
+size_t event_copy(const struct event *ev, struct event *out, char *buf, int with_raw);
 
 /*
  * Parses an RFC 3339 date-time ("2026-11-22T15:04:05.123+01:00") into

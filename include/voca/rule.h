@@ -121,6 +121,8 @@ struct rule_kind {
 	 * not count twice. Kinds without it (volume) never see a revision.
 	 */
 	int revisions;
+	/* Does on_event read ev->raw (the event's JSON)? NULL: never. */
+	int (*reads_raw)(const void *config);
 	/* Checks and compiles a loaded configuration. Returns 0, or -1 with err. */
 	int (*check)(void *config, char *err, size_t errlen);
 	/*

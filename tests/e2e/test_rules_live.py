@@ -234,6 +234,43 @@ def test_a_report_rescored_critical_fires_once_and_replays_after_a_crash(agent_f
     assert out["revisions"] == 2
 
 
+DISTINCT = """
+rules:
+  - name: three-customers
+    kind: threshold
+    tier: 2
+    group_by: [sku]
+    where: ["category == product_defect"]
+    count: 3
+    window: 24h
+    distinct_by: customer_id
+"""
+
+
+def test_distinct_by_a_field_outside_the_schema_reads_the_raw_event(agent_factory, tmp_path):
+    """distinct_by names a top-level field the schema does not have: the rules'
+    thread reads it from the event's JSON, which it is handed only when a
+    rule needs it. Three reports from two customers are not three customers."""
+    evs = [event(f"d-{i}", category="product_defect", customer_id=c,
+                 ts=f"2026-03-01T10:0{i}:00Z") for i, c in enumerate(["ann", "bob", "ann", "cy"])]
+    a = agent_factory(extra=DISTINCT).start()
+    for e in evs[:3]:
+        a.send_event(e)
+    wait_for(lambda: a.counter("events_new") == 3, what="three reports")
+    time.sleep(0.3)
+    assert a.scalar("SELECT count(*) FROM incidents") == 0
+    a.send_event(evs[3])
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the third customer")
+    a.stop()
+    assert "from 3 distinct customer_id" in a.scalar("SELECT summary FROM incidents")
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(e) + "\n" for e in evs))
+    r = run_voca("backtest", "-c", str(a.config), "--json", str(feed))
+    assert r.returncode == 0, r.stderr
+    assert [i["summary"] for i in json.loads(r.stdout)["incidents"]] == \
+        [a.scalar("SELECT summary FROM incidents")]
+
+
 ANY_DEFECT = """
 rules:
   - name: any-defect

@@ -306,9 +306,9 @@ static int copy_out(void *arg, const struct event *ev, const struct event_error 
 	(void)raw;
 	(void)len;
 	if (ev) {
-		c->need = event_copy_size(ev);
+		c->need = event_copy_size(ev, 1);
 		assert_true(c->need <= sizeof(c->buf));
-		c->used = event_copy(ev, &c->ev, c->buf);
+		c->used = event_copy(ev, &c->ev, c->buf, 1);
 	}
 	return 0;
 }

@@ -196,6 +196,8 @@ static void test_threshold_distinct_and_fast_path(void **state)
 	snprintf(yaml, sizeof(yaml), "%s    distinct_by: customer_id\n", severe_yaml);
 	struct engine *e = rig_start(&r, yaml);
 
+	assert_true(engine_reads_raw(e)); /* customer_id is not a schema field */
+
 	feed(e, same, 4);
 	assert_int_equal(r.l.opened, 0); /* four reports, two customers */
 	feed(e, same + 4, 1);
@@ -206,6 +208,7 @@ static void test_threshold_distinct_and_fast_path(void **state)
 	/* count: 1 is the safety fast path: the first matching event fires. */
 	e = rig_start(&r, "rules:\n  - name: safety\n    kind: threshold\n    tier: 1\n"
 	                  "    where: [\"severity == critical\"]\n");
+	assert_false(engine_reads_raw(e));
 	feed(e, same, 1);
 	assert_int_equal(r.l.opened, 0);
 	static const struct row critical[] = {{5, "A", NULL, SEVERITY_CRITICAL, 0.3}};

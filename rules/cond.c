@@ -311,6 +311,28 @@ int rule_group_key(const struct rule_common *c, const struct event *ev, char *ou
 	return 0;
 }
 
+int rule_implied_key(const struct rule_common *c, char *out, size_t outlen)
+{
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < c->nconds; i++) {
+		const struct cond *k = &c->conds[i];
+		int n;
+
+		if (fields[k->field].type != FT_STR || k->op != OP_EQ)
+			continue;
+		n = snprintf(out + off, outlen - off, "%s%s=%s", off ? " " : "",
+		             fields[k->field].name, k->value);
+		if (n < 0 || (size_t)n >= outlen - off) {
+			out[off] = '\0';
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
 uint32_t rule_hash(const char *s, size_t n)
 {
 	uint32_t h = 2166136261u;

@@ -113,6 +113,7 @@ struct rule_rt {
 	size_t nretry, aretry;
 	const void *config;
 	const struct rule_common *common;
+	char implied[256]; /* key tokens its conditions imply (rule_implied_key) */
 	void *shared;
 	struct slab **slabv; /* the slabs by number, for slot references */
 	size_t nslabv;
@@ -404,6 +405,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->quiet = r->kind->idle_size ? r->kind->quiet_buckets(r->config) : 0;
 		r->pool.bsize = (r->kind->state_size + 7) & ~(size_t)7;
 		r->common = rules->v[i].data; /* every kind's config starts with it */
+		rule_implied_key(r->common, r->implied, sizeof(r->implied));
 		r->shared = r->kind->new_shared    ? r->kind->new_shared(r->config)
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
 		                                   : NULL;
@@ -467,37 +469,57 @@ void engine_suppress(struct engine *e, const struct suppress_lists *lists, int b
 	e->budget = budget_per_hour;
 }
 
-/* Does the key of a cover every field=value of b's key (and is it shorter)? */
-static int key_covers(const char *a, const char *b)
+/* Is the space-separated token tok (n bytes) one of list's? */
+static int has_token(const char *list, const char *tok, size_t n)
 {
-	size_t la = strlen(a);
+	for (const char *q = list; *q;) {
+		size_t m = strcspn(q, " ");
 
-	if (la >= strlen(b))
-		return 0;
+		if (m == n && memcmp(q, tok, n) == 0)
+			return 1;
+		q += m + (q[m] == ' ');
+	}
+	return 0;
+}
+
+/* How many of a's tokens are in b or in also (either may be ""); all: 1. */
+static int tokens_in(const char *a, const char *b, const char *also, int *shared)
+{
+	*shared = 0;
 	for (const char *p = a; *p;) {
 		size_t n = strcspn(p, " ");
-		int found = 0;
+		int in_b = has_token(b, p, n);
 
-		for (const char *q = b; *q && !found;) {
-			size_t m = strcspn(q, " ");
-
-			found = m == n && memcmp(p, q, n) == 0;
-			q += m + (q[m] == ' ');
-		}
-		if (!found)
+		if (!in_b && !has_token(also, p, n))
 			return 0;
+		*shared |= in_b;
 		p += n + (p[n] == ' ');
 	}
 	return 1;
 }
 
 /*
- * The notification gate: a change that would notify is muted, with the
- * reason recorded, by a known issue, a silence or a time window; by an open
- * incident of a higher tier whose key covers it (inhibition: a SKU's defect
- * incident covers that SKU's category spike); or, for tiers 1 and 2, when
- * the hour's notification budget is spent (demoted to the digest).
+ * Does the higher-tier incident hi cover lo? When its key is lo's key or
+ * more general (sku=A covers sku=A category=shipping), and when it lies
+ * inside lo and shares a field of lo's key with it: a burst of severe
+ * "sku=A subcategory=overheating" reports, whose rule takes only category
+ * == product_defect, is inside a spike of "sku=A category=product_defect"
+ * (BASELINES.md: one incident, the most severe rule the headline), not
+ * inside a spike of sku=A's shipping complaints, nor a roll-up of the
+ * whole category (no key field in common).
  */
+static int covers(const struct engine *e, const struct incident *hi, const struct incident *lo)
+{
+	int shared;
+
+	if (tokens_in(hi->key, lo->key, "", &shared))
+		return 1;
+	for (size_t n = 0; n < e->nrules; n++)
+		if (e->rules[n].common->name == hi->rule)
+			return tokens_in(lo->key, hi->key, e->rules[n].implied, &shared) && shared;
+	return 0;
+}
+
 static void gate(struct engine *e, struct incident *inc, int64_t at)
 {
 	inc->suppressed[0] = '\0';
@@ -509,7 +531,7 @@ static void gate(struct engine *e, struct incident *inc, int64_t at)
 	for (size_t i = 0; i < e->nopen; i++) {
 		const struct incident *o = e->open[i];
 
-		if (o != inc && o->tier < inc->tier && key_covers(o->key, inc->key)) {
+		if (o != inc && o->tier < inc->tier && covers(e, o, inc)) {
 			snprintf(inc->suppressed, sizeof(inc->suppressed),
 			         "inhibited by incident %llu (tier %d %s, %.100s)",
 			         (unsigned long long)o->id, o->tier, o->rule, o->key);

@@ -166,6 +166,13 @@ int rule_matches(const struct rule_common *c, const struct event *ev);
 /* Writes "sku=SKU-1 category=shipping" for ev; returns 0, or -1 if a field is missing. */
 int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen);
 
+/*
+ * What every event of the rule has by its conditions, as key tokens: the
+ * string fields compared with == ("category=product_defect"), space
+ * separated. Returns 0, or -1 if they did not fit (out holds those that did).
+ */
+int rule_implied_key(const struct rule_common *c, char *out, size_t outlen);
+
 /* The text value of a named event field ("" if absent), for distinct_by and keys. */
 const char *rule_field_text(int field, const struct event *ev, char *buf, size_t buflen);
 int rule_field_lookup(const char *name);

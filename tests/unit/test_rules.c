@@ -670,6 +670,59 @@ static void test_silences_and_time_windows(void **state)
 	rig_end(&r);
 }
 
+/* A report of sku A at hour h in a category (and subcategory). */
+static void report(struct engine *e, const char *id, double h, const char *category,
+                   const char *sub, enum severity sev)
+{
+	struct event ev = {0};
+
+	ev.event_id = id;
+	ev.ts_ms = T0 + (int64_t)(h * H);
+	ev.sku = "A";
+	ev.category = category;
+	ev.subcategory = sub;
+	ev.sentiment = SENTIMENT_NEGATIVE;
+	ev.severity = sev;
+	ev.confidence = 0.9;
+	ev.sentiment_score = ev.urgency = NAN;
+	ev.seq = -1;
+	ev.raw = "{}";
+	ev.raw_len = 2;
+	engine_event(e, &ev);
+}
+
+/*
+ * Inhibition beyond a more general key: an open tier-1 incident mutes a
+ * tier-2 one on the same key, and one it lies inside (a burst of one defect
+ * of SKU A, whose rule takes only product defects, inside the tier-2
+ * incident of SKU A's product defects), but not one of SKU A's shipping
+ * complaints, nor one keyed by the category alone (no key field shared).
+ */
+static void test_inhibition_of_the_same_key_and_of_a_key_it_lies_inside(void **state)
+{
+	const char *yaml =
+	        "rules:\n"
+	        "  - {name: burst, kind: threshold, tier: 1, group_by: [sku, subcategory],\n"
+	        "     where: [\"category == product_defect\", \"severity >= high\"]}\n"
+	        "  - {name: same, kind: threshold, tier: 2, group_by: [sku, subcategory]}\n"
+	        "  - {name: volume, kind: threshold, tier: 2, group_by: [sku, category]}\n"
+	        "  - {name: fleet, kind: threshold, tier: 2, group_by: [category]}\n";
+	struct rig r;
+	struct engine *e = rig_start(&r, yaml);
+
+	(void)state;
+	report(e, "a", 1, "product_defect", "overheating", SEVERITY_HIGH);
+	assert_int_equal(r.l.opened, 4);
+	assert_int_equal(engine_stats(e)->suppressed, 2); /* same and volume */
+	assert_string_equal(r.l.muted[0], "inhibited by incident 1 (tier 1 burst, "
+	                                  "sku=A subcategory=overheating)");
+	assert_string_equal(r.l.muted[1], r.l.muted[0]);
+	report(e, "b", 2, "shipping", "late", SEVERITY_LOW);
+	assert_int_equal(r.l.opened, 7); /* same, volume and fleet of shipping */
+	assert_int_equal(engine_stats(e)->suppressed, 2);
+	rig_end(&r);
+}
+
 static void test_inhibition_known_issues_and_budget(void **state)
 {
 	const char *yaml = "rules:\n"
@@ -1476,6 +1529,7 @@ int main(void)
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),
 	        cmocka_unit_test(test_silences_and_time_windows),
 	        cmocka_unit_test(test_inhibition_known_issues_and_budget),
+	        cmocka_unit_test(test_inhibition_of_the_same_key_and_of_a_key_it_lies_inside),
 	        cmocka_unit_test(test_category_rollup),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),

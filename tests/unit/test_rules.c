@@ -1285,6 +1285,45 @@ static void test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young(void
 	}
 }
 
+/*
+ * Upgrades: a threshold key saved before its state grew the id ring (144
+ * bytes then, 208 now) restores zero-extended instead of starting over: two
+ * reports saved by the old layout and a third after the restart fire k = 3.
+ * The blob is a saved key as engine.c writes it: a 48-byte head with the
+ * state's size at byte 4, then the state.
+ */
+static void test_a_threshold_state_of_the_old_size_restores(void **state)
+{
+	static const struct row rows[] = {{1, "A", NULL, SEVERITY_HIGH, 0.9},
+	                                  {2, "A", NULL, SEVERITY_HIGH, 0.9},
+	                                  {3, "A", NULL, SEVERITY_HIGH, 0.9}};
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	struct rig r;
+	struct engine *e = rig_start(&r, severe_yaml);
+	uint32_t old_size = 144, size;
+
+	(void)state;
+	feed(e, rows, 2);
+	assert_int_equal(engine_save(e, kv_put, kv), 0);
+	engine_free(e);
+	e = r.e = engine_new(&r.cfg.rules, 0, on_incident, &r.l);
+	for (size_t i = 0; i < kv->n; i++) {
+		if (strcmp(kv->v[i].key, "sku=A") == 0) {
+			memcpy(&size, kv->v[i].blob + 4, sizeof(size));
+			assert_int_equal(size, 208);
+			memcpy(kv->v[i].blob + 4, &old_size, sizeof(old_size));
+			kv->v[i].len = 48 + old_size;
+		}
+		assert_int_equal(
+		        engine_restore(e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob, kv->v[i].len),
+		        0);
+	}
+	feed(e, rows + 2, 1);
+	assert_int_equal(r.l.opened, 1);
+	kvs_free(kv);
+	rig_end(&r);
+}
+
 enum { DAY14 = 14 * 24 };
 
 /* Hour h of the spike test's key: flat at 2, 20 at day 14, then 4 for 12 hours. */
@@ -1549,6 +1588,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
+	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),
 	};

@@ -52,6 +52,7 @@ struct rulerun {
 	int64_t fed_rev;    /* the last higher revision it has seen (its seq) */
 	int64_t replay_tag; /* of the stored event being replayed */
 	int replayed_revisions;
+	size_t saved_records; /* by the checkpoint in progress */
 	int64_t checkpoint_ns, last_checkpoint_ns, last_tick_ns;
 	struct buf reviews; /* rows not yet written: ts (8 bytes), event id, NUL, reason, NUL */
 };
@@ -132,10 +133,13 @@ static int write_reviews(struct rulerun *r)
 	return 0;
 }
 
-static int save_rule_state(void *st, const char *rule, const char *key, const void *blob,
+static int save_rule_state(void *arg, const char *rule, const char *key, const void *blob,
                            size_t len)
 {
-	return store_rule_state(st, rule, key, blob, len);
+	struct rulerun *r = arg;
+
+	r->saved_records++;
+	return store_rule_state(r->st, rule, key, blob, len);
 }
 
 /*
@@ -145,23 +149,41 @@ static int save_rule_state(void *st, const char *rule, const char *key, const vo
  */
 static void settle(struct rulerun *r, int checkpoint)
 {
+	int64_t t0 = 0;
+
 	if (atomic_load(&r->failed))
 		return;
-	if (r->reviews.len && write_reviews(r) < 0) {
-		fail(r, "cannot queue events for review");
-		return;
-	}
+	/* The checkpoint first: engine_save sorts its keys before its first
+	 * write, which takes the write lock (the reviews' would take it first). */
 	if (checkpoint || clock_mono_ns() - r->last_checkpoint_ns >= r->checkpoint_ns) {
-		r->last_checkpoint_ns = clock_mono_ns();
-		if (engine_save(r->engine, save_rule_state, r->st) < 0 ||
+		t0 = r->last_checkpoint_ns = clock_mono_ns();
+		r->saved_records = 0;
+		if (engine_save(r->engine, save_rule_state, r) < 0 ||
 		    store_meta_set(r->st, "rules_checkpoint", r->fed_rowid) < 0 ||
 		    store_meta_set(r->st, "rules_checkpoint_revision", r->fed_rev) < 0) {
 			fail(r, "checkpoint failed");
 			return;
 		}
 	}
-	if (store_commit(r->st) < 0)
+	if (r->reviews.len && write_reviews(r) < 0) {
+		fail(r, "cannot queue events for review");
+		return;
+	}
+	if (store_commit(r->st) < 0) {
 		fail(r, "commit failed");
+		return;
+	}
+	if (t0) {
+		/* The ingest's commits wait while it is written: say so when it is long. */
+		double ms = (double)(clock_mono_ns() - t0) / 1e6;
+
+		if (ms >= 250)
+			log_info("rules: checkpoint of %zu records took %.0f ms", r->saved_records,
+			         ms);
+		else
+			log_debug("rules: checkpoint of %zu records took %.0f ms", r->saved_records,
+			          ms);
+	}
 }
 
 /* Moves a live stream's clock to now less the allowed lateness. */

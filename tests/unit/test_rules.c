@@ -1324,6 +1324,35 @@ static void test_a_threshold_state_of_the_old_size_restores(void **state)
 	rig_end(&r);
 }
 
+/*
+ * A checkpoint writes keys in the store's order (rule, key), not in the
+ * order they were first seen: in key order each b-tree leaf is read once
+ * (3.0 s -> 0.6-1.0 s for 370,000 keys, the ingest waiting meanwhile).
+ */
+static void test_a_checkpoint_writes_keys_in_the_stores_order(void **state)
+{
+	static const struct row rows[] = {{1, "C", NULL, SEVERITY_HIGH, 0.9},
+	                                  {2, "A", NULL, SEVERITY_HIGH, 0.9},
+	                                  {3, "B", NULL, SEVERITY_HIGH, 0.9}};
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - {name: b, kind: threshold, count: 3}\n"
+	                                 "  - {name: a, kind: threshold, count: 3}\n");
+
+	(void)state;
+	feed(e, rows, 3);
+	assert_int_equal(engine_save(e, kv_put, kv), 0);
+	assert_true(kv->n >= 6);
+	static const char *const keys[] = {"sku=A", "sku=B", "sku=C"};
+
+	for (size_t i = 0; i < 6; i++) {
+		assert_string_equal(kv->v[i].rule, i < 3 ? "a" : "b");
+		assert_string_equal(kv->v[i].key, keys[i % 3]);
+	}
+	kvs_free(kv);
+	rig_end(&r);
+}
+
 enum { DAY14 = 14 * 24 };
 
 /* Hour h of the spike test's key: flat at 2, 20 at day 14, then 4 for 12 hours. */
@@ -1589,6 +1618,7 @@ int main(void)
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
+	        cmocka_unit_test(test_a_checkpoint_writes_keys_in_the_stores_order),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),
 	};

@@ -110,8 +110,8 @@ static const char *const migrations[] = {
         " step INTEGER NOT NULL, status INTEGER, verdict TEXT NOT NULL, detail TEXT);"
         "CREATE INDEX delivery_log_delivery ON delivery_log(delivery_id);",
         /* 4: where each higher revision arrived among the events (after the
-         * event with rowid after_rowid), so a replay feeds the rules both in
-         * the order they first came. */
+         * event with rowid after_rowid), so that a replay feeds the rules
+         * events and revisions in the order they came. */
         "CREATE TABLE revision_arrivals ("
         " seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, revision INTEGER NOT NULL,"
         " after_rowid INTEGER NOT NULL);",

@@ -482,7 +482,7 @@ static int has_token(const char *list, const char *tok, size_t n)
 	return 0;
 }
 
-/* How many of a's tokens are in b or in also (either may be ""); all: 1. */
+/* Is each of a's tokens in b or in also (either may be "")? *shared: is any in b? */
 static int tokens_in(const char *a, const char *b, const char *also, int *shared)
 {
 	*shared = 0;
@@ -520,6 +520,13 @@ static int covers(const struct engine *e, const struct incident *hi, const struc
 	return 0;
 }
 
+/*
+ * The notification gate: a change that would notify is muted, with the
+ * reason recorded, by a known issue, a silence or a time window; by an open
+ * incident of a higher tier that covers it (inhibition, above); or, for
+ * tiers 1 and 2, when the hour's notification budget is spent (demoted to
+ * the digest).
+ */
 static void gate(struct engine *e, struct incident *inc, int64_t at)
 {
 	inc->suppressed[0] = '\0';

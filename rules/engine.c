@@ -1242,7 +1242,8 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 			}
 		}
 	}
-	qsort(v, nv, sizeof(*v), by_rule_and_key);
+	if (nv) /* v is NULL when nothing changed */
+		qsort(v, nv, sizeof(*v), by_rule_and_key);
 	buf_init(&b, 64 << 20);
 	buf_init(&shared, 64 << 20);
 	for (size_t i = 0; i < nv && rc == 0; i++) {

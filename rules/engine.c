@@ -703,8 +703,15 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			memcpy(id, r->recent_text + off, first);
 			memcpy(id + first, r->recent_text, x->len - first);
 			id[x->len] = '\0';
-			cJSON_AddItemToArray(ex, cJSON_CreateString(id));
-			found++;
+			/* A higher revision of an event is remembered again: once. */
+			int again = 0;
+
+			for (const cJSON *y = ex->child; y && !again; y = y->next)
+				again = strcmp(y->valuestring, id) == 0;
+			if (!again) {
+				cJSON_AddItemToArray(ex, cJSON_CreateString(id));
+				found++;
+			}
 		}
 	}
 	if (inc) {

@@ -33,6 +33,7 @@ struct log {
 	double last_expected, last_p, first_expected, first_level, last_level, last_phi;
 	int64_t opened_at[16], resolved_at[16];
 	char raw[2][64];
+	char examples[128]; /* of the last change, comma-separated */
 };
 
 static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
@@ -67,6 +68,12 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		if (ch == INCIDENT_OPENED)
 			l->first_level = l->last_level;
 	}
+	l->examples[0] = '\0';
+	for (const cJSON *x = cJSON_GetArrayItem(cJSON_GetObjectItem(inc->why, "examples"), 0);
+	     x && cJSON_IsString(x); x = x->next)
+		snprintf(l->examples + strlen(l->examples),
+		         sizeof(l->examples) - strlen(l->examples), "%s%s",
+		         l->examples[0] ? "," : "", x->valuestring);
 	if (cJSON_GetObjectItem(inc->why, "p_value"))
 		l->last_p = cJSON_GetObjectItem(inc->why, "p_value")->valuedouble;
 	if (cJSON_GetObjectItem(inc->why, "dispersion_phi"))
@@ -265,12 +272,13 @@ static void test_threshold_counts_a_revision_once(void **state)
 	e = rig_start(&r, severe_yaml); /* 3 within 24h */
 	scored(e, "a", 0, 1, SEVERITY_HIGH);
 	scored(e, "b", 0, 2, SEVERITY_HIGH);
-	scored(e, "a", 1, 2.5, SEVERITY_CRITICAL); /* "a" again: still two reports */
+	scored(e, "b", 1, 2.5, SEVERITY_CRITICAL); /* "b" again: still two reports */
 	assert_int_equal(r.l.opened, 0);
 	scored(e, "c", 0, 3, SEVERITY_MEDIUM);
 	scored(e, "c", 1, 4, SEVERITY_HIGH); /* now it matches: the third */
 	assert_int_equal(r.l.opened, 1);
 	assert_non_null(strstr(r.l.last_summary, "sku=A: 3 events"));
+	assert_string_equal(r.l.examples, "c,b,a"); /* each report once */
 	rig_end(&r);
 }
 

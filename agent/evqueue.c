@@ -30,7 +30,10 @@ struct evqueue {
 	struct batch *ready_head, *ready_tail;
 	size_t nready, max_ready;
 	int closed;
-	int drop_raw; /* hand events over without their raw JSON */
+	int drop_raw;                       /* hand events over without their raw JSON */
+	int can_spill;                      /* let batches go rather than wait (evqueue_spill) */
+	int spilling;                       /* batches were let go; the consumer has not resumed */
+	int64_t spilled_rowid, spilled_seq; /* the largest tags let go */
 	/* The producer's own. */
 	struct batch *cur;
 	struct batch *staged_head, *staged_tail;
@@ -137,6 +140,29 @@ void evqueue_drop_raw(struct evqueue *q)
 	q->drop_raw = 1;
 }
 
+void evqueue_spill(struct evqueue *q)
+{
+	q->can_spill = 1;
+}
+
+/* Under q->mu: lets the chain head..tail go, noting its largest tags. */
+static void let_go(struct evqueue *q, struct batch *head, struct batch *tail)
+{
+	for (struct batch *b = head; b; b = b->next)
+		for (size_t i = 0; i < b->pub.n; i++) {
+			int64_t t = b->pub.tag[i];
+
+			if (t > 0 && t > q->spilled_rowid)
+				q->spilled_rowid = t;
+			else if (t < 0 && -t > q->spilled_seq)
+				q->spilled_seq = -t;
+		}
+	tail->next = q->free_list;
+	q->free_list = head;
+	q->spilling = 1;
+	pthread_cond_signal(&q->ready_cv); /* a waiting consumer reads them back now */
+}
+
 /* Hands over the staged batches, and the open one if take_cur (even empty). */
 static void release(struct evqueue *q, int take_cur)
 {
@@ -157,6 +183,11 @@ static void release(struct evqueue *q, int take_cur)
 		n++;
 	q->staged_head = q->staged_tail = NULL;
 	pthread_mutex_lock(&q->mu);
+	if (q->can_spill && (q->spilling || q->nready >= q->max_ready)) {
+		let_go(q, head, tail);
+		pthread_mutex_unlock(&q->mu);
+		return;
+	}
 	while (q->nready >= q->max_ready)
 		pthread_cond_wait(&q->space_cv, &q->mu);
 	if (q->ready_tail)
@@ -205,7 +236,7 @@ struct evbatch *evqueue_next(struct evqueue *q, long timeout_ms, int *closed)
 		}
 	}
 	pthread_mutex_lock(&q->mu);
-	while (q->nready == 0 && !q->closed) {
+	while (q->nready == 0 && !q->closed && !q->spilling) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&q->ready_cv, &q->mu);
 		else if (pthread_cond_timedwait(&q->ready_cv, &q->mu, &until) != 0)
@@ -223,6 +254,31 @@ struct evbatch *evqueue_next(struct evqueue *q, long timeout_ms, int *closed)
 	*closed = b == NULL && q->closed;
 	pthread_mutex_unlock(&q->mu);
 	return b ? &b->pub : NULL;
+}
+
+int evqueue_spilled(struct evqueue *q, int64_t *rowid, int64_t *seq)
+{
+	int spilled;
+
+	pthread_mutex_lock(&q->mu);
+	/* Ready batches were released before any let go: they come first. */
+	spilled = q->spilling && q->nready == 0;
+	*rowid = q->spilled_rowid;
+	*seq = q->spilled_seq;
+	pthread_mutex_unlock(&q->mu);
+	return spilled;
+}
+
+int evqueue_resume(struct evqueue *q, int64_t rowid, int64_t seq)
+{
+	int resumed;
+
+	pthread_mutex_lock(&q->mu);
+	resumed = q->spilled_rowid <= rowid && q->spilled_seq <= seq;
+	if (resumed)
+		q->spilling = 0;
+	pthread_mutex_unlock(&q->mu);
+	return resumed;
 }
 
 void evqueue_done(struct evqueue *q, struct evbatch *pub)

@@ -8,6 +8,9 @@
  *
  * Backpressure: release() waits while more than max_ready released batches
  * are still waiting for the consumer, so the consumer's lag is bounded.
+ * Unless the queue spills (evqueue_spill): then release() never waits, and
+ * what finds the queue full is let go, for a consumer that can read it back
+ * from where the producer keeps it (the daemon's store).
  * Batches added but not released stay with the producer (the daemon
  * releases at each commit, so the rules only ever see durable events).
  *
@@ -49,6 +52,14 @@ void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag);
 void evqueue_drop_raw(struct evqueue *q);
 
 /*
+ * Before the first add: release() lets batches go instead of waiting while
+ * max_ready are ready, from then until the consumer resumes (below).
+ * Events are let go in whole releases, in order: once one is let go, every
+ * later one is, until evqueue_resume.
+ */
+void evqueue_spill(struct evqueue *q);
+
+/*
  * Producer: hands over every batch added so far, waiting first while too
  * many are ready already. full_only releases only the batches that are full
  * (a streaming producer calls it after each add; it is cheap when none is).
@@ -70,6 +81,23 @@ void evqueue_close(struct evqueue *q);
  * ever). Returns NULL on timeout, or once closed and empty (*closed set).
  */
 struct evbatch *evqueue_next(struct evqueue *q, long timeout_ms, int *closed);
+
+/*
+ * Consumer: non-zero once batches have been let go (evqueue_spill) and no
+ * ready batch is left before them; evqueue_next then returns NULL at once.
+ * *rowid and *seq: the largest positive tag and the largest minus a
+ * negative tag let go so far (0 when none).
+ */
+int evqueue_spilled(struct evqueue *q, int64_t *rowid, int64_t *seq);
+
+/*
+ * Consumer: having read back everything let go up to rowid and seq (both
+ * tag sequences increase), takes batches from the queue again. Returns 0
+ * when more was let go since (read on), 1 when resumed. Batches released
+ * afterwards may hold events the consumer has read back already: it skips
+ * tags it has passed.
+ */
+int evqueue_resume(struct evqueue *q, int64_t rowid, int64_t seq);
 
 /* Consumer: gives a batch back for reuse. */
 void evqueue_done(struct evqueue *q, struct evbatch *b);

@@ -2,7 +2,8 @@
  * test_evqueue.c: the handoff of events between the ingest (or the
  * backtest's reader) and the rules' thread: only released events cross, in
  * order, with their strings, and a producer held back by a slow consumer
- * loses nothing.
+ * loses nothing; a queue that spills lets go instead of holding the
+ * producer, and says what it let go.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -229,6 +230,80 @@ static void test_a_held_back_producer_loses_nothing(void **state)
 	evqueue_free(q);
 }
 
+/* A revision's tag: minus its arrival number. */
+static void add_revision(struct evqueue *q, int64_t seq)
+{
+	char id[32];
+	struct event ev = make(id, sizeof(id), seq, "", 0);
+
+	evqueue_add(q, &ev, -seq);
+}
+
+static void test_a_spilling_queue_lets_go_and_says_what(void **state)
+{
+	struct evqueue *q = evqueue_new(2);
+	int64_t next = 1, rowid = -1, seq = -1;
+	int closed;
+
+	(void)state;
+	evqueue_spill(q);
+	/* Two releases fill it; a waiting queue would block on the third. */
+	for (int64_t n = 1; n <= 3 * EVBATCH_EVENTS; n++) {
+		add(q, n);
+		if (n % EVBATCH_EVENTS == 0)
+			evqueue_release(q, 0);
+	}
+	add(q, 3 * EVBATCH_EVENTS + 1);
+	add_revision(q, 7);
+	evqueue_release(q, 0);                                 /* the queue is full: let go */
+	assert_int_equal(evqueue_spilled(q, &rowid, &seq), 0); /* the ready ones come first */
+	assert_int_equal(take_all(q, &next), 2 * EVBATCH_EVENTS);
+	assert_int_equal(evqueue_spilled(q, &rowid, &seq), 1);
+	assert_int_equal(rowid, 3 * EVBATCH_EVENTS + 1);
+	assert_int_equal(seq, 7);
+	/* Once spilling, every release is let go (in order: none jumps ahead). */
+	add(q, 3 * EVBATCH_EVENTS + 2);
+	evqueue_release(q, 0);
+	assert_null(evqueue_next(q, 0, &closed));
+	assert_int_equal(closed, 0);
+	/* Read back short of what was let go: not resumed. */
+	assert_int_equal(evqueue_resume(q, 3 * EVBATCH_EVENTS + 1, 7), 0);
+	assert_int_equal(evqueue_resume(q, 3 * EVBATCH_EVENTS + 2, 6), 0);
+	assert_int_equal(evqueue_resume(q, 3 * EVBATCH_EVENTS + 2, 7), 1);
+	assert_int_equal(evqueue_spilled(q, &rowid, &seq), 0);
+	/* Resumed: batches cross again. */
+	next = 3 * EVBATCH_EVENTS + 3;
+	add(q, next);
+	evqueue_release(q, 0);
+	assert_int_equal(take_all(q, &next), 1);
+	evqueue_free(q);
+}
+
+static void test_a_waiting_consumer_wakes_when_the_queue_spills(void **state)
+{
+	struct evqueue *q = evqueue_new(1);
+	int64_t rowid, seq;
+	int closed;
+
+	(void)state;
+	evqueue_spill(q);
+	add(q, 1);
+	evqueue_release(q, 0);
+	add(q, 2);
+	evqueue_release(q, 0); /* full: let go */
+	struct evbatch *b = evqueue_next(q, -1, &closed);
+
+	assert_non_null(b);
+	evqueue_done(q, b);
+	/* Nothing ready, but something let go: no wait (a -1 timeout would hang). */
+	assert_null(evqueue_next(q, -1, &closed));
+	assert_int_equal(closed, 0);
+	assert_int_equal(evqueue_spilled(q, &rowid, &seq), 1);
+	assert_int_equal(rowid, 2);
+	assert_int_equal(seq, 0);
+	evqueue_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +311,8 @@ int main(void)
 	        cmocka_unit_test(test_an_event_larger_than_a_batch_crosses_whole),
 	        cmocka_unit_test(test_a_held_back_producer_loses_nothing),
 	        cmocka_unit_test(test_units_end_where_the_producer_said),
+	        cmocka_unit_test(test_a_spilling_queue_lets_go_and_says_what),
+	        cmocka_unit_test(test_a_waiting_consumer_wakes_when_the_queue_spills),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -83,11 +83,13 @@ class Agent:
         )
 
     def start(self):
+        # A restart appends to the same log: wait for one more "running".
+        runs = self.log.read_bytes().count(b"running (store schema") if self.log.exists() else 0
         self.logfile = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [VOCA, "run", "-c", str(self.config)],
             stdout=self.logfile, stderr=subprocess.STDOUT, cwd=self.dir)
-        wait_for(lambda: b"running (store schema" in self.log.read_bytes()
+        wait_for(lambda: self.log.read_bytes().count(b"running (store schema") > runs
                  or self.proc.poll() is not None, what="voca to start")
         assert self.proc.poll() is None, self.log.read_text()
         return self

@@ -45,6 +45,9 @@ const struct conf_key config_keys[] = {
                  "deepest nesting of objects and arrays in one event"),
         CONF_KEY("store.path", CONF_STR, OFF(store.path), "voca.db", 0, 0, NULL,
                  "the SQLite file (WAL mode); relative paths are from the working directory"),
+        CONF_KEY("store.rules_path", CONF_STR, OFF(store.rules_path), NULL, 0, 0, NULL,
+                 "the rules' state file (WAL mode); unset: store.path with .db replaced by "
+                 ".rules.db (voca.db: voca.rules.db)"),
         CONF_KEY("store.batch_max", CONF_INT, OFF(store.batch_max), "2000", 1, 1000000, NULL,
                  "group commit: most events in one transaction"),
         CONF_KEY("store.batch_ms", CONF_DURATION, OFF(store.batch_ms), "5ms", 1, 10000, NULL,
@@ -334,6 +337,21 @@ struct decode_limits config_decode_limits(const struct config *cfg)
 	        .max_depth = (int)cfg->ingest.max_depth,
 	        .max_array_events = (size_t)cfg->ingest.max_array_events,
 	};
+}
+
+int config_rules_path(const struct config *cfg, char *out, size_t len)
+{
+	const char *p = cfg->store.path;
+	size_t n = strlen(p);
+	int w;
+
+	if (cfg->store.rules_path && cfg->store.rules_path[0])
+		w = snprintf(out, len, "%s", cfg->store.rules_path);
+	else if (n >= 3 && strcmp(p + n - 3, ".db") == 0)
+		w = snprintf(out, len, "%.*s.rules.db", (int)(n - 3), p);
+	else
+		w = snprintf(out, len, "%s.rules", p);
+	return w < 0 || (size_t)w >= len ? -1 : 0;
 }
 
 void config_free(struct config *cfg)

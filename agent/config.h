@@ -33,6 +33,7 @@ struct config {
 	} ingest;
 	struct {
 		char *path;
+		char *rules_path; /* "": derived from path (config_rules_path) */
 		int64_t batch_max;
 		int64_t batch_ms;
 		int64_t quarantine_raw_max;
@@ -81,5 +82,12 @@ void config_free(struct config *cfg);
 /* The decoder's limits as configured under ingest: (max_message_bytes, max_depth, ...). */
 struct decode_limits config_decode_limits(const struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);
+
+/*
+ * The rules' state file: store.rules_path, or store.path with a final
+ * ".db" replaced by ".rules.db" (or ".rules" appended). Returns -1 if it
+ * does not fit in len.
+ */
+int config_rules_path(const struct config *cfg, char *out, size_t len);
 
 #endif

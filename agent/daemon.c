@@ -205,6 +205,8 @@ int daemon_run(const struct daemon_opts *opts)
 		}
 		rulerun_sink(rules, &sink);
 		ingest_set_sink(in, &sink);
+		if (opts->on_rules_idle)
+			rulerun_on_idle(rules, opts->on_rules_idle, opts->on_rules_idle_arg);
 	}
 	if (outbox) {
 		pool = delivery_start(&cfg, st, cfg.store.path, err, sizeof(err));

@@ -15,6 +15,9 @@ struct daemon_opts {
 	const char *config_file;    /* NULL: the built-in configuration */
 	ingest_commit_fn on_commit; /* optional: called after every commit */
 	void *on_commit_arg;
+	/* optional: the rules' thread has run every event up to rowid (rulerun_on_idle) */
+	void (*on_rules_idle)(void *arg, int64_t fed_rowid);
+	void *on_rules_idle_arg;
 };
 
 /* Runs until asked to stop. Returns the process exit status. */

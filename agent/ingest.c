@@ -456,6 +456,7 @@ int ingest_flush(struct ingest *in)
 		return -1;
 	}
 	c.at_ns = clock_mono_ns();
+	c.last_rowid = store_last_event_rowid(in->st);
 	if (in->sink.committed)
 		in->sink.committed(in->sink.arg);
 	if (in->on_commit)

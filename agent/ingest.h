@@ -25,7 +25,8 @@ struct ingest_commit {
 	size_t ops;    /* rows written: events, rejections, gaps, incidents */
 	size_t events; /* inputs handled: events and rejections */
 	int64_t first_seq, last_seq;
-	int64_t at_ns; /* monotonic time just after COMMIT returned */
+	int64_t last_rowid; /* of the last event stored so far */
+	int64_t at_ns;      /* monotonic time just after COMMIT returned */
 };
 
 typedef void (*ingest_commit_fn)(void *arg, const struct ingest_commit *c);

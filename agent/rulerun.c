@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "evqueue.h"
 #include "rulerun.h"
+#include "rulestate.h"
 
 /* Released batches that may wait: 2,048 events, ~15 ms of a saturated ingest. */
 #define MAX_READY 8
@@ -34,10 +35,13 @@
 #define REVIEWS_FLUSH (1u << 20)
 /* SQLite page cache of this thread's connection: it reads little. */
 #define CACHE_BYTES (2 << 20)
+/* Events read back from the store in one turn, when the queue let them go. */
+#define READ_BACK_EVENTS 2048
 
 struct rulerun {
 	const struct config *cfg;
-	struct store *st; /* this thread's connection */
+	struct store *st;     /* this thread's connection */
+	struct rulestate *rs; /* the engine's state, in a file of its own */
 	struct outbox *ob;
 	struct engine *engine;
 	struct evqueue *q;
@@ -55,6 +59,12 @@ struct rulerun {
 	size_t saved_records; /* by the checkpoint in progress */
 	int64_t checkpoint_ns, last_checkpoint_ns, last_tick_ns;
 	struct buf reviews; /* rows not yet written: ts (8 bytes), event id, NUL, reason, NUL */
+	struct buf back;    /* events read back: tag (8 bytes), length (8), body */
+	size_t back_n;      /* how many */
+	int64_t behind_ns;  /* when the queue first let events go (0: it has not) */
+	size_t read_back;   /* events read back since */
+	void (*on_idle)(void *arg, int64_t fed_rowid);
+	void *on_idle_arg;
 };
 
 /* Sets failed, and wakes the daemon's poll to notice it. */
@@ -139,13 +149,35 @@ static int save_rule_state(void *arg, const char *rule, const char *key, const v
 	struct rulerun *r = arg;
 
 	r->saved_records++;
-	return store_rule_state(r->st, rule, key, blob, len);
+	return rulestate_put(r->rs, rule, key, blob, len);
+}
+
+/*
+ * The engine's state and the position it covers, in the state file. What
+ * the store holds up to that position is on disk first (see rulestate.h).
+ * The ingest goes on meanwhile: this is another file, and the queue lets
+ * go what arrives.
+ */
+static int checkpoint_now(struct rulerun *r)
+{
+	if (store_rules_position(r->st, r->fed_rowid, r->fed_rev) < 0) {
+		fail(r, "checkpoint failed");
+		return -1;
+	}
+	r->saved_records = 0;
+	if (engine_save(r->engine, save_rule_state, r) < 0 ||
+	    rulestate_set_position(r->rs, r->fed_rowid, r->fed_rev) < 0 ||
+	    rulestate_commit(r->rs) < 0) {
+		log_error("rules: checkpoint failed: %s", rulestate_error(r->rs));
+		set_failed(r);
+		return -1;
+	}
+	return 0;
 }
 
 /*
  * Writes what the engine decided and commits it; with checkpoint (or when
- * one is due) the engine's state and the rowid it covers go in the same
- * transaction.
+ * one is due) the engine's state and the position it covers follow.
  */
 static void settle(struct rulerun *r, int checkpoint)
 {
@@ -153,18 +185,6 @@ static void settle(struct rulerun *r, int checkpoint)
 
 	if (atomic_load(&r->failed))
 		return;
-	/* The checkpoint first: engine_save sorts its keys before its first
-	 * write, which takes the write lock (the reviews' would take it first). */
-	if (checkpoint || clock_mono_ns() - r->last_checkpoint_ns >= r->checkpoint_ns) {
-		t0 = r->last_checkpoint_ns = clock_mono_ns();
-		r->saved_records = 0;
-		if (engine_save(r->engine, save_rule_state, r) < 0 ||
-		    store_meta_set(r->st, "rules_checkpoint", r->fed_rowid) < 0 ||
-		    store_meta_set(r->st, "rules_checkpoint_revision", r->fed_rev) < 0) {
-			fail(r, "checkpoint failed");
-			return;
-		}
-	}
 	if (r->reviews.len && write_reviews(r) < 0) {
 		fail(r, "cannot queue events for review");
 		return;
@@ -173,8 +193,13 @@ static void settle(struct rulerun *r, int checkpoint)
 		fail(r, "commit failed");
 		return;
 	}
+	if (checkpoint || clock_mono_ns() - r->last_checkpoint_ns >= r->checkpoint_ns) {
+		t0 = r->last_checkpoint_ns = clock_mono_ns();
+		if (checkpoint_now(r) < 0)
+			return;
+	}
 	if (t0) {
-		/* The ingest's commits wait while it is written: say so when it is long. */
+		/* The rules wait while it is written (not the ingest): say so when it is long. */
 		double ms = (double)(clock_mono_ns() - t0) / 1e6;
 
 		if (ms >= 250)
@@ -198,9 +223,15 @@ static void tick(struct rulerun *r)
 	engine_flush(r->engine, now - r->cfg->engine.lateness_ms);
 }
 
-/* An event (tag: its rowid) or a higher revision (tag: minus its seq). */
+/*
+ * An event (tag: its rowid) or a higher revision (tag: minus its seq). One
+ * the engine has seen is skipped: after a read back from the store, the
+ * queue may hand over events the read found committed already.
+ */
 static void feed(struct rulerun *r, const struct event *ev, int64_t tag)
 {
+	if (tag < 0 ? -tag <= r->fed_rev : tag <= r->fed_rowid)
+		return;
 	if (tag < 0) {
 		engine_revision(r->engine, ev);
 		r->fed_rev = -tag;
@@ -216,11 +247,89 @@ static void run_batch(struct rulerun *r, const struct evbatch *b)
 		feed(r, &b->ev[i], b->tag[i]);
 }
 
+static int replay_event(void *arg, const struct event *ev, const struct event_error *err,
+                        const char *raw, size_t len);
+
+/* Copies a stored event for read_back: up to READ_BACK_EVENTS or 4 MiB a turn. */
+static int collect(void *arg, int64_t tag, const char *body, size_t len)
+{
+	struct rulerun *r = arg;
+	uint64_t n = len;
+
+	if (buf_add(&r->back, &tag, sizeof(tag)) < 0 || buf_add(&r->back, &n, sizeof(n)) < 0 ||
+	    buf_add(&r->back, body, len) < 0)
+		return -1;
+	return ++r->back_n >= READ_BACK_EVENTS || r->back.len >= (4u << 20) ? 1 : 0;
+}
+
+/*
+ * The queue let events go rather than stall the ingest (the engine was
+ * busy: a checkpoint, a burst): they are in the store, so read them back, a
+ * turn at a time, and take batches from the queue again once nothing is
+ * left behind. The read ends before the events run, so this connection
+ * never turns a read into a write while the ingest commits.
+ */
+static void read_back(struct rulerun *r)
+{
+	int64_t rowid, seq;
+	size_t n = 0;
+
+	if (r->behind_ns == 0)
+		r->behind_ns = clock_mono_ns();
+	/* What was let go before this read began is committed: the read sees it. */
+	evqueue_spilled(r->q, &rowid, &seq);
+	buf_reset(&r->back);
+	r->back_n = 0;
+	if (store_events_since(r->st, r->fed_rowid, r->fed_rev, collect, r) < 0) {
+		fail(r, "cannot read back events");
+		return;
+	}
+	for (const char *p = r->back.data, *end = p + r->back.len; p < end; n++) {
+		uint64_t len;
+
+		memcpy(&r->replay_tag, p, sizeof(r->replay_tag));
+		memcpy(&len, p + 8, sizeof(len));
+		event_decode(p + 16, (size_t)len, &r->limits, replay_event, r);
+		p += 16 + len;
+	}
+	r->read_back += n;
+	if (n)
+		return;
+	/* Nothing after the engine's position: all that was let go has run. */
+	if (rowid > r->fed_rowid)
+		r->fed_rowid = rowid;
+	if (seq > r->fed_rev)
+		r->fed_rev = seq;
+	if (evqueue_resume(r->q, r->fed_rowid, r->fed_rev)) {
+		double s = (double)(clock_mono_ns() - r->behind_ns) / 1e9;
+
+		if (s >= 1)
+			log_info(
+			        "rules: fell behind the ingest; read %zu events back from the store "
+			        "in %.1f s",
+			        r->read_back, s);
+		else
+			log_debug("rules: fell behind the ingest; read %zu events back from the "
+			          "store in %.3f s",
+			          r->read_back, s);
+		r->behind_ns = 0;
+		r->read_back = 0;
+	}
+}
+
 static long until_tick_ms(const struct rulerun *r)
 {
 	int64_t left = r->last_tick_ns + 1000000000LL - clock_mono_ns();
 
 	return left <= 0 ? 0 : (long)(left / 1000000 + 1);
+}
+
+/* The queue let events go and has none ready before them. */
+static int behind_ingest(struct rulerun *r)
+{
+	int64_t rowid, seq;
+
+	return !atomic_load(&r->failed) && evqueue_spilled(r->q, &rowid, &seq);
 }
 
 static void *loop(void *arg)
@@ -231,19 +340,25 @@ static void *loop(void *arg)
 	pthread_setname_np(pthread_self(), "voca-rules");
 	for (;;) {
 		struct evbatch *b = evqueue_next(r->q, 0, &closed);
+		int behind = b == NULL && behind_ingest(r);
 
-		if (b == NULL) {
+		if (b == NULL && !behind) {
 			/* Caught up: write what waited, then sleep until work or the next tick. */
 			pthread_mutex_lock(&r->cfg_mu);
 			settle(r, 0);
 			pthread_mutex_unlock(&r->cfg_mu);
+			if (r->on_idle)
+				r->on_idle(r->on_idle_arg, r->fed_rowid);
 			if (closed)
 				break;
 			b = evqueue_next(r->q, until_tick_ms(r), &closed);
+			behind = b == NULL && behind_ingest(r);
 		}
 		pthread_mutex_lock(&r->cfg_mu);
 		if (b && !atomic_load(&r->failed))
 			run_batch(r, b);
+		else if (behind)
+			read_back(r);
 		if (clock_mono_ns() - r->last_tick_ns >= 1000000000LL && !atomic_load(&r->failed))
 			tick(r);
 		/* An incident change holds the write lock since it was recorded: end it now. */
@@ -316,11 +431,60 @@ static int replay_one(void *arg, int64_t tag, const char *body, size_t len)
 	return atomic_load(&r->failed) ? -1 : 0;
 }
 
+/*
+ * Restores the engine's state and the position it covers: from the state
+ * file; else from the store, where earlier versions kept it (*moved: the
+ * first checkpoint moves it); else from nothing at position 0, so that
+ * every stored event replays. Returns the records restored, or -1.
+ */
+static int restore(struct rulerun *r, const char *path, int *moved, char *err, size_t errlen)
+{
+	int64_t rowid, rev, in_store = store_meta_get(r->st, "rules_checkpoint", 0);
+	int n, has = rulestate_position(r->rs, &rowid, &rev);
+
+	*moved = 0;
+	if (has > 0 && rowid > in_store) {
+		/* The store lost commits the state covers (it syncs first: a disk that
+		 * lied?). Replaying from the state's position would skip the rowids the
+		 * store hands out again; replaying everything is exact. */
+		log_error("rules: %s covers events up to rowid %lld, the store only %lld: starting "
+		          "the rules over from every stored event",
+		          path, (long long)rowid, (long long)in_store);
+		if (rulestate_clear(r->rs) < 0)
+			has = -1;
+		else
+			has = 0;
+	}
+	if (has < 0) {
+		snprintf(err, errlen, "rules: %s: %s", path, rulestate_error(r->rs));
+		return -1;
+	}
+	if (has) {
+		n = rulestate_each(r->rs, restore_one, r->engine);
+		r->fed_rowid = rowid;
+		r->fed_rev = rev;
+	} else {
+		n = store_rule_state_each(r->st, restore_one, r->engine);
+		if (n > 0) {
+			*moved = 1;
+			r->fed_rowid = in_store;
+			r->fed_rev = store_meta_get(r->st, "rules_checkpoint_revision", 0);
+		}
+	}
+	if (n < 0) {
+		snprintf(err, errlen, "rules: cannot restore the saved state: %s",
+		         has ? rulestate_error(r->rs) : store_error(r->st));
+		return -1;
+	}
+	return n;
+}
+
 struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, struct outbox *ob,
                             char *err, size_t errlen)
 {
 	struct rulerun *r = xcalloc(1, sizeof(*r));
-	int n;
+	char path[4096];
+	int n, moved;
 
 	r->cfg = cfg;
 	r->ob = ob;
@@ -331,13 +495,22 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 		goto fail;
 	}
 	buf_init(&r->reviews, (size_t)64 << 20);
+	buf_init(&r->back, (size_t)64 << 20);
 	r->limits = config_decode_limits(cfg); /* what the ingest accepted replays */
 	r->checkpoint_ns = cfg->engine.checkpoint_ms * 1000000;
 	r->last_checkpoint_ns = r->last_tick_ns = clock_mono_ns();
 	r->st = store_open_peer(primary, CACHE_BYTES, err, errlen);
 	if (r->st == NULL)
 		goto fail;
+	if (config_rules_path(cfg, path, sizeof(path)) < 0) {
+		snprintf(err, errlen, "rules: store.rules_path: too long");
+		goto fail;
+	}
+	r->rs = rulestate_open(path, CACHE_BYTES, err, errlen);
+	if (r->rs == NULL)
+		goto fail;
 	r->q = evqueue_new(MAX_READY);
+	evqueue_spill(r->q); /* the ingest never waits for the rules: they read back */
 	r->engine = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, r);
 	engine_review(r->engine, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
 	              on_review);
@@ -345,21 +518,32 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 		evqueue_drop_raw(r->q); /* the rules thread's copy of each event: strings only */
 	r->lists = (struct suppress_lists){&cfg->silences, &cfg->time_windows, &cfg->known_issues};
 	engine_suppress(r->engine, &r->lists, (int)cfg->engine.budget_per_hour);
-	n = store_rule_state_each(r->st, restore_one, r->engine);
-	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records",
-	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n < 0 ? 0 : n);
-	r->fed_rowid = store_meta_get(r->st, "rules_checkpoint", 0);
-	r->fed_rev = store_meta_get(r->st, "rules_checkpoint_revision", 0);
+	n = restore(r, path, &moved, err, errlen);
+	if (n < 0)
+		goto fail;
+	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
+	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
+	         moved ? cfg->store.path : "");
 	n = store_events_since(r->st, r->fed_rowid, r->fed_rev, replay_one, r);
 	if (n < 0 || atomic_load(&r->failed)) {
 		snprintf(err, errlen, "rules: replay: %s", store_error(r->st));
 		goto fail;
 	}
+	if (moved)
+		engine_save_everything(r->engine);
 	/* Commit before the delivery workers start: the replay's read spanned its writes. */
-	settle(r, n > 0);
+	settle(r, n > 0 || moved);
 	if (atomic_load(&r->failed)) {
 		snprintf(err, errlen, "rules: %s", store_error(r->st));
 		goto fail;
+	}
+	/* In the state file now: the store's copy goes (it would restore over it). */
+	if (moved) {
+		if (store_drop_rule_state(r->st) < 0) {
+			snprintf(err, errlen, "rules: %s", store_error(r->st));
+			goto fail;
+		}
+		log_info("rules: moved the saved state from %s to %s", cfg->store.path, path);
 	}
 	if (n > 0)
 		log_info("rules: replayed %d events and %d higher revisions stored after the last "
@@ -374,6 +558,12 @@ fail:
 void rulerun_on_deliveries(struct rulerun *r, void (*fn)(void *arg), void *arg)
 {
 	store_on_deliveries(r->st, fn, arg);
+}
+
+void rulerun_on_idle(struct rulerun *r, void (*fn)(void *arg, int64_t fed_rowid), void *arg)
+{
+	r->on_idle = fn;
+	r->on_idle_arg = arg;
 }
 
 int rulerun_start(struct rulerun *r, char *err, size_t errlen)
@@ -425,9 +615,11 @@ void rulerun_free(struct rulerun *r)
 		return;
 	rulerun_stop(r);
 	engine_free(r->engine);
+	rulestate_close(r->rs);
 	store_close(r->st);
 	evqueue_free(r->q);
 	buf_free(&r->reviews);
+	buf_free(&r->back);
 	pthread_mutex_destroy(&r->cfg_mu);
 	if (r->failed_fd >= 0)
 		close(r->failed_fd);

@@ -2,8 +2,11 @@
  * rulerun.h: the rules engine on its own thread, behind the ingest.
  *
  * The ingest hands over each new event with its rowid (rulerun_sink) and
- * releases them when they commit, so the rules only ever see durable events
- * and ingest never waits for them (only for a bounded backlog). This thread
+ * releases them when they commit, so the rules only ever see durable events.
+ * The ingest never waits for the rules: when a bounded backlog is full (a
+ * checkpoint, a burst of incidents), the queue lets events go and this
+ * thread reads them back from the store in order, then takes the queue's
+ * batches again (evqueue_spill). This thread
  * runs them through the engine in commit order and records what the engine
  * decides through its own connection to the store: incident changes with
  * their deliveries (outbox.h) and the review queue. Every second it moves a
@@ -36,6 +39,12 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 
 /* Calls fn after a commit of this thread's that queued deliveries. */
 void rulerun_on_deliveries(struct rulerun *r, void (*fn)(void *arg), void *arg);
+
+/*
+ * Calls fn on the rules' thread each time it has run every event handed
+ * over (it is about to wait), with the rowid of the last (for benchmarks).
+ */
+void rulerun_on_idle(struct rulerun *r, void (*fn)(void *arg, int64_t fed_rowid), void *arg);
 
 /* Starts the thread. Returns 0, or -1 with err filled. */
 int rulerun_start(struct rulerun *r, char *err, size_t errlen);

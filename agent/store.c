@@ -130,7 +130,6 @@ enum stmt_id {
 	S_GAP,
 	S_PUBLISHER,
 	S_COUNTER,
-	S_RULE_STATE,
 	S_INCIDENT,
 	S_INCIDENT_CHANGE,
 	S_REVIEW,
@@ -166,8 +165,6 @@ static const char *const stmt_sql[S_COUNT] = {
                         "VALUES(?1,?2,?3) ON CONFLICT(publisher) DO UPDATE SET "
                         "last_seq = excluded.last_seq, last_seen_ms = excluded.last_seen_ms",
         [S_COUNTER] = "UPDATE counters SET value = value + ?2 WHERE name = ?1",
-        [S_RULE_STATE] = "INSERT INTO rule_state(rule, key, blob) VALUES(?1,?2,?3)"
-                         " ON CONFLICT(rule, key) DO UPDATE SET blob = excluded.blob",
         [S_INCIDENT] = "INSERT INTO incidents(id, rule, kind, tier, key, status, opened_ms,"
                        " updated_ms, resolved_ms, firings, realerts, reopens, summary, why,"
                        " suppressed) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
@@ -677,17 +674,28 @@ static int bump(struct store *st, const char *name, uint64_t by)
 	return run(st, S_COUNTER, "update counter");
 }
 
-int store_rule_state(struct store *st, const char *rule, const char *key, const void *blob,
-                     size_t len)
+int store_drop_rule_state(struct store *st)
 {
-	sqlite3_stmt *s = st->stmt[S_RULE_STATE];
-
-	if (begin(st) < 0)
+	if (begin(st) < 0 || exec(st, "DELETE FROM rule_state") < 0)
 		return -1;
-	sqlite3_bind_text(s, 1, rule, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 3, blob, (int)len, SQLITE_STATIC);
-	return run(st, S_RULE_STATE, "save rule state");
+	return store_commit(st);
+}
+
+int store_rules_position(struct store *st, int64_t rowid, int64_t revision_seq)
+{
+	int rc;
+
+	/* The safety level can only change outside a transaction. */
+	if (store_commit(st) < 0 || exec(st, "PRAGMA synchronous=FULL") < 0)
+		return -1;
+	rc = store_meta_set(st, "rules_checkpoint", rowid) < 0 ||
+	                     store_meta_set(st, "rules_checkpoint_revision", revision_seq) < 0 ||
+	                     store_commit(st) < 0
+	             ? -1
+	             : 0;
+	if (exec(st, "PRAGMA synchronous=NORMAL") < 0)
+		rc = -1;
+	return rc;
 }
 
 int store_rule_state_each(struct store *st,
@@ -934,10 +942,14 @@ int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
 		int col = take_rv ? 2 : 1;
 		int64_t tag = take_rv ? -sqlite3_column_int64(rv, 0) : sqlite3_column_int64(ev, 0);
 
-		if (fn(arg, tag, (const char *)sqlite3_column_text(s, col),
-		       (size_t)sqlite3_column_bytes(s, col)) < 0)
+		int rc = fn(arg, tag, (const char *)sqlite3_column_text(s, col),
+		            (size_t)sqlite3_column_bytes(s, col));
+
+		if (rc < 0)
 			break;
 		n++;
+		if (rc > 0)
+			break;
 		if (take_rv)
 			have_rv = sqlite3_step(rv) == SQLITE_ROW;
 		else

@@ -75,14 +75,27 @@ int store_publishers_each(struct store *st,
                                      int64_t last_seen_ms),
                           void *arg);
 
-/* The rules' saved state (engine_save / engine_restore), in the open transaction. */
-int store_rule_state(struct store *st, const char *rule, const char *key, const void *blob,
-                     size_t len);
-/* Calls fn for every saved record. Returns how many, or -1. */
+/*
+ * The rules' saved state as earlier versions kept it in this file (it lives
+ * in a file of its own now, rulestate.h): calls fn for every record.
+ * Returns how many, or -1.
+ */
 int store_rule_state_each(struct store *st,
                           int (*fn)(void *arg, const char *rule, const char *key, const void *blob,
                                     size_t len),
                           void *arg);
+/* Deletes those records, once they are in the rules' own file; commits. */
+int store_drop_rule_state(struct store *st);
+
+/*
+ * Commits what is pending, then records the rules' position (meta
+ * rules_checkpoint and rules_checkpoint_revision) in a transaction of its
+ * own that is on disk when this returns (synchronous=FULL for it), and with
+ * it every commit before it: they share one WAL. The rules' thread calls it
+ * before it commits a checkpoint to its own file, so that file never covers
+ * what a power cut could take back from this one.
+ */
+int store_rules_position(struct store *st, int64_t rowid, int64_t revision_seq);
 
 /*
  * Records an incident change: the incident's row, and the change log for
@@ -124,7 +137,8 @@ int64_t store_meta_get(struct store *st, const char *name, int64_t dflt);
 /*
  * Calls fn, in the order they arrived, with every event inserted after rowid
  * (as first stored; tag: its rowid) and every higher revision that arrived
- * after revision_seq (tag: minus its seq). Returns how many, or -1.
+ * after revision_seq (tag: minus its seq). fn returns 0 to go on, 1 to stop
+ * after this one, -1 to stop before it. Returns how many, or -1.
  */
 int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
                        int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg);

@@ -133,6 +133,9 @@ typedef int (*engine_put_fn)(void *arg, const char *rule, const char *key, const
                              size_t len);
 int engine_save(struct engine *e, engine_put_fn put, void *arg);
 
+/* The next engine_save writes every record, changed or not (to a new file). */
+void engine_save_everything(struct engine *e);
+
 /* Restores one saved record; unknown rules and mismatched blobs are skipped (returns 1). */
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len);

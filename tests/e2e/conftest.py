@@ -130,19 +130,24 @@ class Agent:
         data = json.dumps(ev)
         self.send(*((topic, data) if topic else (data,)))
 
-    # -- reading the store --
-    def query(self, sql, *args):
-        if not self.db.exists():
+    # -- reading the store (db: the rules' state file, voca.rules.db) --
+    def query(self, sql, *args, db=None):
+        path = db or self.db
+        if not path.exists():
             return []
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             return con.execute(sql, args).fetchall()
         finally:
             con.close()
 
-    def scalar(self, sql, *args):
-        rows = self.query(sql, *args)
+    def scalar(self, sql, *args, db=None):
+        rows = self.query(sql, *args, db=db)
         return rows[0][0] if rows else None
+
+    @property
+    def rules_db(self):
+        return self.db.with_name("voca.rules.db")
 
     def counter(self, name):
         return self.scalar("SELECT value FROM counters WHERE name = ?", name)

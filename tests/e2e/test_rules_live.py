@@ -5,6 +5,7 @@ uninterrupted run gives (the rules' state is checkpointed at stop and every
 engine.checkpoint, and the events stored since are replayed after a crash),
 and both must agree with `voca backtest` over the same feed.
 """
+import datetime
 import gzip
 import json
 import os
@@ -34,6 +35,12 @@ def accounted(a):
                                            "events_superseded", "events_stale"))
 
 
+def iso_ms(text):
+    """A backtest time ("2026-01-15T15:00:00.000Z") in ms since the epoch."""
+    t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return round(t.timestamp() * 1000)
+
+
 def publish(agent, path):
     r = run_voca("publish", "-s", "push", "-e", agent.endpoint, "--frames", "1", "-q", path)
     assert r.returncode == 0, r.stderr
@@ -58,7 +65,9 @@ def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
     publish(split, str(first))
     wait_for(lambda: accounted(split) == half, timeout=60, what="the first half")
     split.stop()  # SIGTERM: commits the events and the rules' state together
-    assert split.scalar("SELECT count(*) FROM rule_state") > 0
+    assert split.scalar("SELECT count(*) FROM rule_state", db=split.rules_db) > 0
+    assert split.scalar("SELECT value FROM meta WHERE name = 'rowid'", db=split.rules_db) == \
+        split.scalar("SELECT max(rowid) FROM events")
     split.start()
     assert "restored" in split.log_text()
     publish(split, str(second))
@@ -77,6 +86,53 @@ def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
     assert whole.scalar("SELECT count(*) FROM incident_changes WHERE change = 'opened'") == len(a)
     assert whole.scalar("SELECT count(*) FROM review_queue") > 0
     assert "incident 1 opened: tier" in whole.log_text()
+
+
+def test_state_kept_in_the_store_by_an_earlier_version_moves_to_its_own_file(agent_factory,
+                                                                             tmp_path):
+    """Earlier versions kept the rules' state in the store's file. Started on
+    such a file, voca restores it from there, writes it all to the state file
+    and drops the store's copy: the incidents are an uninterrupted run's."""
+    feed = tmp_path / "feed.jsonl"
+    r = run_voca("simulate", "--seed", "4", "--days", "28", "-o", str(feed))
+    assert r.returncode == 0, r.stderr
+    lines = feed.read_text().splitlines(keepends=True)
+    half = len(lines) // 2
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(lines[:half]))
+    second.write_text("".join(lines[half:]))
+
+    whole = agent_factory(extra=rules_sections()).start()
+    publish(whole, str(feed))
+    wait_for(lambda: accounted(whole) == len(lines), timeout=60, what="the whole feed")
+    whole.stop()
+
+    old = agent_factory(extra=rules_sections()).start()
+    publish(old, str(first))
+    wait_for(lambda: accounted(old) == half, timeout=60, what="the first half")
+    old.stop()
+    # Back to the earlier layout: the records and the position in the store only.
+    saved = old.query("SELECT rule, key, blob FROM rule_state", db=old.rules_db)
+    assert len(saved) > 100
+    con = sqlite3.connect(old.db)
+    con.executemany("INSERT INTO rule_state(rule, key, blob) VALUES(?, ?, ?)", saved)
+    con.commit()
+    con.close()
+    for suffix in ("", "-wal", "-shm"):
+        path = old.rules_db.with_name(old.rules_db.name + suffix)
+        if path.exists():
+            path.unlink()
+
+    old.start()
+    assert f"restored {len(saved)} saved records from" in old.log_text()
+    assert "moved the saved state" in old.log_text()
+    assert "replayed" not in old.log_text()
+    assert old.scalar("SELECT count(*) FROM rule_state") == 0
+    assert old.scalar("SELECT count(*) FROM rule_state", db=old.rules_db) == len(saved)
+    publish(old, str(second))
+    wait_for(lambda: accounted(old) == len(lines), timeout=60, what="the second half")
+    old.stop()
+    assert incidents(old) == incidents(whole)
 
 
 def test_sigterm_while_streaming_checkpoints_every_stored_event(agent_factory, tmp_path):
@@ -116,6 +172,32 @@ def test_sigterm_while_streaming_checkpoints_every_stored_event(agent_factory, t
     got = a.query("SELECT rule, key, opened_ms FROM incidents ORDER BY id")
     assert len(got) >= 10
     assert [(rule, key) for rule, key, _ in bt] == sorted((rule, key) for rule, key, _ in got)
+
+
+def test_rules_behind_the_ingest_read_events_back_and_miss_none(agent_factory, tmp_path):
+    """The ingest never waits for the rules: when they fall behind (here a
+    checkpoint after every batch), the queue lets events go and the rules
+    read them back from the store, in order, with nothing run twice: the
+    incidents are the backtest's."""
+    feed = tmp_path / "feed.jsonl"
+    r = run_voca("simulate", "--seed", "4", "--days", "28", "-o", str(feed))
+    assert r.returncode == 0, r.stderr
+    lines = feed.read_text().count("\n")
+
+    a = agent_factory(extra=rules_sections().replace("checkpoint: 60s", "checkpoint: 0s")).start()
+    publish(a, str(feed))  # as fast as it is taken
+    wait_for(lambda: accounted(a) == lines, timeout=60, what="the feed")
+    a.stop()
+    assert "back from the store" in a.log_text()
+    assert a.scalar("SELECT value FROM meta WHERE name = 'rules_checkpoint'") == \
+        a.scalar("SELECT max(rowid) FROM events")
+    r = run_voca("backtest", "-c", str(a.config), "--json", str(feed))
+    assert r.returncode == 0, r.stderr
+    bt = json.loads(r.stdout)["incidents"]
+    got = a.query("SELECT rule, key, opened_ms, firings FROM incidents ORDER BY id")
+    assert len(got) >= 10
+    assert sorted((i["rule"], i["key"], iso_ms(i["opened"])) for i in bt) == \
+        sorted((rule, key, opened) for rule, key, opened, _ in got)
 
 
 def test_stats_shows_incidents_and_review(agent_factory, tmp_path):
@@ -160,7 +242,7 @@ def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_f
     crash.proc.wait()
     crash.proc = None
     crash.logfile.close()
-    assert crash.scalar("SELECT count(*) FROM rule_state") == 0
+    assert crash.scalar("SELECT count(*) FROM rule_state", db=crash.rules_db) == 0
     crash.start()
     wait_for(lambda: "replayed" in crash.log_text(), what="the replay")
     assert (f"replayed {crash.counter('events_new')} events and "

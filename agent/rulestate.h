@@ -1,0 +1,55 @@
+/*
+ * rulestate.h: the rules' saved state, in a SQLite file of its own.
+ *
+ * A checkpoint writes hundreds of thousands of records at high rates; in
+ * the store's file it held the one write lock for up to a second while the
+ * ingest's commits waited. In a file of its own it has its own lock, and
+ * only the rules' thread writes it. The file holds every (rule, key)
+ * record of engine_save and the position the state covers (the last event
+ * rowid and revision arrival run), committed together.
+ *
+ * The store's file must never be behind this one: the rules' thread commits
+ * its store transaction durably (store_commit_durable) before it commits a
+ * checkpoint here. A lost or deleted file is not fatal: the rules start from
+ * nothing and replay every stored event.
+ */
+#ifndef VOCA_RULESTATE_H
+#define VOCA_RULESTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rulestate;
+
+/* Opens (creating if needed) the file at path. Returns NULL with err filled. */
+struct rulestate *rulestate_open(const char *path, int64_t cache_bytes, char *err, size_t errlen);
+
+/* Commits what is pending, then closes. NULL is a no-op. */
+void rulestate_close(struct rulestate *rs);
+
+/* One record (upsert), in the open transaction (the first write opens one). */
+int rulestate_put(struct rulestate *rs, const char *rule, const char *key, const void *blob,
+                  size_t len);
+
+/* Calls fn for every record. Returns how many, or -1. */
+int rulestate_each(struct rulestate *rs,
+                   int (*fn)(void *arg, const char *rule, const char *key, const void *blob,
+                             size_t len),
+                   void *arg);
+
+/* The position the records cover, in the open transaction. */
+int rulestate_set_position(struct rulestate *rs, int64_t rowid, int64_t revision_seq);
+
+/* Returns 1 with the saved position, 0 when none was ever saved, -1 on error. */
+int rulestate_position(struct rulestate *rs, int64_t *rowid, int64_t *revision_seq);
+
+/* Deletes every record and the position, and commits. */
+int rulestate_clear(struct rulestate *rs);
+
+/* Commits the open transaction, if any. */
+int rulestate_commit(struct rulestate *rs);
+
+/* The last error, for the layer that logs. */
+const char *rulestate_error(const struct rulestate *rs);
+
+#endif

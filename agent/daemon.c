@@ -178,6 +178,14 @@ int daemon_run(const struct daemon_opts *opts)
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 	mallopt(M_TOP_PAD, 4 << 20);
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	/*
+	 * With that threshold each arena may keep 32 MB free, and every thread
+	 * that allocates gets an arena of its own (ZeroMQ's I/O thread, the
+	 * rules', the checkpointer's, the delivery workers'): peak RSS at
+	 * 100,000 keys ranged 98-113 MB over runs. Two arenas, the ingest's and
+	 * one shared, gave 96-97 MB.
+	 */
+	mallopt(M_ARENA_MAX, 2);
 	st = store_open(cfg.store.path, cfg.store.cache_size, err, sizeof(err));
 	if (st == NULL) {
 		log_error("store: %s", err);

@@ -8,9 +8,9 @@
  * record of engine_save and the position the state covers (the last event
  * rowid and revision arrival run), committed together.
  *
- * The store's file must never be behind this one: the rules' thread commits
- * its store transaction durably (store_commit_durable) before it commits a
- * checkpoint here. A lost or deleted file is not fatal: the rules start from
+ * The store's file must never be behind this one: the rules' thread has
+ * the store's commits flushed to disk (store_rules_position) before it
+ * commits a checkpoint here. A lost or deleted file is not fatal: the rules start from
  * nothing and replay every stored event.
  */
 #ifndef VOCA_RULESTATE_H

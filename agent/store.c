@@ -8,11 +8,14 @@
  * scripts applied in order, each in its own transaction, recorded in
  * PRAGMA user_version.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -683,19 +686,31 @@ int store_drop_rule_state(struct store *st)
 
 int store_rules_position(struct store *st, int64_t rowid, int64_t revision_seq)
 {
-	int rc;
+	char path[4096];
+	int fd, rc;
 
-	/* The safety level can only change outside a transaction. */
-	if (store_commit(st) < 0 || exec(st, "PRAGMA synchronous=FULL") < 0)
+	if (store_meta_set(st, "rules_checkpoint", rowid) < 0 ||
+	    store_meta_set(st, "rules_checkpoint_revision", revision_seq) < 0 ||
+	    store_commit(st) < 0)
 		return -1;
-	rc = store_meta_set(st, "rules_checkpoint", rowid) < 0 ||
-	                     store_meta_set(st, "rules_checkpoint_revision", revision_seq) < 0 ||
-	                     store_commit(st) < 0
-	             ? -1
-	             : 0;
-	if (exec(st, "PRAGMA synchronous=NORMAL") < 0)
-		rc = -1;
-	return rc;
+	/*
+	 * Every commit so far is either still in the WAL, flushed here, or was
+	 * copied to the database by a WAL checkpoint, which syncs the WAL before
+	 * and the database after, before the WAL starts over. A commit with
+	 * synchronous=FULL would flush the same, holding the write lock for
+	 * the flush (~200 ms at 100,000 events/s): this does not.
+	 */
+	snprintf(path, sizeof(path), "%s-wal", sqlite3_db_filename(st->db, "main"));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(st->err, sizeof(st->err), "open the WAL: %s", strerror(errno));
+		return -1;
+	}
+	rc = fdatasync(fd);
+	if (rc < 0)
+		snprintf(st->err, sizeof(st->err), "fdatasync of the WAL: %s", strerror(errno));
+	close(fd);
+	return rc < 0 ? -1 : 0;
 }
 
 int store_rule_state_each(struct store *st,

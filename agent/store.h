@@ -88,10 +88,10 @@ int store_rule_state_each(struct store *st,
 int store_drop_rule_state(struct store *st);
 
 /*
- * Commits what is pending, then records the rules' position (meta
- * rules_checkpoint and rules_checkpoint_revision) in a transaction of its
- * own that is on disk when this returns (synchronous=FULL for it), and with
- * it every commit before it: they share one WAL. The rules' thread calls it
+ * Records the rules' position (meta rules_checkpoint and
+ * rules_checkpoint_revision) with what is pending, commits, and returns
+ * once that commit and every one before it is on disk (they share one WAL;
+ * the flush does not hold the write lock). The rules' thread calls it
  * before it commits a checkpoint to its own file, so that file never covers
  * what a power cut could take back from this one.
  */

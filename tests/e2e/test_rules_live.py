@@ -6,7 +6,6 @@ engine.checkpoint, and the events stored since are replayed after a crash),
 and both must agree with `voca backtest` over the same feed.
 """
 import datetime
-import gzip
 import json
 import os
 import sqlite3
@@ -46,20 +45,31 @@ def publish(agent, path):
     assert r.returncode == 0, r.stderr
 
 
-def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
+def halves(tmp_path, seed, days):
+    """A simulated feed, its line count and its two halves' files and size."""
     feed = tmp_path / "feed.jsonl"
-    r = run_voca("simulate", "--seed", "4", "--days", "28", "-o", str(feed))
+    r = run_voca("simulate", "--seed", str(seed), "--days", str(days), "-o", str(feed))
     assert r.returncode == 0, r.stderr
     lines = feed.read_text().splitlines(keepends=True)
     half = len(lines) // 2
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     first.write_text("".join(lines[:half]))
     second.write_text("".join(lines[half:]))
+    return feed, len(lines), first, second, half
 
-    whole = agent_factory(extra=rules_sections()).start()
+
+def uninterrupted(agent_factory, feed, n, extra):
+    """An agent that took the whole feed in one run, stopped."""
+    whole = agent_factory(extra=extra).start()
     publish(whole, str(feed))
-    wait_for(lambda: accounted(whole) == len(lines), timeout=60, what="the whole feed")
+    wait_for(lambda: accounted(whole) == n, timeout=60, what="the whole feed")
     whole.stop()
+    return whole
+
+
+def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
+    feed, n, first, second, half = halves(tmp_path, 4, 28)
+    whole = uninterrupted(agent_factory, feed, n, rules_sections())
 
     split = agent_factory(extra=rules_sections()).start()
     publish(split, str(first))
@@ -71,7 +81,7 @@ def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
     split.start()
     assert "restored" in split.log_text()
     publish(split, str(second))
-    wait_for(lambda: accounted(split) == len(lines), timeout=60, what="the second half")
+    wait_for(lambda: accounted(split) == n, timeout=60, what="the second half")
     split.stop()
 
     a, b = incidents(whole), incidents(split)
@@ -93,19 +103,8 @@ def test_state_kept_in_the_store_by_an_earlier_version_moves_to_its_own_file(age
     """Earlier versions kept the rules' state in the store's file. Started on
     such a file, voca restores it from there, writes it all to the state file
     and drops the store's copy: the incidents are an uninterrupted run's."""
-    feed = tmp_path / "feed.jsonl"
-    r = run_voca("simulate", "--seed", "4", "--days", "28", "-o", str(feed))
-    assert r.returncode == 0, r.stderr
-    lines = feed.read_text().splitlines(keepends=True)
-    half = len(lines) // 2
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_text("".join(lines[:half]))
-    second.write_text("".join(lines[half:]))
-
-    whole = agent_factory(extra=rules_sections()).start()
-    publish(whole, str(feed))
-    wait_for(lambda: accounted(whole) == len(lines), timeout=60, what="the whole feed")
-    whole.stop()
+    feed, n, first, second, half = halves(tmp_path, 4, 28)
+    whole = uninterrupted(agent_factory, feed, n, rules_sections())
 
     old = agent_factory(extra=rules_sections()).start()
     publish(old, str(first))
@@ -130,7 +129,7 @@ def test_state_kept_in_the_store_by_an_earlier_version_moves_to_its_own_file(age
     assert old.scalar("SELECT count(*) FROM rule_state") == 0
     assert old.scalar("SELECT count(*) FROM rule_state", db=old.rules_db) == len(saved)
     publish(old, str(second))
-    wait_for(lambda: accounted(old) == len(lines), timeout=60, what="the second half")
+    wait_for(lambda: accounted(old) == n, timeout=60, what="the second half")
     old.stop()
     assert incidents(old) == incidents(whole)
 
@@ -220,20 +219,10 @@ def test_stats_shows_incidents_and_review(agent_factory, tmp_path):
 
 
 def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_factory, tmp_path):
-    feed = tmp_path / "feed.jsonl"
-    assert run_voca("simulate", "--seed", "3", "--days", "21", "-o", str(feed)).returncode == 0
-    lines = feed.read_text().splitlines(keepends=True)
-    half = len(lines) // 2
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first.write_text("".join(lines[:half]))
-    second.write_text("".join(lines[half:]))
+    feed, n, first, second, half = halves(tmp_path, 3, 21)
     # No checkpoint will be due: after the kill, everything comes from replay.
     extra = rules_sections().replace("checkpoint: 60s", "checkpoint: 1h")
-
-    whole = agent_factory(extra=extra).start()
-    publish(whole, str(feed))
-    wait_for(lambda: accounted(whole) == len(lines), timeout=60, what="the whole feed")
-    whole.stop()
+    whole = uninterrupted(agent_factory, feed, n, extra)
 
     crash = agent_factory(extra=extra).start()
     publish(crash, str(first))
@@ -248,7 +237,7 @@ def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_f
     assert (f"replayed {crash.counter('events_new')} events and "
             f"{crash.counter('events_superseded')} higher revisions") in crash.log_text()
     publish(crash, str(second))
-    wait_for(lambda: accounted(crash) == len(lines), timeout=60, what="the second half")
+    wait_for(lambda: accounted(crash) == n, timeout=60, what="the second half")
     crash.stop()
     assert incidents(whole) == incidents(crash)
     # Replay re-emitted the first half's changes; the log holds each once.

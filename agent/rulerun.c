@@ -7,7 +7,10 @@
  * rows are therefore gathered in memory and written in one short
  * transaction whenever the backlog is empty (and at least every 1 MiB);
  * incident changes, which are rare and carry deliveries, are written as
- * they happen and committed at the end of their batch.
+ * they happen and committed at the end of their batch. The engine's state
+ * goes to a file of its own (rulestate.h), so a checkpoint holds no lock
+ * the ingest needs, and when this thread falls behind, the queue lets
+ * events go and read_back() takes them from the store.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -286,11 +289,22 @@ static void read_back(struct rulerun *r)
 	}
 	for (const char *p = r->back.data, *end = p + r->back.len; p < end; n++) {
 		uint64_t len;
+		int64_t tag, *at, want;
 
-		memcpy(&r->replay_tag, p, sizeof(r->replay_tag));
+		memcpy(&tag, p, sizeof(tag));
 		memcpy(&len, p + 8, sizeof(len));
+		r->replay_tag = tag;
 		event_decode(p + 16, (size_t)len, &r->limits, replay_event, r);
 		p += 16 + len;
+		/* One that no longer decodes (stricter limits since) is passed, or the
+		 * next turn would read it again. */
+		at = tag > 0 ? &r->fed_rowid : &r->fed_rev;
+		want = tag > 0 ? tag : -tag;
+		if (*at < want) {
+			log_warn("rules: a stored event (%s %lld) does not decode; passed",
+			         tag > 0 ? "rowid" : "revision", (long long)want);
+			*at = want;
+		}
 	}
 	r->read_back += n;
 	if (n)
@@ -537,14 +551,14 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 		snprintf(err, errlen, "rules: %s", store_error(r->st));
 		goto fail;
 	}
-	/* In the state file now: the store's copy goes (it would restore over it). */
-	if (moved) {
-		if (store_drop_rule_state(r->st) < 0) {
-			snprintf(err, errlen, "rules: %s", store_error(r->st));
-			goto fail;
-		}
-		log_info("rules: moved the saved state from %s to %s", cfg->store.path, path);
+	/* In the state file now: the store's copy goes (also when a crash came
+	 * between the move's checkpoint and this). */
+	if (store_drop_rule_state(r->st) < 0) {
+		snprintf(err, errlen, "rules: %s", store_error(r->st));
+		goto fail;
 	}
+	if (moved)
+		log_info("rules: moved the saved state from %s to %s", cfg->store.path, path);
 	if (n > 0)
 		log_info("rules: replayed %d events and %d higher revisions stored after the last "
 		         "checkpoint",

@@ -130,5 +130,5 @@ echo "   in all: $(grep -c '^\[fake jira\] created' fakes.txt) Jira tickets," \
 	"$(grep -c 'reply in thread' fakes.txt) replies; $(grep -c '^\[fake teams\]' fakes.txt) Teams cards"
 echo "   $("$voca" deadletters -d delivery.db | tail -1)"
 echo
-echo "Files are in $dir: feed.jsonl.gz, truth.json, voca.db, voca.log, console.txt,"
+echo "Files are in $dir: feed.jsonl.gz, truth.json, voca.db (+ voca.rules.db), voca.log, console.txt,"
 echo "delivery.yaml, delivery.db, delivery.log (what was sent, step by step), fakes.txt"

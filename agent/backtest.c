@@ -65,6 +65,7 @@ struct bt {
 	int ndec;
 	struct engine *engine;
 	struct seen seen;
+	struct seen reviewed; /* reports in the review queue: each counted once */
 	int json, quiet;
 	cJSON *incidents; /* --json: by incident id order */
 	uint64_t lines, invalid, duplicates, revisions, counted, review;
@@ -214,6 +215,10 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 {
 	struct bt *b = arg;
 
+	/* A higher revision of a report queued already: the queue keeps one row. */
+	seen_reserve(&b->reviewed, 1);
+	if (seen_put(&b->reviewed, hash64(ev->event_id), 0) != 1)
+		return;
 	b->review++;
 	if (b->review_examples && cJSON_GetArraySize(b->review_examples) < 20) {
 		cJSON *o = cJSON_CreateObject();
@@ -543,6 +548,7 @@ int backtest_main(int argc, char **argv)
 		evqueue_free(b.dec[d].out);
 	}
 	free(b.seen.slot);
+	free(b.reviewed.slot);
 	config_free(&b.cfg);
 	return rc;
 }

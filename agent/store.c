@@ -986,7 +986,7 @@ int store_review(struct store *st, const char *event_id, int64_t ts_ms, const ch
 	sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
 	if (run(st, S_REVIEW, "queue for review") < 0)
 		return -1;
-	st->counts.review_queued++;
+	st->counts.review_queued += sqlite3_changes(st->db) > 0; /* not a report queued before */
 	return 0;
 }
 

@@ -1000,7 +1000,9 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	char reason[96];
 	int review = needs_review(e, ev, reason, sizeof(reason));
 
-	if (review && !revision) {
+	/* A revision too: a report re-scored as unsure belongs in the queue (the
+	 * queue keeps one row per report, the first reason). */
+	if (review) {
 		e->stats.review++;
 		e->review(e->arg, ev, reason);
 	}

@@ -104,7 +104,9 @@ void engine_finish(struct engine *e);
  * (the review queue). It never counts toward a tier-1 rule of a per-event
  * kind (threshold, new_topic): it cannot open a tier-1 incident on its own.
  * Toward volume kinds (spike, rate_shift, flatline) it counts only when
- * counts_volume is set. Without this call nothing is gated.
+ * counts_volume is set. Without this call nothing is gated. A higher
+ * revision that needs review goes to fn too (a report re-scored as unsure),
+ * so fn may see a report more than once: the queue keeps one row per report.
  */
 typedef void (*review_fn)(void *arg, const struct event *ev, const char *reason);
 

@@ -95,6 +95,9 @@ def test_restart_mid_stream_gives_the_same_incidents(agent_factory, tmp_path):
     # What a person would hear of is logged, and the review queue is kept.
     assert whole.scalar("SELECT count(*) FROM incident_changes WHERE change = 'opened'") == len(a)
     assert whole.scalar("SELECT count(*) FROM review_queue") > 0
+    # One row per report, re-scored ones too (the simulator re-scores 1%).
+    assert whole.scalar("SELECT count(*) FROM review_queue") == \
+        json.loads(r.stdout)["review"] == whole.counter("review_queued")
     assert "incident 1 opened: tier" in whole.log_text()
 
 

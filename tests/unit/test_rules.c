@@ -414,6 +414,34 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	l->reviews++;
 }
 
+/* A report re-scored as unsure goes to the review queue like a new one. */
+static void test_a_revision_that_needs_review_is_queued(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: safety\n    kind: threshold\n"
+	                                 "    tier: 1\n    where: [\"severity == critical\"]\n");
+	struct event ev = {0};
+
+	(void)state;
+	engine_review(e, 0.6, 1, on_review);
+	scored(e, "x", 0, 1, SEVERITY_MEDIUM);
+	assert_int_equal(r.l.reviews, 0);
+	ev.event_id = "x";
+	ev.revision = 1;
+	ev.ts_ms = T0 + H;
+	ev.sku = "A";
+	ev.category = "product_defect";
+	ev.severity = SEVERITY_CRITICAL;
+	ev.confidence = 0.3;
+	ev.sentiment_score = ev.urgency = NAN;
+	ev.seq = -1;
+	engine_revision(e, &ev);
+	assert_int_equal(r.l.reviews, 1);
+	assert_string_equal(r.l.raw[0], "confidence 0.30 is under 0.60");
+	assert_int_equal(r.l.opened, 0); /* unsure: not the tier-1 fast path */
+	rig_end(&r);
+}
+
 static void test_confidence_gating(void **state)
 {
 	static const struct row unsure[] = {{1, "A", NULL, SEVERITY_CRITICAL, 0.3}};
@@ -1620,6 +1648,7 @@ int main(void)
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(test_confidence_gating),
+	        cmocka_unit_test(test_a_revision_that_needs_review_is_queued),
 	        cmocka_unit_test(test_new_topic),
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_spike_hysteresis_holds_until_clear),

@@ -137,6 +137,30 @@ def test_state_kept_in_the_store_by_an_earlier_version_moves_to_its_own_file(age
     assert incidents(old) == incidents(whole)
 
 
+def test_a_state_file_ahead_of_the_store_starts_the_rules_over(agent_factory, tmp_path):
+    """The state file must never cover events the store does not have (the
+    store's WAL is flushed before each checkpoint). If it does anyway (here:
+    the store's copy of the position set back, as a lost commit would), the
+    rules drop the state and replay every stored event: same incidents, none
+    twice."""
+    feed, n, *_ = halves(tmp_path, 4, 28)
+    a = uninterrupted(agent_factory, feed, n, rules_sections())
+    before = incidents(a)
+    changes = a.scalar("SELECT count(*) FROM incident_changes")
+    con = sqlite3.connect(a.db)
+    con.execute("UPDATE meta SET value = 1 WHERE name = 'rules_checkpoint'")
+    con.commit()
+    con.close()
+
+    a.start()
+    log = a.log_text()
+    assert "starting the rules over from every stored event" in log
+    assert f"replayed {a.scalar('SELECT count(*) FROM events')} events" in log
+    a.stop()
+    assert incidents(a) == before
+    assert a.scalar("SELECT count(*) FROM incident_changes") == changes
+
+
 def test_sigterm_while_streaming_checkpoints_every_stored_event(agent_factory, tmp_path):
     """The rules run on their own thread: a stop mid-stream must still leave
     a checkpoint that covers every event the ingest committed, so the next

@@ -1,6 +1,7 @@
 /*
  * test_store.c: the SQLite store on a real file: identity by (event_id,
- * revision), quarantine, gaps, counters that survive a reopen, migrations.
+ * revision), quarantine, gaps, counters that survive a reopen, migrations;
+ * and the rules' state file beside it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include <voca/event.h>
 
+#include "rulestate.h"
 #include "store.h"
 
 struct fixture {
@@ -49,6 +51,8 @@ static int teardown(void **state)
 	store_close(f->st);
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(p, sizeof(p), "%s%s", f->path, suffixes[i]);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/r.db%s", f->dir, suffixes[i]);
 		unlink(p);
 	}
 	rmdir(f->dir);
@@ -254,6 +258,72 @@ static void test_close_commits_pending(void **state)
 	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 1);
 }
 
+static int count_record(void *arg, const char *rule, const char *key, const void *blob, size_t len)
+{
+	int *n = arg;
+
+	(void)rule;
+	(void)key;
+	(void)blob;
+	*n += (int)len;
+	return 0;
+}
+
+static void test_rules_state_file_keeps_records_and_position(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], err[256];
+	struct rulestate *rs;
+	int64_t rowid = -1, seq = -1;
+	int bytes = 0;
+
+	snprintf(path, sizeof(path), "%s/r.db", f->dir);
+	rs = rulestate_open(path, 1 << 20, err, sizeof(err));
+	assert_non_null(rs);
+	assert_int_equal(rulestate_position(rs, &rowid, &seq), 0); /* a new file: none */
+	assert_int_equal(rowid, 0);
+	assert_int_equal(rulestate_put(rs, "spike", "sku=A", "abc", 3), 0);
+	assert_int_equal(rulestate_put(rs, "spike", "sku=B", "de", 2), 0);
+	assert_int_equal(rulestate_put(rs, "spike", "sku=A", "abcdefg", 7), 0); /* replaces */
+	assert_int_equal(rulestate_set_position(rs, 7, 3), 0);
+	assert_int_equal(rulestate_commit(rs), 0);
+	rulestate_close(rs);
+
+	rs = rulestate_open(path, 1 << 20, err, sizeof(err));
+	assert_non_null(rs);
+	assert_int_equal(rulestate_position(rs, &rowid, &seq), 1);
+	assert_int_equal(rowid, 7);
+	assert_int_equal(seq, 3);
+	assert_int_equal(rulestate_each(rs, count_record, &bytes), 2);
+	assert_int_equal(bytes, 9);
+	assert_int_equal(rulestate_clear(rs), 0);
+	assert_int_equal(rulestate_position(rs, &rowid, &seq), 0);
+	bytes = 0;
+	assert_int_equal(rulestate_each(rs, count_record, &bytes), 0);
+	rulestate_close(rs);
+
+	/* A file of a newer voca is refused, not misread. */
+	sqlite3 *db;
+
+	sqlite3_open(path, &db);
+	sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL);
+	sqlite3_close(db);
+	assert_null(rulestate_open(path, 1 << 20, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer than this voca knows"));
+}
+
+static void test_rules_position_is_committed_to_the_store(void **state)
+{
+	struct fixture *f = *state;
+
+	put(f->st, ev("a", 0, "x"), STORE_NEW); /* pending: committed with it */
+	assert_int_equal(store_rules_position(f->st, 1, 0), 0);
+	assert_int_equal(store_pending(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 1);
+	assert_int_equal(
+	        query_int(f->path, "SELECT value FROM meta WHERE name = 'rules_checkpoint'"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -267,6 +337,10 @@ int main(void)
 	                test_events_since_interleaves_revisions_as_they_arrived, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_close_commits_pending, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rules_state_file_keeps_records_and_position,
+	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rules_position_is_committed_to_the_store,
+	                                        setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -17,6 +17,7 @@
 
 #include <voca/event.h>
 #include <voca/log.h>
+#include <voca/xalloc.h>
 
 #include "config.h"
 #include "stats.h"
@@ -64,7 +65,29 @@ static const char *str(const cJSON *o, const char *k)
 	return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static cJSON *gather(sqlite3 *db, const char *path)
+/* The rules' state file: its size and records (read-only; absent is not an error). */
+static void add_rules_file(cJSON *rules, const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s;
+	struct stat sb;
+
+	cJSON_AddStringToObject(rules, "state_file", path);
+	if (stat(path, &sb) < 0)
+		return;
+	cJSON_AddNumberToObject(rules, "state_bytes", (double)sb.st_size);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_busy_timeout(db, 5000) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM rule_state", -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			cJSON_AddNumberToObject(rules, "state_records",
+			                        sqlite3_column_double(s, 0));
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+}
+
+static cJSON *gather(sqlite3 *db, const char *path, const char *rules_path)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON *counters = cJSON_AddObjectToObject(root, "counters");
@@ -104,6 +127,14 @@ static cJSON *gather(sqlite3 *db, const char *path)
 	add_query(db, root, "review",
 	          "SELECT count(*) AS pending, min(reason) AS example FROM review_queue"
 	          " WHERE status = 'pending'");
+	/* Where the rules' last checkpoint is: what a crash now would replay. */
+	add_query(
+	        db, root, "rules",
+	        "SELECT (SELECT value FROM meta WHERE name = 'rules_checkpoint') AS checkpoint_rowid,"
+	        " (SELECT count(*) FROM events WHERE rowid > coalesce((SELECT value FROM meta"
+	        " WHERE name = 'rules_checkpoint'), 0)) AS since_checkpoint");
+	add_rules_file(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "rules"), 0),
+	               rules_path);
 	add_query(
 	        db, root, "deliveries",
 	        "SELECT receiver, sum(status = 'pending') AS pending, sum(status = 'done') AS done,"
@@ -167,6 +198,12 @@ static void print_text(const cJSON *r)
 	printf("review queue: %.0f events pending%s%s\n", num(row, "pending"),
 	       num(row, "pending") > 0 ? ", e.g. " : "",
 	       num(row, "pending") > 0 ? str(row, "example") : "");
+	row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "rules"), 0);
+	if (cJSON_GetObjectItemCaseSensitive(row, "state_bytes")) /* the rules have run */
+		printf("rules: state in %s (%.1f MB, %.0f records); %.0f events stored since the last "
+		       "checkpoint (a crash now replays them)\n",
+		       str(row, "state_file"), num(row, "state_bytes") / 1e6,
+		       num(row, "state_records"), num(row, "since_checkpoint"));
 	printf("deliveries:%s\n",
 	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? ""
 	                                                                             : " none");
@@ -213,7 +250,7 @@ int stats_main(int argc, char **argv)
 	};
 	const char *file = NULL, *dbpath = NULL;
 	struct config cfg;
-	char err[512];
+	char err[512], rules_path[4096];
 	int c, json = 0, rc = 1;
 	sqlite3 *db = NULL;
 	struct stat sb;
@@ -232,8 +269,17 @@ int stats_main(int argc, char **argv)
 		fprintf(stderr, "voca stats: %s\n", err);
 		return 1;
 	}
-	if (dbpath == NULL)
+	if (dbpath == NULL) {
 		dbpath = cfg.store.path;
+	} else if (cfg.store.rules_path == NULL) { /* the state file beside the store named */
+		free(cfg.store.path);
+		cfg.store.path = xstrdup(dbpath);
+		dbpath = cfg.store.path;
+	}
+	if (config_rules_path(&cfg, rules_path, sizeof(rules_path)) < 0) {
+		fprintf(stderr, "voca stats: store.rules_path: too long\n");
+		goto out;
+	}
 	if (stat(dbpath, &sb) < 0) {
 		fprintf(stderr, "voca stats: no store at %s (has voca run started?)\n", dbpath);
 		goto out;
@@ -243,7 +289,7 @@ int stats_main(int argc, char **argv)
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	cJSON *r = gather(db, dbpath);
+	cJSON *r = gather(db, dbpath, rules_path);
 
 	if (json) {
 		char *s = cJSON_Print(r);

@@ -243,6 +243,11 @@ def test_stats_shows_incidents_and_review(agent_factory, tmp_path):
     assert opened == a.scalar("SELECT count(*) FROM incidents") >= 1
     assert f"incidents: {opened} opened" in r.stdout
     assert stats["review"][0]["pending"] == a.scalar("SELECT count(*) FROM review_queue")
+    # Where the rules' state is, and what a crash now would replay (nothing: a clean stop).
+    rules = stats["rules"][0]
+    assert rules["state_records"] == a.scalar("SELECT count(*) FROM rule_state", db=a.rules_db) > 0
+    assert rules["since_checkpoint"] == 0
+    assert f"rules: state in {a.rules_db}" in r.stdout
 
 
 def test_kill_9_between_checkpoints_replays_and_gives_the_same_incidents(agent_factory, tmp_path):

@@ -154,6 +154,23 @@ static int check_compiled(const char *file, struct config *cfg, char *err, size_
 	return 0;
 }
 
+/* The rules' state file is not the store (each has its own schema). */
+static int check_store(const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	char rules[4096];
+
+	if (config_rules_path(cfg, rules, sizeof(rules)) < 0) {
+		snprintf(err, errlen, "%s: store.rules_path: too long", file);
+		return -1;
+	}
+	if (strcmp(rules, cfg->store.path) == 0) {
+		snprintf(err, errlen, "%s: store.rules_path: must not be store.path (%s)", file,
+		         cfg->store.path);
+		return -1;
+	}
+	return 0;
+}
+
 /* Receivers (by their connector), owners and routes; names unique. */
 static int check_delivery(const char *file, struct config *cfg, char *err, size_t errlen)
 {
@@ -304,7 +321,8 @@ int config_load(const char *file, struct config *cfg, char *err, size_t errlen)
 	}
 	if (conf_load(file, NULL, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(file, cfg, err, errlen) < 0 || check_compiled(file, cfg, err, errlen) < 0 ||
+	if (check_store(file, cfg, err, errlen) < 0 || check_rules(file, cfg, err, errlen) < 0 ||
+	    check_compiled(file, cfg, err, errlen) < 0 ||
 	    check_delivery(file, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;
@@ -320,7 +338,8 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
 	*cfg = (struct config){0};
 	if (conf_load(name, yaml, config_keys, cfg, err, errlen) < 0)
 		return -1;
-	if (check_rules(name, cfg, err, errlen) < 0 || check_compiled(name, cfg, err, errlen) < 0 ||
+	if (check_store(name, cfg, err, errlen) < 0 || check_rules(name, cfg, err, errlen) < 0 ||
+	    check_compiled(name, cfg, err, errlen) < 0 ||
 	    check_delivery(name, cfg, err, errlen) < 0) {
 		conf_free(config_keys, cfg);
 		return -1;

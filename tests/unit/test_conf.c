@@ -99,6 +99,34 @@ static void test_values_and_defaults(void **state)
 	conf_free(config_keys, &cfg);
 }
 
+/* The rules' state file: beside the store by default, never the store. */
+static void test_rules_state_path(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} cases[] = {
+	        {"", "voca.rules.db"},
+	        {"store:\n  path: /var/lib/voca/voca.db\n", "/var/lib/voca/voca.rules.db"},
+	        {"store:\n  path: state\n", "state.rules"},
+	        {"store:\n  path: a.db\n  rules_path: /x/r.db\n", "/x/r.db"},
+	};
+	struct config cfg;
+	char err[512], path[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(config_load_text("t.yaml", cases[i].yaml, &cfg, err, sizeof(err)),
+		                 0);
+		assert_int_equal(config_rules_path(&cfg, path, sizeof(path)), 0);
+		assert_string_equal(path, cases[i].want);
+		config_free(&cfg);
+	}
+	assert_int_equal(config_load_text("t.yaml", "store:\n  path: a.db\n  rules_path: a.db\n",
+	                                  &cfg, err, sizeof(err)),
+	                 -1);
+	assert_string_equal(err, "t.yaml: store.rules_path: must not be store.path (a.db)");
+}
+
 static void test_durations_and_sizes(void **state)
 {
 	int64_t v;
@@ -252,6 +280,7 @@ int main(void)
 	        cmocka_unit_test(test_errors_name_file_line_and_key),
 	        cmocka_unit_test(test_unknown_keys),
 	        cmocka_unit_test(test_values_and_defaults),
+	        cmocka_unit_test(test_rules_state_path),
 	        cmocka_unit_test(test_durations_and_sizes),
 	        cmocka_unit_test(test_secrets),
 	        cmocka_unit_test(test_example_loads_and_documents_every_key),

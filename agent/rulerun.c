@@ -343,7 +343,14 @@ static int behind_ingest(struct rulerun *r)
 {
 	int64_t rowid, seq;
 
-	return !atomic_load(&r->failed) && evqueue_spilled(r->q, &rowid, &seq);
+	if (!evqueue_spilled(r->q, &rowid, &seq))
+		return 0;
+	if (!atomic_load(&r->failed))
+		return 1;
+	/* Failed: nothing more runs (the next start replays it); take batches
+	 * again, so that the wait for them blocks rather than spins. */
+	evqueue_resume(r->q, INT64_MAX, INT64_MAX);
+	return 0;
 }
 
 static void *loop(void *arg)

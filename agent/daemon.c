@@ -115,11 +115,16 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 		config_free(&next);
 		return;
 	}
-	/* Keep the path the store was opened with until a restart. */
-	char *path = next.store.path;
+	/* Keep the paths the store and the rules' state were opened with until a restart. */
+	char *path = next.store.path, *rules_path = next.store.rules_path;
 
 	next.store.path = cfg->store.path;
 	cfg->store.path = path;
+	if (strcmp(rules_path ? rules_path : "",
+	           cfg->store.rules_path ? cfg->store.rules_path : ""))
+		log_warn("voca: store.rules_path changed: takes effect after a restart");
+	next.store.rules_path = cfg->store.rules_path;
+	cfg->store.rules_path = rules_path;
 	/* The engine runs on the rules it started with (their state is theirs). */
 	if (cfg->rules.n || next.rules.n || cfg->receivers.n || next.receivers.n)
 		log_warn(

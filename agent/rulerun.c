@@ -36,7 +36,8 @@
 #define MAX_READY 8
 /* Buffered review rows are written once they reach this many bytes. */
 #define REVIEWS_FLUSH (1u << 20)
-/* SQLite page cache of this thread's connection: it reads little. */
+/* SQLite page cache of each of this thread's connections (the store's, the
+ * state file's): they read only what they write and what they read back. */
 #define CACHE_BYTES (2 << 20)
 /* Events read back from the store in one turn, when the queue let them go. */
 #define READ_BACK_EVENTS 2048

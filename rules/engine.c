@@ -155,6 +155,7 @@ struct engine {
 	int rolling;               /* fire() is opening a roll-up */
 	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
 	int sent_head;
+	int save_all; /* the next engine_save writes every record (engine_save_everything) */
 };
 
 /*
@@ -1245,7 +1246,7 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 				struct keyent *k = (struct keyent *)(s->data + off);
 
 				off += key_bytes(r, strlen(KEY(r, k)) + 1);
-				if (k->changed && nv < nkeys)
+				if ((k->changed || e->save_all) && nv < nkeys)
 					v[nv++] = (struct to_save){r, k};
 			}
 		}
@@ -1268,7 +1269,7 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 			r->kind->save_shared(r->shared, &shared);
 		else if (r->kind->shared_size)
 			buf_add(&shared, r->shared, r->kind->shared_size);
-		if (shared.len != r->saved_shared.len ||
+		if (e->save_all || shared.len != r->saved_shared.len ||
 		    memcmp(shared.data, r->saved_shared.data, shared.len) != 0) {
 			rc = put(arg, r->common->name, "", shared.data, shared.len);
 			buf_reset(&r->saved_shared);
@@ -1277,6 +1278,8 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 	}
 	if (rc == 0)
 		rc = put(arg, "", "", &eh, sizeof(eh));
+	if (rc == 0)
+		e->save_all = 0;
 	free(v);
 	buf_free(&b);
 	buf_free(&shared);
@@ -1285,18 +1288,7 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 
 void engine_save_everything(struct engine *e)
 {
-	for (size_t n = 0; n < e->nrules; n++) {
-		struct rule_rt *r = &e->rules[n];
-
-		for (struct slab *s = r->slab; s; s = s->next)
-			for (size_t off = 0; off < s->used;) {
-				struct keyent *k = (struct keyent *)(s->data + off);
-
-				off += key_bytes(r, strlen(KEY(r, k)) + 1);
-				k->changed = 1;
-			}
-		buf_reset(&r->saved_shared); /* differs from any record: written */
-	}
+	e->save_all = 1;
 }
 
 static struct rule_rt *rule_named(struct engine *e, const char *name)

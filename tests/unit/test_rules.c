@@ -1363,9 +1363,9 @@ static void test_a_threshold_state_of_the_old_size_restores(void **state)
 }
 
 /*
- * A checkpoint writes keys in the store's order (rule, key), not in the
- * order they were first seen: in key order each b-tree leaf is read once
- * (3.0 s -> 0.6-1.0 s for 370,000 keys, the ingest waiting meanwhile).
+ * A checkpoint writes keys in the state file's order (rule, key), not in
+ * the order they were first seen: in key order each b-tree leaf is read
+ * once (3.0 s -> 0.6-1.0 s for 370,000 keys).
  */
 static void test_a_checkpoint_writes_keys_in_the_stores_order(void **state)
 {

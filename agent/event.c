@@ -24,6 +24,12 @@ const struct decode_limits decode_limits_default = {
         .max_array_events = 10000,
 };
 
+const struct decode_limits decode_limits_stored = {
+        .max_frame_bytes = DECODE_MAX_FRAME_BYTES,
+        .max_depth = DECODE_MAX_DEPTH,
+        .max_array_events = DECODE_MAX_ARRAY_EVENTS,
+};
+
 static const char *const channel_names[] = {
         [CHANNEL_NONE] = "",         [CHANNEL_REVIEW] = "review", [CHANNEL_SUPPORT] = "support",
         [CHANNEL_SURVEY] = "survey", [CHANNEL_CHAT] = "chat",     [CHANNEL_SOCIAL] = "social",

@@ -145,7 +145,7 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 
 static int on_body(void *arg, const char *body, size_t len)
 {
-	event_decode(body, len, &decode_limits_default, on_event, arg);
+	event_decode(body, len, &decode_limits_stored, on_event, arg);
 	return 0;
 }
 

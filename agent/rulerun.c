@@ -50,7 +50,6 @@ struct rulerun {
 	struct engine *engine;
 	struct evqueue *q;
 	struct suppress_lists lists;
-	struct decode_limits limits;
 	pthread_t thread;
 	int started;
 	pthread_mutex_t cfg_mu;
@@ -252,7 +251,37 @@ static void run_batch(struct rulerun *r, const struct evbatch *b)
 }
 
 static int replay_event(void *arg, const struct event *ev, const struct event_error *err,
-                        const char *raw, size_t len);
+                        const char *raw, size_t len)
+{
+	struct rulerun *r = arg;
+
+	(void)err;
+	(void)raw;
+	(void)len;
+	if (ev)
+		feed(r, ev, r->replay_tag);
+	return 0;
+}
+
+/*
+ * Runs an event (or higher revision) read from the store, at a restart's
+ * replay or a read back. It was accepted once, so it is decoded with the
+ * loosest limits (the ingest's may have been tightened since); one that
+ * still does not decode (a stricter decoder since an upgrade) is passed
+ * with a warning, or a read back would read it again for ever.
+ */
+static void run_stored(struct rulerun *r, int64_t tag, const char *body, size_t len)
+{
+	int64_t *at = tag > 0 ? &r->fed_rowid : &r->fed_rev, want = tag > 0 ? tag : -tag;
+
+	r->replay_tag = tag;
+	event_decode(body, len, &decode_limits_stored, replay_event, r);
+	if (*at < want) {
+		log_warn("rules: a stored event (%s %lld) does not decode; passed",
+		         tag > 0 ? "rowid" : "revision", (long long)want);
+		*at = want;
+	}
+}
 
 /* Copies a stored event for read_back: up to READ_BACK_EVENTS or 4 MiB a turn. */
 static int collect(void *arg, int64_t tag, const char *body, size_t len)
@@ -290,22 +319,12 @@ static void read_back(struct rulerun *r)
 	}
 	for (const char *p = r->back.data, *end = p + r->back.len; p < end; n++) {
 		uint64_t len;
-		int64_t tag, *at, want;
+		int64_t tag;
 
 		memcpy(&tag, p, sizeof(tag));
 		memcpy(&len, p + 8, sizeof(len));
-		r->replay_tag = tag;
-		event_decode(p + 16, (size_t)len, &r->limits, replay_event, r);
+		run_stored(r, tag, p + 16, (size_t)len);
 		p += 16 + len;
-		/* One that no longer decodes (stricter limits since) is passed, or the
-		 * next turn would read it again. */
-		at = tag > 0 ? &r->fed_rowid : &r->fed_rev;
-		want = tag > 0 ? tag : -tag;
-		if (*at < want) {
-			log_warn("rules: a stored event (%s %lld) does not decode; passed",
-			         tag > 0 ? "rowid" : "revision", (long long)want);
-			*at = want;
-		}
 	}
 	r->read_back += n;
 	if (n)
@@ -428,26 +447,12 @@ static int restore_one(void *arg, const char *rule, const char *key, const void 
 	return engine_restore(arg, rule, key, blob, len);
 }
 
-static int replay_event(void *arg, const struct event *ev, const struct event_error *err,
-                        const char *raw, size_t len)
-{
-	struct rulerun *r = arg;
-
-	(void)err;
-	(void)raw;
-	(void)len;
-	if (ev)
-		feed(r, ev, r->replay_tag);
-	return 0;
-}
-
 static int replay_one(void *arg, int64_t tag, const char *body, size_t len)
 {
 	struct rulerun *r = arg;
 
-	r->replay_tag = tag;
 	r->replayed_revisions += tag < 0;
-	event_decode(body, len, &r->limits, replay_event, r);
+	run_stored(r, tag, body, len);
 	if (r->reviews.len >= REVIEWS_FLUSH && write_reviews(r) < 0)
 		return -1;
 	return atomic_load(&r->failed) ? -1 : 0;
@@ -518,7 +523,6 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	}
 	buf_init(&r->reviews, (size_t)64 << 20);
 	buf_init(&r->back, (size_t)64 << 20);
-	r->limits = config_decode_limits(cfg); /* what the ingest accepted replays */
 	r->checkpoint_ns = cfg->engine.checkpoint_ms * 1000000;
 	r->last_checkpoint_ns = r->last_tick_ns = clock_mono_ns();
 	r->st = store_open_peer(primary, CACHE_BYTES, err, errlen);

@@ -126,6 +126,18 @@ struct decode_limits {
 /* The limits voca uses unless configured otherwise. */
 extern const struct decode_limits decode_limits_default;
 
+/* The loosest limits a configuration may set (ingest.max_message_bytes, ...). */
+#define DECODE_MAX_FRAME_BYTES  ((size_t)256 << 20)
+#define DECODE_MAX_DEPTH        512
+#define DECODE_MAX_ARRAY_EVENTS 1000000
+
+/*
+ * What decodes an event read back from the store: the loosest limits, so
+ * that nothing the ingest accepted under whatever limits it had then (a
+ * reload or a restart may have tightened them since) is refused for them.
+ */
+extern const struct decode_limits decode_limits_stored;
+
 /*
  * Called once per element of a frame (with normal allocation, so what it
  * builds may outlive the frame): ev is the decoded event, or NULL and

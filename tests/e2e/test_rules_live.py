@@ -420,6 +420,44 @@ def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
     a.stop()
 
 
+TWO_DEFECTS = """
+engine:
+  checkpoint: 1h
+rules:
+  - name: two-defects
+    kind: threshold
+    tier: 2
+    group_by: [sku]
+    where: ["category == product_defect"]
+    count: 2
+    window: 1h
+"""
+
+
+def test_a_stored_event_replays_under_tighter_ingest_limits(agent_factory):
+    """An event the ingest stored under a larger ingest.max_message_bytes
+    still reaches the rules when a restart after a crash has a smaller one:
+    the limits guard what comes in, and the store's events came in already.
+    (They were decoded with the current limits, and an event over them was
+    left out of the replay without a word.)"""
+    a = agent_factory(ingest_extra="  max_message_bytes: 8KiB\n", extra=TWO_DEFECTS).start()
+    a.send_event(event("big", sku="SKU-A", category="product_defect", text="broken " * 500))
+    a.wait_event("big")
+    a.proc.kill()  # no checkpoint: the restart replays "big"
+    a.proc.wait()
+    a.proc = None
+    a.logfile.close()
+    a.ingest_extra = "  max_message_bytes: 2KiB\n"
+    a.write_config(extra=TWO_DEFECTS)
+    a.start()
+    wait_for(lambda: "replayed 1 events" in a.log_text(), what="the replay")
+    assert "does not decode" not in a.log_text()
+    a.send_event(event("small", sku="SKU-A", category="product_defect", text="broken"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the incident")
+    assert a.query("SELECT rule, key FROM incidents") == [("two-defects", "sku=SKU-A")]
+    a.stop()
+
+
 def test_a_failed_write_by_the_rules_stops_the_daemon_at_once(agent_factory):
     """The rules' thread cannot record an incident (here a trigger refuses it):
     the daemon must not carry on without its rules, nor sleep until something

@@ -55,6 +55,7 @@ struct seen {
 /* A decoder's thread: lines in (events carrying only raw), events out. */
 struct decoder {
 	struct evqueue *in, *out;
+	struct decode_limits limits; /* the configuration's, as the daemon's ingest */
 	uint64_t invalid;
 	pthread_t thread;
 };
@@ -302,7 +303,7 @@ static void *decode_loop(void *arg)
 		if (x == NULL)
 			continue;
 		for (size_t i = 0; i < x->n; i++)
-			event_decode(x->ev[i].raw, x->ev[i].raw_len, NULL, on_event, d);
+			event_decode(x->ev[i].raw, x->ev[i].raw_len, &d->limits, on_event, d);
 		if (x->unit_end)
 			evqueue_release_unit(d->out);
 		evqueue_done(d->in, x);
@@ -495,6 +496,7 @@ int backtest_main(int argc, char **argv)
 	t0 = clock_mono_ns();
 	for (int d = 0; d < b.ndec; d++) {
 		b.dec[d].in = evqueue_new(3);
+		b.dec[d].limits = config_decode_limits(&b.cfg);
 		b.dec[d].out = evqueue_new(3);
 		if (!engine_reads_raw(b.engine))
 			evqueue_drop_raw(b.dec[d].out);

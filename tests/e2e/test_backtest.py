@@ -95,3 +95,23 @@ def test_backtest_output_does_not_depend_on_its_decoders(tmp_path):
     assert out["invalid"] > 0 and out["repeats"] > 0 and out["incidents"]
     r = run_voca("backtest", "--decoders", "0", "-c", EXAMPLE, str(feed))
     assert r.returncode == 2 and "--decoders takes 1 to 4, not '0'" in r.stderr
+
+
+def test_backtest_decodes_with_the_configured_limits(tmp_path):
+    # The backtest takes what the daemon's ingest would: an event over the
+    # default 1 MiB is counted under a larger ingest.max_message_bytes, and
+    # events over a smaller limit are invalid, as the daemon quarantines them.
+    big = json.dumps({"event_id": "big", "ts": "2026-03-01T10:00:00Z", "category": "shipping",
+                      "sentiment": {"label": "negative", "score": -0.6}, "sku": "SKU-1",
+                      "confidence": 0.9, "attachment": "x" * (1 << 20)})
+    small = big.replace('"big"', '"small"').replace("x" * (1 << 20), "x" * 2000)
+    feed = tmp_path / "f.jsonl"
+    feed.write_text(big + "\n" + small + "\n")
+    rules = "rules:\n  - name: any\n    kind: threshold\n    where: [\"sku == SKU-1\"]\n"
+    for limit, counted, invalid in (("2MiB", 2, 0), ("1MiB", 1, 1), ("1KiB", 0, 2)):
+        conf = tmp_path / f"{limit}.yaml"
+        conf.write_text(f"ingest:\n  max_message_bytes: {limit}\n" + rules)
+        r = run_voca("backtest", "-c", str(conf), "--json", str(feed))
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert (out["events"], out["invalid"]) == (counted, invalid), (limit, out)

@@ -420,6 +420,24 @@ def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
     a.stop()
 
 
+def test_sighup_keeps_the_rules_state_file_it_started_with(agent_factory, tmp_path):
+    """The state file is opened once: a reload that names another says it
+    takes effect after a restart, and the checkpoint at stop still goes to
+    the file the rules started with."""
+    first, second = tmp_path / "first.rules.db", tmp_path / "second.rules.db"
+    a = agent_factory(store_extra=f"  rules_path: {first}\n", extra=ANY_DEFECT).start()
+    a.send_event(event("a-1", sku="SKU-A", category="product_defect"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the incident")
+    a.store_extra = f"  rules_path: {second}\n"
+    a.write_config(extra=ANY_DEFECT)
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in a.log_text(), what="reload")
+    assert "store.rules_path changed: takes effect after a restart" in a.log_text()
+    a.stop()
+    assert a.scalar("SELECT count(*) FROM rule_state", db=first) > 0
+    assert not second.exists()
+
+
 TWO_DEFECTS = """
 engine:
   checkpoint: 1h

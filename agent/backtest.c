@@ -57,6 +57,11 @@ struct decoder {
 	struct evqueue *in, *out;
 	struct decode_limits limits; /* the configuration's, as the daemon's ingest */
 	uint64_t invalid;
+	uint64_t invalid_by[REJECT_CODES];
+	/* The first line each reason rejected, and why: lines are numbered over
+	 * all the feeds, so the earliest of the decoders' is the file's first. */
+	int64_t line, example_line[REJECT_CODES];
+	char example[REJECT_CODES][sizeof(((struct event_error *)0)->msg)];
 	pthread_t thread;
 };
 
@@ -70,6 +75,8 @@ struct bt {
 	int json, quiet;
 	cJSON *incidents; /* --json: by incident id order */
 	uint64_t lines, invalid, duplicates, revisions, counted, review;
+	uint64_t invalid_by[REJECT_CODES];
+	const struct decoder *example[REJECT_CODES]; /* the one that met the reason first */
 	cJSON *review_examples; /* --json: the first few items of the review queue */
 	uint64_t opened[64], resolved[64], reopened[64], realerts[64]; /* per rule index */
 };
@@ -278,11 +285,14 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
 {
 	struct decoder *d = arg;
 
-	(void)err;
 	(void)raw;
 	(void)len;
 	if (ev == NULL) {
 		d->invalid++;
+		if (d->invalid_by[err->code]++ == 0) {
+			d->example_line[err->code] = d->line;
+			snprintf(d->example[err->code], sizeof(d->example[0]), "%s", err->msg);
+		}
 		return 0;
 	}
 	evqueue_add(d->out, ev, 0);
@@ -302,8 +312,10 @@ static void *decode_loop(void *arg)
 
 		if (x == NULL)
 			continue;
-		for (size_t i = 0; i < x->n; i++)
+		for (size_t i = 0; i < x->n; i++) {
+			d->line = x->tag[i];
 			event_decode(x->ev[i].raw, x->ev[i].raw_len, &d->limits, on_event, d);
+		}
 		if (x->unit_end)
 			evqueue_release_unit(d->out);
 		evqueue_done(d->in, x);
@@ -334,8 +346,7 @@ static int read_feeds(struct bt *b, char **files, int nfiles)
 
 			if (n == 0)
 				continue;
-			b->lines++;
-			evqueue_add(b->dec[k].in, &ev, 0);
+			evqueue_add(b->dec[k].in, &ev, (int64_t)++b->lines);
 			if (++in_chunk == CHUNK_LINES) {
 				evqueue_release_unit(b->dec[k].in);
 				k = (k + 1) % b->ndec;
@@ -381,6 +392,13 @@ static void print_counts(const struct bt *b, double secs)
 	       (unsigned long long)b->invalid, (unsigned long long)b->duplicates,
 	       (unsigned long long)b->revisions, (unsigned long long)st->late, secs,
 	       secs > 0 ? (double)b->lines / secs : 0.0);
+	for (int c = 0; c < REJECT_CODES; c++)
+		if (b->invalid_by[c])
+			printf("  invalid: %llu %s, first at line %lld: %s\n",
+			       (unsigned long long)b->invalid_by[c],
+			       reject_code_name((enum reject_code)c),
+			       (long long)b->example[c]->example_line[c],
+			       b->example[c]->example[c]);
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
 	printf("  muted notifications: %llu (known issues, silences, time windows, inhibition, "
@@ -412,6 +430,12 @@ static cJSON *counts_json(const struct bt *b)
 	cJSON_AddNumberToObject(o, "lines", (double)b->lines);
 	cJSON_AddNumberToObject(o, "events", (double)b->counted);
 	cJSON_AddNumberToObject(o, "invalid", (double)b->invalid);
+	cJSON *why = cJSON_AddObjectToObject(o, "invalid_by_reason");
+
+	for (int c = 0; c < REJECT_CODES; c++)
+		if (b->invalid_by[c])
+			cJSON_AddNumberToObject(why, reject_code_name((enum reject_code)c),
+			                        (double)b->invalid_by[c]);
 	cJSON_AddNumberToObject(o, "repeats", (double)b->duplicates);
 	cJSON_AddNumberToObject(o, "revisions", (double)b->revisions);
 	cJSON_AddNumberToObject(o, "late", (double)engine_stats(b->engine)->late);
@@ -497,6 +521,8 @@ int backtest_main(int argc, char **argv)
 	for (int d = 0; d < b.ndec; d++) {
 		b.dec[d].in = evqueue_new(3);
 		b.dec[d].limits = config_decode_limits(&b.cfg);
+		/* "Ahead of the clock" as the daemon judges it, by the clock now. */
+		b.dec[d].limits.now_ms = clock_wall_ms();
 		b.dec[d].out = evqueue_new(3);
 		if (!engine_reads_raw(b.engine))
 			evqueue_drop_raw(b.dec[d].out);
@@ -521,6 +547,15 @@ int backtest_main(int argc, char **argv)
 	for (int d = 0; d < b.ndec; d++) {
 		pthread_join(b.dec[d].thread, NULL);
 		b.invalid += b.dec[d].invalid;
+		for (int why = 0; why < REJECT_CODES; why++) {
+			const struct decoder *first = b.example[why];
+
+			if (b.dec[d].invalid_by[why] &&
+			    (first == NULL ||
+			     b.dec[d].example_line[why] < first->example_line[why]))
+				b.example[why] = &b.dec[d];
+			b.invalid_by[why] += b.dec[d].invalid_by[why];
+		}
 	}
 	if (engine_started)
 		pthread_join(engine_thread, NULL);

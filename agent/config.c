@@ -43,6 +43,9 @@ const struct conf_key config_keys[] = {
                  DECODE_MAX_ARRAY_EVENTS, NULL, "most events one frame may carry as a JSON array"),
         CONF_KEY("ingest.max_depth", CONF_INT, OFF(ingest.max_depth), "32", 4, DECODE_MAX_DEPTH,
                  NULL, "deepest nesting of objects and arrays in one event"),
+        CONF_KEY("ingest.max_future", CONF_DURATION, OFF(ingest.max_future_ms), "5m", 0,
+                 30LL * 86400000, NULL,
+                 "events whose ts is further ahead of this machine's clock are quarantined"),
         CONF_KEY("store.path", CONF_STR, OFF(store.path), "voca.db", 0, 0, NULL,
                  "the SQLite file (WAL mode); relative paths are from the working directory"),
         CONF_KEY("store.rules_path", CONF_STR, OFF(store.rules_path), NULL, 0, 0, NULL,
@@ -355,6 +358,7 @@ struct decode_limits config_decode_limits(const struct config *cfg)
 	        .max_frame_bytes = (size_t)cfg->ingest.max_message_bytes,
 	        .max_depth = (int)cfg->ingest.max_depth,
 	        .max_array_events = (size_t)cfg->ingest.max_array_events,
+	        .max_future_ms = cfg->ingest.max_future_ms,
 	};
 }
 

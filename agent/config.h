@@ -30,6 +30,7 @@ struct config {
 		int64_t max_message_bytes;
 		int64_t max_array_events;
 		int64_t max_depth;
+		int64_t max_future_ms;
 	} ingest;
 	struct {
 		char *path;

@@ -55,6 +55,7 @@ static const char *const reject_names[] = {
         [REJECT_NOT_FINITE] = "not_finite",
         [REJECT_BAD_FRAMES] = "bad_frames",
         [REJECT_TOO_MANY_EVENTS] = "too_many_events",
+        [REJECT_FUTURE_TIME] = "future_time",
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -878,6 +879,38 @@ static int emit_reject(event_fn fn, void *arg, const struct event_error *err, co
 }
 
 /* Decodes one object; raw is its JSON text. Returns 1 valid, 0 rejected, -1 stop. */
+/* "3 days", "5 hours", "2 minutes", "40 seconds": how far ahead, roughly. */
+static void span_text(int64_t ms, char *out, size_t len)
+{
+	static const struct {
+		int64_t ms;
+		const char *unit;
+	} units[] = {{86400000, "days"}, {3600000, "hours"}, {60000, "minutes"}};
+
+	for (size_t i = 0; i < NELEM(units); i++)
+		if (ms >= 2 * units[i].ms) {
+			snprintf(out, len, "%lld %s", (long long)(ms / units[i].ms), units[i].unit);
+			return;
+		}
+	snprintf(out, len, "%lld seconds", (long long)(ms / 1000));
+}
+
+/* The event is from the future, as far as this machine's clock can tell. */
+static int too_far_ahead(const struct event *ev, const struct decode_limits *lim,
+                         struct event_error *err)
+{
+	char ahead[32], allowed[32];
+
+	if (lim->now_ms == 0 || ev->ts_ms - lim->now_ms <= lim->max_future_ms)
+		return 0;
+	span_text(ev->ts_ms - lim->now_ms, ahead, sizeof(ahead));
+	span_text(lim->max_future_ms, allowed, sizeof(allowed));
+	reject(err, REJECT_FUTURE_TIME,
+	       "field 'ts' is %s ahead of this machine's clock; ingest.max_future allows %s", ahead,
+	       allowed);
+	return 1;
+}
+
 static int one(const cJSON *obj, const struct decode_limits *lim, int depth, const char *prefix,
                const char *raw, size_t raw_len, event_fn fn, void *arg)
 {
@@ -885,7 +918,7 @@ static int one(const cJSON *obj, const struct decode_limits *lim, int depth, con
 	struct event_error err = {0};
 
 	if (check_tree(obj, depth, lim->max_depth, &err) == 0 &&
-	    decode_object(obj, &ev, &err) == 0) {
+	    decode_object(obj, &ev, &err) == 0 && !too_far_ahead(&ev, lim, &err)) {
 		ev.raw = raw;
 		ev.raw_len = raw_len;
 		return deliver(fn, arg, &ev, NULL, raw, raw_len) ? -1 : 1;

@@ -50,7 +50,7 @@ struct ingest {
 
 	struct ingest_sink sink;
 	size_t batch_events;
-	struct complaint complain[REJECT_TOO_MANY_EVENTS + 1];
+	struct complaint complain[REJECT_CODES];
 	ingest_commit_fn on_commit;
 	void *on_commit_arg;
 };
@@ -422,6 +422,7 @@ static void handle(struct ingest *in, zmq_msg_t *frames, int nframes)
 		quarantine_frames(in, nframes, &frames[1]);
 		return;
 	}
+	in->limits.now_ms = in->now_ms;
 	event_decode(zmq_msg_data(body), zmq_msg_size(body), &in->limits, on_event, in);
 }
 

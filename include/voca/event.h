@@ -108,7 +108,9 @@ enum reject_code {
 	REJECT_NOT_FINITE,
 	REJECT_BAD_FRAMES, /* a ZeroMQ message with an unexpected frame count */
 	REJECT_TOO_MANY_EVENTS,
+	REJECT_FUTURE_TIME, /* ts too far ahead of this machine's clock */
 };
+#define REJECT_CODES (REJECT_FUTURE_TIME + 1) /* for arrays by code */
 
 const char *reject_code_name(enum reject_code code);
 
@@ -121,6 +123,14 @@ struct decode_limits {
 	size_t max_frame_bytes;  /* larger frames are rejected whole */
 	int max_depth;           /* deepest nesting of objects and arrays */
 	size_t max_array_events; /* most events one frame may carry */
+	/*
+	 * An event whose ts is more than max_future_ms after now_ms (this
+	 * machine's clock, passed in) is rejected: one such event would move
+	 * the rules' clock past every event that comes after it. now_ms 0: no
+	 * bound (the default; replays of what was stored, the fuzzer).
+	 */
+	int64_t now_ms;
+	int64_t max_future_ms;
 };
 
 /* The limits voca uses unless configured otherwise. */

@@ -42,6 +42,9 @@ BAD = [
     ("empty array", [b"[]"], "empty_array", "empty array"),
     ("bad enum", [json.dumps(event("b", channel="fax")).encode()], "bad_enum",
      "must be one of review, support"),
+    # One event from the future would move the rules' clock past all the others.
+    ("from the future", [json.dumps(event("f", ts="2099-03-01T10:00:00Z")).encode()],
+     "future_time", "days ahead of this machine's clock; ingest.max_future allows 5 minutes"),
 ]
 
 

@@ -238,6 +238,42 @@ static void test_too_many_events(void **state)
 	assert_int_equal(s.events, 0);
 }
 
+/* A ts past the clock by more than max_future: one event like it would move
+ * the rules' clock past every event after it. The bound is inclusive; an
+ * array's other events are kept. */
+static void test_future_time(void **state)
+{
+	struct decode_limits lim = decode_limits_default;
+	struct seen s = {0};
+	/* GOOD's ts is 2026-03-01T10:00:00Z */
+	const int64_t ts = 1772359200000LL;
+	const char *one = GOOD "}";
+	const char *two = "[" GOOD "},{\"event_id\":\"f\",\"ts\":\"2099-03-01T10:00:00Z\","
+	                  "\"category\":\"x\",\"sentiment\":{\"label\":\"negative\"}}]";
+
+	(void)state;
+	lim.max_future_ms = 300000;
+	lim.now_ms = ts - 300000;
+	event_decode(one, strlen(one), &lim, collect, &s);
+	assert_int_equal(s.events, 1);
+	lim.now_ms = ts - 300001;
+	event_decode(one, strlen(one), &lim, collect, &s);
+	assert_int_equal(s.rejects, 1);
+	assert_int_equal(s.code[0], REJECT_FUTURE_TIME);
+	assert_string_equal(s.msg[0], "field 'ts' is 5 minutes ahead of this machine's clock; "
+	                              "ingest.max_future allows 5 minutes");
+	lim.now_ms = ts;
+	event_decode(two, strlen(two), &lim, collect, &s);
+	assert_int_equal(s.events, 2);
+	assert_int_equal(s.rejects, 2);
+	assert_non_null(strstr(s.msg[1], "element 1: field 'ts' is 26663 days ahead"));
+	/* now_ms 0: no bound (what the store's replays use). */
+	lim.now_ms = 0;
+	event_decode(two, strlen(two), &lim, collect, &s);
+	assert_int_equal(s.events, 4);
+	assert_int_equal(s.rejects, 2);
+}
+
 static void test_array_mixing_good_and_bad(void **state)
 {
 	const char *frame = "[" GOOD "}, {\"event_id\":\"e2\"}, " GOOD ",\"rating\":9}, "
@@ -473,6 +509,7 @@ int main(void)
 	        cmocka_unit_test(test_too_large),
 	        cmocka_unit_test(test_deeply_nested),
 	        cmocka_unit_test(test_too_many_events),
+	        cmocka_unit_test(test_future_time),
 	        cmocka_unit_test(test_array_mixing_good_and_bad),
 	        cmocka_unit_test(test_full_event),
 	        cmocka_unit_test(test_copy_outlives_the_callback),

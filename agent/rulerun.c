@@ -65,7 +65,11 @@ struct rulerun {
 	struct buf back;    /* events read back: tag (8 bytes), length (8), body */
 	size_t back_n;      /* how many */
 	int64_t behind_ns;  /* when the queue first let events go (0: it has not) */
-	size_t read_back;   /* events read back since */
+	/* What the rules left out (engine_stats): as last written to the store's
+	 * counters, and as last logged, when. */
+	uint64_t late_written, ungrouped_written, late_logged, ungrouped_logged;
+	int64_t left_out_logged_ns;
+	size_t read_back; /* events read back since */
 	void (*on_idle)(void *arg, int64_t fed_rowid);
 	void *on_idle_arg;
 };
@@ -179,6 +183,46 @@ static int checkpoint_now(struct rulerun *r)
 }
 
 /*
+ * Events the rules left out: too late for a bucketed rule (behind the
+ * newest event time by more than engine.lateness, so the buckets they
+ * belong to are closed), or without a rule's group_by field. Nothing is
+ * left out in silence: the totals go to the store's counters (voca stats),
+ * set rather than added, since the engine's own totals are exact across a
+ * replay; the log says so at most once a minute.
+ */
+static int note_left_out(struct rulerun *r)
+{
+	const struct engine_stats *es = engine_stats(r->engine);
+	int64_t now = clock_mono_ns();
+
+	if (es->late == r->late_written && es->ungrouped == r->ungrouped_written)
+		return 0;
+	if (store_set_counter(r->st, "rules_late", (int64_t)es->late) < 0 ||
+	    store_set_counter(r->st, "rules_ungrouped", (int64_t)es->ungrouped) < 0)
+		return -1;
+	r->late_written = es->late;
+	r->ungrouped_written = es->ungrouped;
+	if (r->left_out_logged_ns && now - r->left_out_logged_ns < 60000000000LL)
+		return 0;
+	if (es->late > r->late_logged)
+		log_warn("rules: %llu events came more than engine.lateness (%lld s) behind the "
+		         "newest event time; the spike, rate_shift and flatline rules did not "
+		         "count them (%llu in all: voca stats)",
+		         (unsigned long long)(es->late - r->late_logged),
+		         (long long)(r->cfg->engine.lateness_ms / 1000),
+		         (unsigned long long)es->late);
+	if (es->ungrouped > r->ungrouped_logged)
+		log_warn("rules: %llu events matched a rule but lack a field of its group_by; "
+		         "not counted (%llu in all: voca stats)",
+		         (unsigned long long)(es->ungrouped - r->ungrouped_logged),
+		         (unsigned long long)es->ungrouped);
+	r->late_logged = es->late;
+	r->ungrouped_logged = es->ungrouped;
+	r->left_out_logged_ns = now;
+	return 0;
+}
+
+/*
  * Writes what the engine decided and commits it; with checkpoint (or when
  * one is due) the engine's state and the position it covers follow.
  */
@@ -190,6 +234,10 @@ static void settle(struct rulerun *r, int checkpoint)
 		return;
 	if (r->reviews.len && write_reviews(r) < 0) {
 		fail(r, "cannot queue events for review");
+		return;
+	}
+	if (note_left_out(r) < 0) {
+		fail(r, "cannot count the events the rules left out");
 		return;
 	}
 	if (store_commit(r->st) < 0) {
@@ -547,6 +595,9 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	n = restore(r, path, &moved, err, errlen);
 	if (n < 0)
 		goto fail;
+	/* Logged before the restart: the log says only what is new. */
+	r->late_logged = engine_stats(r->engine)->late;
+	r->ungrouped_logged = engine_stats(r->engine)->ungrouped;
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
 	         moved ? cfg->store.path : "");

@@ -200,10 +200,15 @@ static void print_text(const cJSON *r)
 	       num(row, "pending") > 0 ? str(row, "example") : "");
 	row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "rules"), 0);
 	if (cJSON_GetObjectItemCaseSensitive(row, "state_bytes")) /* the rules have run */
+	{
 		printf("rules: state in %s (%.1f MB, %.0f records); %.0f events stored since the last "
 		       "checkpoint (a crash now replays them)\n",
 		       str(row, "state_file"), num(row, "state_bytes") / 1e6,
 		       num(row, "state_records"), num(row, "since_checkpoint"));
+		printf("  left out: %.0f events too late for the bucketed rules (over engine.lateness "
+		       "behind the newest), %.0f without a rule's group_by field\n",
+		       num(c, "rules_late"), num(c, "rules_ungrouped"));
+	}
 	printf("deliveries:%s\n",
 	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? ""
 	                                                                             : " none");

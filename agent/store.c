@@ -133,6 +133,7 @@ enum stmt_id {
 	S_GAP,
 	S_PUBLISHER,
 	S_COUNTER,
+	S_COUNTER_SET,
 	S_INCIDENT,
 	S_INCIDENT_CHANGE,
 	S_REVIEW,
@@ -168,6 +169,8 @@ static const char *const stmt_sql[S_COUNT] = {
                         "VALUES(?1,?2,?3) ON CONFLICT(publisher) DO UPDATE SET "
                         "last_seq = excluded.last_seq, last_seen_ms = excluded.last_seen_ms",
         [S_COUNTER] = "UPDATE counters SET value = value + ?2 WHERE name = ?1",
+        [S_COUNTER_SET] = "INSERT INTO counters(name, value) VALUES (?1, ?2)"
+                          " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
         [S_INCIDENT] = "INSERT INTO incidents(id, rule, kind, tier, key, status, opened_ms,"
                        " updated_ms, resolved_ms, firings, realerts, reopens, summary, why,"
                        " suppressed) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
@@ -675,6 +678,17 @@ static int bump(struct store *st, const char *name, uint64_t by)
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (int64_t)by);
 	return run(st, S_COUNTER, "update counter");
+}
+
+int store_set_counter(struct store *st, const char *name, int64_t value)
+{
+	sqlite3_stmt *s = st->stmt[S_COUNTER_SET];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, value);
+	return run(st, S_COUNTER_SET, "set counter");
 }
 
 int store_drop_rule_state(struct store *st)

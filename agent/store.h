@@ -146,6 +146,12 @@ int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
 /* Puts an event in the review queue with its reason (once per event_id). */
 int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);
 
+/*
+ * Sets a counter (creating it) in the open transaction: for counts whose
+ * writer knows the total, such as the rules' (exact across a replay).
+ */
+int store_set_counter(struct store *st, const char *name, int64_t value);
+
 /* Commits the open transaction, if any, with its counters. */
 int store_commit(struct store *st);
 

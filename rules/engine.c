@@ -999,7 +999,7 @@ static void remember_id(struct rule_rt *r, const struct keyent *k, const char *i
 static void take(struct engine *e, const struct event *ev, int revision)
 {
 	char reason[96];
-	int review = needs_review(e, ev, reason, sizeof(reason));
+	int review = needs_review(e, ev, reason, sizeof(reason)), late = 0, ungrouped = 0;
 
 	/* A revision too: a report re-scored as unsure belongs in the queue (the
 	 * queue keeps one row per report, the first reason). */
@@ -1029,7 +1029,7 @@ static void take(struct engine *e, const struct event *ev, int revision)
 		if (!rule_matches(r->common, ev))
 			continue;
 		if (rule_group_key(r->common, ev, p->key, sizeof(p->key)) < 0) {
-			e->stats.ungrouped++;
+			ungrouped = 1;
 			continue;
 		}
 		p->len = strlen(p->key);
@@ -1066,7 +1066,7 @@ static void take(struct engine *e, const struct event *ev, int revision)
 			if (k->bucket < 0) {
 				k->bucket = idx;
 			} else if (idx < k->bucket) {
-				e->stats.late++;
+				late = 1;
 				continue;
 			} else if (idx > k->bucket) {
 				close_until(e, r, k, idx);
@@ -1087,6 +1087,8 @@ static void take(struct engine *e, const struct event *ev, int revision)
 		if (r->kind->on_event && r->kind->on_event(&ctx, ev, &f) == RULE_FIRE)
 			fire(e, r, k, &f, ev->ts_ms);
 	}
+	e->stats.late += late; /* events, however many rules left them out */
+	e->stats.ungrouped += ungrouped;
 	advance(e, e->max_ts - e->lateness_ms);
 }
 
@@ -1163,6 +1165,9 @@ struct inc_head {
 struct engine_head {
 	int64_t max_ts;
 	uint64_t next_id;
+	/* What the rules left out, saved so that a replay recounts exactly (a
+	 * head saved before these existed restores them as 0). */
+	uint64_t late, ungrouped;
 };
 
 struct rule_head {
@@ -1220,7 +1225,7 @@ static int by_rule_and_key(const void *a, const void *b)
 int engine_save(struct engine *e, engine_put_fn put, void *arg)
 {
 	struct buf b, shared;
-	struct engine_head eh = {e->max_ts, e->next_id};
+	struct engine_head eh = {e->max_ts, e->next_id, e->stats.late, e->stats.ungrouped};
 	struct to_save *v;
 	size_t nv = 0, nkeys = 0;
 	int rc = 0;
@@ -1392,13 +1397,15 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 	struct rule_rt *r;
 
 	if (rule[0] == '\0') {
-		struct engine_head eh;
+		struct engine_head eh = {0};
 
-		if (len != sizeof(eh))
+		if (len != sizeof(eh) && len != offsetof(struct engine_head, late))
 			return 1;
-		memcpy(&eh, blob, sizeof(eh));
+		memcpy(&eh, blob, len);
 		e->max_ts = eh.max_ts;
 		e->next_id = eh.next_id;
+		e->stats.late = eh.late;
+		e->stats.ungrouped = eh.ungrouped;
 		return 0;
 	}
 	r = rule_named(e, rule);

@@ -56,8 +56,8 @@ typedef void (*incident_fn)(void *arg, const struct incident *inc, enum incident
 struct engine_stats {
 	uint64_t events;     /* given to engine_event */
 	uint64_t revisions;  /* given to engine_revision */
-	uint64_t late;       /* behind a key's open bucket: not counted by bucketed rules */
-	uint64_t ungrouped;  /* matched a rule but lacked a group_by field */
+	uint64_t late;       /* events behind a key's open bucket: a bucketed rule left them out */
+	uint64_t ungrouped;  /* events that matched a rule but lacked its group_by field */
 	uint64_t keys;       /* group keys with state, over all rules */
 	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */

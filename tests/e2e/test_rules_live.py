@@ -476,6 +476,49 @@ def test_a_stored_event_replays_under_tighter_ingest_limits(agent_factory):
     a.stop()
 
 
+BY_SKU = """
+engine:
+  checkpoint: 1h
+rules:
+  - name: by-sku
+    kind: spike
+    group_by: [sku]
+"""
+
+
+def test_events_the_rules_leave_out_are_logged_and_counted(agent_factory):
+    """An event hours behind the newest (a lagging publisher) is too late for
+    the bucketed rules, and one without the group_by field has no key: the
+    rules leave both out, and say so - in the log, and in voca stats from
+    the store's counters, which a replay after a crash sets again rather
+    than adds to."""
+    a = agent_factory(extra=BY_SKU).start()
+    a.send_event(event("on-time", sku="SKU-A", ts="2026-03-01T10:00:00Z"))
+    a.send_event(event("newest", sku="SKU-A", ts="2026-03-01T13:00:00Z"))
+    a.send_event(event("lagging", sku="SKU-A", ts="2026-03-01T10:30:00Z"))
+    no_sku = event("no-sku", ts="2026-03-01T13:00:00Z")
+    del no_sku["sku"]
+    a.send_event(no_sku)
+    wait_for(lambda: a.counter("rules_ungrouped") == 1 and a.counter("rules_late") == 1,
+             what="the counters")
+    log = a.log_text()
+    assert ("rules: 1 events came more than engine.lateness (300 s) behind the newest event "
+            "time; the spike, rate_shift and flatline rules did not count them") in log
+    assert "rules: 1 events matched a rule but lack a field of its group_by" in log
+    a.proc.kill()  # no checkpoint: the restart replays all four
+    a.proc.wait()
+    a.proc = None
+    a.logfile.close()
+    a.start()
+    wait_for(lambda: "replayed 4 events" in a.log_text(), what="the replay")
+    a.stop()
+    assert (a.counter("rules_late"), a.counter("rules_ungrouped")) == (1, 1)
+    r = run_voca("stats", "-c", str(a.config))
+    assert r.returncode == 0, r.stderr
+    assert ("left out: 1 events too late for the bucketed rules (over engine.lateness behind "
+            "the newest), 1 without a rule's group_by field") in r.stdout
+
+
 def test_a_failed_write_by_the_rules_stops_the_daemon_at_once(agent_factory):
     """The rules' thread cannot record an incident (here a trigger refuses it):
     the daemon must not carry on without its rules, nor sleep until something

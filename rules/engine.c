@@ -526,15 +526,20 @@ static int covers(const struct engine *e, const struct incident *hi, const struc
  * reason recorded, by a known issue, a silence or a time window; by an open
  * incident of a higher tier that covers it (inhibition, above); or, for
  * tiers 1 and 2, when the hour's notification budget is spent (demoted to
- * the digest).
+ * the digest). Returns 1 when it was muted only for a while (a silence, a
+ * time window): the notification is still owed once that ends.
  */
-static void gate(struct engine *e, struct incident *inc, int64_t at)
+static int gate(struct engine *e, struct incident *inc, int64_t at)
 {
+	enum suppressed_by by = SUPPRESSED_NOT;
+
 	inc->suppressed[0] = '\0';
 	if (!inc->notify)
-		return;
-	if (e->lists && suppress_match(e->lists, inc->rule, inc->kind, inc->tier, inc->key, at,
-	                               inc->suppressed, sizeof(inc->suppressed)))
+		return 0;
+	if (e->lists)
+		by = suppress_match(e->lists, inc->rule, inc->kind, inc->tier, inc->key, at,
+		                    inc->suppressed, sizeof(inc->suppressed));
+	if (by != SUPPRESSED_NOT)
 		goto muted;
 	for (size_t i = 0; i < e->nopen; i++) {
 		const struct incident *o = e->open[i];
@@ -562,7 +567,7 @@ static void gate(struct engine *e, struct incident *inc, int64_t at)
 		e->sent[e->sent_head] = at;
 		e->sent_head = (e->sent_head + 1) % BUDGET_RING;
 	}
-	return;
+	return 0;
 muted:
 	inc->notify = 0;
 	e->stats.suppressed++;
@@ -572,6 +577,7 @@ muted:
 		                          cJSON_CreateString(inc->suppressed));
 	else
 		cJSON_AddStringToObject(inc->why, "suppressed_by", inc->suppressed);
+	return by == SUPPRESSED_SILENCE || by == SUPPRESSED_TIME_WINDOW;
 }
 
 void engine_review(struct engine *e, double min_confidence, int counts_volume, review_fn fn)
@@ -722,9 +728,13 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		inc->why = f->why;
 		memcpy(inc->summary, f->summary, sizeof(inc->summary));
 		/* Re-alert while it persists, at a doubling interval (ElastAlert's
-		 * exponential realert): notify now and then, not at every firing. */
-		inc->notify = at >= inc->next_alert_ms;
-		if (inc->notify) {
+		 * exponential realert): notify now and then, not at every firing.
+		 * One a silence or time window muted stays due: the first firing
+		 * after it ends notifies, not the next interval's (hours later). */
+		int due = at >= inc->next_alert_ms;
+
+		inc->notify = due;
+		if (!gate(e, inc, at) && due) {
 			int64_t gap = r->common->cooldown_ms
 			              << (inc->realerts < 20 ? inc->realerts : 20);
 
@@ -733,7 +743,6 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        at +
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
-		gate(e, inc, at);
 		if (inc->notify && rollup(e, r, inc, at)) {
 			inc->notify = 0;
 			e->stats.suppressed++;
@@ -765,7 +774,8 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 	}
 	e->open[e->nopen++] = inc;
-	gate(e, inc, at);
+	if (gate(e, inc, at))
+		inc->next_alert_ms = at; /* muted for a while: owed at the first firing after */
 	if (inc->notify && rollup(e, r, inc, at)) {
 		inc->notify = 0;
 		e->stats.suppressed++;

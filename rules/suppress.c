@@ -290,7 +290,7 @@ int time_window_contains(const struct time_window *w, int64_t t_ms)
 	return in;
 }
 
-int suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
+enum suppressed_by suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
                    const char *key, int64_t t_ms, char *why, size_t whylen)
 {
 	const struct conf_items *silences = l->silences, *windows = l->windows;
@@ -301,7 +301,7 @@ int suppress_match(const struct suppress_lists *l, const char *rule, const char 
 		if (matches(k->m, k->nm, rule, kind, tier, key)) {
 			snprintf(why, whylen, "known issue %s%s%s", k->ticket,
 			         k->comment ? ": " : "", k->comment ? k->comment : "");
-			return 1;
+			return SUPPRESSED_KNOWN_ISSUE;
 		}
 	}
 	for (size_t i = 0; silences && i < silences->n; i++) {
@@ -311,7 +311,7 @@ int suppress_match(const struct suppress_lists *l, const char *rule, const char 
 		    matches(s->m, s->nm, rule, kind, tier, key)) {
 			snprintf(why, whylen, "silence %zu by %s until %s: %s", i, s->author,
 			         s->end, s->comment);
-			return 1;
+			return SUPPRESSED_SILENCE;
 		}
 	}
 	for (size_t i = 0; windows && i < windows->n; i++) {
@@ -319,8 +319,8 @@ int suppress_match(const struct suppress_lists *l, const char *rule, const char 
 
 		if (matches(w->m, w->nm, rule, kind, tier, key) && time_window_contains(w, t_ms)) {
 			snprintf(why, whylen, "time window '%s' (%s)", w->name, w->time_zone);
-			return 1;
+			return SUPPRESSED_TIME_WINDOW;
 		}
 	}
-	return 0;
+	return SUPPRESSED_NOT;
 }

@@ -95,13 +95,23 @@ int key_field(const char *key, const char *field, char *out, size_t outlen);
 int silence_check(struct silence *s, char *err, size_t errlen);
 int time_window_check(struct time_window *w, char *err, size_t errlen);
 
+/* What suppressed a notification. */
+enum suppressed_by {
+	SUPPRESSED_NOT = 0,
+	SUPPRESSED_KNOWN_ISSUE, /* for as long as the issue is configured */
+	SUPPRESSED_SILENCE,     /* until its end */
+	SUPPRESSED_TIME_WINDOW, /* until the window closes */
+};
+
 /*
  * Does anything suppress an incident of rule (kind, tier) with group key
  * key ("sku=A category=b") at t_ms? Known issues first, then silences, then
- * time windows. Writes what does into why and returns 1, or returns 0.
+ * time windows. Writes what does into why and returns which kind, or
+ * returns SUPPRESSED_NOT (0).
  */
-int suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
-                   const char *key, int64_t t_ms, char *why, size_t whylen);
+enum suppressed_by suppress_match(const struct suppress_lists *l, const char *rule,
+                                  const char *kind, int tier, const char *key, int64_t t_ms,
+                                  char *why, size_t whylen);
 
 /* Is t_ms inside the window (ignoring its matchers)? For tests. */
 int time_window_contains(const struct time_window *w, int64_t t_ms);

@@ -706,6 +706,52 @@ static void test_silences_and_time_windows(void **state)
 	rig_end(&r);
 }
 
+/*
+ * A notification a silence or a time window muted is still owed when it
+ * ends: the first firing after notifies, not the next re-alert interval
+ * (with a 12h cooldown, hour 37 for the silence and 13 for the window). A
+ * known issue has no end: nothing is owed.
+ */
+static void test_a_muted_notification_is_owed_when_the_mute_ends(void **state)
+{
+	struct rig r;
+	const char *yaml =
+	        "rules:\n  - name: t\n    kind: threshold\n    cooldown: 12h\n"
+	        "    resolve_after: 3h\n"
+	        "silences:\n  - matchers: [\"sku == A\"]\n"
+	        "    start: 2026-01-05T00:00:00Z\n    end: 2026-01-05T20:00:00Z\n"
+	        "    author: maria\n    comment: recall under way\n"
+	        "time_windows:\n  - name: nights\n    times: [\"00:00-06:00\"]\n"
+	        "    time_zone: UTC\n    matchers: [\"sku == B\"]\n"
+	        "known_issues:\n  - matchers: [\"sku == K\"]\n    ticket: OPS-1\n";
+	struct engine *e = rig_start(&r, yaml);
+	struct suppress_lists lists = {&r.cfg.silences, &r.cfg.time_windows, &r.cfg.known_issues};
+	struct row row = {0, NULL, NULL, SEVERITY_LOW, 0.9};
+
+	(void)state;
+	engine_suppress(e, &lists, 0);
+	/* Hourly reports of A (silenced until 20:00), B (nights) and K (known). */
+	for (int h = 1; h <= 21; h++) {
+		int before = r.l.realerts;
+
+		row.hour = h;
+		row.sku = "A";
+		feed(e, &row, 1);
+		assert_int_equal(r.l.realerts - before, h == 20); /* the silence ends at 20:00 */
+		before = r.l.realerts;
+		row.sku = "B";
+		feed(e, &row, 1);
+		/* The window ends at 06:00; the next re-alert is the cooldown after. */
+		assert_int_equal(r.l.realerts - before, h == 6 || h == 18);
+		before = r.l.realerts;
+		row.sku = "K";
+		feed(e, &row, 1);
+		assert_int_equal(r.l.realerts - before, 0);
+	}
+	assert_int_equal(r.l.opened, 3);
+	rig_end(&r);
+}
+
 /* A report of sku A at hour h in a category (and subcategory). */
 static void report(struct engine *e, const char *id, double h, const char *category,
                    const char *sub, enum severity sev)
@@ -1699,6 +1745,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
+	        cmocka_unit_test(test_a_muted_notification_is_owed_when_the_mute_ends),
 	        cmocka_unit_test(test_a_checkpoint_writes_keys_in_the_stores_order),
 	        cmocka_unit_test(test_nb_tail),
 	        cmocka_unit_test(test_rule_config_errors),

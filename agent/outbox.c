@@ -86,7 +86,7 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 {
 	const struct config *cfg = ob->cfg;
 	struct route_target to[32];
-	struct fields f = {inc, change_names[ch], NULL};
+	struct fields f = {inc, NULL, NULL};
 	size_t n;
 	cJSON *pack, *owners;
 	char *text;
@@ -95,6 +95,21 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	/* Muted changes and tier 3 (digest only) are recorded, not delivered. */
 	if (change_id <= 0 || !inc->notify || inc->tier >= 3 || cfg->routes.n == 0)
 		return 0;
+	/* Opened while a silence or time window muted it: the first update that
+	 * notifies once that has ended is the team's first word of it, so it
+	 * goes out as the opening (a ticket, the owner's mention, the evidence);
+	 * and its resolution, if nothing was ever said, is not news. */
+	if (ch == INCIDENT_UPDATED || ch == INCIDENT_RESOLVED) {
+		int announced = store_incident_announced(st, (int64_t)inc->id, change_id);
+
+		if (announced < 0)
+			return -1;
+		if (!announced && ch == INCIDENT_RESOLVED)
+			return 0;
+		if (!announced)
+			ch = INCIDENT_OPENED;
+	}
+	f.change = change_names[ch];
 	int64_t t0 = clock_mono_ns();
 
 	pack = evidence_build(st, ob->red, find_rule(cfg, inc->rule), inc, ch, cfg->version);

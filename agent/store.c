@@ -930,6 +930,26 @@ int64_t store_meta_get(struct store *st, const char *name, int64_t dflt)
 	return v;
 }
 
+int store_incident_announced(struct store *st, int64_t incident_id, int64_t before_change)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT EXISTS (SELECT 1 FROM incident_changes WHERE incident_id = ?1"
+	                       " AND notify = 1 AND id < ?2)",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		return set_err(st, "find an incident's notifications");
+	}
+	sqlite3_bind_int64(s, 1, incident_id);
+	sqlite3_bind_int64(s, 2, before_change);
+	rc = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	if (rc < 0)
+		set_err(st, "find an incident's notifications");
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
                        int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg)
 {

@@ -147,6 +147,12 @@ int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
 int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);
 
 /*
+ * Did a change of the incident before change id before_change notify?
+ * Returns 1 or 0, or -1 on error.
+ */
+int store_incident_announced(struct store *st, int64_t incident_id, int64_t before_change);
+
+/*
  * Sets a counter (creating it) in the open transaction: for counts whose
  * writer knows the total, such as the rules' (exact across a replay).
  */

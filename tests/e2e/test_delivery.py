@@ -471,3 +471,47 @@ def test_routes_on_a_field_the_key_lacks_through_the_examples(agent_factory, fak
     wait_for(lambda: "no route matches" in a.log_text(), timeout=20, what="the no-route line")
     assert [(r[0], r[1]) for r in deliveries(a)] == [("slack", "open")]
     assert fakes["teams"].runs == []
+
+
+SILENCE_UNTIL_1030 = """silences:
+  - matchers: ["rule == defects"]
+    start: 2026-03-01T10:00:00Z
+    end: 2026-03-01T10:30:00Z
+    author: oncall@example.com
+    comment: a recall is under way
+"""
+
+
+def test_an_incident_opened_in_a_silence_is_announced_when_it_ends(agent_factory, fakes):
+    """The team hears of an incident a silence muted when the silence ends
+    and the problem is still there - as an opening (a ticket, the owner's
+    mention), at its first firing after the end, not at the next re-alert
+    interval; one that resolved unheard of is not announced at all."""
+    cfg = delivery_config(fakes, only=["jira", "slack"]).replace("cooldown: 1m", "cooldown: 6h")
+    a = agent_factory(extra=cfg.replace("realert_max: 1m", "realert_max: 48h")
+                      + SILENCE_UNTIL_1030).start()
+    a.send_event(defect("e1", "2026-03-01T10:05:00Z", sku="SKU-8"))
+    a.send_event(defect("f1", "2026-03-01T10:06:00Z", sku="SKU-9"))
+    a.send_event(defect("e2", "2026-03-01T10:20:00Z", sku="SKU-8"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incident_changes") == 3, what="the changes")
+    assert deliveries(a) == []
+    a.send_event(defect("e3", "2026-03-01T10:40:00Z", sku="SKU-8"))
+    wait_for(lambda: settled(a, 2), timeout=30, what="the announcement")
+    assert sorted(r[:3] for r in deliveries(a)) == [("jira", "open", "done"),
+                                                    ("slack", "open", "done")]
+    jira, slack = fakes["jira"], fakes["slack"]
+    assert len(jira.issues) == 1
+    assert next(iter(jira.issues.values()))["fields"]["summary"].startswith(
+        "[voca] tier 1 defects: sku=SKU-8")
+    parents = [m for m in slack.messages if m["thread_ts"] is None]
+    assert len(parents) == 1 and "<!subteam^S0QUALITY>" in json.dumps(parents[0]["blocks"])
+    # Both resolve; only the one the team heard of is resolved where it was told.
+    a.send_event(event("later", ts="2026-03-01T13:00:00Z", category="praise"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents WHERE status = 'resolved'") == 2,
+             what="both resolved")
+    wait_for(lambda: settled(a, 4), timeout=30, what="the resolve deliveries")
+    a.stop()
+    got = a.query("SELECT i.key, d.receiver, d.action FROM deliveries d "
+                  "JOIN incidents i ON i.id = d.incident_id ORDER BY d.id")
+    assert sorted(got) == [("sku=SKU-8", "jira", "open"), ("sku=SKU-8", "jira", "resolve"),
+                           ("sku=SKU-8", "slack", "open"), ("sku=SKU-8", "slack", "resolve")]

@@ -1,9 +1,9 @@
 /*
  * suppress.c: silences and recurring time windows (see suppress.h).
  *
- * Local time in a window's zone comes from localtime_r under TZ=zone. TZ is
- * process state, so the previous value is restored at once; suppression is
- * checked only when an incident would notify, which is rare.
+ * Local time in a window's zone comes from the zone's TZif file (tz.h), not
+ * from localtime_r under TZ=zone: setting TZ races with getenv() on the
+ * daemon's other threads.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 
 #include <voca/event.h>
 #include <voca/suppress.h>
+#include <voca/tz.h>
 #include <voca/xalloc.h>
 
 #define SOFF(m) offsetof(struct silence, m)
@@ -151,15 +152,15 @@ int time_window_check(struct time_window *w, char *err, size_t errlen)
 	static const char *const months[] = {"january",   "february", "march",    "april",
 	                                     "may",       "june",     "july",     "august",
 	                                     "september", "october",  "november", "december"};
-	char path[256];
+	char why[256];
 
 	if (w->name == NULL) {
 		snprintf(err, errlen, "needs a name");
 		return -1;
 	}
-	snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", w->time_zone);
-	if (strstr(w->time_zone, "..") || access(path, R_OK) != 0) {
-		snprintf(err, errlen, "time_zone: unknown IANA time zone '%s'", w->time_zone);
+	w->zone = tz_get(w->time_zone, why, sizeof(why));
+	if (w->zone == NULL) {
+		snprintf(err, errlen, "time_zone: %s", why);
 		return -1;
 	}
 	w->days = w->weekdays.n ? 0 : 0x7f;
@@ -264,24 +265,10 @@ static int matches(const struct matcher *m, int n, const char *rule, const char 
 
 int time_window_contains(const struct time_window *w, int64_t t_ms)
 {
-	const char *saved = getenv("TZ");
-	char *keep = saved ? xstrdup(saved) : NULL;
-	time_t t = (time_t)(t_ms >= 0 ? t_ms / 1000 : (t_ms - 999) / 1000);
-	struct tm tm;
-	int minute, day, in = 0;
+	int day, month, minute, in = 0;
 
-	setenv("TZ", w->time_zone, 1);
-	tzset();
-	localtime_r(&t, &tm);
-	if (keep)
-		setenv("TZ", keep, 1);
-	else
-		unsetenv("TZ");
-	tzset();
-	free(keep);
-	day = (tm.tm_wday + 6) % 7; /* Monday = 0 */
-	minute = tm.tm_hour * 60 + tm.tm_min;
-	if (!(w->days & (1 << day)) || !(w->months_mask & (1 << tm.tm_mon)))
+	tz_local(w->zone, t_ms, &day, &month, &minute);
+	if (!(w->days & (1 << day)) || !(w->months_mask & (1 << month)))
 		return 0;
 	if (w->ntimes == 0)
 		return 1;
@@ -290,8 +277,9 @@ int time_window_contains(const struct time_window *w, int64_t t_ms)
 	return in;
 }
 
-enum suppressed_by suppress_match(const struct suppress_lists *l, const char *rule, const char *kind, int tier,
-                   const char *key, int64_t t_ms, char *why, size_t whylen)
+enum suppressed_by suppress_match(const struct suppress_lists *l, const char *rule,
+                                  const char *kind, int tier, const char *key, int64_t t_ms,
+                                  char *why, size_t whylen)
 {
 	const struct conf_items *silences = l->silences, *windows = l->windows;
 

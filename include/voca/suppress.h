@@ -51,6 +51,7 @@ struct time_window {
 	uint16_t months_mask;                                      /* bit 0 = January */
 	uint16_t from[SUPPRESS_MAX_TIMES], to[SUPPRESS_MAX_TIMES]; /* minutes of the day */
 	int ntimes;
+	const struct tz *zone; /* tz.h: loaded once, shared, never freed */
 };
 
 /* A known issue: matching incidents belong to an existing ticket, and are not news. */

@@ -935,10 +935,11 @@ int store_incident_announced(struct store *st, int64_t incident_id, int64_t befo
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db,
-	                       "SELECT EXISTS (SELECT 1 FROM incident_changes WHERE incident_id = ?1"
-	                       " AND notify = 1 AND id < ?2)",
-	                       -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	            st->db,
+	            "SELECT EXISTS (SELECT 1 FROM incident_changes WHERE incident_id = ?1"
+	            " AND notify = 1 AND id < ?2)",
+	            -1, &s, NULL) != SQLITE_OK) {
 		return set_err(st, "find an incident's notifications");
 	}
 	sqlite3_bind_int64(s, 1, incident_id);

@@ -715,15 +715,14 @@ static void test_silences_and_time_windows(void **state)
 static void test_a_muted_notification_is_owed_when_the_mute_ends(void **state)
 {
 	struct rig r;
-	const char *yaml =
-	        "rules:\n  - name: t\n    kind: threshold\n    cooldown: 12h\n"
-	        "    resolve_after: 3h\n"
-	        "silences:\n  - matchers: [\"sku == A\"]\n"
-	        "    start: 2026-01-05T00:00:00Z\n    end: 2026-01-05T20:00:00Z\n"
-	        "    author: maria\n    comment: recall under way\n"
-	        "time_windows:\n  - name: nights\n    times: [\"00:00-06:00\"]\n"
-	        "    time_zone: UTC\n    matchers: [\"sku == B\"]\n"
-	        "known_issues:\n  - matchers: [\"sku == K\"]\n    ticket: OPS-1\n";
+	const char *yaml = "rules:\n  - name: t\n    kind: threshold\n    cooldown: 12h\n"
+	                   "    resolve_after: 3h\n"
+	                   "silences:\n  - matchers: [\"sku == A\"]\n"
+	                   "    start: 2026-01-05T00:00:00Z\n    end: 2026-01-05T20:00:00Z\n"
+	                   "    author: maria\n    comment: recall under way\n"
+	                   "time_windows:\n  - name: nights\n    times: [\"00:00-06:00\"]\n"
+	                   "    time_zone: UTC\n    matchers: [\"sku == B\"]\n"
+	                   "known_issues:\n  - matchers: [\"sku == K\"]\n    ticket: OPS-1\n";
 	struct engine *e = rig_start(&r, yaml);
 	struct suppress_lists lists = {&r.cfg.silences, &r.cfg.time_windows, &r.cfg.known_issues};
 	struct row row = {0, NULL, NULL, SEVERITY_LOW, 0.9};

@@ -69,7 +69,8 @@ struct rulerun {
 	 * counters, and as last logged, when. */
 	uint64_t late_written, ungrouped_written, late_logged, ungrouped_logged;
 	int64_t left_out_logged_ns;
-	size_t read_back; /* events read back since */
+	int64_t silences_seen_ms; /* wall time up to which silence ends were announced */
+	size_t read_back;         /* events read back since */
 	void (*on_idle)(void *arg, int64_t fed_rowid);
 	void *on_idle_arg;
 };
@@ -262,12 +263,27 @@ static void settle(struct rulerun *r, int checkpoint)
 	}
 }
 
+/* Says when a silence ends (wall time): what it muted notifies again. */
+static void announce_silence_ends(struct rulerun *r, int64_t now)
+{
+	for (size_t i = 0; i < r->cfg->silences.n; i++) {
+		const struct silence *s = r->cfg->silences.v[i].data;
+
+		if (s->end_ms > r->silences_seen_ms && s->end_ms <= now)
+			log_info("silence %zu by %s ended (%s): what it muted notifies again, its "
+			         "open incidents at their next firing",
+			         i, s->author, s->comment);
+	}
+	r->silences_seen_ms = now;
+}
+
 /* Moves a live stream's clock to now less the allowed lateness. */
 static void tick(struct rulerun *r)
 {
 	int64_t now = clock_wall_ms(), max_ts = engine_max_ts(r->engine);
 
 	r->last_tick_ns = clock_mono_ns();
+	announce_silence_ends(r, now);
 	/* Live streams only: a replay of old history keeps event time. */
 	if (max_ts == INT64_MIN || now - max_ts > 86400000LL)
 		return;
@@ -573,6 +589,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	buf_init(&r->back, (size_t)64 << 20);
 	r->checkpoint_ns = cfg->engine.checkpoint_ms * 1000000;
 	r->last_checkpoint_ns = r->last_tick_ns = clock_mono_ns();
+	r->silences_seen_ms = clock_wall_ms(); /* ends before the start are not news */
 	r->st = store_open_peer(primary, CACHE_BYTES, err, errlen);
 	if (r->st == NULL)
 		goto fail;

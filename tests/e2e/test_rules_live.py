@@ -420,6 +420,19 @@ def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
     a.stop()
 
 
+def test_the_end_of_a_silence_is_announced(agent_factory):
+    """The on-call who silenced a key hears when the silence ends (by the
+    wall clock), so that what it muted notifying again is no surprise."""
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    silence = SILENCE_B.replace("2026-03-02T00:00:00Z", end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    a = agent_factory(extra=ANY_DEFECT + silence).start()
+    wait_for(lambda: "silence 0 by oncall@example.com ended (SKU-B is being recalled, "
+             "tracked elsewhere): what it muted notifies again" in a.log_text(),
+             timeout=6, what="the announcement")
+    a.stop()
+    assert a.log_text().count("silence 0 by oncall@example.com ended") == 1
+
+
 def test_sighup_keeps_the_rules_state_file_it_started_with(agent_factory, tmp_path):
     """The state file is opened once: a reload that names another says it
     takes effect after a restart, and the checkpoint at stop still goes to

@@ -24,6 +24,7 @@
 #include <voca/buf.h>
 #include <voca/engine.h>
 #include <voca/log.h>
+#include <voca/rule.h>
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
@@ -570,6 +571,66 @@ static int restore(struct rulerun *r, const char *path, int *moved, char *err, s
 	return n;
 }
 
+/* Open incidents of the store the engine does not hold open, and why. */
+struct orphans {
+	struct rulerun *r;
+	struct orphan {
+		int64_t id;
+		char why[96];
+	} * v;
+	size_t n, cap;
+};
+
+static int is_configured(const struct config *cfg, const char *rule)
+{
+	for (size_t i = 0; i < cfg->rules.n; i++)
+		if (strcmp(((const struct rule_common *)cfg->rules.v[i].data)->name, rule) == 0)
+			return 1;
+	return 0;
+}
+
+static int find_orphan(void *arg, int64_t id, const char *rule, const char *key)
+{
+	struct orphans *o = arg;
+
+	if (engine_is_open(o->r->engine, (uint64_t)id))
+		return 0;
+	if (o->n == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 16;
+		o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
+	}
+	struct orphan *x = &o->v[o->n++];
+
+	x->id = id;
+	snprintf(x->why, sizeof(x->why), "closed at a restart: %s",
+	         is_configured(o->r->cfg, rule) ? "the rules' state no longer holds it"
+	                                        : "its rule is no longer configured");
+	log_warn("rules: incident %lld (%s %s) was open; %s; nobody notified", (long long)id, rule,
+	         key, x->why);
+	return 0;
+}
+
+/*
+ * After the restore and the replay, an incident the store has open and the
+ * engine does not would stay open for ever, nothing left to resolve it: its
+ * rule was removed or renamed (or its state lost with the events it came
+ * from). It is closed as resolved, saying why; its receivers are not told
+ * (if the problem is still there, the rules as configured now open their
+ * own).
+ */
+static int close_orphans(struct rulerun *r)
+{
+	struct orphans o = {.r = r};
+	int rc = store_open_incidents(r->st, find_orphan, &o);
+
+	for (size_t i = 0; rc >= 0 && i < o.n; i++)
+		rc = store_close_incident(r->st, o.v[i].id, o.v[i].why);
+	if (rc >= 0 && o.n)
+		rc = store_commit(r->st);
+	free(o.v);
+	return rc < 0 ? -1 : 0;
+}
+
 struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, struct outbox *ob,
                             char *err, size_t errlen)
 {
@@ -628,6 +689,10 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	/* Commit before the delivery workers start: the replay's read spanned its writes. */
 	settle(r, n > 0 || moved);
 	if (atomic_load(&r->failed)) {
+		snprintf(err, errlen, "rules: %s", store_error(r->st));
+		goto fail;
+	}
+	if (close_orphans(r) < 0) {
 		snprintf(err, errlen, "rules: %s", store_error(r->st));
 		goto fail;
 	}

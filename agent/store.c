@@ -680,15 +680,22 @@ static int bump(struct store *st, const char *name, uint64_t by)
 	return run(st, S_COUNTER, "update counter");
 }
 
-int store_set_counter(struct store *st, const char *name, int64_t value)
+/* A (name, value) row, inserted or replaced in the open transaction. */
+static int put_named(struct store *st, enum stmt_id id, const char *name, int64_t value,
+                     const char *what)
 {
-	sqlite3_stmt *s = st->stmt[S_COUNTER_SET];
+	sqlite3_stmt *s = st->stmt[id];
 
 	if (begin(st) < 0)
 		return -1;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, value);
-	return run(st, S_COUNTER_SET, "set counter");
+	return run(st, id, what);
+}
+
+int store_set_counter(struct store *st, const char *name, int64_t value)
+{
+	return put_named(st, S_COUNTER_SET, name, value, "set counter");
 }
 
 int store_drop_rule_state(struct store *st)
@@ -906,13 +913,7 @@ int64_t store_last_revision_seq(const struct store *st)
 
 int store_meta_set(struct store *st, const char *name, int64_t value)
 {
-	sqlite3_stmt *s = st->stmt[S_META];
-
-	if (begin(st) < 0)
-		return -1;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, value);
-	return run(st, S_META, "save meta");
+	return put_named(st, S_META, name, value, "save meta");
 }
 
 int64_t store_meta_get(struct store *st, const char *name, int64_t dflt)
@@ -928,6 +929,59 @@ int64_t store_meta_get(struct store *st, const char *name, int64_t dflt)
 		v = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	return v;
+}
+
+int store_open_incidents(struct store *st,
+                         int (*fn)(void *arg, int64_t id, const char *rule, const char *key),
+                         void *arg)
+{
+	sqlite3_stmt *s;
+	int n = 0, rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT id, rule, key FROM incidents WHERE status = 'open'",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return set_err(st, "list the open incidents");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && n >= 0) {
+		if (fn(arg, sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       (const char *)sqlite3_column_text(s, 2)) < 0)
+			n = -1;
+		else
+			n++;
+	}
+	if (rc != SQLITE_DONE && n >= 0)
+		n = set_err(st, "list the open incidents");
+	sqlite3_finalize(s);
+	return n;
+}
+
+int store_close_incident(struct store *st, int64_t id, const char *why)
+{
+	static const char *const sql[] = {
+	        /* The change first: it reads the incident as it was. */
+	        "INSERT INTO incident_changes(incident_id, at_ms, change, notify, summary,"
+	        " suppressed) SELECT id, updated_ms, 'resolved', 0, summary, ?2 FROM incidents"
+	        " WHERE id = ?1 ON CONFLICT DO NOTHING",
+	        "UPDATE incidents SET status = 'resolved', resolved_ms = updated_ms,"
+	        " suppressed = ?2 WHERE id = ?1",
+	};
+
+	if (begin(st) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		sqlite3_stmt *s;
+		int rc;
+
+		if (sqlite3_prepare_v2(st->db, sql[i], -1, &s, NULL) != SQLITE_OK)
+			return set_err(st, "close an incident");
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, why, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			return set_err(st, "close an incident");
+	}
+	st->pending++;
+	return 0;
 }
 
 int store_incident_announced(struct store *st, int64_t incident_id, int64_t before_change)

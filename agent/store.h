@@ -146,6 +146,18 @@ int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
 /* Puts an event in the review queue with its reason (once per event_id). */
 int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);
 
+/* Calls fn for each incident the store has open; returns how many, or -1. */
+int store_open_incidents(struct store *st,
+                         int (*fn)(void *arg, int64_t id, const char *rule, const char *key),
+                         void *arg);
+
+/*
+ * Marks an open incident resolved (at its last update, notifying nobody),
+ * with why in its suppressed column and in a change row: for one the rules
+ * no longer hold.
+ */
+int store_close_incident(struct store *st, int64_t id, const char *why);
+
 /*
  * Did a change of the incident before change id before_change notify?
  * Returns 1 or 0, or -1 on error.

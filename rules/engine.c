@@ -614,6 +614,14 @@ const struct engine_stats *engine_stats(const struct engine *e)
 	return &e->stats;
 }
 
+int engine_is_open(const struct engine *e, uint64_t id)
+{
+	for (size_t i = 0; i < e->nopen; i++)
+		if (e->open[i]->id == id)
+			return 1;
+	return 0;
+}
+
 /* engine_save finds the changed keys by walking the slabs: no list of them to keep. */
 static void mark_changed(struct keyent *k)
 {

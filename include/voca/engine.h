@@ -147,4 +147,7 @@ int64_t engine_max_ts(const struct engine *e);
 
 const struct engine_stats *engine_stats(const struct engine *e);
 
+/* Is incident id open in the engine (restored or opened since)? */
+int engine_is_open(const struct engine *e, uint64_t id);
+
 #endif

@@ -8,6 +8,7 @@ and both must agree with `voca backtest` over the same feed.
 import datetime
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -418,6 +419,27 @@ def test_sighup_applies_new_silences_to_the_next_firing(agent_factory):
     assert (key, change) == ("sku=SKU-B", "opened")
     assert why.startswith("silence 0 by oncall@example.com until 2026-03-02"), why
     a.stop()
+
+
+def test_an_incident_its_rules_no_longer_hold_is_closed_at_a_restart(agent_factory):
+    """Renaming or removing a rule leaves the incidents it had open with
+    nothing to resolve them: they would show as open for ever. A restart
+    closes them, says why, and tells no receiver."""
+    a = agent_factory(extra=ANY_DEFECT).start()
+    a.send_event(event("a-1", sku="SKU-A", category="product_defect"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 1, what="the incident")
+    a.stop()
+    assert a.query("SELECT status FROM incidents") == [("open",)]
+    a.write_config(extra=ANY_DEFECT.replace("name: any-defect", "name: defects"))
+    a.start()
+    a.stop()
+    why = "closed at a restart: its rule is no longer configured"
+    assert ("incident 1 (any-defect sku=SKU-A) was open; " + why) in a.log_text()
+    assert a.query("SELECT status, suppressed FROM incidents") == [("resolved", why)]
+    assert a.query("SELECT change, notify, suppressed FROM incident_changes ORDER BY id")[-1] == \
+        ("resolved", 0, why)
+    r = run_voca("stats", "-c", str(a.config))
+    assert re.search(r"any-defect\s+threshold\s+tier 2\s+0 open,\s+1 resolved", r.stdout), r.stdout
 
 
 def test_the_end_of_a_silence_is_announced(agent_factory):

@@ -86,7 +86,7 @@ static int on_event(void *arg, const struct event *ev, const struct event_error 
                     const char *raw, size_t len)
 {
 	struct scan *sc = arg;
-	char key[256];
+	char key[RULE_KEY_MAX]; /* as the engine's, or a long key would not match */
 	struct candidate *c;
 	int matched = 1;
 

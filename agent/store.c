@@ -857,6 +857,23 @@ char *store_event_body(struct store *st, const char *event_id)
 	return body;
 }
 
+#define FIELD_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_."
+
+/*
+ * Where a group key's value ends: at the next " name=" or at the end. A
+ * value may hold spaces ("sku=Big Kettle 2000 category=returns").
+ */
+static const char *key_value_end(const char *v)
+{
+	for (const char *sp = strchr(v, ' '); sp; sp = strchr(sp + 1, ' ')) {
+		size_t n = strspn(sp + 1, FIELD_CHARS);
+
+		if (n > 0 && sp[1 + n] == '=')
+			return sp;
+	}
+	return v + strlen(v);
+}
+
 int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const char *key,
                          size_t max, int (*fn)(void *arg, const char *body, size_t len), void *arg)
 {
@@ -869,19 +886,28 @@ int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const
 	/* The key's fields that are columns narrow the scan before any JSON is read. */
 	snprintf(sql, sizeof(sql), "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2");
 	for (const char *p = key ? key : ""; *p && nv < 4;) {
-		size_t len = strcspn(p, " "), eq = strcspn(p, "=");
+		const char *v, *e;
+		size_t eq = strspn(p, FIELD_CHARS);
 
-		for (size_t c = 0; eq < len && c < sizeof(columns) / sizeof(columns[0]); c++) {
+		if (eq == 0 || p[eq] != '=')
+			break;
+		v = e = p + eq + 1;
+		e = key_value_end(v);
+		size_t vl = (size_t)(e - v);
+		/* A value cut short and hashed (rule_group_key's long keys) is no column value. */
+		int hashed = *e == '\0' && vl >= 17 && v[vl - 17] == '~' &&
+		             strspn(v + vl - 16, "0123456789abcdef") == 16;
+
+		for (size_t c = 0; !hashed && c < sizeof(columns) / sizeof(columns[0]); c++) {
 			if (strlen(columns[c]) == eq && strncmp(p, columns[c], eq) == 0 &&
-			    len - eq - 1 < sizeof(vals[0])) {
-				snprintf(vals[nv], sizeof(vals[nv]), "%.*s", (int)(len - eq - 1),
-				         p + eq + 1);
+			    vl < sizeof(vals[0])) {
+				snprintf(vals[nv], sizeof(vals[nv]), "%.*s", (int)vl, v);
 				snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql),
 				         " AND %s = ?%d", columns[c], nv + 4);
 				nv++;
 			}
 		}
-		p += len + (p[len] == ' ');
+		p = *e ? e + 1 : e;
 	}
 	snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " ORDER BY ts_ms DESC LIMIT ?3");
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)

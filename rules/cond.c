@@ -284,6 +284,62 @@ int rule_matches(const struct rule_common *c, const struct event *ev)
 	return 1;
 }
 
+/* FNV-1a over bytes, continued from h. */
+static uint64_t fnv(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/*
+ * A key too long for out: as much of it as fits before "~" and the hash of
+ * the whole key, cut at a UTF-8 character's start. A SKU or a subcategory
+ * may be long (the schema bounds neither), and such an event must still
+ * count in its group.
+ */
+static int long_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	size_t off = 0, keep = outlen - 18; /* "~" + 16 hex digits + NUL */
+	char num[32];
+
+	for (int i = 0; i < c->ngroup; i++) {
+		const char *name = fields[c->group[i]].name;
+		const char *v = rule_field_text(c->group[i], ev, num, sizeof(num));
+		const char *parts[] = {i > 0 ? " " : "", name, "=", v};
+
+		if (v[0] == '\0')
+			return -1;
+		for (size_t j = 0; j < sizeof(parts) / sizeof(parts[0]); j++) {
+			size_t n = strlen(parts[j]);
+
+			h = fnv(h, parts[j], n);
+			if (off < keep) {
+				size_t take = n < keep - off ? n : keep - off;
+
+				memcpy(out + off, parts[j], take);
+				off += take;
+			}
+		}
+	}
+	if (off == keep) { /* cut: not in the middle of a character */
+		size_t lead = off;
+
+		while (lead > 0 && ((unsigned char)out[lead - 1] & 0xC0) == 0x80)
+			lead--;
+		if (lead > 0) {
+			unsigned char b = (unsigned char)out[lead - 1];
+			size_t len = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+
+			if (lead - 1 + len > off)
+				off = lead - 1;
+		}
+	}
+	snprintf(out + off, outlen - off, "~%016llx", (unsigned long long)h);
+	return 0;
+}
+
 int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen)
 {
 	size_t off = 0;
@@ -298,7 +354,7 @@ int rule_group_key(const struct rule_common *c, const struct event *ev, char *ou
 		if (vl == 0)
 			return -1; /* an event without the field is not in any group */
 		if (off + (i > 0) + nl + 1 + vl + 1 > outlen)
-			return -1;
+			return long_key(c, ev, out, outlen);
 		if (i > 0)
 			out[off++] = ' ';
 		memcpy(out + off, name, nl);

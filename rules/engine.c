@@ -138,7 +138,7 @@ struct engine {
 	struct incident **open;
 	size_t nopen, aopen;
 	struct pend {
-		char key[192];
+		char key[RULE_KEY_MAX];
 		size_t len;
 		uint32_t h;
 		int ok;
@@ -608,6 +608,8 @@ int64_t engine_max_ts(const struct engine *e)
 {
 	return e->max_ts;
 }
+
+_Static_assert(sizeof(((struct incident *)0)->key) == RULE_KEY_MAX, "an incident keeps any key");
 
 const struct engine_stats *engine_stats(const struct engine *e)
 {

@@ -36,7 +36,7 @@ struct incident {
 	const char *rule;
 	const char *kind;
 	int tier;
-	char key[192];
+	char key[192];                                            /* RULE_KEY_MAX */
 	int64_t opened_ms, updated_ms, resolved_ms, last_fire_ms; /* event time */
 	int64_t held_ms; /* the last bucket that was not clear (RULE_HOLD), 0: none */
 	uint64_t firings;
@@ -57,7 +57,7 @@ struct engine_stats {
 	uint64_t events;     /* given to engine_event */
 	uint64_t revisions;  /* given to engine_revision */
 	uint64_t late;       /* events behind a key's open bucket: a bucketed rule left them out */
-	uint64_t ungrouped;  /* events that matched a rule but lacked its group_by field */
+	uint64_t ungrouped;  /* events that matched a rule but lacked a group_by field */
 	uint64_t keys;       /* group keys with state, over all rules */
 	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */

@@ -163,7 +163,15 @@ int rule_common_check(struct rule_common *c, char *err, size_t errlen);
 /* Does ev meet every condition? */
 int rule_matches(const struct rule_common *c, const struct event *ev);
 
-/* Writes "sku=SKU-1 category=shipping" for ev; returns 0, or -1 if a field is missing. */
+/* The longest group key kept, with its NUL (engine, incidents, evidence). */
+#define RULE_KEY_MAX 192
+
+/*
+ * Writes "sku=SKU-1 category=shipping" for ev; returns 0, or -1 if a field
+ * is missing. A key longer than outlen (at least 64; RULE_KEY_MAX wherever
+ * keys are compared) is cut and ends in "~" and 16 hex digits of a hash of
+ * the whole: still one key per group.
+ */
 int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen);
 
 /*

@@ -515,3 +515,22 @@ def test_an_incident_opened_in_a_silence_is_announced_when_it_ends(agent_factory
                   "JOIN incidents i ON i.id = d.incident_id ORDER BY d.id")
     assert sorted(got) == [("sku=SKU-8", "jira", "open"), ("sku=SKU-8", "jira", "resolve"),
                            ("sku=SKU-8", "slack", "open"), ("sku=SKU-8", "slack", "resolve")]
+
+
+def test_evidence_of_keys_with_spaces_and_of_keys_too_long_to_keep_whole(agent_factory, fakes):
+    """The schema bounds no group field: a SKU may hold spaces or run to
+    hundreds of characters. Such an event counts in its group (a key too
+    long is cut and ends in a hash of the whole), and the evidence pack
+    still finds the group's reports."""
+    a = agent_factory(extra=delivery_config(fakes, only=["slack"])).start()
+    long_sku = "SKU-" + "x" * 250
+    a.send_event(defect("sp-1", "2026-03-01T10:00:00Z", sku="Big Kettle 2000"))
+    a.send_event(defect("lg-1", "2026-03-01T10:00:00Z", sku=long_sku))
+    wait_for(lambda: settled(a, 2), timeout=20, what="the deliveries")
+    a.stop()
+    keys = [k for (k,) in a.query("SELECT key FROM incidents ORDER BY id")]
+    assert keys[0] == "sku=Big Kettle 2000"
+    assert len(keys[1]) == 191 and re.fullmatch(r"sku=SKU-x+~[0-9a-f]{16}", keys[1]), keys[1]
+    packs = [json.loads(p) for (p,) in a.query("SELECT pack FROM evidence ORDER BY change_id")]
+    assert [[e["id"] for e in p["examples"]] for p in packs] == [["sp-1"], ["lg-1"]]
+    assert a.counter("rules_ungrouped") in (None, 0)

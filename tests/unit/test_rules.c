@@ -1408,6 +1408,49 @@ static void test_a_threshold_state_of_the_old_size_restores(void **state)
 }
 
 /*
+ * A key too long to keep whole is cut at a character's start and ends in a
+ * hash of the whole: two SKUs that differ only past the cut are two groups.
+ */
+static void test_a_long_key_is_cut_and_hashed(void **state)
+{
+	struct rig r;
+	char a[400], b[400], ka[RULE_KEY_MAX], kb[RULE_KEY_MAX], again[RULE_KEY_MAX];
+	struct event ev = {0};
+	const struct rule_common *c;
+
+	(void)state;
+	rig_start(&r, "rules:\n  - name: t\n    kind: threshold\n");
+	c = r.cfg.rules.v[0].data;
+	/* "x" and 150 times "é" (two bytes each): 301 bytes. */
+	a[0] = 'x';
+	for (int i = 0; i < 150; i++)
+		memcpy(a + 1 + 2 * i, "\xc3\xa9", 2);
+	a[301] = '\0';
+	memcpy(b, a, sizeof(a));
+	b[299] = 'y'; /* differs in the last character only */
+	b[300] = '\0';
+	ev.sku = a;
+	assert_int_equal(rule_group_key(c, &ev, ka, sizeof(ka)), 0);
+	assert_int_equal(rule_group_key(c, &ev, again, sizeof(again)), 0);
+	ev.sku = b;
+	assert_int_equal(rule_group_key(c, &ev, kb, sizeof(kb)), 0);
+	assert_string_equal(ka, again);
+	assert_string_not_equal(ka, kb);
+	/* 174 bytes fit before "~" and the hash: "sku=x" and 84 whole characters
+	 * (173 bytes), not half of the 85th. */
+	assert_int_equal(strlen(ka), 173 + 17);
+	assert_memory_equal(ka, "sku=x\xc3\xa9", 7);
+	assert_int_equal((unsigned char)ka[172], 0xa9);
+	assert_int_equal(ka[173], '~');
+	assert_int_equal(strspn(ka + 174, "0123456789abcdef"), 16);
+	/* A key that fits is written whole, as before. */
+	ev.sku = "SKU-1";
+	assert_int_equal(rule_group_key(c, &ev, ka, sizeof(ka)), 0);
+	assert_string_equal(ka, "sku=SKU-1");
+	rig_end(&r);
+}
+
+/*
  * Events the rules leave out are counted once each, however many rules
  * leave them out, and the counts survive a restart (the daemon sets the
  * store's counters from them, so a replay must recount from the checkpoint,
@@ -1744,6 +1787,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
+	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),
 	        cmocka_unit_test(test_a_muted_notification_is_owed_when_the_mute_ends),
 	        cmocka_unit_test(test_a_checkpoint_writes_keys_in_the_stores_order),
 	        cmocka_unit_test(test_nb_tail),

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #include "store.h"
@@ -857,23 +858,6 @@ char *store_event_body(struct store *st, const char *event_id)
 	return body;
 }
 
-#define FIELD_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_."
-
-/*
- * Where a group key's value ends: at the next " name=" or at the end. A
- * value may hold spaces ("sku=Big Kettle 2000 category=returns").
- */
-static const char *key_value_end(const char *v)
-{
-	for (const char *sp = strchr(v, ' '); sp; sp = strchr(sp + 1, ' ')) {
-		size_t n = strspn(sp + 1, FIELD_CHARS);
-
-		if (n > 0 && sp[1 + n] == '=')
-			return sp;
-	}
-	return v + strlen(v);
-}
-
 int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const char *key,
                          size_t max, int (*fn)(void *arg, const char *body, size_t len), void *arg)
 {
@@ -887,7 +871,7 @@ int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const
 	snprintf(sql, sizeof(sql), "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2");
 	for (const char *p = key ? key : ""; *p && nv < 4;) {
 		const char *v, *e;
-		size_t eq = strspn(p, FIELD_CHARS);
+		size_t eq = strspn(p, KEY_FIELD_CHARS);
 
 		if (eq == 0 || p[eq] != '=')
 			break;

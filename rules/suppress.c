@@ -242,15 +242,33 @@ static int field_value(void *arg, const char *field, char *out, size_t outlen)
 	return 1;
 }
 
+const char *key_value_end(const char *v)
+{
+	for (const char *sp = strchr(v, ' '); sp; sp = strchr(sp + 1, ' ')) {
+		size_t n = strspn(sp + 1, KEY_FIELD_CHARS);
+
+		if (n > 0 && sp[1 + n] == '=')
+			return sp;
+	}
+	return v + strlen(v);
+}
+
 int key_field(const char *key, const char *field, char *out, size_t outlen)
 {
 	size_t n = strlen(field);
 
-	for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
-		if ((p == key || p[-1] == ' ') && p[n] == '=') {
-			snprintf(out, outlen, "%.*s", (int)strcspn(p + n + 1, " "), p + n + 1);
+	/* Field by field: a value may hold spaces, and text like a field name. */
+	for (const char *p = key; *p;) {
+		const char *v = p + strspn(p, KEY_FIELD_CHARS), *e;
+
+		if (*v != '=')
+			return 0;
+		e = key_value_end(v + 1);
+		if ((size_t)(v - p) == n && strncmp(p, field, n) == 0) {
+			snprintf(out, outlen, "%.*s", (int)(e - v - 1), v + 1);
 			return 1;
 		}
+		p = *e ? e + 1 : e;
 	}
 	return 0;
 }

@@ -92,6 +92,15 @@ int matchers_hold(const struct matcher *m, int n, matcher_field_fn field, void *
 /* The value of field in a group key "sku=A category=b"; returns 1 if present. */
 int key_field(const char *key, const char *field, char *out, size_t outlen);
 
+/* The characters of a field name in a group key. */
+#define KEY_FIELD_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_."
+
+/*
+ * Where a group key's value starting at v ends: at the next " name=" or
+ * at the end. A value may hold spaces ("sku=Big Kettle 2000 category=x").
+ */
+const char *key_value_end(const char *v);
+
 /* Compile after loading. Return 0, or -1 with err. */
 int silence_check(struct silence *s, char *err, size_t errlen);
 int time_window_check(struct time_window *w, char *err, size_t errlen);

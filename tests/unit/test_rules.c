@@ -751,6 +751,42 @@ static void test_a_muted_notification_is_owed_when_the_mute_ends(void **state)
 	rig_end(&r);
 }
 
+/*
+ * A group key's values may hold spaces: a matcher on "sku == Big Kettle
+ * 2000" (silences, routes) must see the whole value, not "Big".
+ */
+static void test_key_fields_with_spaces(void **state)
+{
+	char v[64];
+	struct rig r;
+	struct engine *e = rig_start(
+	        &r, "rules:\n  - name: t\n    kind: threshold\n    group_by: [sku, category]\n"
+	            "silences:\n  - matchers: [\"sku == Big Kettle 2000\"]\n"
+	            "    start: 2026-01-05T00:00:00Z\n    end: 2026-01-06T00:00:00Z\n"
+	            "    author: maria\n    comment: relaunch\n");
+	struct suppress_lists lists = {&r.cfg.silences, &r.cfg.time_windows, &r.cfg.known_issues};
+	static const struct row rows[] = {{1, "Big Kettle 2000", NULL, SEVERITY_LOW, 0.9},
+	                                  {1, "Big", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	assert_int_equal(key_field("sku=Big Kettle 2000 category=shipping", "sku", v, sizeof(v)),
+	                 1);
+	assert_string_equal(v, "Big Kettle 2000");
+	assert_int_equal(
+	        key_field("sku=Big Kettle 2000 category=shipping", "category", v, sizeof(v)), 1);
+	assert_string_equal(v, "shipping");
+	assert_int_equal(key_field("sku=a=b category=x", "sku", v, sizeof(v)), 1);
+	assert_string_equal(v, "a=b");
+	assert_int_equal(key_field("sku=Big Kettle 2000", "Kettle", v, sizeof(v)), 0);
+	assert_int_equal(key_field("sku=Big category=x", "cat", v, sizeof(v)), 0);
+	engine_suppress(e, &lists, 0);
+	feed(e, rows, 2);
+	assert_int_equal(r.l.opened, 2);
+	assert_int_equal(engine_stats(e)->suppressed, 1); /* Big Kettle 2000, not Big */
+	assert_non_null(strstr(r.l.muted[0], "silence 0 by maria"));
+	rig_end(&r);
+}
+
 /* A report of sku A at hour h in a category (and subcategory). */
 static void report(struct engine *e, const char *id, double h, const char *category,
                    const char *sub, enum severity sev)
@@ -1788,6 +1824,7 @@ int main(void)
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
 	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),
+	        cmocka_unit_test(test_key_fields_with_spaces),
 	        cmocka_unit_test(test_a_muted_notification_is_owed_when_the_mute_ends),
 	        cmocka_unit_test(test_a_checkpoint_writes_keys_in_the_stores_order),
 	        cmocka_unit_test(test_nb_tail),

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <voca/render.h>
+#include <voca/suppress.h>
 #include <voca/xalloc.h>
 
 #include "evidence.h"
@@ -59,12 +60,12 @@ void evidence_dedupe(const struct incident *inc, char out[32])
 static int key_covers(const char *want, const char *have)
 {
 	while (*want) {
-		size_t n = strcspn(want, " ");
+		size_t n = key_pair_len(want);
 		const char *p = have;
 		int found = 0;
 
 		while (*p) {
-			size_t m = strcspn(p, " ");
+			size_t m = key_pair_len(p);
 
 			if (m == n && memcmp(p, want, n) == 0)
 				found = 1;

@@ -470,11 +470,11 @@ void engine_suppress(struct engine *e, const struct suppress_lists *lists, int b
 	e->budget = budget_per_hour;
 }
 
-/* Is the space-separated token tok (n bytes) one of list's? */
+/* Is the "field=value" pair tok (n bytes) one of the key list's? (values may hold spaces) */
 static int has_token(const char *list, const char *tok, size_t n)
 {
 	for (const char *q = list; *q;) {
-		size_t m = strcspn(q, " ");
+		size_t m = key_pair_len(q);
 
 		if (m == n && memcmp(q, tok, n) == 0)
 			return 1;
@@ -488,7 +488,7 @@ static int tokens_in(const char *a, const char *b, const char *also, int *shared
 {
 	*shared = 0;
 	for (const char *p = a; *p;) {
-		size_t n = strcspn(p, " ");
+		size_t n = key_pair_len(p);
 		int in_b = has_token(b, p, n);
 
 		if (!in_b && !has_token(also, p, n))
@@ -638,13 +638,14 @@ static int key_token(const char *key, const char *field, char *out, size_t outle
 {
 	size_t n = strlen(field);
 
-	for (const char *p = key; (p = strstr(p, field)) != NULL; p += n) {
-		if ((p == key || p[-1] == ' ') && p[n] == '=') {
-			size_t len = strcspn(p, " ");
+	for (const char *p = key; *p;) {
+		size_t len = key_pair_len(p);
 
+		if (len > n && p[n] == '=' && strncmp(p, field, n) == 0) {
 			snprintf(out, outlen, "%.*s", (int)len, p);
 			return 1;
 		}
+		p += len + (p[len] == ' ');
 	}
 	return 0;
 }

@@ -253,6 +253,13 @@ const char *key_value_end(const char *v)
 	return v + strlen(v);
 }
 
+size_t key_pair_len(const char *p)
+{
+	const char *v = p + strspn(p, KEY_FIELD_CHARS);
+
+	return *v == '=' ? (size_t)(key_value_end(v + 1) - p) : strlen(p);
+}
+
 int key_field(const char *key, const char *field, char *out, size_t outlen)
 {
 	size_t n = strlen(field);

@@ -785,6 +785,36 @@ static void test_key_fields_with_spaces(void **state)
 	assert_int_equal(engine_stats(e)->suppressed, 1); /* Big Kettle 2000, not Big */
 	assert_non_null(strstr(r.l.muted[0], "silence 0 by maria"));
 	rig_end(&r);
+
+	/* A roll-up by a category with a space is that category's, not every
+	 * category sharing its first word. */
+	static const char *const sku[] = {"A", "B", "D", "E", "C"};
+	static const char *const cat[] = {"Product Defect", "Product Defect", "Product Returns",
+	                                  "Product Returns", "Product Defect"};
+
+	e = rig_start(&r, "rules:\n  - {name: t, kind: threshold, group_by: [sku, category],\n"
+	                  "     rollup_by: category, rollup_min: 3}\n");
+	for (int i = 0; i < 5; i++) {
+		char id[8];
+		struct event ev = {.event_id = id,
+		                   .ts_ms = T0 + H + i,
+		                   .sku = sku[i],
+		                   .category = cat[i],
+		                   .sentiment = SENTIMENT_NEGATIVE,
+		                   .confidence = 0.9,
+		                   .sentiment_score = NAN,
+		                   .urgency = NAN,
+		                   .seq = -1,
+		                   .raw = "{}",
+		                   .raw_len = 2};
+
+		snprintf(id, sizeof(id), "r%d", i);
+		engine_event(e, &ev);
+		/* Four keys open, none rolled up; the fifth makes three of one category. */
+		assert_int_equal(r.l.opened, i + 1 + (i == 4));
+	}
+	assert_string_equal(r.l.muted[0], "rolled up into incident 6 (category=Product Defect)");
+	rig_end(&r);
 }
 
 /* A report of sku A at hour h in a category (and subcategory). */

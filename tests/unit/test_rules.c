@@ -795,7 +795,7 @@ static void test_key_fields_with_spaces(void **state)
 	e = rig_start(&r, "rules:\n  - {name: t, kind: threshold, group_by: [sku, category],\n"
 	                  "     rollup_by: category, rollup_min: 3}\n");
 	for (int i = 0; i < 5; i++) {
-		char id[8];
+		char id[16];
 		struct event ev = {.event_id = id,
 		                   .ts_ms = T0 + H + i,
 		                   .sku = sku[i],

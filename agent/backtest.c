@@ -399,6 +399,11 @@ static void print_counts(const struct bt *b, double secs)
 			       reject_code_name((enum reject_code)c),
 			       (long long)b->example[c]->example_line[c],
 			       b->example[c]->example[c]);
+	if (st->ungrouped || st->capped)
+		printf("  left out: %llu events without a rule's group_by field, %llu of keys over "
+		       "engine.max_keys (%lld a rule)\n",
+		       (unsigned long long)st->ungrouped, (unsigned long long)st->capped,
+		       (long long)b->cfg.engine.max_keys);
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
 	printf("  muted notifications: %llu (known issues, silences, time windows, inhibition, "
@@ -439,6 +444,8 @@ static cJSON *counts_json(const struct bt *b)
 	cJSON_AddNumberToObject(o, "repeats", (double)b->duplicates);
 	cJSON_AddNumberToObject(o, "revisions", (double)b->revisions);
 	cJSON_AddNumberToObject(o, "late", (double)engine_stats(b->engine)->late);
+	cJSON_AddNumberToObject(o, "ungrouped", (double)engine_stats(b->engine)->ungrouped);
+	cJSON_AddNumberToObject(o, "capped", (double)engine_stats(b->engine)->capped);
 	cJSON_AddNumberToObject(o, "review", (double)b->review);
 	cJSON_AddNumberToObject(o, "suppressed", (double)engine_stats(b->engine)->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
@@ -508,6 +515,7 @@ int backtest_main(int argc, char **argv)
 		return 1;
 	}
 	b.engine = engine_new(&b.cfg.rules, b.cfg.engine.lateness_ms, on_incident, &b);
+	engine_max_keys(b.engine, (size_t)b.cfg.engine.max_keys);
 	engine_review(b.engine, b.cfg.engine.review_confidence, b.cfg.engine.review_counts_volume,
 	              on_review);
 	struct suppress_lists lists = {&b.cfg.silences, &b.cfg.time_windows, &b.cfg.known_issues};

@@ -71,6 +71,10 @@ const struct conf_key config_keys[] = {
                  NULL,
                  "most tier-1/2 notifications an hour; more are demoted to the digest (0: no "
                  "limit)"),
+        CONF_KEY("engine.max_keys", CONF_INT, OFF(engine.max_keys), "1000000", 1000, 100000000,
+                 NULL,
+                 "group keys one rule keeps at most; events of further keys are not counted "
+                 "(and are shown: voca stats)"),
         CONF_KEY("engine.checkpoint", CONF_DURATION, OFF(engine.checkpoint_ms), "60s", 0, 86400000,
                  NULL,
                  "how often the rules' state is saved; after a crash the events since are "

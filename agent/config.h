@@ -49,6 +49,7 @@ struct config {
 		int review_counts_volume;
 		int64_t checkpoint_ms;
 		int64_t budget_per_hour;
+		int64_t max_keys;
 	} engine;
 	struct {
 		struct conf_list patterns;

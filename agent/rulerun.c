@@ -69,6 +69,7 @@ struct rulerun {
 	/* What the rules left out (engine_stats): as last written to the store's
 	 * counters, and as last logged, when. */
 	uint64_t late_written, ungrouped_written, late_logged, ungrouped_logged;
+	uint64_t capped_written, capped_logged;
 	int64_t left_out_logged_ns;
 	int64_t silences_seen_ms; /* wall time up to which silence ends were announced */
 	size_t read_back;         /* events read back since */
@@ -197,13 +198,16 @@ static int note_left_out(struct rulerun *r)
 	const struct engine_stats *es = engine_stats(r->engine);
 	int64_t now = clock_mono_ns();
 
-	if (es->late == r->late_written && es->ungrouped == r->ungrouped_written)
+	if (es->late == r->late_written && es->ungrouped == r->ungrouped_written &&
+	    es->capped == r->capped_written)
 		return 0;
 	if (store_set_counter(r->st, "rules_late", (int64_t)es->late) < 0 ||
-	    store_set_counter(r->st, "rules_ungrouped", (int64_t)es->ungrouped) < 0)
+	    store_set_counter(r->st, "rules_ungrouped", (int64_t)es->ungrouped) < 0 ||
+	    store_set_counter(r->st, "rules_capped", (int64_t)es->capped) < 0)
 		return -1;
 	r->late_written = es->late;
 	r->ungrouped_written = es->ungrouped;
+	r->capped_written = es->capped;
 	if (r->left_out_logged_ns && now - r->left_out_logged_ns < 60000000000LL)
 		return 0;
 	if (es->late > r->late_logged)
@@ -218,8 +222,15 @@ static int note_left_out(struct rulerun *r)
 		         "not counted (%llu in all: voca stats)",
 		         (unsigned long long)(es->ungrouped - r->ungrouped_logged),
 		         (unsigned long long)es->ungrouped);
+	if (es->capped > r->capped_logged)
+		log_warn("rules: %llu events had a new key for a rule already keeping "
+		         "engine.max_keys (%lld) keys; not counted (%llu in all: voca stats). Is a "
+		         "group_by finer than meant?",
+		         (unsigned long long)(es->capped - r->capped_logged),
+		         (long long)r->cfg->engine.max_keys, (unsigned long long)es->capped);
 	r->late_logged = es->late;
 	r->ungrouped_logged = es->ungrouped;
+	r->capped_logged = es->capped;
 	r->left_out_logged_ns = now;
 	return 0;
 }
@@ -664,6 +675,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	r->q = evqueue_new(MAX_READY);
 	evqueue_spill(r->q); /* the ingest never waits for the rules: they read back */
 	r->engine = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, r);
+	engine_max_keys(r->engine, (size_t)cfg->engine.max_keys);
 	engine_review(r->engine, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
 	              on_review);
 	if (!engine_reads_raw(r->engine))
@@ -676,6 +688,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	/* Logged before the restart: the log says only what is new. */
 	r->late_logged = engine_stats(r->engine)->late;
 	r->ungrouped_logged = engine_stats(r->engine)->ungrouped;
+	r->capped_logged = engine_stats(r->engine)->capped;
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
 	         moved ? cfg->store.path : "");

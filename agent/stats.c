@@ -206,8 +206,9 @@ static void print_text(const cJSON *r)
 		       str(row, "state_file"), num(row, "state_bytes") / 1e6,
 		       num(row, "state_records"), num(row, "since_checkpoint"));
 		printf("  left out: %.0f events too late for the bucketed rules (over engine.lateness "
-		       "behind the newest), %.0f without a rule's group_by field\n",
-		       num(c, "rules_late"), num(c, "rules_ungrouped"));
+		       "behind the newest), %.0f without a rule's group_by field, %.0f of keys over "
+		       "engine.max_keys\n",
+		       num(c, "rules_late"), num(c, "rules_ungrouped"), num(c, "rules_capped"));
 	}
 	printf("deliveries:%s\n",
 	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? ""

@@ -155,7 +155,8 @@ struct engine {
 	int rolling;               /* fire() is opening a roll-up */
 	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
 	int sent_head;
-	int save_all; /* the next engine_save writes every record (engine_save_everything) */
+	int save_all;    /* the next engine_save writes every record (engine_save_everything) */
+	size_t max_keys; /* per rule (engine_max_keys) */
 };
 
 /*
@@ -227,8 +228,9 @@ static void *slab_alloc(struct rule_rt *r, size_t n, uint32_t *ref)
 }
 
 /* The key's entry, created if new; h is rule_hash of its len bytes. */
+/* The key, or NULL when it is new and the rule holds max_keys already (limit: 1). */
 static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char *key, size_t len,
-                                uint32_t h)
+                                uint32_t h, int limit)
 {
 	size_t i;
 
@@ -240,6 +242,8 @@ static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char 
 		if (k->hash == h && strcmp(KEY(r, k), key) == 0)
 			return k;
 	}
+	if (limit && r->nkeys >= e->max_keys)
+		return NULL;
 	uint32_t ref;
 	struct keyent *k = slab_alloc(r, key_bytes(r, len + 1), &ref);
 
@@ -256,7 +260,7 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 {
 	size_t len = strlen(key);
 
-	return key_get_h(e, r, key, len, rule_hash(key, len));
+	return key_get_h(e, r, key, len, rule_hash(key, len), 0);
 }
 
 /* ---- incident history, per key that had one ---- */
@@ -397,6 +401,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 	e->fn = fn;
 	e->arg = arg;
 	e->max_ts = INT64_MIN;
+	e->max_keys = SIZE_MAX;
 	for (size_t i = 0; i < rules->n; i++) {
 		struct rule_rt *r = &e->rules[i];
 
@@ -614,6 +619,11 @@ _Static_assert(sizeof(((struct incident *)0)->key) == RULE_KEY_MAX, "an incident
 const struct engine_stats *engine_stats(const struct engine *e)
 {
 	return &e->stats;
+}
+
+void engine_max_keys(struct engine *e, size_t max)
+{
+	e->max_keys = max ? max : SIZE_MAX;
 }
 
 int engine_is_open(const struct engine *e, uint64_t id)
@@ -1020,7 +1030,8 @@ static void remember_id(struct rule_rt *r, const struct keyent *k, const char *i
 static void take(struct engine *e, const struct event *ev, int revision)
 {
 	char reason[96];
-	int review = needs_review(e, ev, reason, sizeof(reason)), late = 0, ungrouped = 0;
+	int review = needs_review(e, ev, reason, sizeof(reason)), late = 0, ungrouped = 0,
+	    capped = 0;
 
 	/* A revision too: a report re-scored as unsure belongs in the queue (the
 	 * queue keeps one row per report, the first reason). */
@@ -1081,7 +1092,11 @@ static void take(struct engine *e, const struct event *ev, int revision)
 
 		if (!p->ok)
 			continue;
-		k = key_get_h(e, r, p->key, p->len, p->h);
+		k = key_get_h(e, r, p->key, p->len, p->h, 1);
+		if (k == NULL) {
+			capped = 1;
+			continue;
+		}
 		mark_changed(k);
 		if (r->kind->on_close) {
 			if (k->bucket < 0) {
@@ -1110,6 +1125,7 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	}
 	e->stats.late += late; /* events, however many rules left them out */
 	e->stats.ungrouped += ungrouped;
+	e->stats.capped += capped;
 	advance(e, e->max_ts - e->lateness_ms);
 }
 
@@ -1189,6 +1205,7 @@ struct engine_head {
 	/* What the rules left out, saved so that a replay recounts exactly (a
 	 * head saved before these existed restores them as 0). */
 	uint64_t late, ungrouped;
+	uint64_t capped; /* since the same session as late: a head of 32 bytes has none */
 };
 
 struct rule_head {
@@ -1246,7 +1263,8 @@ static int by_rule_and_key(const void *a, const void *b)
 int engine_save(struct engine *e, engine_put_fn put, void *arg)
 {
 	struct buf b, shared;
-	struct engine_head eh = {e->max_ts, e->next_id, e->stats.late, e->stats.ungrouped};
+	struct engine_head eh = {e->max_ts, e->next_id, e->stats.late, e->stats.ungrouped,
+	                         e->stats.capped};
 	struct to_save *v;
 	size_t nv = 0, nkeys = 0;
 	int rc = 0;
@@ -1420,13 +1438,15 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 	if (rule[0] == '\0') {
 		struct engine_head eh = {0};
 
-		if (len != sizeof(eh) && len != offsetof(struct engine_head, late))
+		if (len != sizeof(eh) && len != offsetof(struct engine_head, late) &&
+		    len != offsetof(struct engine_head, capped))
 			return 1;
 		memcpy(&eh, blob, len);
 		e->max_ts = eh.max_ts;
 		e->next_id = eh.next_id;
 		e->stats.late = eh.late;
 		e->stats.ungrouped = eh.ungrouped;
+		e->stats.capped = eh.capped;
 		return 0;
 	}
 	r = rule_named(e, rule);

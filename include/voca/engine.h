@@ -58,6 +58,7 @@ struct engine_stats {
 	uint64_t revisions;  /* given to engine_revision */
 	uint64_t late;       /* events behind a key's open bucket: a bucketed rule left them out */
 	uint64_t ungrouped;  /* events that matched a rule but lacked a group_by field */
+	uint64_t capped;     /* events of a new key for a rule holding max_keys keys */
 	uint64_t keys;       /* group keys with state, over all rules */
 	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */
@@ -146,6 +147,14 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 int64_t engine_max_ts(const struct engine *e);
 
 const struct engine_stats *engine_stats(const struct engine *e);
+
+/*
+ * Each rule keeps at most max keys (default: no limit); an event of a
+ * further key is not counted for it (stats.capped). Keys are never
+ * forgotten, so without a limit a group_by finer than meant (a customer or
+ * an event id) would grow until the process is killed.
+ */
+void engine_max_keys(struct engine *e, size_t max);
 
 /* Is incident id open in the engine (restored or opened since)? */
 int engine_is_open(const struct engine *e, uint64_t id);

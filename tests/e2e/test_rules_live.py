@@ -551,7 +551,25 @@ def test_events_the_rules_leave_out_are_logged_and_counted(agent_factory):
     r = run_voca("stats", "-c", str(a.config))
     assert r.returncode == 0, r.stderr
     assert ("left out: 1 events too late for the bucketed rules (over engine.lateness behind "
-            "the newest), 1 without a rule's group_by field") in r.stdout
+            "the newest), 1 without a rule's group_by field, 0 of keys over engine.max_keys") \
+        in r.stdout
+
+
+def test_a_rule_past_max_keys_leaves_new_keys_out_and_says_so(agent_factory):
+    """A group_by finer than meant must not grow until the process dies: past
+    engine.max_keys an event of a new key is not counted for the rule, and
+    the log and voca stats say how many."""
+    a = agent_factory(extra=BY_SKU.replace("checkpoint: 1h", "checkpoint: 1h\n  max_keys: 1000"))
+    a.start()
+    for i in range(1002):
+        a.send_event(event(f"k-{i}", sku=f"SKU-{i}"))
+    wait_for(lambda: a.counter("rules_capped") == 2, what="the capped count")
+    a.stop()
+    # (one line a minute: both, or the first alone if the rules took them apart)
+    assert re.search(r"rules: [12] events had a new key for a rule already keeping "
+                     r"engine.max_keys \(1000\) keys", a.log_text())
+    r = run_voca("stats", "-c", str(a.config))
+    assert "2 of keys over engine.max_keys" in r.stdout
 
 
 def test_a_failed_write_by_the_rules_stops_the_daemon_at_once(agent_factory):

@@ -1517,6 +1517,34 @@ static void test_a_long_key_is_cut_and_hashed(void **state)
 }
 
 /*
+ * A rule keeps at most max_keys keys: an event of a further key is left out
+ * and counted (once, however many rules), known keys go on counting, and
+ * the count survives a restart.
+ */
+static void test_a_rule_keeps_at_most_max_keys(void **state)
+{
+	static const struct row rows[] = {{1, "A", NULL, SEVERITY_LOW, 0.9},
+	                                  {1, "B", NULL, SEVERITY_LOW, 0.9},
+	                                  {1, "C", NULL, SEVERITY_LOW, 0.9},
+	                                  {2, "A", NULL, SEVERITY_LOW, 0.9}};
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: t\n    kind: threshold\n"
+	                                 "  - name: u\n    kind: threshold\n");
+
+	(void)state;
+	engine_max_keys(e, 2);
+	feed(e, rows, 4);
+	assert_int_equal(engine_stats(e)->capped, 1);
+	assert_int_equal(engine_stats(e)->keys, 4); /* A and B, for each rule */
+	assert_int_equal(r.l.opened, 4);            /* C opened nothing */
+	e = rig_restart(&r, kv);
+	assert_int_equal(engine_stats(e)->capped, 1);
+	kvs_free(kv);
+	rig_end(&r);
+}
+
+/*
  * Events the rules leave out are counted once each, however many rules
  * leave them out, and the counts survive a restart (the daemon sets the
  * store's counters from them, so a replay must recount from the checkpoint,
@@ -1547,7 +1575,7 @@ static void test_left_out_events_are_counted_and_kept(void **state)
 	/* The engine's head (rule "", key "") as an earlier version wrote it. */
 	for (size_t i = 0; i < kv->n; i++)
 		if (kv->v[i].rule[0] == '\0' && kv->v[i].key[0] == '\0') {
-			assert_int_equal(kv->v[i].len, 32);
+			assert_int_equal(kv->v[i].len, 40);
 			kv->v[i].len = 16;
 		}
 	e = rig_reload(&r, kv);
@@ -1853,6 +1881,7 @@ int main(void)
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
+	        cmocka_unit_test(test_a_rule_keeps_at_most_max_keys),
 	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),
 	        cmocka_unit_test(test_key_fields_with_spaces),
 	        cmocka_unit_test(test_a_muted_notification_is_owed_when_the_mute_ends),

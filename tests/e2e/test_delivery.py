@@ -534,3 +534,16 @@ def test_evidence_of_keys_with_spaces_and_of_keys_too_long_to_keep_whole(agent_f
     packs = [json.loads(p) for (p,) in a.query("SELECT pack FROM evidence ORDER BY change_id")]
     assert [[e["id"] for e in p["examples"]] for p in packs] == [["sp-1"], ["lg-1"]]
     assert a.counter("rules_ungrouped") in (None, 0)
+
+
+def test_evidence_quotes_an_event_over_the_default_size_limit(agent_factory, fakes):
+    """The evidence builder reads stored events back: one the ingest took
+    under a larger ingest.max_message_bytes is quoted too (it was decoded
+    with the default 1 MiB limit and left out of the pack)."""
+    a = agent_factory(ingest_extra="  max_message_bytes: 4MiB\n",
+                      extra=delivery_config(fakes, only=["slack"])).start()
+    a.send_event(defect("big-1", "2026-03-01T10:00:00Z", attachment="x" * (3 << 19)))
+    wait_for(lambda: settled(a, 1), timeout=20, what="the delivery")
+    a.stop()
+    (pack,) = [json.loads(p) for (p,) in a.query("SELECT pack FROM evidence")]
+    assert [e["id"] for e in pack["examples"]] == ["big-1"]

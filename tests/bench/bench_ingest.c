@@ -308,11 +308,15 @@ static void load_feed(const char *voca, const char *dir, size_t want, size_t sku
 	}
 }
 
-/* Sends lines [from, to); rate 0 is as fast as the receiver takes them. */
+/*
+ * Sends lines [from, to); rate 0 is as fast as the receiver takes them. The
+ * sockets time a send out after a second: a receiver that has exited (a
+ * configuration it refused) is reported, not waited for for ever.
+ */
 static void push(void *sock, const struct feed *f, size_t from, size_t to, double rate,
-                 int64_t *sent_ns)
+                 int64_t *sent_ns, pid_t peer, const char *what)
 {
-	int64_t start = clock_mono_ns();
+	int64_t start = clock_mono_ns(), stalled = 0;
 
 	for (size_t i = from; i < to; i++) {
 		if (rate > 0 && (i - from) % 16 == 0) {
@@ -327,11 +331,36 @@ static void push(void *sock, const struct feed *f, size_t from, size_t to, doubl
 		}
 		if (sent_ns)
 			sent_ns[i - from] = clock_mono_ns();
-		if (zmq_send(sock, f->line[i], f->len[i], 0) < 0) {
-			fprintf(stderr, "bench: send: %s\n", zmq_strerror(zmq_errno()));
-			exit(1);
+		while (zmq_send(sock, f->line[i], f->len[i], 0) < 0) {
+			int status;
+
+			if (zmq_errno() != EAGAIN) {
+				fprintf(stderr, "bench: send: %s\n", zmq_strerror(zmq_errno()));
+				exit(1);
+			}
+			if (waitpid(peer, &status, WNOHANG) == peer) {
+				fprintf(stderr,
+				        "bench: %s exited (status %d) before taking the feed\n",
+				        what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+				exit(1);
+			}
+			if (++stalled > 120) {
+				fprintf(stderr, "bench: %s took nothing for 120 s\n", what);
+				exit(1);
+			}
 		}
+		stalled = 0;
 	}
+}
+
+/* The daemon and the floor: a bench that gives up must not leave them running. */
+static pid_t children[2];
+
+static void stop_children(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (children[i] > 0)
+			kill(children[i], SIGKILL);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -426,6 +455,9 @@ int main(int argc, char **argv)
 	pid_t vpid = start_voca(config, vpipe[1]);
 	pid_t fpid = start_floor(fep, fdb, n, fpipe[1]);
 
+	children[0] = vpid;
+	children[1] = fpid;
+	atexit(stop_children);
 	close(vpipe[1]);
 	close(fpipe[1]);
 	vr.fd = vpipe[0];
@@ -443,6 +475,10 @@ int main(int argc, char **argv)
 	void *ctx = zmq_ctx_new();
 	void *vs = zmq_socket(ctx, ZMQ_PUSH), *fs = zmq_socket(ctx, ZMQ_PUSH);
 
+	int send_timeout_ms = 1000;
+
+	zmq_setsockopt(vs, ZMQ_SNDTIMEO, &send_timeout_ms, sizeof(send_timeout_ms));
+	zmq_setsockopt(fs, ZMQ_SNDTIMEO, &send_timeout_ms, sizeof(send_timeout_ms));
 	zmq_connect(vs, vep);
 	zmq_connect(fs, fep);
 	usleep(200000); /* let both connect */
@@ -451,7 +487,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "bench: voca throughput...\n");
 	int64_t t0 = clock_mono_ns();
 
-	push(vs, &feed, 0, n, 0, NULL);
+	push(vs, &feed, 0, n, 0, NULL, vpid, "voca");
 	wait_committed(&vr, (int64_t)n, "voca");
 	int64_t voca_ns = last_commit(&vr).at_ns - t0, rules_lag_ns = -1;
 
@@ -466,7 +502,7 @@ int main(int argc, char **argv)
 
 	fprintf(stderr, "bench: floor throughput...\n");
 	t0 = clock_mono_ns();
-	push(fs, &feed, 0, n, 0, NULL);
+	push(fs, &feed, 0, n, 0, NULL, fpid, "the floor");
 	wait_committed(&fr, (int64_t)n, "floor");
 	int64_t floor_ns = fr.v[fr.n - 1].at_ns - t0;
 
@@ -482,7 +518,7 @@ int main(int argc, char **argv)
 		seq0 = (int64_t)cJSON_GetObjectItem(o, "seq")->valuedouble;
 		cJSON_Delete(o);
 	}
-	push(vs, &feed, n, n + nlat, lat_rate, sent);
+	push(vs, &feed, n, n + nlat, lat_rate, sent, vpid, "voca");
 	wait_committed(&vr, (int64_t)(n + nlat), "voca latency");
 	size_t nl = 0;
 
@@ -499,6 +535,7 @@ int main(int argc, char **argv)
 
 	waitpid(vpid, &vstatus, 0);
 	waitpid(fpid, &fstatus, 0);
+	children[0] = children[1] = 0; /* reaped: their pids may be another's now */
 	pthread_join(vt, NULL);
 	pthread_join(ft, NULL);
 	zmq_close(vs);

@@ -366,6 +366,17 @@ struct decode_limits config_decode_limits(const struct config *cfg)
 	};
 }
 
+const struct rule_common *config_rule(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->rules.n; i++) {
+		const struct rule_common *c = cfg->rules.v[i].data;
+
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
 int config_rules_path(const struct config *cfg, char *out, size_t len)
 {
 	const char *p = cfg->store.path;

@@ -81,6 +81,11 @@ int config_load_text(const char *name, const char *yaml, struct config *cfg, cha
                      size_t errlen);
 void config_free(struct config *cfg);
 
+struct rule_common;
+
+/* The configured rule of that name, or NULL. */
+const struct rule_common *config_rule(const struct config *cfg, const char *name);
+
 /* The decoder's limits as configured under ingest: (max_message_bytes, max_depth, ...). */
 struct decode_limits config_decode_limits(const struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);

@@ -878,7 +878,6 @@ static int emit_reject(event_fn fn, void *arg, const struct event_error *err, co
 	return deliver(fn, arg, NULL, err, raw, len);
 }
 
-/* Decodes one object; raw is its JSON text. Returns 1 valid, 0 rejected, -1 stop. */
 /* "3 days", "5 hours", "2 minutes", "40 seconds": how far ahead, roughly. */
 static void span_text(int64_t ms, char *out, size_t len)
 {
@@ -911,6 +910,7 @@ static int too_far_ahead(const struct event *ev, const struct decode_limits *lim
 	return 1;
 }
 
+/* Decodes one object; raw is its JSON text. Returns 1 valid, 0 rejected, -1 stop. */
 static int one(const cJSON *obj, const struct decode_limits *lim, int depth, const char *prefix,
                const char *raw, size_t raw_len, event_fn fn, void *arg)
 {

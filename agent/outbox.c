@@ -43,17 +43,6 @@ void outbox_free(struct outbox *ob)
 	free(ob);
 }
 
-static const struct rule_common *find_rule(const struct config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->rules.n; i++) {
-		const struct rule_common *c = cfg->rules.v[i].data;
-
-		if (strcmp(c->name, name) == 0)
-			return c;
-	}
-	return NULL;
-}
-
 struct fields {
 	const struct incident *inc;
 	const char *change;
@@ -112,7 +101,7 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	f.change = change_names[ch];
 	int64_t t0 = clock_mono_ns();
 
-	pack = evidence_build(st, ob->red, find_rule(cfg, inc->rule), inc, ch, cfg->version);
+	pack = evidence_build(st, ob->red, config_rule(cfg, inc->rule), inc, ch, cfg->version);
 	log_debug("outbox: evidence for incident %llu built in %.2f ms (%d matching events)",
 	          (unsigned long long)inc->id, (double)(clock_mono_ns() - t0) / 1e6,
 	          (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(

@@ -24,7 +24,6 @@
 #include <voca/buf.h>
 #include <voca/engine.h>
 #include <voca/log.h>
-#include <voca/rule.h>
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
@@ -42,6 +41,11 @@
 #define CACHE_BYTES (2 << 20)
 /* Events read back from the store in one turn, when the queue let them go. */
 #define READ_BACK_EVENTS 2048
+
+/* What the rules leave out, each kind a counter in the store (voca stats). */
+enum { LEFT_LATE, LEFT_UNGROUPED, LEFT_CAPPED, LEFT_KINDS };
+static const char *const left_counter[LEFT_KINDS] = {"rules_late", "rules_ungrouped",
+                                                     "rules_capped"};
 
 struct rulerun {
 	const struct config *cfg;
@@ -66,10 +70,9 @@ struct rulerun {
 	struct buf back;    /* events read back: tag (8 bytes), length (8), body */
 	size_t back_n;      /* how many */
 	int64_t behind_ns;  /* when the queue first let events go (0: it has not) */
-	/* What the rules left out (engine_stats): as last written to the store's
+	/* What the rules left out (left_out()): as last written to the store's
 	 * counters, and as last logged, when. */
-	uint64_t late_written, ungrouped_written, late_logged, ungrouped_logged;
-	uint64_t capped_written, capped_logged;
+	uint64_t left_written[LEFT_KINDS], left_logged[LEFT_KINDS];
 	int64_t left_out_logged_ns;
 	int64_t silences_seen_ms; /* wall time up to which silence ends were announced */
 	size_t read_back;         /* events read back since */
@@ -193,44 +196,54 @@ static int checkpoint_now(struct rulerun *r)
  * set rather than added, since the engine's own totals are exact across a
  * replay; the log says so at most once a minute.
  */
+static void left_out(const struct engine *e, uint64_t n[LEFT_KINDS])
+{
+	const struct engine_stats *es = engine_stats(e);
+
+	n[LEFT_LATE] = es->late;
+	n[LEFT_UNGROUPED] = es->ungrouped;
+	n[LEFT_CAPPED] = es->capped;
+}
+
 static int note_left_out(struct rulerun *r)
 {
-	const struct engine_stats *es = engine_stats(r->engine);
+	uint64_t n[LEFT_KINDS];
 	int64_t now = clock_mono_ns();
 
-	if (es->late == r->late_written && es->ungrouped == r->ungrouped_written &&
-	    es->capped == r->capped_written)
+	left_out(r->engine, n);
+	if (memcmp(n, r->left_written, sizeof(n)) == 0)
 		return 0;
-	if (store_set_counter(r->st, "rules_late", (int64_t)es->late) < 0 ||
-	    store_set_counter(r->st, "rules_ungrouped", (int64_t)es->ungrouped) < 0 ||
-	    store_set_counter(r->st, "rules_capped", (int64_t)es->capped) < 0)
-		return -1;
-	r->late_written = es->late;
-	r->ungrouped_written = es->ungrouped;
-	r->capped_written = es->capped;
+	for (int i = 0; i < LEFT_KINDS; i++)
+		if (store_set_counter(r->st, left_counter[i], (int64_t)n[i]) < 0)
+			return -1;
+	memcpy(r->left_written, n, sizeof(n));
 	if (r->left_out_logged_ns && now - r->left_out_logged_ns < 60000000000LL)
 		return 0;
-	if (es->late > r->late_logged)
-		log_warn("rules: %llu events came more than engine.lateness (%lld s) behind the "
-		         "newest event time; the spike, rate_shift and flatline rules did not "
-		         "count them (%llu in all: voca stats)",
-		         (unsigned long long)(es->late - r->late_logged),
-		         (long long)(r->cfg->engine.lateness_ms / 1000),
-		         (unsigned long long)es->late);
-	if (es->ungrouped > r->ungrouped_logged)
-		log_warn("rules: %llu events matched a rule but lack a field of its group_by; "
-		         "not counted (%llu in all: voca stats)",
-		         (unsigned long long)(es->ungrouped - r->ungrouped_logged),
-		         (unsigned long long)es->ungrouped);
-	if (es->capped > r->capped_logged)
-		log_warn("rules: %llu events had a new key for a rule already keeping "
-		         "engine.max_keys (%lld) keys; not counted (%llu in all: voca stats). Is a "
-		         "group_by finer than meant?",
-		         (unsigned long long)(es->capped - r->capped_logged),
-		         (long long)r->cfg->engine.max_keys, (unsigned long long)es->capped);
-	r->late_logged = es->late;
-	r->ungrouped_logged = es->ungrouped;
-	r->capped_logged = es->capped;
+	for (int i = 0; i < LEFT_KINDS; i++) {
+		char why[192];
+
+		if (n[i] <= r->left_logged[i])
+			continue;
+		if (i == LEFT_LATE)
+			snprintf(
+			        why, sizeof(why),
+			        "came more than engine.lateness (%lld s) behind the newest event "
+			        "time; the spike, rate_shift and flatline rules did not count them",
+			        (long long)(r->cfg->engine.lateness_ms / 1000));
+		else if (i == LEFT_UNGROUPED)
+			snprintf(why, sizeof(why),
+			         "matched a rule but lack a field of its group_by; not counted");
+		else
+			snprintf(
+			        why, sizeof(why),
+			        "had a new key for a rule already keeping engine.max_keys (%lld) keys "
+			        "(is a group_by finer than meant?); not counted",
+			        (long long)r->cfg->engine.max_keys);
+		log_warn("rules: %llu events %s (%llu in all: voca stats)",
+		         (unsigned long long)(n[i] - r->left_logged[i]), why,
+		         (unsigned long long)n[i]);
+	}
+	memcpy(r->left_logged, n, sizeof(n));
 	r->left_out_logged_ns = now;
 	return 0;
 }
@@ -592,14 +605,6 @@ struct orphans {
 	size_t n, cap;
 };
 
-static int is_configured(const struct config *cfg, const char *rule)
-{
-	for (size_t i = 0; i < cfg->rules.n; i++)
-		if (strcmp(((const struct rule_common *)cfg->rules.v[i].data)->name, rule) == 0)
-			return 1;
-	return 0;
-}
-
 static int find_orphan(void *arg, int64_t id, const char *rule, const char *key)
 {
 	struct orphans *o = arg;
@@ -614,8 +619,8 @@ static int find_orphan(void *arg, int64_t id, const char *rule, const char *key)
 
 	x->id = id;
 	snprintf(x->why, sizeof(x->why), "closed at a restart: %s",
-	         is_configured(o->r->cfg, rule) ? "the rules' state no longer holds it"
-	                                        : "its rule is no longer configured");
+	         config_rule(o->r->cfg, rule) ? "the rules' state no longer holds it"
+	                                      : "its rule is no longer configured");
 	log_warn("rules: incident %lld (%s %s) was open; %s; nobody notified", (long long)id, rule,
 	         key, x->why);
 	return 0;
@@ -686,9 +691,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	if (n < 0)
 		goto fail;
 	/* Logged before the restart: the log says only what is new. */
-	r->late_logged = engine_stats(r->engine)->late;
-	r->ungrouped_logged = engine_stats(r->engine)->ungrouped;
-	r->capped_logged = engine_stats(r->engine)->capped;
+	left_out(r->engine, r->left_logged);
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
 	         moved ? cfg->store.path : "");

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include <voca/rule.h>
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
@@ -870,19 +871,15 @@ int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const
 	/* The key's fields that are columns narrow the scan before any JSON is read. */
 	snprintf(sql, sizeof(sql), "SELECT body FROM events WHERE ts_ms >= ?1 AND ts_ms < ?2");
 	for (const char *p = key ? key : ""; *p && nv < 4;) {
-		const char *v, *e;
-		size_t eq = strspn(p, KEY_FIELD_CHARS);
+		size_t len = key_pair_len(p), eq = strspn(p, KEY_FIELD_CHARS);
 
-		if (eq == 0 || p[eq] != '=')
+		/* The last value of a cut key (rule_group_key's long keys) is no column value. */
+		if (p[eq] != '=' || (p[len] == '\0' && rule_key_cut(key)))
 			break;
-		v = e = p + eq + 1;
-		e = key_value_end(v);
-		size_t vl = (size_t)(e - v);
-		/* A value cut short and hashed (rule_group_key's long keys) is no column value. */
-		int hashed = *e == '\0' && vl >= 17 && v[vl - 17] == '~' &&
-		             strspn(v + vl - 16, "0123456789abcdef") == 16;
+		const char *v = p + eq + 1;
+		size_t vl = len - eq - 1;
 
-		for (size_t c = 0; !hashed && c < sizeof(columns) / sizeof(columns[0]); c++) {
+		for (size_t c = 0; c < sizeof(columns) / sizeof(columns[0]); c++) {
 			if (strlen(columns[c]) == eq && strncmp(p, columns[c], eq) == 0 &&
 			    vl < sizeof(vals[0])) {
 				snprintf(vals[nv], sizeof(vals[nv]), "%.*s", (int)vl, v);
@@ -891,7 +888,7 @@ int store_events_between(struct store *st, int64_t from_ms, int64_t to_ms, const
 				nv++;
 			}
 		}
-		p = *e ? e + 1 : e;
+		p += len + (p[len] == ' ');
 	}
 	snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " ORDER BY ts_ms DESC LIMIT ?3");
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)

@@ -340,6 +340,13 @@ static int long_key(const struct rule_common *c, const struct event *ev, char *o
 	return 0;
 }
 
+int rule_key_cut(const char *key)
+{
+	size_t n = strlen(key);
+
+	return n >= 17 && key[n - 17] == '~' && strspn(key + n - 16, "0123456789abcdef") == 16;
+}
+
 int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen)
 {
 	size_t off = 0;

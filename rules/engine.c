@@ -227,8 +227,10 @@ static void *slab_alloc(struct rule_rt *r, size_t n, uint32_t *ref)
 	return p;
 }
 
-/* The key's entry, created if new; h is rule_hash of its len bytes. */
-/* The key, or NULL when it is new and the rule holds max_keys already (limit: 1). */
+/*
+ * The key's entry, created if new; h is rule_hash of its len bytes. With
+ * limit, NULL for a new key when the rule holds max_keys already.
+ */
 static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char *key, size_t len,
                                 uint32_t h, int limit)
 {
@@ -646,18 +648,13 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 /* The "field=value" token of key for field, copied into out; 0 if absent. */
 static int key_token(const char *key, const char *field, char *out, size_t outlen)
 {
-	size_t n = strlen(field);
+	size_t len;
+	const char *p = key_find(key, field, &len);
 
-	for (const char *p = key; *p;) {
-		size_t len = key_pair_len(p);
-
-		if (len > n && p[n] == '=' && strncmp(p, field, n) == 0) {
-			snprintf(out, outlen, "%.*s", (int)len, p);
-			return 1;
-		}
-		p += len + (p[len] == ' ');
-	}
-	return 0;
+	if (p == NULL)
+		return 0;
+	snprintf(out, outlen, "%.*s", (int)len, p);
+	return 1;
 }
 
 /*
@@ -1204,8 +1201,7 @@ struct engine_head {
 	uint64_t next_id;
 	/* What the rules left out, saved so that a replay recounts exactly (a
 	 * head saved before these existed restores them as 0). */
-	uint64_t late, ungrouped;
-	uint64_t capped; /* since the same session as late: a head of 32 bytes has none */
+	uint64_t late, ungrouped, capped;
 };
 
 struct rule_head {
@@ -1438,8 +1434,7 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 	if (rule[0] == '\0') {
 		struct engine_head eh = {0};
 
-		if (len != sizeof(eh) && len != offsetof(struct engine_head, late) &&
-		    len != offsetof(struct engine_head, capped))
+		if (len != sizeof(eh) && len != offsetof(struct engine_head, late))
 			return 1;
 		memcpy(&eh, blob, len);
 		e->max_ts = eh.max_ts;

@@ -260,24 +260,32 @@ size_t key_pair_len(const char *p)
 	return *v == '=' ? (size_t)(key_value_end(v + 1) - p) : strlen(p);
 }
 
-int key_field(const char *key, const char *field, char *out, size_t outlen)
+const char *key_find(const char *key, const char *field, size_t *len)
 {
 	size_t n = strlen(field);
 
-	/* Field by field: a value may hold spaces, and text like a field name. */
+	/* Pair by pair: a value may hold spaces, and text like a field name. */
 	for (const char *p = key; *p;) {
-		const char *v = p + strspn(p, KEY_FIELD_CHARS), *e;
+		size_t m = key_pair_len(p);
 
-		if (*v != '=')
-			return 0;
-		e = key_value_end(v + 1);
-		if ((size_t)(v - p) == n && strncmp(p, field, n) == 0) {
-			snprintf(out, outlen, "%.*s", (int)(e - v - 1), v + 1);
-			return 1;
+		if (m > n && p[n] == '=' && strncmp(p, field, n) == 0) {
+			*len = m;
+			return p;
 		}
-		p = *e ? e + 1 : e;
+		p += m + (p[m] == ' ');
 	}
-	return 0;
+	return NULL;
+}
+
+int key_field(const char *key, const char *field, char *out, size_t outlen)
+{
+	size_t n = strlen(field), len;
+	const char *p = key_find(key, field, &len);
+
+	if (p == NULL)
+		return 0;
+	snprintf(out, outlen, "%.*s", (int)(len - n - 1), p + n + 1);
+	return 1;
 }
 
 static int matches(const struct matcher *m, int n, const char *rule, const char *kind, int tier,

@@ -174,6 +174,9 @@ int rule_matches(const struct rule_common *c, const struct event *ev);
  */
 int rule_group_key(const struct rule_common *c, const struct event *ev, char *out, size_t outlen);
 
+/* Does key end as rule_group_key ends a cut one (its last value is not whole)? */
+int rule_key_cut(const char *key);
+
 /*
  * What every event of the rule has by its conditions, as key tokens: the
  * string fields compared with == ("category=product_defect"), space

@@ -104,6 +104,9 @@ const char *key_value_end(const char *v);
 /* The length of the "name=value" pair that starts at p (to the next pair or the end). */
 size_t key_pair_len(const char *p);
 
+/* The "field=value" pair of key for field, and its length in *len; NULL if absent. */
+const char *key_find(const char *key, const char *field, size_t *len);
+
 /* Compile after loading. Return 0, or -1 with err. */
 int silence_check(struct silence *s, char *err, size_t errlen);
 int time_window_check(struct time_window *w, char *err, size_t errlen);

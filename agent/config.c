@@ -248,6 +248,23 @@ static int check_delivery(const char *file, struct config *cfg, char *err, size_
 			return -1;
 		}
 	}
+	for (size_t i = 0; i < cfg->known_issues.n; i++) {
+		const struct known_issue *k = cfg->known_issues.v[i].data;
+		const struct receiver *r = NULL;
+
+		for (size_t j = 0; k->receiver && j < cfg->receivers.n; j++)
+			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name,
+			           k->receiver) == 0)
+				r = cfg->receivers.v[j].data;
+		if (k->receiver && (r == NULL || !connectors[r->kind]->comments)) {
+			snprintf(
+			        err, errlen,
+			        "%s:%d: known_issues[%zu]: receiver: '%s' is not a configured jira or "
+			        "servicenow receiver",
+			        file, cfg->known_issues.v[i].line, i, k->receiver);
+			return -1;
+		}
+	}
 	for (size_t i = 0; i < cfg->routes.n; i++) {
 		if (route_check(cfg->routes.v[i].data, &cfg->owners, &cfg->receivers, why,
 		                sizeof(why)) < 0) {

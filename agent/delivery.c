@@ -479,7 +479,9 @@ static int record(struct worker *w, struct row *r, const struct verdict *v, long
 		goto out;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (r->d.remote_key[0] &&
+	/* A known issue's ticket is not the incident's own: the ledger does not
+	 * learn it, so the incident gets its own ticket if the issue is dropped. */
+	if (r->d.remote_key[0] && r->d.action != ACTION_KNOWN &&
 	    (strcmp(r->had_key, r->d.remote_key) || strcmp(r->had_id, r->d.remote_id))) {
 		if (sqlite3_prepare_v2(
 		            w->db,
@@ -586,6 +588,11 @@ static void run_one(struct worker *w, struct row *r)
 	}
 	if (r->pack == NULL) {
 		verdict_set(&v, VERDICT_FAIL, step, "the evidence pack does not parse");
+		goto done;
+	}
+	if (r->d.action == ACTION_KNOWN && !w->conn->comments) {
+		verdict_set(&v, VERDICT_FAIL, step,
+		            "a known issue's comment cannot go to a %s receiver", w->conn->kind);
 		goto done;
 	}
 	if (now - r->created_ms > w->rcv->max_age_ms) {

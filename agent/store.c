@@ -194,7 +194,7 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_EVIDENCE] = "INSERT INTO evidence(change_id, incident_id, dedupe, pack)"
                        " VALUES(?1,?2,?3,?4) ON CONFLICT DO NOTHING",
         [S_DELIVERY] = "INSERT INTO deliveries(change_id, incident_id, receiver, owner, action,"
-                       " created_ms, next_ms) VALUES(?1,?2,?3,?4,?5,?6,?6)"
+                       " created_ms, next_ms, remote_key) VALUES(?1,?2,?3,?4,?5,?6,?6,?7)"
                        " ON CONFLICT DO NOTHING",
         [S_EVENT_BODY] = "SELECT body FROM events WHERE event_id = ?1",
         [S_REVIEW] = "INSERT INTO review_queue(event_id, ts_ms, reason) VALUES(?1,?2,?3)"
@@ -827,7 +827,7 @@ int store_evidence(struct store *st, int64_t change_id, int64_t incident_id, con
 }
 
 int store_delivery(struct store *st, int64_t change_id, int64_t incident_id, const char *receiver,
-                   const char *owner, const char *action, int64_t now_ms)
+                   const char *owner, const char *action, const char *remote_key, int64_t now_ms)
 {
 	sqlite3_stmt *s = st->stmt[S_DELIVERY];
 
@@ -839,6 +839,7 @@ int store_delivery(struct store *st, int64_t change_id, int64_t incident_id, con
 	bind_text(s, 4, owner);
 	sqlite3_bind_text(s, 5, action, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 6, now_ms);
+	bind_text(s, 7, remote_key);
 	if (run(st, S_DELIVERY, "queue delivery") < 0)
 		return -1;
 	st->pending++;

@@ -106,11 +106,15 @@ int store_rules_position(struct store *st, int64_t rowid, int64_t revision_seq);
 int store_incident(struct store *st, const struct incident *inc, enum incident_change ch,
                    int64_t *change_id);
 
-/* The outbox, in the open transaction: a change's evidence pack, then its deliveries. */
+/*
+ * The outbox, in the open transaction: a change's evidence pack, then its
+ * deliveries. remote_key (may be NULL) is a ticket the delivery starts from
+ * (a known issue's).
+ */
 int store_evidence(struct store *st, int64_t change_id, int64_t incident_id, const char *dedupe,
                    const char *pack);
 int store_delivery(struct store *st, int64_t change_id, int64_t incident_id, const char *receiver,
-                   const char *owner, const char *action, int64_t now_ms);
+                   const char *owner, const char *action, const char *remote_key, int64_t now_ms);
 /* fn runs after each commit that queued deliveries (to wake the workers). */
 void store_on_deliveries(struct store *st, void (*fn)(void *arg), void *arg);
 

@@ -11,16 +11,18 @@
 #include <voca/render.h>
 #include <voca/xalloc.h>
 
-static const char *const action_names[] = {"open", "update", "resolve", "reopen", "alert"};
+static const char *const action_names[] = {"open", "update", "resolve", "reopen", "alert", "known"};
+
+#define NACTIONS (int)(sizeof(action_names) / sizeof(action_names[0]))
 
 const char *action_name(enum delivery_action a)
 {
-	return (unsigned)a < 5 ? action_names[a] : "?";
+	return (unsigned)a < NACTIONS ? action_names[a] : "?";
 }
 
 int action_parse(const char *s)
 {
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < NACTIONS; i++)
 		if (strcmp(s, action_names[i]) == 0)
 			return i;
 	return -1;
@@ -150,6 +152,40 @@ void text_append_cut(struct buf *out, const char *s, size_t max)
 		n--; /* do not split a UTF-8 sequence */
 	buf_add(out, s, n);
 	buf_adds(out, "\xe2\x80\xa6"); /* … */
+}
+
+void render_note(const struct delivery *d, struct buf *out)
+{
+	static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
+	                                    "could not be delivered everywhere"};
+	static const struct {
+		const char *change, *verb;
+	} known[] = {{"opened", "fired"},
+	             {"updated", "is still firing"},
+	             {"resolved", "cleared"},
+	             {"reopened", "fired again"}};
+	const char *change = pack_str(d->pack, "incident.change", "updated");
+
+	if (d->action != ACTION_KNOWN) {
+		buf_addf(out, "voca: incident %lld %s at %s (firings: %d). %s",
+		         (long long)d->incident_id,
+		         (unsigned)d->action < 5 ? verbs[d->action] : verbs[1],
+		         pack_str(d->pack, "incident.at", ""),
+		         (int)pack_num(d->pack, "incident.firings", 0),
+		         pack_str(d->pack, "incident.summary", ""));
+		return;
+	}
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(change, known[i].change) == 0)
+			change = known[i].verb;
+	buf_addf(out,
+	         "voca: incident %lld (%s, %s) %s at %s (firings: %d); it matches this known "
+	         "issue, so voca opens no ticket of its own. %s",
+	         (long long)d->incident_id, pack_str(d->pack, "incident.rule", ""),
+	         pack_str(d->pack, "incident.key", ""), change,
+	         pack_str(d->pack, "incident.at", ""),
+	         (int)pack_num(d->pack, "incident.firings", 0),
+	         pack_str(d->pack, "incident.summary", ""));
 }
 
 void render_headline(const cJSON *pack, struct buf *out, size_t max)

@@ -7,7 +7,8 @@
  *
  *   FIND         search by label (the ledger's key skips it)
  *   CREATE       POST /issue                       -> ATTACH
- *   COMMENT      re-occurrence, resolution, reopen -> ATTACH or TRANSITIONS
+ *   COMMENT      re-occurrence, resolution, reopen -> ATTACH or TRANSITIONS;
+ *                a known issue's ticket (given)    -> done
  *   ATTACH       the evidence pack as a JSON file  -> done
  *   TRANSITIONS  GET the transitions, pick the configured one by name
  *   TRANSITION   POST it                           -> done
@@ -243,19 +244,13 @@ static cJSON *adf_description(const cJSON *pack, const struct delivery *d, int m
 
 /* ---- the requests ---- */
 
-static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
-                                    "could not be delivered everywhere"};
-
 static cJSON *comment_body(const struct delivery *d)
 {
 	struct buf s;
 	cJSON *out;
 
 	buf_init(&s, 1 << 16);
-	buf_addf(&s, "voca: incident %lld %s at %s (firings: %d). %s", (long long)d->incident_id,
-	         verbs[d->action], pack_str(d->pack, "incident.at", ""),
-	         (int)pack_num(d->pack, "incident.firings", 0),
-	         pack_str(d->pack, "incident.summary", ""));
+	render_note(d, &s);
 	if (d->rcv->mode == MODE_CLOUD) {
 		out = cJSON_CreateObject();
 		cJSON_AddStringToObject(out, "type", "doc");
@@ -263,7 +258,8 @@ static cJSON *comment_body(const struct delivery *d)
 		cJSON *c = cJSON_AddArrayToObject(out, "content");
 
 		adf_paragraph(c, buf_str(&s));
-		if (d->action != ACTION_RESOLVE)
+		if (d->action != ACTION_RESOLVE &&
+		    strcmp(pack_str(d->pack, "incident.change", ""), "resolved") != 0)
 			adf_examples(c, d->pack, 3);
 	} else {
 		struct buf w;
@@ -361,6 +357,8 @@ static void after_find(const struct delivery *d, int found, struct verdict *v)
 		verdict_set(v, VERDICT_NEXT, ATTACH, "ticket %s exists", d->remote_key);
 	else if (found)
 		verdict_set(v, VERDICT_NEXT, COMMENT, "ticket %s", d->remote_key);
+	else if (d->action == ACTION_KNOWN) /* never create in someone else's stead */
+		verdict_set(v, VERDICT_FAIL, 0, "the known issue's ticket is not known");
 	else if (d->action == ACTION_RESOLVE)
 		verdict_set(v, VERDICT_DONE, 0, "no ticket to resolve");
 	else
@@ -546,7 +544,11 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 		break;
 	}
 	case COMMENT:
-		if (d->action == ACTION_RESOLVE || d->action == ACTION_REOPEN)
+		if (d->action ==
+		    ACTION_KNOWN) /* someone else's ticket: no attachment, no transition */
+			verdict_set(v, VERDICT_DONE, 0, "commented on known issue %s",
+			            d->remote_key);
+		else if (d->action == ACTION_RESOLVE || d->action == ACTION_REOPEN)
 			verdict_set(v, VERDICT_NEXT, TRANSITIONS, "commented on %s", d->remote_key);
 		else
 			verdict_set(v, VERDICT_NEXT, ATTACH, "commented on %s", d->remote_key);
@@ -565,6 +567,7 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 const struct connector connector_jira = {
         .kind = "jira",
         .tickets = 1,
+        .comments = 1,
         .keys = keys,
         .check = check,
         .render = render,

@@ -8,6 +8,9 @@
  *   FIND    GET the table by correlation_id (the ledger's sys_id skips it)
  *   CREATE  POST the incident                           -> ATTACH
  *   NOTE    PATCH a work note (+ state on resolve/reopen) -> ATTACH or done
+ *
+ * A known issue's record (its number given) is found by number and gets a
+ * work note only: no create, no state change, no attachment.
  *   ATTACH  POST /attachment/file: the evidence pack    -> done
  *
  * An instance ignores an unknown field in a query and returns rows matching
@@ -61,17 +64,6 @@ static int check(struct receiver *r, char *err, size_t errlen)
 	return 0;
 }
 
-static void note_text(const struct delivery *d, struct buf *out)
-{
-	static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
-	                                    "could not be delivered everywhere"};
-
-	buf_addf(out, "voca: incident %lld %s at %s (firings: %d). %s", (long long)d->incident_id,
-	         verbs[d->action], pack_str(d->pack, "incident.at", ""),
-	         (int)pack_num(d->pack, "incident.firings", 0),
-	         pack_str(d->pack, "incident.summary", ""));
-}
-
 static enum render_result render(const struct delivery *d, struct http_req *req, struct verdict *v)
 {
 	const char *base = d->rcv->url, *table = d->rcv->table;
@@ -90,6 +82,14 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 			return RENDER_SKIP;
 		}
 		req->method = "GET";
+		if (d->action == ACTION_KNOWN) { /* the known issue's record, by its number */
+			buf_addf(&req->url,
+			         "%s/api/now/table/%s?sysparm_query=number%%3D%s"
+			         "&sysparm_fields=sys_id%%2Cnumber%%2Cstate&sysparm_limit=5"
+			         "&sysparm_exclude_reference_link=true&sysparm_no_count=true",
+			         base, table, d->remote_key);
+			break;
+		}
 		buf_addf(
 		        &req->url,
 		        "%s/api/now/table/%s?sysparm_query=correlation_id%%3D%s%%5EORDERBYDESCsys_"
@@ -128,7 +128,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		cJSON_AddStringToObject(o, "correlation_id", d->dedupe);
 		cJSON_AddStringToObject(o, "correlation_display", "voca");
 		buf_reset(&s);
-		note_text(d, &s);
+		render_note(d, &s);
 		cJSON_AddStringToObject(o, "work_notes", buf_str(&s));
 		req->method = "POST";
 		buf_addf(&req->url, "%s/api/now/table/%s?sysparm_exclude_reference_link=true", base,
@@ -138,12 +138,14 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 	}
 	case NOTE:
 		o = cJSON_CreateObject();
-		note_text(d, &s);
+		render_note(d, &s);
 		cJSON_AddStringToObject(o, "work_notes", buf_str(&s));
 		if (d->action == ACTION_RESOLVE) {
 			cJSON_AddStringToObject(o, "state", "6");
 			cJSON_AddStringToObject(o, "close_code", d->rcv->close_code);
 			cJSON_AddStringToObject(o, "close_notes", buf_str(&s));
+		} else if (d->action == ACTION_KNOWN) {
+			/* someone else's record: a note only, its state is theirs */
 		} else if (d->action == ACTION_REOPEN || strcmp(d->aux, "6") == 0) {
 			cJSON_AddStringToObject(o, "state",
 			                        "2"); /* resolved, firing again: reopen */
@@ -176,12 +178,43 @@ json:
 	return RENDER_REQUEST;
 }
 
+/* FIND for a known issue: its record by number; never a create. */
+static void classify_find_known(struct delivery *d, const cJSON *rows, struct verdict *v)
+{
+	const cJSON *r;
+
+	cJSON_ArrayForEach(r, rows)
+	{
+		const char *state = pack_str(r, "state", "");
+
+		if (strcmp(pack_str(r, "number", ""), d->remote_key) != 0)
+			continue;
+		if (strcmp(state, "7") == 0 || strcmp(state, "8") == 0) {
+			verdict_set(v, VERDICT_FAIL, 0,
+			            "known issue %s is closed (state %s): update known_issues",
+			            d->remote_key, state);
+			return;
+		}
+		snprintf(d->remote_id, sizeof(d->remote_id), "%s", pack_str(r, "sys_id", ""));
+		snprintf(d->aux, sizeof(d->aux), "%s", state);
+		verdict_set(v, VERDICT_NEXT, NOTE, "known issue %s (state %s)", d->remote_key,
+		            state);
+		return;
+	}
+	verdict_set(v, VERDICT_FAIL, 0, "known issue %s: no such record in %s", d->remote_key,
+	            d->rcv->table);
+}
+
 static void classify_find(struct delivery *d, const cJSON *j, struct verdict *v)
 {
 	const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "result"), *r;
 
 	if (!cJSON_IsArray(rows)) {
 		verdict_set(v, VERDICT_RETRY, FIND, "query answered without a result list");
+		return;
+	}
+	if (d->action == ACTION_KNOWN) {
+		classify_find_known(d, rows, v);
 		return;
 	}
 	cJSON_ArrayForEach(r, rows)
@@ -256,7 +289,9 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 		verdict_set(v, VERDICT_NEXT, ATTACH, "created %s", d->remote_key);
 		break;
 	case NOTE:
-		if (d->action == ACTION_RESOLVE)
+		if (d->action == ACTION_KNOWN)
+			verdict_set(v, VERDICT_DONE, 0, "noted on known issue %s", d->remote_key);
+		else if (d->action == ACTION_RESOLVE)
 			verdict_set(v, VERDICT_DONE, 0, "resolved %s", d->remote_key);
 		else
 			verdict_set(v, VERDICT_NEXT, ATTACH, "noted on %s", d->remote_key);
@@ -269,6 +304,7 @@ static void classify(struct delivery *d, const struct http_resp *resp, struct ve
 const struct connector connector_servicenow = {
         .kind = "servicenow",
         .tickets = 1,
+        .comments = 1,
         .keys = keys,
         .check = check,
         .render = render,

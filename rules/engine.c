@@ -541,11 +541,13 @@ static int gate(struct engine *e, struct incident *inc, int64_t at)
 	enum suppressed_by by = SUPPRESSED_NOT;
 
 	inc->suppressed[0] = '\0';
+	inc->muted_by = SUPPRESSED_NOT;
 	if (!inc->notify)
 		return 0;
 	if (e->lists)
 		by = suppress_match(e->lists, inc->rule, inc->kind, inc->tier, inc->key, at,
 		                    inc->suppressed, sizeof(inc->suppressed));
+	inc->muted_by = (int)by;
 	if (by != SUPPRESSED_NOT)
 		goto muted;
 	for (size_t i = 0; i < e->nopen; i++) {

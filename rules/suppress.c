@@ -52,6 +52,9 @@ static const struct conf_key known_keys[] = {
         CONF_KEY("ticket", CONF_STR, KOFF(ticket), NULL, 0, 0, NULL,
                  "the existing ticket, e.g. PROD-1234"),
         CONF_KEY("comment", CONF_STR, KOFF(comment), NULL, 0, 0, NULL, "what is known"),
+        CONF_KEY("receiver", CONF_STR, KOFF(receiver), NULL, 0, 0, NULL,
+                 "the jira or servicenow receiver holding the ticket: each change that "
+                 "would have notified is added to it as a comment (none: only muted)"),
         CONF_END,
 };
 
@@ -68,6 +71,16 @@ int known_issue_check(struct known_issue *k, char *err, size_t errlen)
 {
 	if (k->ticket == NULL || k->matchers.n == 0) {
 		snprintf(err, errlen, "needs a ticket and at least one matcher");
+		return -1;
+	}
+	/* It goes into the tracker's URL: a ticket key or number, nothing else. */
+	if (k->receiver && (k->ticket[0] == '\0' || strlen(k->ticket) > KNOWN_TICKET_MAX ||
+	                    strspn(k->ticket, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                                      "0123456789_-") != strlen(k->ticket))) {
+		snprintf(err, errlen,
+		         "ticket: '%.80s' is not a ticket key or number (letters, digits, - and _, "
+		         "at most %d)",
+		         k->ticket, KNOWN_TICKET_MAX);
 		return -1;
 	}
 	return matchers_compile(&k->matchers, k->m, &k->nm, err, errlen);
@@ -296,6 +309,18 @@ static int matches(const struct matcher *m, int n, const char *rule, const char 
 	return matchers_hold(m, n, field_value, &f);
 }
 
+const struct known_issue *known_issue_find(const struct conf_items *known, const char *rule,
+                                           const char *kind, int tier, const char *key)
+{
+	for (size_t i = 0; known && i < known->n; i++) {
+		const struct known_issue *k = known->v[i].data;
+
+		if (matches(k->m, k->nm, rule, kind, tier, key))
+			return k;
+	}
+	return NULL;
+}
+
 int time_window_contains(const struct time_window *w, int64_t t_ms)
 {
 	int day, month, minute, in = 0;
@@ -316,14 +341,12 @@ enum suppressed_by suppress_match(const struct suppress_lists *l, const char *ru
 {
 	const struct conf_items *silences = l->silences, *windows = l->windows;
 
-	for (size_t i = 0; l->known_issues && i < l->known_issues->n; i++) {
-		const struct known_issue *k = l->known_issues->v[i].data;
+	const struct known_issue *k = known_issue_find(l->known_issues, rule, kind, tier, key);
 
-		if (matches(k->m, k->nm, rule, kind, tier, key)) {
-			snprintf(why, whylen, "known issue %s%s%s", k->ticket,
-			         k->comment ? ": " : "", k->comment ? k->comment : "");
-			return SUPPRESSED_KNOWN_ISSUE;
-		}
+	if (k) {
+		snprintf(why, whylen, "known issue %s%s%s", k->ticket, k->comment ? ": " : "",
+		         k->comment ? k->comment : "");
+		return SUPPRESSED_KNOWN_ISSUE;
 	}
 	for (size_t i = 0; silences && i < silences->n; i++) {
 		const struct silence *s = silences->v[i].data;

@@ -33,6 +33,8 @@ enum delivery_action {
 	ACTION_RESOLVE = 2, /* the condition cleared */
 	ACTION_REOPEN = 3,  /* fired again soon after resolving: same incident */
 	ACTION_ALERT = 4,   /* another delivery of the incident failed for good (chat kinds) */
+	ACTION_KNOWN = 5,   /* a known issue's incident changed: comment on its existing ticket
+	                     * (remote_key, given), never create, never transition */
 };
 
 const char *action_name(enum delivery_action a);
@@ -171,6 +173,7 @@ enum render_result {
 struct connector {
 	const char *kind;
 	int tickets;                 /* files tickets (a dead-letter announcement cannot go here) */
+	int comments;                /* can comment on an existing ticket by key (known issues) */
 	const struct conf_key *keys; /* the receiver's key table (struct receiver) */
 	/* Checks a loaded receiver. Returns 0, or -1 with err. */
 	int (*check)(struct receiver *r, char *err, size_t errlen);

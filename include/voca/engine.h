@@ -47,6 +47,7 @@ struct incident {
 	                        * resolved, or an update past next_alert_ms) */
 	char summary[320];     /* of the latest firing */
 	char suppressed[256];  /* what muted this change's notification ("" if nothing) */
+	int muted_by;          /* enum suppressed_by (suppress.h) when a list muted it, else 0 */
 	cJSON *why;            /* the latest firing's explanation, with examples */
 };
 

@@ -54,6 +54,15 @@ void render_trend_csv(const cJSON *pack, struct buf *out);
  */
 void render_text(const cJSON *pack, struct buf *out, void (*esc)(struct buf *, const char *));
 
+/*
+ * The one-paragraph note a ticket gets on each later change (a Jira comment,
+ * a ServiceNow work note): "voca: incident 7 is still firing at ... (firings:
+ * 9). <summary>". For ACTION_KNOWN it says which incident of which rule and
+ * key changed and how, since the ticket is not the incident's own.
+ */
+struct delivery;
+void render_note(const struct delivery *d, struct buf *out);
+
 /* One line per explanation field worth showing: "test: ...; observed 18 vs expected 2.2". */
 void render_what_changed(const cJSON *pack, struct buf *out);
 

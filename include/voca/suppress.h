@@ -54,10 +54,17 @@ struct time_window {
 	const struct tz *zone; /* tz.h: loaded once, shared, never freed */
 };
 
-/* A known issue: matching incidents belong to an existing ticket, and are not news. */
+/*
+ * A known issue: matching incidents belong to an existing ticket, and are
+ * not news. With a receiver (jira or servicenow), each change of such an
+ * incident that would have notified is added to that ticket as a comment.
+ */
+#define KNOWN_TICKET_MAX 63
+
 struct known_issue {
 	struct conf_list matchers;
 	char *ticket, *comment;
+	char *receiver; /* NULL: muted only */
 	/* compiled */
 	struct matcher m[SUPPRESS_MAX_MATCHERS];
 	int nm;
@@ -72,6 +79,10 @@ struct suppress_lists {
 
 const struct conf_variant *known_issue_variants(void);
 int known_issue_check(struct known_issue *k, char *err, size_t errlen);
+
+/* The first known issue whose matchers hold for the incident, or NULL. */
+const struct known_issue *known_issue_find(const struct conf_items *known, const char *rule,
+                                           const char *kind, int tier, const char *key);
 
 const struct conf_variant *silence_variants(void);
 const struct conf_variant *time_window_variants(void);

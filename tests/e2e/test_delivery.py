@@ -547,3 +547,87 @@ def test_evidence_quotes_an_event_over_the_default_size_limit(agent_factory, fak
     a.stop()
     (pack,) = [json.loads(p) for (p,) in a.query("SELECT pack FROM evidence")]
     assert [e["id"] for e in pack["examples"]] == ["big-1"]
+
+
+def test_a_known_issue_gets_comments_on_its_ticket_and_no_ticket_of_its_own(agent_factory, fakes):
+    """DESIGN.md section 5: an incident a known issue covers opens no ticket
+    and tells no channel; each change that would have notified (opening,
+    due re-alert, resolution) is a comment on the known issue's existing
+    ticket - Jira or ServiceNow - which voca never transitions. A ticket
+    that does not exist is a dead letter with the tracker's answer."""
+    jira, snow, slack = fakes["jira"], fakes["snow"], fakes["slack"]
+    status, made, _ = jira.create(json.dumps({"fields": {
+        "project": {"key": "PROD"}, "issuetype": {"name": "Bug"},
+        "summary": "Kettle lids crack (recall)"}}).encode())
+    assert status == 201
+    status, rec, _ = snow.create({"short_description": "Blender motor recall",
+                                  "assignment_group": "Hardware"})
+    assert status == 201
+    known_jira, known_snow = made["key"], rec["result"]["number"]
+    cfg = delivery_config(fakes, only=["jira", "snow", "slack"]) + f"""known_issues:
+  - matchers: ["sku == SKU-8"]
+    ticket: {known_jira}
+    receiver: jira
+    comment: lid recall under way
+  - matchers: ["sku == SKU-9"]
+    ticket: {known_snow}
+    receiver: snow
+  - matchers: ["sku == SKU-10"]
+    ticket: PROD-999
+    receiver: jira
+"""
+    a = agent_factory(extra=cfg).start()
+    a.send_event(defect("k1", "2026-03-01T10:00:00Z", sku="SKU-8"))
+    a.send_event(defect("n1", "2026-03-01T10:00:00Z", sku="SKU-9"))
+    a.send_event(defect("x1", "2026-03-01T10:00:00Z", sku="SKU-10"))
+    a.send_event(defect("k2", "2026-03-01T10:20:00Z", sku="SKU-8"))   # a due re-alert
+    wait_for(lambda: settled(a, 4), timeout=30, what="the known-issue comments")
+    a.send_event(event("later", ts="2026-03-01T13:00:00Z", category="praise"))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents WHERE status = 'resolved'") == 3,
+             what="all resolved")
+    wait_for(lambda: settled(a, 7), timeout=30, what="the cleared comments")
+    a.stop()
+    rows = sorted(a.query("SELECT i.key, d.receiver, d.action, d.status, d.remote_key"
+                          " FROM deliveries d JOIN incidents i ON i.id = d.incident_id"))
+    assert rows == sorted(
+        [("sku=SKU-8", "jira", "known", "done", known_jira)] * 3
+        + [("sku=SKU-9", "snow", "known", "done", known_snow)] * 2
+        + [("sku=SKU-10", "jira", "known", "dead", "PROD-999")] * 2), rows
+    err = a.scalar("SELECT last_error FROM deliveries WHERE remote_key = 'PROD-999' LIMIT 1")
+    assert "404" in err and "Issue does not exist" in err, err
+    # No ticket, record or message of voca's own; the known ones were not moved.
+    assert list(jira.issues) == [known_jira] and len(snow.records) == 1
+    assert slack.messages == []
+    issue = jira.issues[known_jira]
+    assert issue["status"] == "To Do" and issue["history"] == [] and issue["attachments"] == []
+    texts = [json.dumps(c) for c in issue["comments"]]
+    assert len(texts) == 3
+    assert "(defects, sku=SKU-8) fired at 2026-03-01T10:00:00" in texts[0]
+    assert "matches this known issue" in texts[0] and "SKU-8 kettle cracked" in texts[0]
+    assert "is still firing" in texts[1] and "cleared" in texts[2]
+    assert snow.records[0]["state"] == "1"
+    notes = [v for sid, el, v in snow.journal if sid == rec["result"]["sys_id"]]
+    assert len(notes) == 2 and "(defects, sku=SKU-9) fired" in notes[0] and "cleared" in notes[1]
+    assert snow.attachments == []
+    # The ledger did not adopt the known tickets as the incidents' own.
+    assert a.scalar("SELECT count(*) FROM tickets") == 0
+    pack = json.loads(a.scalar("SELECT e.pack FROM evidence e JOIN deliveries d"
+                               " ON d.change_id = e.change_id WHERE d.remote_key = ?",
+                               known_jira))
+    assert pack["known_issue"] == {"ticket": known_jira, "receiver": "jira",
+                                   "comment": "lid recall under way"}
+
+
+def test_a_known_issue_must_name_a_ticket_receiver(tmp_path, fakes):
+    for receiver, ticket, want in (
+            ("slack", "PROD-1", "receiver: 'slack' is not a configured jira or servicenow"),
+            ("nope", "PROD-1", "receiver: 'nope' is not a configured jira or servicenow"),
+            ("jira", "PROD-1/../../x", "ticket: 'PROD-1/../../x' is not a ticket key")):
+        cfg = tmp_path / "voca.yaml"
+        cfg.write_text(delivery_config(fakes, only=["jira", "slack"]) + f"""known_issues:
+  - matchers: ["sku == SKU-8"]
+    ticket: "{ticket}"
+    receiver: {receiver}
+""")
+        r = run_voca("check", "-c", str(cfg))
+        assert r.returncode != 0 and want in r.stderr and "known_issues[0]" in r.stderr, r.stderr

@@ -16,7 +16,9 @@
 
 #include <zmq.h>
 
+#include <voca/connector.h>
 #include <voca/log.h>
+#include <voca/suppress.h>
 
 #include "clock.h"
 #include "config.h"
@@ -151,6 +153,20 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 		rulerun_unlock(rules);
 		log_info("voca: now muting by %zu silences, %zu time windows and %zu known issues",
 		         cfg->silences.n, cfg->time_windows.n, cfg->known_issues.n);
+	}
+	/* A known issue may name a receiver the reload added: none runs it yet. */
+	for (size_t i = 0; i < cfg->known_issues.n; i++) {
+		const struct known_issue *k = cfg->known_issues.v[i].data;
+		int running = 0;
+
+		for (size_t j = 0; k->receiver && j < cfg->receivers.n; j++)
+			running |= strcmp(((struct receiver *)cfg->receivers.v[j].data)->name,
+			                  k->receiver) == 0;
+		if (k->receiver && !running)
+			log_warn(
+			        "voca: known_issues[%zu]: receiver '%s' starts at the next restart; "
+			        "its comments on %s wait until then",
+			        i, k->receiver, k->ticket);
 	}
 	log_set_level((enum log_level)cfg->log.level);
 	log_info("voca: configuration reloaded from %s", cfg->file);

@@ -115,3 +115,40 @@ def test_backtest_decodes_with_the_configured_limits(tmp_path):
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert (out["events"], out["invalid"]) == (counted, invalid), (limit, out)
+
+
+def test_backtest_says_where_a_known_issue_comments(tmp_path, monkeypatch):
+    # The backtest delivers nothing, but says what the daemon would do with a
+    # known issue's incident: not notified, and a comment on its ticket.
+    monkeypatch.setenv("VOCA_BT_JIRA_TOKEN", "t")
+    feed = tmp_path / "f.jsonl"
+    feed.write_text("".join(json.dumps({
+        "event_id": f"e{i}", "ts": f"2026-03-01T10:0{i}:00Z", "category": "product_defect",
+        "sentiment": {"label": "negative", "score": -0.8}, "sku": sku, "confidence": 0.9})
+        + "\n" for i, sku in enumerate(("SKU-1", "SKU-2"))))
+    conf = tmp_path / "c.yaml"
+    conf.write_text("""rules:
+  - name: defects
+    kind: threshold
+    tier: 1
+    group_by: [sku]
+    where: ["category == product_defect"]
+receivers:
+  - name: jira
+    kind: jira
+    mode: datacenter
+    url: https://jira.example.com
+    token: ${env:VOCA_BT_JIRA_TOKEN}
+    project: OPS
+known_issues:
+  - matchers: ["sku == SKU-1"]
+    ticket: OPS-7
+    receiver: jira
+""")
+    r = run_voca("backtest", "-c", str(conf), str(feed))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    i = next(n for n, line in enumerate(lines) if "opened" in line and "sku=SKU-1" in line)
+    assert "suppressed by known issue OPS-7" in lines[i + 1], lines[i:i + 3]
+    assert "a comment on OPS-7 through jira instead" in lines[i + 2], lines[i:i + 3]
+    assert r.stdout.count("a comment on") == 1, r.stdout

@@ -631,3 +631,34 @@ def test_a_known_issue_must_name_a_ticket_receiver(tmp_path, fakes):
 """)
         r = run_voca("check", "-c", str(cfg))
         assert r.returncode != 0 and want in r.stderr and "known_issues[0]" in r.stderr, r.stderr
+
+
+def test_a_known_issue_added_by_sighup_comments_from_the_next_change(agent_factory, fakes):
+    """Known issues apply on SIGHUP like silences; receivers do not, so one
+    naming a receiver the reload adds is warned about, not lost."""
+    jira = fakes["jira"]
+    _, made, _ = jira.create(json.dumps({"fields": {
+        "project": {"key": "PROD"}, "issuetype": {"name": "Bug"}, "summary": "Lids"}}).encode())
+    a = agent_factory(extra=delivery_config(fakes, only=["jira"])).start()
+    a.send_event(defect("a1", "2026-03-01T10:00:00Z", sku="SKU-1"))
+    wait_for(lambda: settled(a, 1), timeout=30, what="the first ticket")
+    snow = delivery_config(fakes, only=["snow"]).split("receivers:\n")[1].split("owners:")[0]
+    a.write_config(extra=delivery_config(fakes, only=["jira"]).replace(
+        "owners:", snow + "owners:") + f"""known_issues:
+  - matchers: ["sku == SKU-2"]
+    ticket: {made['key']}
+    receiver: jira
+  - matchers: ["sku == SKU-3"]
+    ticket: INC0000001
+    receiver: snow
+""")
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in a.log_text(), what="reload")
+    assert ("known_issues[1]: receiver 'snow' starts at the next restart; its comments on "
+            "INC0000001 wait until then") in a.log_text()
+    a.send_event(defect("b1", "2026-03-01T10:01:00Z", sku="SKU-2"))
+    wait_for(lambda: settled(a, 2), timeout=30, what="the comment")
+    a.stop()
+    assert len(jira.issues) == 2 and len(jira.issues[made["key"]]["comments"]) == 1
+    assert sorted(r[:3] for r in deliveries(a)) == [("jira", "known", "done"),
+                                                    ("jira", "open", "done")]

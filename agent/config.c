@@ -416,6 +416,58 @@ void config_free(struct config *cfg)
 	cfg->file = NULL;
 }
 
+/* Is receiver name given work by a route, a known issue or the dead letters? */
+static int receiver_used(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->routes.n; i++) {
+		const struct route *r = cfg->routes.v[i].data;
+
+		for (size_t j = 0; j < r->receivers.n; j++)
+			if (strcmp(r->receivers.v[j], name) == 0)
+				return 1;
+	}
+	for (size_t i = 0; i < cfg->known_issues.n; i++) {
+		const struct known_issue *k = cfg->known_issues.v[i].data;
+
+		if (k->receiver && strcmp(k->receiver, name) == 0)
+			return 1;
+	}
+	for (size_t i = 0; i < cfg->delivery.deadletter_receivers.n; i++)
+		if (strcmp(cfg->delivery.deadletter_receivers.v[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+int config_warnings(const struct config *cfg, void (*warn)(void *arg, const char *line), void *arg)
+{
+	char line[512];
+	int n = 0;
+
+	if (cfg->rules.n && cfg->ingest.max_future_ms > cfg->engine.lateness_ms) {
+		snprintf(
+		        line, sizeof(line),
+		        "ingest.max_future (%llds) is more than engine.lateness (%llds): an event "
+		        "dated that far ahead moves the rules' watermark past the present, and the "
+		        "bucketed rules leave on-time events out as late; keep it at most "
+		        "engine.lateness",
+		        (long long)(cfg->ingest.max_future_ms / 1000),
+		        (long long)(cfg->engine.lateness_ms / 1000));
+		warn(arg, line), n++;
+	}
+	for (size_t i = 0; i < cfg->receivers.n; i++) {
+		const struct receiver *r = cfg->receivers.v[i].data;
+
+		if (receiver_used(cfg, r->name))
+			continue;
+		snprintf(line, sizeof(line),
+		         "receivers[%zu] (%.64s): no route, known issue or "
+		         "delivery.deadletter_receivers names it: nothing is sent to it",
+		         i, r->name);
+		warn(arg, line), n++;
+	}
+	return n;
+}
+
 void config_print(const struct config *cfg, FILE *out)
 {
 	conf_print(config_keys, cfg, out);

@@ -91,6 +91,13 @@ struct decode_limits config_decode_limits(const struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);
 
 /*
+ * What is valid but probably not meant: a receiver nothing sends to, an
+ * ingest.max_future that would make on-time events late. Calls warn once per finding with a line
+ * naming the key; returns how many. voca check prints them; the daemon logs them.
+ */
+int config_warnings(const struct config *cfg, void (*warn)(void *arg, const char *line), void *arg);
+
+/*
  * The rules' state file: store.rules_path, or store.path with a final
  * ".db" replaced by ".rules.db" (or ".rules" appended). Returns -1 if it
  * does not fit in len.

@@ -81,6 +81,11 @@ static void kick(void *pool)
 	delivery_kick(pool);
 }
 
+static void log_warning(void *arg, const char *line)
+{
+	log_warn("voca: %s: %s", (const char *)arg, line);
+}
+
 static void describe(const struct config *cfg)
 {
 	char eps[512] = "";
@@ -93,6 +98,7 @@ static void describe(const struct config *cfg)
 	         cfg->file ? cfg->file : "(built-in: voca.example.yaml)",
 	         cfg->ingest.mode == INGEST_PULL ? "pull (bind)" : "sub (connect)", eps,
 	         cfg->store.path, (long long)cfg->store.batch_max, (long long)cfg->store.batch_ms);
+	config_warnings(cfg, log_warning, (void *)(cfg->file ? cfg->file : "built-in"));
 }
 
 static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)

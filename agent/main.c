@@ -112,13 +112,19 @@ static int run_main(int argc, char **argv)
 	return daemon_run(&opts);
 }
 
+static void print_warning(void *arg, const char *line)
+{
+	fprintf(stderr, "%s: warning: %s\n", (const char *)arg, line);
+}
+
 static int check_main(int argc, char **argv)
 {
 	static const char help[] =
 	        "usage: voca check -c FILE\n"
 	        "\n"
 	        "Validates a configuration and prints every setting in force.\n"
-	        "Errors name the file, the line and the key. Exit 0 when valid.\n";
+	        "Errors name the file, the line and the key. Exit 0 when valid;\n"
+	        "what is valid but probably not meant is a warning on stderr.\n";
 	struct config cfg;
 	const char *file;
 	char err[512];
@@ -135,6 +141,7 @@ static int check_main(int argc, char **argv)
 		return 1;
 	}
 	printf("%s: OK\n", file);
+	config_warnings(&cfg, print_warning, (void *)file);
 	config_print(&cfg, stdout);
 	config_free(&cfg);
 	return 0;

@@ -52,6 +52,42 @@ def test_example_config_checks():
     example = os.path.join(os.path.dirname(__file__), "../../packaging/voca.example.yaml")
     r = run_voca("check", "-c", example)
     assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+
+
+def test_check_warns_of_what_is_valid_but_not_meant(tmp_path, monkeypatch):
+    """A receiver nothing routes to, and a max_future past the rules'
+    lateness (one event that far ahead makes on-time events late), pass the
+    check with a warning each; the daemon logs the same at start."""
+    monkeypatch.setenv("VOCA_CLI_HOOK", "https://hooks.slack.com/services/T/B/x")
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text("""ingest:
+  max_future: 10m
+engine:
+  lateness: 1m
+rules:
+  - name: any
+    kind: threshold
+    where: ["severity == high"]
+receivers:
+  - name: console
+    kind: console
+  - name: team-chat
+    kind: slack
+    mode: webhook
+    webhook_url: ${env:VOCA_CLI_HOOK}
+routes:
+  - receivers: [console]
+""")
+    r = run_voca("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines == [
+        f"{cfg}: warning: ingest.max_future (600s) is more than engine.lateness (60s): an "
+        "event dated that far ahead moves the rules' watermark past the present, and the "
+        "bucketed rules leave on-time events out as late; keep it at most engine.lateness",
+        f"{cfg}: warning: receivers[1] (team-chat): no route, known issue or "
+        "delivery.deadletter_receivers names it: nothing is sent to it"], lines
 
 
 def test_simulate_is_deterministic_and_writes_truth(tmp_path):

@@ -656,6 +656,9 @@ def test_a_known_issue_added_by_sighup_comments_from_the_next_change(agent_facto
     wait_for(lambda: "configuration reloaded" in a.log_text(), what="reload")
     assert ("known_issues[1]: receiver 'snow' starts at the next restart; its comments on "
             "INC0000001 wait until then") in a.log_text()
+    # The configuration's warnings are logged at start and at each reload
+    # (these tests run with engine.lateness 0s, under the default max_future).
+    assert a.log_text().count("ingest.max_future (300s) is more than engine.lateness (0s)") == 2
     a.send_event(defect("b1", "2026-03-01T10:01:00Z", sku="SKU-2"))
     wait_for(lambda: settled(a, 2), timeout=30, what="the comment")
     a.stop()

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "delivery.h"
+#include "incidents.h"
 #include "publish.h"
 #include "simulate.h"
 #include "stats.h"
@@ -38,6 +39,8 @@ static const struct command commands[] = {
         {"simulate", simulate_main, "write a realistic feedback stream with injected incidents"},
         {"backtest", backtest_main, "run the rules over a feed file: what would fire and why"},
         {"stats", stats_main, "show what is stored, quarantined and why, and sequence gaps"},
+        {"incidents", incidents_main, "list incidents, what muted them and where they went"},
+        {"review", review_main, "list the reports held for a person to review, and why"},
         {"deadletters", deadletters_main, "list deliveries that failed for good; re-queue them"},
         {"help", help_main, "show this help"},
         {"version", version_main, "print the version"},

@@ -21,49 +21,15 @@
 
 #include "config.h"
 #include "stats.h"
+#include "storeview.h"
 
 static void add_query(sqlite3 *db, cJSON *parent, const char *name, const char *sql)
 {
-	cJSON *arr = cJSON_AddArrayToObject(parent, name);
-	sqlite3_stmt *s;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-		return;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		cJSON *row = cJSON_CreateObject();
-
-		cJSON_AddItemToArray(arr, row);
-		for (int i = 0; i < sqlite3_column_count(s); i++) {
-			const char *col = sqlite3_column_name(s, i);
-
-			switch (sqlite3_column_type(s, i)) {
-			case SQLITE_INTEGER:
-			case SQLITE_FLOAT:
-				cJSON_AddNumberToObject(row, col, sqlite3_column_double(s, i));
-				break;
-			case SQLITE_NULL: cJSON_AddNullToObject(row, col); break;
-			default:
-				cJSON_AddStringToObject(row, col,
-				                        (const char *)sqlite3_column_text(s, i));
-			}
-		}
-	}
-	sqlite3_finalize(s);
+	storeview_rows(db, parent, name, sql, NULL, 0);
 }
 
-static double num(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static const char *str(const cJSON *o, const char *k)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsString(v) ? v->valuestring : "";
-}
+#define num storeview_num
+#define str storeview_str
 
 /* The rules' state file: its size and records (read-only; absent is not an error). */
 static void add_rules_file(cJSON *rules, const char *path)
@@ -256,10 +222,9 @@ int stats_main(int argc, char **argv)
 	};
 	const char *file = NULL, *dbpath = NULL;
 	struct config cfg;
-	char err[512], rules_path[4096];
-	int c, json = 0, rc = 1;
-	sqlite3 *db = NULL;
-	struct stat sb;
+	char rules_path[4096];
+	int c, json = 0;
+	sqlite3 *db;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:d:h", longopts, NULL)) != -1) {
@@ -271,44 +236,16 @@ int stats_main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (config_load(file, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "voca stats: %s\n", err);
+	if (storeview_open("stats", file, dbpath, &cfg, rules_path, sizeof(rules_path), &db) < 0)
 		return 1;
-	}
-	if (dbpath == NULL) {
-		dbpath = cfg.store.path;
-	} else if (cfg.store.rules_path == NULL) { /* the state file beside the store named */
-		free(cfg.store.path);
-		cfg.store.path = xstrdup(dbpath);
-		dbpath = cfg.store.path;
-	}
-	if (config_rules_path(&cfg, rules_path, sizeof(rules_path)) < 0) {
-		fprintf(stderr, "voca stats: store.rules_path: too long\n");
-		goto out;
-	}
-	if (stat(dbpath, &sb) < 0) {
-		fprintf(stderr, "voca stats: no store at %s (has voca run started?)\n", dbpath);
-		goto out;
-	}
-	if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "voca stats: %s: %s\n", dbpath, sqlite3_errmsg(db));
-		goto out;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	cJSON *r = gather(db, dbpath, rules_path);
+	cJSON *r = gather(db, cfg.store.path, rules_path);
 
-	if (json) {
-		char *s = cJSON_Print(r);
-
-		puts(s);
-		free(s);
-	} else {
+	if (json)
+		storeview_print_json(r);
+	else
 		print_text(r);
-	}
 	cJSON_Delete(r);
-	rc = 0;
-out:
 	sqlite3_close(db);
 	config_free(&cfg);
-	return rc;
+	return 0;
 }

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import VOCA, Agent, free_port, run_voca, wait_for
 
-COMMANDS = ["run", "check", "publish", "simulate", "stats"]
+COMMANDS = ["run", "check", "publish", "simulate", "stats", "incidents", "review", "backtest",
+            "deadletters"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -595,3 +595,62 @@ def test_a_failed_write_by_the_rules_stops_the_daemon_at_once(agent_factory):
     assert "refused by the test" in a.log_text()
     assert a.has_event("a-1")
     assert took < 2, took
+
+
+def test_incidents_and_review_show_what_was_decided_and_why(agent_factory):
+    """The operator's view without SQL: the incidents, the changes that were
+    muted and by what, one incident in full, and the review queue."""
+    a = agent_factory(extra=ANY_DEFECT + SILENCE_B + """known_issues:
+  - matchers: ["sku == SKU-K"]
+    ticket: OPS-42
+    comment: lids, tracked
+""").start()
+    a.send_event(event("a-1", sku="SKU-A", category="product_defect", summary="lid cracked"))
+    a.send_event(event("b-1", sku="SKU-B", category="product_defect"))
+    a.send_event(event("k-1", sku="SKU-K", category="product_defect"))
+    a.send_event(event("u-1", sku="SKU-U", category="product_defect", confidence=0.3,
+                       summary="maybe broken?"))
+    # The unsure report goes to review, and (tier 2: not tier 1) still counts.
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents") == 4, what="four incidents")
+    wait_for(lambda: a.scalar("SELECT count(*) FROM review_queue") == 1, what="the review")
+    a.stop()
+    cfg = str(a.config)
+
+    r = run_voca("incidents", "-c", cfg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("\n#") + r.stdout.startswith("#") == 4, r.stdout
+    assert "muted: silence 0 by oncall@example.com" in r.stdout
+    assert "muted: known issue OPS-42: lids, tracked" in r.stdout
+    listed = json.loads(run_voca("incidents", "-c", cfg, "--json", "--open").stdout)
+    assert sorted(i["key"] for i in listed["incidents"]) == ["sku=SKU-A", "sku=SKU-B",
+                                                             "sku=SKU-K", "sku=SKU-U"]
+    assert len(json.loads(run_voca("incidents", "-c", cfg, "--json", "-n", "1").stdout)
+               ["incidents"]) == 1
+
+    muted = json.loads(run_voca("incidents", "-c", cfg, "--muted", "--json").stdout)["muted"]
+    assert sorted((m["key"], m["change"], m["suppressed"].split(":")[0]) for m in muted) == [
+        ("sku=SKU-B", "opened", "silence 0 by oncall@example.com until 2026-03-02T00"),
+        ("sku=SKU-K", "opened", "known issue OPS-42")]
+    text = run_voca("incidents", "-c", cfg, "--muted").stdout
+    assert "muted by known issue OPS-42: lids, tracked" in text, text
+
+    a_id = next(i["id"] for i in listed["incidents"] if i["key"] == "sku=SKU-A")
+    one = run_voca("incidents", "-c", cfg, str(int(a_id)))
+    assert one.returncode == 0, one.stderr
+    assert f"incident #{int(a_id)}: open, tier 2, rule any-defect (threshold)" in one.stdout
+    assert "opened               notified" in one.stdout
+    assert '"test":' in one.stdout and "why (the latest firing's explanation)" in one.stdout
+    full = json.loads(run_voca("incidents", "-c", cfg, "--json", str(int(a_id))).stdout)
+    assert full["incident"][0]["why"]["examples"] == ["a-1"]
+    assert [c["change"] for c in full["changes"]] == ["opened"]
+    missing = run_voca("incidents", "-c", cfg, "999")
+    assert missing.returncode == 1 and "no incident 999" in missing.stderr
+    bad = run_voca("incidents", "-c", cfg, "--open", "--muted")
+    assert bad.returncode == 2
+
+    rv = run_voca("review", "-c", cfg)
+    assert rv.returncode == 0, rv.stderr
+    assert "u-1" in rv.stdout and "confidence 0.30: maybe broken?" in rv.stdout, rv.stdout
+    rows = json.loads(run_voca("review", "-c", cfg, "--json").stdout)["review"]
+    assert [(x["event_id"], x["sku"]) for x in rows] == [("u-1", "SKU-U")]
+    assert "0.3" in rows[0]["reason"] or "confidence" in rows[0]["reason"], rows[0]

@@ -1,0 +1,341 @@
+/*
+ * incidents.c: `voca incidents` and `voca review` (see incidents.h).
+ *
+ * Nothing the rules decide is invisible: every incident change is stored
+ * with whether it notified and, if not, what muted it (a silence, a time
+ * window, a known issue, inhibition, a roll-up, the hourly budget); every
+ * delivery with its state and last error. These commands show them to the
+ * operator without SQL, as text or as JSON.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <voca/event.h>
+
+#include "incidents.h"
+#include "storeview.h"
+
+#define num storeview_num
+#define str storeview_str
+
+/* "2026-03-01T10:05" (minutes are enough to read a list by), or "-". */
+static const char *when(const cJSON *row, const char *key, char *out, size_t len)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+
+	if (!cJSON_IsNumber(v))
+		return "-";
+	rfc3339_format((int64_t)v->valuedouble, out, len);
+	out[16 < len ? 16 : len - 1] = '\0';
+	return out;
+}
+
+static void print_list(const cJSON *rows)
+{
+	const cJSON *row;
+	char t[40], u[40];
+
+	if (cJSON_GetArraySize(rows) == 0)
+		printf("no incidents\n");
+	cJSON_ArrayForEach(row, rows)
+	{
+		printf("#%-5.0f %-8s tier %.0f  %-20s %-.80s\n", num(row, "id"), str(row, "status"),
+		       num(row, "tier"), str(row, "rule"), str(row, "key"));
+		printf("       opened %s, last %s; %.0f firings, %.0f re-alerts, %.0f reopens\n",
+		       when(row, "opened_ms", t, sizeof(t)), when(row, "updated_ms", u, sizeof(u)),
+		       num(row, "firings"), num(row, "realerts"), num(row, "reopens"));
+		printf("       %.300s\n", str(row, "summary"));
+		if (str(row, "suppressed")[0])
+			printf("       muted: %.250s\n", str(row, "suppressed"));
+	}
+}
+
+static void print_muted(const cJSON *rows)
+{
+	const cJSON *row;
+	char t[40];
+
+	if (cJSON_GetArraySize(rows) == 0)
+		printf("no muted changes\n");
+	cJSON_ArrayForEach(row, rows) printf(
+	        "%s  #%-5.0f %-8s tier %.0f %-20s %-.60s\n                  muted by "
+	        "%.250s\n",
+	        when(row, "at_ms", t, sizeof(t)), num(row, "incident_id"), str(row, "change"),
+	        num(row, "tier"), str(row, "rule"), str(row, "key"), str(row, "suppressed"));
+}
+
+static void print_one(const cJSON *r)
+{
+	const cJSON *inc = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "incident"), 0);
+	const cJSON *row, *why = cJSON_GetObjectItemCaseSensitive(inc, "why");
+	char t[40];
+
+	printf("incident #%.0f: %s, tier %.0f, rule %s (%s)\n", num(inc, "id"), str(inc, "status"),
+	       num(inc, "tier"), str(inc, "rule"), str(inc, "kind"));
+	printf("  key:      %s\n", str(inc, "key"));
+	printf("  opened:   %s\n", when(inc, "opened_ms", t, sizeof(t)));
+	printf("  updated:  %s\n", when(inc, "updated_ms", t, sizeof(t)));
+	printf("  resolved: %s\n", when(inc, "resolved_ms", t, sizeof(t)));
+	printf("  firings %.0f, re-alerts %.0f, reopens %.0f\n", num(inc, "firings"),
+	       num(inc, "realerts"), num(inc, "reopens"));
+	printf("  summary:  %s\n", str(inc, "summary"));
+	printf("changes:\n");
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "changes"))
+	{
+		printf("  %s  %-20s %s", when(row, "at_ms", t, sizeof(t)), str(row, "change"),
+		       num(row, "notify") ? "notified" : "not notified");
+		if (str(row, "suppressed")[0])
+			printf(": muted by %s", str(row, "suppressed"));
+		printf("\n");
+	}
+	printf("deliveries:\n");
+	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) == 0)
+		printf("  none\n");
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "deliveries"))
+	{
+		printf("  %-5.0f %-14s %-8s %-8s %-14s %.0f attempts", num(row, "id"),
+		       str(row, "receiver"), str(row, "action"), str(row, "status"),
+		       str(row, "remote_key")[0] ? str(row, "remote_key") : "-",
+		       num(row, "attempts"));
+		if (str(row, "last_error")[0])
+			printf("; last error: %.200s", str(row, "last_error"));
+		printf("\n");
+	}
+	if (why) {
+		char *s = cJSON_Print(why);
+
+		printf("why (the latest firing's explanation):\n%s\n", s);
+		cJSON_free(s);
+	}
+}
+
+/* The incident's stored explanation, as JSON rather than a string of it. */
+static void parse_why(cJSON *inc)
+{
+	const cJSON *text = cJSON_GetObjectItemCaseSensitive(inc, "why");
+	cJSON *why = cJSON_IsString(text) ? cJSON_Parse(text->valuestring) : NULL;
+
+	if (why)
+		cJSON_ReplaceItemInObjectCaseSensitive(inc, "why", why);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: voca incidents [-c FILE] [-d DB] [--open | --muted] [--limit N] [--json] "
+	      "[ID]\n"
+	      "\n"
+	      "Lists the incidents the rules opened, newest first, with what muted them.\n"
+	      "With ID, one incident in full: each change (notified, or what muted it),\n"
+	      "its deliveries (receiver, state, ticket, last error) and the latest firing's\n"
+	      "explanation.\n"
+	      "\n"
+	      "  -c, --config FILE   the configuration naming the store (default: built-in)\n"
+	      "  -d, --db PATH       the store file, overriding the configuration\n"
+	      "      --open          only the incidents still open\n"
+	      "      --muted         the changes that were not notified, and what muted each\n"
+	      "                      (silence, time window, known issue, inhibition, roll-up,\n"
+	      "                      budget)\n"
+	      "  -n, --limit N       at most N rows (default 50)\n"
+	      "      --json          print JSON instead of text\n",
+	      f);
+}
+
+static int parse_count(const char *cmd, const char *what, const char *s, int64_t *out)
+{
+	char *end;
+	long long v = strtoll(s, &end, 10);
+
+	if (*s == '\0' || *end != '\0' || v < 1) {
+		fprintf(stderr, "voca %s: %s takes a whole number from 1, not '%s'\n", cmd, what,
+		        s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int incidents_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
+	        {"open", no_argument, NULL, 'o'},         {"muted", no_argument, NULL, 'm'},
+	        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	};
+	const char *file = NULL, *dbpath = NULL;
+	int c, json = 0, open_only = 0, muted = 0, rc = 0;
+	int64_t args[2] = {0, 50}, id = 0;
+	struct config cfg;
+	sqlite3 *db;
+	cJSON *r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': file = optarg; break;
+		case 'd': dbpath = optarg; break;
+		case 'o': open_only = 1; break;
+		case 'm': muted = 1; break;
+		case 'n':
+			if (parse_count("incidents", "--limit", optarg, &args[1]) < 0)
+				return 2;
+			break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc && parse_count("incidents", "ID", argv[optind++], &id) < 0)
+		return 2;
+	if (optind < argc || (open_only && muted) || (id && (open_only || muted))) {
+		usage(stderr);
+		return 2;
+	}
+	if (storeview_open("incidents", file, dbpath, &cfg, NULL, 0, &db) < 0)
+		return 1;
+	r = cJSON_CreateObject();
+	if (id) {
+		cJSON *inc = storeview_rows(
+		        db, r, "incident",
+		        "SELECT id, status, tier, rule, kind, key, opened_ms, updated_ms, resolved_ms,"
+		        " firings, realerts, reopens, summary, suppressed, why FROM incidents"
+		        " WHERE id = ?1",
+		        &id, 1);
+
+		if (cJSON_GetArraySize(inc) == 0) {
+			fprintf(stderr, "voca incidents: no incident %lld in %s\n", (long long)id,
+			        cfg.store.path);
+			rc = 1;
+			goto out;
+		}
+		parse_why(cJSON_GetArrayItem(inc, 0));
+		storeview_rows(db, r, "changes",
+		               "SELECT id, at_ms, change, notify, summary, suppressed"
+		               " FROM incident_changes WHERE incident_id = ?1 ORDER BY id",
+		               &id, 1);
+		storeview_rows(
+		        db, r, "deliveries",
+		        "SELECT id, change_id, receiver, action, status, attempts, remote_key,"
+		        " last_error, created_ms, done_ms FROM deliveries"
+		        " WHERE incident_id = ?1 ORDER BY id",
+		        &id, 1);
+		if (json)
+			storeview_print_json(r);
+		else
+			print_one(r);
+	} else if (muted) {
+		cJSON *rows = storeview_rows(
+		        db, r, "muted",
+		        "SELECT c.id AS change_id, c.at_ms, c.incident_id, c.change, c.suppressed,"
+		        " i.rule, i.tier, i.key FROM incident_changes c"
+		        " JOIN incidents i ON i.id = c.incident_id"
+		        " WHERE c.suppressed IS NOT NULL AND NOT c.notify ORDER BY c.id DESC LIMIT ?1",
+		        &args[1], 1);
+
+		if (json)
+			storeview_print_json(r);
+		else
+			print_muted(rows);
+	} else {
+		args[0] = open_only;
+		cJSON *rows = storeview_rows(
+		        db, r, "incidents",
+		        "SELECT id, status, tier, rule, kind, key, opened_ms, updated_ms, resolved_ms,"
+		        " firings, realerts, reopens, summary, suppressed FROM incidents"
+		        " WHERE NOT ?1 OR status = 'open' ORDER BY id DESC LIMIT ?2",
+		        args, 2);
+
+		if (json)
+			storeview_print_json(r);
+		else
+			print_list(rows);
+	}
+out:
+	cJSON_Delete(r);
+	sqlite3_close(db);
+	config_free(&cfg);
+	return rc;
+}
+
+static void review_usage(FILE *f)
+{
+	fputs("usage: voca review [-c FILE] [-d DB] [--limit N] [--json]\n"
+	      "\n"
+	      "Lists the reports held for a person to review, newest first: those the\n"
+	      "scorer was unsure of (under engine.review_confidence, or flagged\n"
+	      "needs_review), which never open a tier-1 incident on their own; with the\n"
+	      "reason, and what the report says.\n"
+	      "\n"
+	      "  -c, --config FILE   the configuration naming the store (default: built-in)\n"
+	      "  -d, --db PATH       the store file, overriding the configuration\n"
+	      "  -n, --limit N       at most N rows (default 50)\n"
+	      "      --json          print JSON instead of text\n",
+	      f);
+}
+
+int review_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	        {"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
+	        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	};
+	const char *file = NULL, *dbpath = NULL;
+	int c, json = 0;
+	int64_t limit = 50;
+	struct config cfg;
+	sqlite3 *db;
+	const cJSON *row;
+	char t[40];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': file = optarg; break;
+		case 'd': dbpath = optarg; break;
+		case 'n':
+			if (parse_count("review", "--limit", optarg, &limit) < 0)
+				return 2;
+			break;
+		case 'j': json = 1; break;
+		case 'h': review_usage(stdout); return 0;
+		default: review_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		review_usage(stderr);
+		return 2;
+	}
+	if (storeview_open("review", file, dbpath, &cfg, NULL, 0, &db) < 0)
+		return 1;
+	cJSON *r = cJSON_CreateObject(), *rows;
+
+	rows = storeview_rows(
+	        db, r, "review",
+	        "SELECT q.event_id, q.ts_ms, q.reason, q.status, e.source, e.sku, e.category,"
+	        " e.severity, e.confidence, json_extract(e.body, '$.summary') AS summary"
+	        " FROM review_queue q LEFT JOIN events e ON e.event_id = q.event_id"
+	        " WHERE q.status = 'pending' ORDER BY q.ts_ms DESC, q.event_id LIMIT ?1",
+	        &limit, 1);
+	if (json) {
+		storeview_print_json(r);
+	} else {
+		if (cJSON_GetArraySize(rows) == 0)
+			printf("review queue: empty\n");
+		cJSON_ArrayForEach(row, rows)
+		{
+			printf("%s  %-24.64s %-.120s\n", when(row, "ts_ms", t, sizeof(t)),
+			       str(row, "event_id"), str(row, "reason"));
+			printf("                  %s%s%s %s, severity %s, confidence %.2f: %.160s\n",
+			       str(row, "source"), str(row, "source")[0] ? " " : "",
+			       str(row, "sku"), str(row, "category"), str(row, "severity"),
+			       num(row, "confidence"), str(row, "summary"));
+		}
+	}
+	cJSON_Delete(r);
+	sqlite3_close(db);
+	config_free(&cfg);
+	return 0;
+}

@@ -152,3 +152,28 @@ known_issues:
     assert "suppressed by known issue OPS-7" in lines[i + 1], lines[i:i + 3]
     assert "a comment on OPS-7 through jira instead" in lines[i + 2], lines[i:i + 3]
     assert r.stdout.count("a comment on") == 1, r.stdout
+
+
+def test_backtest_judges_the_future_by_now_or_not_at_all(tmp_path):
+    # The backtest refuses events dated past ingest.max_future as the daemon
+    # would, by this machine's clock; --now sets that clock (a replay as of
+    # a given day), and --now none turns the check off (a feed simulated to
+    # start in the future).
+    feed = tmp_path / "f.jsonl"
+    feed.write_text("".join(json.dumps({
+        "event_id": f"e{i}", "ts": f"2099-03-01T10:0{i}:00Z", "category": "shipping",
+        "sentiment": {"label": "negative", "score": -0.6}, "sku": "SKU-1",
+        "confidence": 0.9}) + "\n" for i in range(3)))
+    conf = tmp_path / "c.yaml"
+    conf.write_text("rules:\n  - name: any\n    kind: threshold\n    where: [\"sku == SKU-1\"]\n")
+    for now, counted, invalid in ((None, 0, 3), ("2099-03-01T10:00:00Z", 3, 0),
+                                  ("2099-02-01T00:00:00Z", 0, 3), ("none", 3, 0)):
+        args = ["backtest", "-c", str(conf), "--json", str(feed)]
+        if now:
+            args[1:1] = ["--now", now]
+        r = run_voca(*args)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert (out["events"], out["invalid"]) == (counted, invalid), (now, out)
+    r = run_voca("backtest", "--now", "yesterday", "-c", str(conf), str(feed))
+    assert r.returncode == 2 and "--now takes an RFC 3339 time or 'none'" in r.stderr

@@ -234,11 +234,8 @@ static int check_delivery(const char *file, struct config *cfg, char *err, size_
 	}
 	for (size_t i = 0; i < cfg->delivery.deadletter_receivers.n; i++) {
 		const char *name = cfg->delivery.deadletter_receivers.v[i];
-		const struct receiver *r = NULL;
+		const struct receiver *r = config_receiver(cfg, name);
 
-		for (size_t j = 0; j < cfg->receivers.n; j++)
-			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name, name) == 0)
-				r = cfg->receivers.v[j].data;
 		if (r == NULL || connectors[r->kind]->tickets) {
 			snprintf(
 			        err, errlen,
@@ -250,12 +247,8 @@ static int check_delivery(const char *file, struct config *cfg, char *err, size_
 	}
 	for (size_t i = 0; i < cfg->known_issues.n; i++) {
 		const struct known_issue *k = cfg->known_issues.v[i].data;
-		const struct receiver *r = NULL;
+		const struct receiver *r = config_receiver(cfg, k->receiver);
 
-		for (size_t j = 0; k->receiver && j < cfg->receivers.n; j++)
-			if (strcmp(((struct receiver *)cfg->receivers.v[j].data)->name,
-			           k->receiver) == 0)
-				r = cfg->receivers.v[j].data;
 		if (k->receiver && (r == NULL || !connectors[r->kind]->comments)) {
 			snprintf(
 			        err, errlen,
@@ -390,6 +383,17 @@ const struct rule_common *config_rule(const struct config *cfg, const char *name
 
 		if (strcmp(c->name, name) == 0)
 			return c;
+	}
+	return NULL;
+}
+
+const struct receiver *config_receiver(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; name && i < cfg->receivers.n; i++) {
+		const struct receiver *r = cfg->receivers.v[i].data;
+
+		if (strcmp(r->name, name) == 0)
+			return r;
 	}
 	return NULL;
 }

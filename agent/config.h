@@ -86,6 +86,11 @@ struct rule_common;
 /* The configured rule of that name, or NULL. */
 const struct rule_common *config_rule(const struct config *cfg, const char *name);
 
+struct receiver;
+
+/* The configured receiver of that name, or NULL. */
+const struct receiver *config_receiver(const struct config *cfg, const char *name);
+
 /* The decoder's limits as configured under ingest: (max_message_bytes, max_depth, ...). */
 struct decode_limits config_decode_limits(const struct config *cfg);
 void config_print(const struct config *cfg, FILE *out);

@@ -160,19 +160,21 @@ static void reload(struct config *cfg, struct ingest *in, struct rulerun *rules)
 		log_info("voca: now muting by %zu silences, %zu time windows and %zu known issues",
 		         cfg->silences.n, cfg->time_windows.n, cfg->known_issues.n);
 	}
-	/* A known issue may name a receiver the reload added: none runs it yet. */
+	/* Receivers run as they started: a known issue may name one the reload
+	 * added, or one that runs as a kind that cannot comment until then. */
 	for (size_t i = 0; i < cfg->known_issues.n; i++) {
 		const struct known_issue *k = cfg->known_issues.v[i].data;
-		int running = 0;
+		const struct receiver *r = config_receiver(cfg, k->receiver);
 
-		for (size_t j = 0; k->receiver && j < cfg->receivers.n; j++)
-			running |= strcmp(((struct receiver *)cfg->receivers.v[j].data)->name,
-			                  k->receiver) == 0;
-		if (k->receiver && !running)
+		if (k->receiver && r == NULL)
 			log_warn(
 			        "voca: known_issues[%zu]: receiver '%s' starts at the next restart; "
 			        "its comments on %s wait until then",
 			        i, k->receiver, k->ticket);
+		else if (k->receiver && !connectors[r->kind]->comments)
+			log_warn("voca: known_issues[%zu]: receiver '%s' runs as %s until the next "
+			         "restart; its comments on %s are dead letters until then",
+			         i, k->receiver, connectors[r->kind]->kind, k->ticket);
 	}
 	log_set_level((enum log_level)cfg->log.level);
 	log_info("voca: configuration reloaded from %s", cfg->file);

@@ -156,14 +156,10 @@ void text_append_cut(struct buf *out, const char *s, size_t max)
 
 void render_note(const struct delivery *d, struct buf *out)
 {
+	/* By action; a known issue's note goes by the change, in the same order. */
 	static const char *const verbs[] = {"fired", "is still firing", "cleared", "fired again",
 	                                    "could not be delivered everywhere"};
-	static const struct {
-		const char *change, *verb;
-	} known[] = {{"opened", "fired"},
-	             {"updated", "is still firing"},
-	             {"resolved", "cleared"},
-	             {"reopened", "fired again"}};
+	static const char *const changes[] = {"opened", "updated", "resolved", "reopened"};
 	const char *change = pack_str(d->pack, "incident.change", "updated");
 
 	if (d->action != ACTION_KNOWN) {
@@ -175,9 +171,9 @@ void render_note(const struct delivery *d, struct buf *out)
 		         pack_str(d->pack, "incident.summary", ""));
 		return;
 	}
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strcmp(change, known[i].change) == 0)
-			change = known[i].verb;
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
+		if (strcmp(change, changes[i]) == 0)
+			change = verbs[i];
 	buf_addf(out,
 	         "voca: incident %lld (%s, %s) %s at %s (firings: %d); it matches this known "
 	         "issue, so voca opens no ticket of its own. %s",

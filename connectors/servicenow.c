@@ -8,10 +8,10 @@
  *   FIND    GET the table by correlation_id (the ledger's sys_id skips it)
  *   CREATE  POST the incident                           -> ATTACH
  *   NOTE    PATCH a work note (+ state on resolve/reopen) -> ATTACH or done
+ *   ATTACH  POST /attachment/file: the evidence pack    -> done
  *
  * A known issue's record (its number given) is found by number and gets a
  * work note only: no create, no state change, no attachment.
- *   ATTACH  POST /attachment/file: the evidence pack    -> done
  *
  * An instance ignores an unknown field in a query and returns rows matching
  * the rest, so a found row counts only if its correlation_id is ours. A

@@ -665,3 +665,29 @@ def test_a_known_issue_added_by_sighup_comments_from_the_next_change(agent_facto
     assert len(jira.issues) == 2 and len(jira.issues[made["key"]]["comments"]) == 1
     assert sorted(r[:3] for r in deliveries(a)) == [("jira", "known", "done"),
                                                     ("jira", "open", "done")]
+
+
+def test_a_known_issue_on_a_receiver_that_runs_as_another_kind_is_a_dead_letter(agent_factory,
+                                                                                fakes):
+    """A reload may give a running receiver's name to a jira receiver and a
+    known issue; until the restart the name still runs as what it started as,
+    which cannot comment: warned at the reload, and each comment is a dead
+    letter with that reason, not a message posted to the wrong place."""
+    a = agent_factory(extra=delivery_config(fakes, only=["hook"])).start()
+    jira_as_hook = delivery_config(fakes, only=["jira"]).replace(
+        "- name: jira", "- name: hook").replace("receivers: [jira]", "receivers: [hook]")
+    a.write_config(extra=jira_as_hook + """known_issues:
+  - matchers: ["sku == SKU-2"]
+    ticket: PROD-1
+    receiver: hook
+""")
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in a.log_text(), what="reload")
+    assert ("known_issues[0]: receiver 'hook' runs as slack until the next restart; its "
+            "comments on PROD-1 are dead letters until then") in a.log_text()
+    a.send_event(defect("b1", "2026-03-01T10:01:00Z", sku="SKU-2"))
+    wait_for(lambda: settled(a, 1), timeout=30, what="the delivery")
+    a.stop()
+    assert [r[:3] for r in deliveries(a)] == [("hook", "known", "dead")]
+    assert deliveries(a)[0][3] == "a known issue's comment cannot go to a slack receiver"
+    assert fakes["hook"].messages == []

@@ -78,7 +78,7 @@ struct bt {
 	uint64_t invalid_by[REJECT_CODES];
 	const struct decoder *example[REJECT_CODES]; /* the one that met the reason first */
 	cJSON *review_examples; /* --json: the first few items of the review queue */
-	uint64_t opened[64], resolved[64], reopened[64], realerts[64]; /* per rule index */
+	uint64_t opened[64], resolved[64], reopened[64], realerts[64], verified[64]; /* per rule */
 };
 
 static uint64_t hash64(const char *s)
@@ -154,6 +154,8 @@ static cJSON *incident_json(const struct incident *inc)
 	rfc3339_format(inc->opened_ms, t, sizeof(t));
 	cJSON_AddStringToObject(o, "opened", t);
 	cJSON_AddNullToObject(o, "resolved");
+	cJSON_AddArrayToObject(o, "reopened"); /* when, as a regression, it opened again */
+	cJSON_AddNullToObject(o, "verified");
 	cJSON_AddStringToObject(o, "summary", inc->summary);
 	cJSON_AddItemToObject(o, "why", cJSON_Duplicate(inc->why, 1));
 	cJSON_AddNumberToObject(o, "firings", (double)inc->firings);
@@ -178,6 +180,8 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		b->resolved[r]++;
 	else if (ch == INCIDENT_REOPENED)
 		b->reopened[r]++;
+	else if (ch == INCIDENT_VERIFIED)
+		b->verified[r]++;
 	else if (inc->notify)
 		b->realerts[r]++;
 	if (b->json) {
@@ -193,14 +197,21 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 			rfc3339_format(inc->resolved_ms, t, sizeof(t));
 			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateString(t));
 		} else if (ch == INCIDENT_REOPENED) {
+			rfc3339_format(inc->updated_ms, t, sizeof(t));
 			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateNull());
 			cJSON_ReplaceItemInObject(o, "reopens", cJSON_CreateNumber(inc->reopens));
+			cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "reopened"),
+			                     cJSON_CreateString(t));
+		} else if (ch == INCIDENT_VERIFIED) {
+			rfc3339_format(inc->updated_ms, t, sizeof(t));
+			cJSON_ReplaceItemInObject(o, "verified", cJSON_CreateString(t));
 		} else if (inc->notify) {
 			cJSON_ReplaceItemInObject(o, "realerts", cJSON_CreateNumber(inc->realerts));
 		}
 		return;
 	}
-	if (b->quiet || (ch == INCIDENT_UPDATED && !inc->notify && !inc->suppressed[0]))
+	if (b->quiet || ch == INCIDENT_VERIFIED ||
+	    (ch == INCIDENT_UPDATED && !inc->notify && !inc->suppressed[0]))
 		return;
 	if (ch == INCIDENT_RESOLVED) {
 		rfc3339_format(inc->resolved_ms, t, sizeof(t));
@@ -209,7 +220,7 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		       inc->firings == 1 ? "" : "s");
 		return;
 	}
-	rfc3339_format(ch == INCIDENT_UPDATED ? inc->updated_ms : inc->opened_ms, t, sizeof(t));
+	rfc3339_format(ch == INCIDENT_OPENED ? inc->opened_ms : inc->updated_ms, t, sizeof(t));
 	printf("%.16s  %-8s #%-4llu tier %d  %-20s %s\n", t,
 	       ch == INCIDENT_OPENED     ? "opened"
 	       : ch == INCIDENT_REOPENED ? "reopened"
@@ -425,10 +436,11 @@ static void print_counts(const struct bt *b, double secs)
 		const struct rule_common *c = b->cfg.rules.v[i].data;
 
 		printf("  %-24s %-10s tier %lld  %5llu opened, %5llu reopened, %5llu re-alerts, %5llu "
-		       "resolved\n",
+		       "resolved, %5llu verified\n",
 		       c->name, rule_kinds[b->cfg.rules.v[i].variant]->name, (long long)c->tier,
 		       (unsigned long long)b->opened[i], (unsigned long long)b->reopened[i],
-		       (unsigned long long)b->realerts[i], (unsigned long long)b->resolved[i]);
+		       (unsigned long long)b->realerts[i], (unsigned long long)b->resolved[i],
+		       (unsigned long long)b->verified[i]);
 	}
 	for (int tier = 1; tier <= 3; tier++) {
 		unsigned long long n = 0;
@@ -469,6 +481,7 @@ static cJSON *counts_json(const struct bt *b)
 		cJSON_AddNumberToObject(r, "opened", (double)b->opened[i]);
 		cJSON_AddNumberToObject(r, "resolved", (double)b->resolved[i]);
 		cJSON_AddNumberToObject(r, "reopened", (double)b->reopened[i]);
+		cJSON_AddNumberToObject(r, "verified", (double)b->verified[i]);
 		cJSON_AddNumberToObject(r, "realerts", (double)b->realerts[i]);
 	}
 	return o;

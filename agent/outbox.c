@@ -67,6 +67,7 @@ static int field(void *arg, const char *name, char *out, size_t outlen)
 	       evidence_dominant(f->pack, name, out, outlen);
 }
 
+/* Indexed by the changes that may notify (a verified incident never does). */
 static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};
 static const enum delivery_action actions[] = {ACTION_OPEN, ACTION_UPDATE, ACTION_RESOLVE,
                                                ACTION_REOPEN};
@@ -143,7 +144,8 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	int rc = 0;
 
 	/* Tier 3 (digest only) is recorded, not delivered. */
-	if (change_id <= 0 || inc->tier >= 3 || (cfg->routes.n == 0 && cfg->known_issues.n == 0))
+	if (change_id <= 0 || inc->tier >= 3 || ch == INCIDENT_VERIFIED ||
+	    (cfg->routes.n == 0 && cfg->known_issues.n == 0))
 		return 0;
 	if (!inc->notify) { /* muted: only a known issue's ticket hears of it */
 		k = inc->muted_by == SUPPRESSED_KNOWN_ISSUE ? known_for(cfg, inc) : NULL;
@@ -152,9 +154,10 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	/* Opened while a silence or time window muted it: the first update that
 	 * notifies once that has ended is the team's first word of it, so it
 	 * goes out as the opening (a ticket, the owner's mention, the evidence);
-	 * and its resolution, if nothing was ever said, is not news (but is to
-	 * the ticket of a known issue that covered it). */
-	if (ch == INCIDENT_UPDATED || ch == INCIDENT_RESOLVED) {
+	 * and so does a reopening (a regression of something nobody heard of);
+	 * its resolution, if nothing was ever said, is not news (but is to the
+	 * ticket of a known issue that covered it). */
+	if (ch == INCIDENT_UPDATED || ch == INCIDENT_RESOLVED || ch == INCIDENT_REOPENED) {
 		int announced = store_incident_announced(st, (int64_t)inc->id, change_id);
 
 		if (announced < 0)

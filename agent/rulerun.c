@@ -98,7 +98,7 @@ static void fail(struct rulerun *r, const char *what)
 
 static void on_incident(void *arg, const struct incident *inc, enum incident_change ch)
 {
-	static const char *const what[] = {"opened", "updated", "resolved", "reopened"};
+	static const char *const what[] = {"opened", "updated", "resolved", "reopened", "verified"};
 	struct rulerun *r = arg;
 	int64_t change_id = 0;
 

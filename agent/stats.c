@@ -85,7 +85,8 @@ static cJSON *gather(sqlite3 *db, const char *path, const char *rules_path)
 	          " AS missing FROM publishers p ORDER BY p.publisher");
 	add_query(db, root, "incidents_by_rule",
 	          "SELECT rule, kind, tier, sum(status = 'open') AS open,"
-	          " sum(status = 'resolved') AS resolved, sum(reopens) AS reopens,"
+	          " sum(status IN ('resolved', 'verified')) AS resolved,"
+	          " sum(status = 'verified') AS verified, sum(reopens) AS reopens,"
 	          " sum(realerts) AS realerts FROM incidents GROUP BY rule ORDER BY tier, rule");
 	add_query(db, root, "recent_incidents",
 	          "SELECT id, rule, tier, status, opened_ms, summary, suppressed FROM incidents"
@@ -150,10 +151,11 @@ static void print_text(const cJSON *r)
 	        num(row, "open") + num(row, "resolved");
 	printf("incidents: %.0f opened\n", opened);
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "incidents_by_rule"))
-	        printf("  %-24s %-10s tier %.0f  %4.0f open, %4.0f resolved, %.0f reopened, %.0f "
-	               "re-alerts\n",
+	        printf("  %-24s %-10s tier %.0f  %4.0f open, %4.0f resolved (%.0f verified), "
+	               "%.0f reopened, %.0f re-alerts\n",
 	               str(row, "rule"), str(row, "kind"), num(row, "tier"), num(row, "open"),
-	               num(row, "resolved"), num(row, "reopens"), num(row, "realerts"));
+	               num(row, "resolved"), num(row, "verified"), num(row, "reopens"),
+	               num(row, "realerts"));
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "recent_incidents"))
 	{
 		rfc3339_format((int64_t)num(row, "opened_ms"), t1, sizeof(t1));

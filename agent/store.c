@@ -138,6 +138,7 @@ enum stmt_id {
 	S_COUNTER_SET,
 	S_INCIDENT,
 	S_INCIDENT_CHANGE,
+	S_INCIDENT_VERIFIED,
 	S_REVIEW,
 	S_META,
 	S_KEEP_REVISION,
@@ -184,6 +185,9 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_INCIDENT_CHANGE] = "INSERT INTO incident_changes(incident_id, at_ms, change, notify,"
                               " summary, suppressed) VALUES(?1,?2,?3,?4,?5,?6)"
                               " ON CONFLICT DO NOTHING",
+        /* Only a resolved one: a replay after a reopen must not undo it. */
+        [S_INCIDENT_VERIFIED] = "UPDATE incidents SET status = 'verified'"
+                                " WHERE id = ?1 AND status = 'resolved'",
         [S_ARRIVAL] = "INSERT INTO revision_arrivals(event_id, revision, after_rowid)"
                       " VALUES(?1, ?2, (SELECT coalesce(max(rowid), 0) FROM events))",
         [S_KEEP_REVISION] = "INSERT INTO revisions(event_id, revision, body)"
@@ -757,7 +761,30 @@ int store_rule_state_each(struct store *st,
 	return n;
 }
 
-static const char *const change_names[] = {"opened", "updated", "resolved", "reopened"};
+static const char *const change_names[] = {"opened", "updated", "resolved", "reopened", "verified"};
+
+/* A resolved incident quiet for its whole watch: its status and one logged change. */
+static int store_verified(struct store *st, const struct incident *inc, int64_t *change_id)
+{
+	sqlite3_stmt *s = st->stmt[S_INCIDENT_VERIFIED];
+
+	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
+	if (run(st, S_INCIDENT_VERIFIED, "verify incident") < 0)
+		return -1;
+	s = st->stmt[S_INCIDENT_CHANGE];
+	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
+	sqlite3_bind_int64(s, 2, inc->updated_ms);
+	sqlite3_bind_text(s, 3, change_names[INCIDENT_VERIFIED], -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, 0);
+	sqlite3_bind_text(s, 5, inc->summary, -1, SQLITE_STATIC);
+	sqlite3_bind_null(s, 6);
+	if (run(st, S_INCIDENT_CHANGE, "log incident change") < 0)
+		return -1;
+	if (sqlite3_changes(st->db) == 1)
+		*change_id = sqlite3_last_insert_rowid(st->db);
+	st->pending++;
+	return 0;
+}
 
 int store_incident(struct store *st, const struct incident *inc, enum incident_change ch,
                    int64_t *change_id)
@@ -768,6 +795,9 @@ int store_incident(struct store *st, const struct incident *inc, enum incident_c
 
 	if (begin(st) < 0)
 		return -1;
+	*change_id = 0;
+	if (ch == INCIDENT_VERIFIED)
+		return store_verified(st, inc, change_id);
 	why = cJSON_PrintUnformatted(inc->why);
 	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
 	sqlite3_bind_text(s, 2, inc->rule, -1, SQLITE_STATIC);

@@ -8,6 +8,7 @@
  * open bucket (the dirty list) are visited then, so an hour boundary costs
  * the keys that were active, not all of them.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,16 @@ struct hist {
 	uint64_t last_id;      /* the key's last incident, for reopening */
 	int64_t last_resolved; /* when it resolved */
 	uint32_t last_reopens;
+	uint32_t verified;   /* last_id was quiet for its whole watch: it stays closed */
+	int64_t last_opened; /* when it first opened (0: not known, saved before VKE4) */
+};
+
+/* A resolved incident under watch (see watch_due), verified at due if quiet. */
+struct watch {
+	struct rule_rt *r;
+	struct keyent *k;
+	uint64_t id;
+	int64_t due;
 };
 
 /*
@@ -155,8 +166,11 @@ struct engine {
 	int rolling;               /* fire() is opening a roll-up */
 	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
 	int sent_head;
-	int save_all;    /* the next engine_save writes every record (engine_save_everything) */
-	size_t max_keys; /* per rule (engine_max_keys) */
+	int save_all;        /* the next engine_save writes every record (engine_save_everything) */
+	size_t max_keys;     /* per rule (engine_max_keys) */
+	struct watch *watch; /* resolved incidents under watch, in no order */
+	size_t nwatch, awatch;
+	int64_t watch_next; /* the earliest due in watch (INT64_MAX: none) */
 };
 
 /*
@@ -320,6 +334,104 @@ static struct incident *open_of(struct engine *e, struct keyent *k)
 	return k->open ? hist_of(e, k, 0)->open : NULL;
 }
 
+/*
+ * The lifecycle after resolving (DESIGN.md section 5): the key is watched
+ * for the rule's watch, never less than its cooldown. A firing meanwhile
+ * reopens the incident (fire); quiet throughout, it is verified at the end.
+ */
+static int64_t watch_ms(const struct rule_rt *r)
+{
+	return r->common->watch_ms > r->common->cooldown_ms ? r->common->watch_ms
+	                                                    : r->common->cooldown_ms;
+}
+
+/* Whether the key's last incident is still watched at event time at. */
+static int watched(const struct rule_rt *r, const struct hist *h, int64_t at)
+{
+	return h->last_id && !h->verified && !h->open && at - h->last_resolved < watch_ms(r);
+}
+
+static void watch_add(struct engine *e, struct rule_rt *r, struct keyent *k, const struct hist *h)
+{
+	if (r->common->watch_ms == 0)
+		return; /* no watch: reopened within cooldown, never verified */
+	if (e->nwatch == e->awatch) {
+		e->awatch = e->awatch ? e->awatch * 2 : 16;
+		e->watch = xrealloc(e->watch, e->awatch * sizeof(*e->watch));
+	}
+	e->watch[e->nwatch++] = (struct watch){r, k, h->last_id, h->last_resolved + watch_ms(r)};
+	if (e->watch[e->nwatch - 1].due < e->watch_next)
+		e->watch_next = e->watch[e->nwatch - 1].due;
+}
+
+/* Says the key's last incident was quiet for its whole watch. */
+static void verify(struct engine *e, struct rule_rt *r, struct keyent *k, struct hist *h)
+{
+	struct incident inc = {.id = h->last_id,
+	                       .rule = r->common->name,
+	                       .kind = r->kind->name,
+	                       .tier = (int)r->common->tier,
+	                       .opened_ms = h->last_opened,
+	                       .resolved_ms = h->last_resolved,
+	                       .reopens = h->last_reopens};
+	int64_t span = watch_ms(r);
+
+	h->verified = 1;
+	k->changed = 1;
+	inc.updated_ms = h->last_resolved + span;
+	snprintf(inc.key, sizeof(inc.key), "%s", KEY(r, k));
+	snprintf(inc.summary, sizeof(inc.summary),
+	         "verified: quiet for the %.3g days it was watched after resolving",
+	         (double)span / 86400000.0);
+	e->fn(e->arg, &inc, INCIDENT_VERIFIED);
+}
+
+static int by_due(const void *a, const void *b)
+{
+	const struct watch *x = a, *y = b;
+
+	if (x->due != y->due)
+		return (x->due > y->due) - (x->due < y->due);
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * Verifies the watched incidents whose watch ended by now, in order of
+ * (due, id) so that a restored engine says the same in the same order. An
+ * entry is stale when its key reopened (and maybe resolved again, with a
+ * new entry) or was verified since.
+ */
+static void watch_due(struct engine *e, int64_t now)
+{
+	struct watch *due;
+	size_t j = 0, ndue = 0;
+
+	if (now < e->watch_next)
+		return;
+	e->watch_next = INT64_MAX;
+	due = xmalloc(e->nwatch * sizeof(*due));
+	for (size_t i = 0; i < e->nwatch; i++) {
+		struct watch w = e->watch[i];
+		struct hist *h = hist_of(e, w.k, 0);
+
+		if (h == NULL || h->last_id != w.id || h->verified || h->open ||
+		    h->last_resolved + watch_ms(w.r) != w.due)
+			continue;
+		if (w.due <= now) {
+			due[ndue++] = w;
+			continue;
+		}
+		e->watch[j++] = w;
+		if (w.due < e->watch_next)
+			e->watch_next = w.due;
+	}
+	e->nwatch = j;
+	qsort(due, ndue, sizeof(*due), by_due);
+	for (size_t i = 0; i < ndue; i++)
+		verify(e, due[i].r, due[i].k, hist_of(e, due[i].k, 0));
+	free(due);
+}
+
 /* ---- sleeping keys: full states in a pool ---- */
 
 /* The full state in block i. */
@@ -404,6 +516,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 	e->arg = arg;
 	e->max_ts = INT64_MIN;
 	e->max_keys = SIZE_MAX;
+	e->watch_next = INT64_MAX;
 	for (size_t i = 0; i < rules->n; i++) {
 		struct rule_rt *r = &e->rules[i];
 
@@ -466,6 +579,7 @@ void engine_free(struct engine *e)
 		incident_free(e->open[i]);
 	free(e->open);
 	free(e->hist);
+	free(e->watch);
 	free(e->pend);
 	free(e->rules);
 	free(e);
@@ -771,7 +885,14 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		return;
 	}
 	h = hist_of(e, k, 1);
-	int reopen = h->last_id && at - h->last_resolved < r->common->cooldown_ms;
+	int reopen = watched(r, h, at);
+
+	/* Its watch ended before this firing, and the watermark has not said so yet. */
+	if (!reopen && h->last_id && !h->verified && r->common->watch_ms)
+		verify(e, r, k, h);
+	if (reopen)
+		cJSON_AddNumberToObject(f->why, "hours_since_resolved",
+		                        round((double)(at - h->last_resolved) / 360000.0) / 10);
 
 	inc = xcalloc(1, sizeof(*inc));
 	inc->id = reopen ? h->last_id : ++e->next_id;
@@ -781,6 +902,8 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	inc->tier = (int)r->common->tier;
 	snprintf(inc->key, sizeof(inc->key), "%s", KEY(r, k));
 	inc->opened_ms = inc->updated_ms = inc->last_fire_ms = at;
+	if (reopen && h->last_opened)
+		inc->opened_ms = h->last_opened; /* the same incident: its tickets' key */
 	inc->firings = 1;
 	inc->notify = 1;
 	inc->next_alert_ms = at + r->common->cooldown_ms;
@@ -881,6 +1004,9 @@ static void resolve_due(struct engine *e, int64_t now)
 		h->last_id = inc->id;
 		h->last_resolved = inc->resolved_ms;
 		h->last_reopens = inc->reopens;
+		h->last_opened = inc->opened_ms;
+		h->verified = 0;
+		watch_add(e, r, k, h);
 		if (r->quiet && k->awake) {
 			if (r->nretry == r->aretry) {
 				r->aretry = r->aretry ? r->aretry * 2 : 16;
@@ -893,6 +1019,7 @@ static void resolve_due(struct engine *e, int64_t now)
 		incident_free(inc);
 	}
 	e->nopen = j;
+	watch_due(e, now);
 }
 
 /* Queues k, whose bucket just closed: it may sleep quiet buckets from now. */
@@ -1179,15 +1306,20 @@ void engine_finish(struct engine *e)
  * state_size says what follows: the kind's full state, or a sleeping key's
  * idle part.
  */
-#define KEY_MAGIC    0x33454B56u /* "VKE3": the open incident's head has held */
+#define KEY_MAGIC    0x34454B56u /* "VKE4": the head has last_opened */
+#define KEY_MAGIC_V3 0x33454B56u /* "VKE3": read too; the open incident's head has held */
 #define KEY_MAGIC_V2 0x32454B56u /* "VKE2": read too, held = 0 */
 
 struct key_head {
 	uint32_t magic, state_size;
 	int64_t bucket, last_resolved;
 	uint64_t last_id;
-	uint32_t last_reopens, dirty, has_open, pad;
+	uint32_t last_reopens, dirty, has_open;
+	uint32_t verified;   /* 0 in a record saved before watches: verified at its end */
+	int64_t last_opened; /* since "VKE4"; older records have none (0) */
 };
+
+#define KEY_HEAD_V3 offsetof(struct key_head, last_opened)
 
 struct inc_head {
 	uint64_t id, firings;
@@ -1223,7 +1355,9 @@ static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struc
 	                     .last_id = hi ? hi->last_id : 0,
 	                     .last_reopens = hi ? hi->last_reopens : 0,
 	                     .dirty = k->dirty,
-	                     .has_open = inc != NULL};
+	                     .has_open = inc != NULL,
+	                     .verified = hi ? hi->verified : 0,
+	                     .last_opened = hi ? hi->last_opened : 0};
 
 	buf_reset(b);
 	buf_add(b, &h, sizeof(h));
@@ -1344,16 +1478,24 @@ static struct rule_rt *rule_named(struct engine *e, const char *name)
 static int restore_key(struct engine *e, struct rule_rt *r, const char *key, const unsigned char *p,
                        size_t len)
 {
-	struct key_head h;
+	struct key_head h = {0};
 	struct keyent *k;
+	size_t hs = KEY_HEAD_V3;
 
-	if (len < sizeof(h))
+	if (len < hs)
 		return 1;
-	memcpy(&h, p, sizeof(h));
+	memcpy(&h, p, hs);
+	if (h.magic == KEY_MAGIC) {
+		hs = sizeof(h);
+		if (len < hs)
+			return 1;
+		memcpy(&h, p, hs);
+	}
 	/* A kind that does not sleep may have grown at the end since (zeros). */
 	int grown = r->kind->idle_size == 0 && h.state_size < r->kind->state_size;
 
-	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V2) || len < sizeof(h) + h.state_size ||
+	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V3 && h.magic != KEY_MAGIC_V2) ||
+	    len < hs + h.state_size ||
 	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size && !grown))
 		return 1; /* a different layout: the key starts over */
 	k = key_get(e, r, key);
@@ -1364,16 +1506,20 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		hi->last_resolved = h.last_resolved;
 		hi->last_id = h.last_id;
 		hi->last_reopens = h.last_reopens;
+		hi->verified = h.verified;
+		hi->last_opened = h.last_opened;
+		if (!h.has_open && h.last_id && !h.verified)
+			watch_add(e, r, k, hi);
 	}
 	if (h.state_size == r->inline_size) {
 		if (k->awake)
 			key_sleep(e, r, k);
-		memcpy(k->state, p + sizeof(h), h.state_size);
+		memcpy(k->state, p + hs, h.state_size);
 	} else {
-		memcpy(key_state(e, r, k), p + sizeof(h), h.state_size);
+		memcpy(key_state(e, r, k), p + hs, h.state_size);
 	}
-	p += sizeof(h) + h.state_size;
-	len -= sizeof(h) + h.state_size;
+	p += hs + h.state_size;
+	len -= hs + h.state_size;
 	if (h.dirty && !k->dirty) {
 		if (r->ndirty == r->adirty) {
 			r->adirty = r->adirty ? r->adirty * 2 : 256;
@@ -1386,7 +1532,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		quiet_push(r, k); /* in restore order: sorted by the next sweep */
 		r->qsorted = 0;
 	}
-	size_t ihlen = h.magic == KEY_MAGIC ? sizeof(struct inc_head) : INC_HEAD_V2;
+	size_t ihlen = h.magic != KEY_MAGIC_V2 ? sizeof(struct inc_head) : INC_HEAD_V2;
 
 	if (h.has_open && len > ihlen) {
 		struct inc_head ih = {0};

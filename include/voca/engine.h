@@ -11,8 +11,10 @@
  * further firings update it instead of opening another; it resolves once
  * the rule has not fired for the rule's resolve_after. Alert fatigue: an
  * update is marked notify only every cooldown, doubling up to realert_max,
- * while the condition persists; a firing within cooldown of the key's last
- * resolution reopens that incident (same id) instead of opening another.
+ * while the condition persists. A resolved incident is watched for the
+ * rule's watch (at least its cooldown): a firing on the key meanwhile
+ * reopens it (same id: a regression, or flapping) instead of opening
+ * another; quiet throughout, it is verified (a change nobody is notified of).
  */
 #ifndef VOCA_ENGINE_H
 #define VOCA_ENGINE_H
@@ -28,7 +30,8 @@ enum incident_change {
 	INCIDENT_OPENED = 0,
 	INCIDENT_UPDATED = 1,
 	INCIDENT_RESOLVED = 2,
-	INCIDENT_REOPENED = 3, /* fired again within cooldown of resolving: same id */
+	INCIDENT_REOPENED = 3, /* fired again while watched after resolving: same id */
+	INCIDENT_VERIFIED = 4, /* quiet for the whole watch after resolving */
 };
 
 struct incident {

@@ -43,9 +43,10 @@ struct rule_common {
 	int64_t bucket_ms;
 	int64_t resolve_after_ms; /* resolve once the condition has been clear this long */
 	int64_t cooldown_ms;      /* re-alert interval while open; reopen window after resolve */
-	int64_t realert_max_ms;   /* the re-alert interval doubles up to this */
-	char *rollup_by;          /* a group_by field; NULL: no roll-up */
-	int64_t rollup_min;       /* open incidents sharing its value that roll up */
+	int64_t watch_ms; /* after resolving: a firing reopens (a regression), else verified */
+	int64_t realert_max_ms; /* the re-alert interval doubles up to this */
+	char *rollup_by;        /* a group_by field; NULL: no roll-up */
+	int64_t rollup_min;     /* open incidents sharing its value that roll up */
 	/* compiled by rule_common_check() */
 	struct cond conds[RULE_MAX_WHERE];
 	int nconds;
@@ -72,6 +73,10 @@ struct rule_common {
 	                 30LL * 86400000, NULL,                                                    \
 	                 "re-alert interval while open; firing again this soon after resolving "   \
 	                 "reopens the incident"),                                                  \
+	        CONF_KEY("watch", CONF_DURATION, offsetof(type, common.watch_ms), "7d", 0,         \
+	                 90LL * 86400000, NULL,                                                    \
+	                 "after resolving, watched this long: firing again reopens the incident "  \
+	                 "(a regression); quiet throughout, it is verified; 0: no watch"),         \
 	        CONF_KEY("realert_max", CONF_DURATION, offsetof(type, common.realert_max_ms),      \
 	                 "48h", 0, 30LL * 86400000, NULL,                                          \
 	                 "the re-alert interval doubles up to this"),                              \

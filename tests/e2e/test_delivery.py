@@ -691,3 +691,43 @@ def test_a_known_issue_on_a_receiver_that_runs_as_another_kind_is_a_dead_letter(
     assert [r[:3] for r in deliveries(a)] == [("hook", "known", "dead")]
     assert deliveries(a)[0][3] == "a known issue's comment cannot go to a slack receiver"
     assert fakes["hook"].messages == []
+
+
+def test_a_regression_reopens_the_same_ticket_and_a_quiet_watch_is_verified(agent_factory, fakes):
+    """DESIGN.md section 5: resolved, then watched (a week by default); firing
+    again two days later is the same problem back: its tickets reopen, no second
+    ticket. Quiet for the whole watch, the incident is recorded as verified,
+    which notifies nobody."""
+    jira, snow = fakes["jira"], fakes["snow"]
+    a = agent_factory(extra=delivery_config(fakes, only=["jira", "snow"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    a.send_event(event("quiet1", ts="2026-03-01T13:00:00Z", category="praise"))
+    wait_for(lambda: settled(a, 4), timeout=30, what="the opening and the resolution")
+    issue = next(iter(jira.issues.values()))
+    assert issue["status"] == "Done" and snow.records[0]["state"] == "6"
+
+    a.send_event(defect("e2", "2026-03-03T10:00:00Z"))  # 2 days on: far past the cooldown
+    wait_for(lambda: settled(a, 6), timeout=30, what="the reopening")
+    assert len(jira.issues) == 1 and len(snow.records) == 1
+    assert issue["history"] == ["Done", "Reopen"] and len(issue["comments"]) == 2
+    assert snow.records[0]["state"] == "2"
+    assert a.query("SELECT count(*), max(reopens), max(status) FROM incidents") == [(1, 1, "open")]
+    why = json.loads(a.scalar("SELECT why FROM incidents"))
+    assert why["hours_since_resolved"] == 47.0  # resolved at 11:00, fired 10:00 two days on
+
+    a.send_event(event("quiet2", ts="2026-03-03T13:00:00Z", category="praise"))
+    wait_for(lambda: settled(a, 8), timeout=30, what="the second resolution")
+    a.send_event(event("quiet3", ts="2026-03-11T00:00:00Z", category="praise"))
+    wait_for(lambda: a.scalar("SELECT status FROM incidents") == "verified", timeout=30,
+             what="the verification")
+    changes = a.query("SELECT change, notify FROM incident_changes ORDER BY id")
+    assert [c for c, _ in changes] == ["opened", "resolved", "reopened", "resolved", "verified"]
+    assert changes[-1][1] == 0
+    time.sleep(0.5)
+    assert len(deliveries(a)) == 8 and {r[2] for r in deliveries(a)} == {"done"}
+    assert len(jira.issues) == 1 and issue["status"] == "Done"
+    a.stop()
+    r = run_voca("incidents", "-c", str(a.config))
+    assert re.search(r"#1\s+verified", r.stdout), r.stdout
+    r = run_voca("stats", "-c", str(a.config))
+    assert re.search(r"1 resolved \(1 verified\), 1 reopened", r.stdout), r.stdout

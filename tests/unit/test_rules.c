@@ -26,8 +26,11 @@
 #define T0 1767571200000LL /* 2026-01-05T00:00:00Z, a Monday */
 
 struct log {
-	int opened, updated, resolved, reopened, realerts, reviews;
-	char muted[4][256]; /* the latest muting reasons, newest first */
+	int opened, updated, resolved, reopened, realerts, reviews, verified;
+	int64_t verified_at, verified_ats[8]; /* the latest verification's time, the first 8 */
+	uint64_t verified_id, verified_ids[8];
+	int64_t reopened_opened; /* the opened_ms of the last reopening (the first opening's) */
+	char muted[4][256];      /* the latest muting reasons, newest first */
 	uint64_t last_id;
 	char last_summary[320];
 	double last_expected, last_p, first_expected, first_level, last_level, last_phi;
@@ -41,8 +44,20 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	struct log *l = arg;
 	const cJSON *e = cJSON_GetObjectItem(inc->why, "expected");
 
+	if (ch == INCIDENT_VERIFIED) { /* about an incident resolved earlier: kept apart */
+		if (l->verified < 8) {
+			l->verified_ats[l->verified] = inc->updated_ms;
+			l->verified_ids[l->verified] = inc->id;
+		}
+		l->verified++;
+		l->verified_at = inc->updated_ms;
+		l->verified_id = inc->id;
+		return;
+	}
 	if (ch == INCIDENT_OPENED && l->opened < 16)
 		l->opened_at[l->opened] = inc->opened_ms;
+	if (ch == INCIDENT_REOPENED)
+		l->reopened_opened = inc->opened_ms;
 	if (ch == INCIDENT_RESOLVED && l->resolved < 16)
 		l->resolved_at[l->resolved] = inc->resolved_ms;
 	l->opened += ch == INCIDENT_OPENED;
@@ -374,7 +389,7 @@ static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 	struct row rows[64];
 	struct engine *e = rig_start(&r, "rules:\n  - name: any\n    kind: threshold\n"
 	                                 "    resolve_after: 1h\n    cooldown: 6h\n"
-	                                 "    realert_max: 24h\n");
+	                                 "    realert_max: 24h\n    watch: 0\n");
 
 	(void)state;
 	/* Firing every hour for 41 hours: one incident, re-alerts at 6, 12, 24 h. */
@@ -401,6 +416,55 @@ static void test_realert_backs_off_and_reopen_within_cooldown(void **state)
 
 	feed(e, later, 1);
 	assert_int_equal(r.l.opened, 2);
+	assert_true(r.l.last_id != id);
+	assert_int_equal(r.l.verified, 0); /* watch: 0, nothing is ever verified */
+	rig_end(&r);
+}
+
+/*
+ * DESIGN.md section 5: resolved -> watched for N days -> verified, or
+ * regressed. A firing two days after resolving (long past the cooldown) is
+ * the same problem back: the incident reopens (its ticket, not a second
+ * one). Quiet for the whole watch, it is verified once, at its end; after
+ * that, a firing is a new incident. Before watches, hour 50 opened a second
+ * incident and nothing was ever verified.
+ */
+static void test_a_regression_within_the_watch_reopens_and_a_quiet_watch_verifies(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: any\n    kind: threshold\n"
+	                                 "    resolve_after: 1h\n    cooldown: 6h\n"
+	                                 "    watch: 3d\n");
+	static const struct row first[] = {{0, "A", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row back[] = {{50, "A", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row later[] = {{200, "A", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	feed(e, first, 1);
+	uint64_t id = r.l.last_id;
+
+	engine_flush(e, T0 + 2 * H);
+	assert_int_equal(r.l.resolved, 1);
+	assert_int_equal(r.l.resolved_at[0], T0 + 1 * H);
+	feed(e, back, 1);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.reopened, 1);
+	assert_int_equal(r.l.last_id, id);
+	/* Still the incident opened at hour 0 (its tickets are found by that). */
+	assert_int_equal(r.l.reopened_opened, T0);
+	/* Resolved again at hour 51: watched until hour 51 + 72. */
+	engine_flush(e, T0 + 122 * H);
+	assert_int_equal(r.l.resolved, 2);
+	assert_int_equal(r.l.verified, 0);
+	engine_flush(e, T0 + 123 * H);
+	assert_int_equal(r.l.verified, 1);
+	assert_int_equal(r.l.verified_id, id);
+	assert_int_equal(r.l.verified_at, T0 + 123 * H);
+	engine_flush(e, T0 + 190 * H);
+	assert_int_equal(r.l.verified, 1); /* once */
+	feed(e, later, 1);
+	assert_int_equal(r.l.opened, 2);
+	assert_int_equal(r.l.reopened, 1);
 	assert_true(r.l.last_id != id);
 	rig_end(&r);
 }
@@ -1377,6 +1441,64 @@ static struct engine *rig_restart(struct rig *r, struct kvs *kv)
 }
 
 /*
+ * A firing after the watch ended, before any flush said so, is a new
+ * incident, and the old one is verified first (at its watch's end). And a
+ * watch outlives a restart: the restored engine verifies at the same times,
+ * or reopens on a regression, as the uninterrupted one, and never verifies
+ * an incident twice.
+ */
+static void test_a_watch_survives_a_restart_and_ends_before_a_late_firing(void **state)
+{
+	static const struct row first[] = {{0, "A", NULL, SEVERITY_LOW, 0.9},
+	                                   {0, "B", NULL, SEVERITY_LOW, 0.9},
+	                                   {0, "C", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row back[] = {{30, "B", NULL, SEVERITY_LOW, 0.9}};
+	static const struct row late[] = {{100, "A", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = rig_start(&r, "rules:\n  - name: any\n    kind: threshold\n"
+		                                 "    resolve_after: 1h\n    watch: 2d\n");
+
+		feed(e, first, 3); /* incidents 1, 2, 3 */
+		engine_flush(e, T0 + 20 * H);
+		assert_int_equal(r.l.resolved, 3);
+		if (restart)
+			e = rig_restart(&r, kv);
+		feed(e, back, 1);
+		assert_int_equal(r.l.reopened, 1);
+		assert_int_equal(r.l.last_id, 2);
+		assert_int_equal(r.l.reopened_opened, T0);
+		/* A's and C's watches ended at hour 49, and nothing moved the
+		 * watermark past it (B's firing at 30 was before). A fires at 100:
+		 * A is verified (at 49), then a new incident opens; the watermark's
+		 * move then verifies C (49), resolves B (at 31) and verifies it
+		 * (watched until 79). */
+		feed(e, late, 1);
+		assert_int_equal(r.l.verified, 3);
+		assert_int_equal(r.l.verified_ids[0], 1);
+		assert_int_equal(r.l.verified_ats[0], T0 + 49 * H);
+		assert_int_equal(r.l.verified_ids[1], 3);
+		assert_int_equal(r.l.verified_ats[1], T0 + 49 * H);
+		assert_int_equal(r.l.verified_ids[2], 2);
+		assert_int_equal(r.l.verified_ats[2], T0 + 79 * H);
+		assert_int_equal(r.l.opened, 4);
+		engine_flush(e, T0 + 200 * H);
+		assert_int_equal(r.l.verified, 4); /* incident 4, resolved at 101 */
+		assert_int_equal(r.l.verified_ids[3], 4);
+		assert_int_equal(r.l.verified_ats[3], T0 + 149 * H);
+		if (restart)
+			e = rig_restart(&r, kv);
+		engine_flush(e, T0 + 300 * H);
+		assert_int_equal(r.l.verified, 4); /* each once */
+		rig_end(&r);
+		kvs_free(kv);
+	}
+}
+
+/*
  * Grouped by [sku, subcategory], a young key's prior is the SKU's rate times
  * the defect's share: a bestseller's defects are routine from its second
  * day, a quiet SKU's are news. With the old prior (half an event a week per
@@ -1445,6 +1567,43 @@ static void test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young(void
  * The blob is a saved key as engine.c writes it: a 48-byte head with the
  * state's size at byte 4, then the state.
  */
+#define KEY_HEAD    56 /* bytes of a key record's head ("VKE4") */
+#define KEY_HEAD_V3 48 /* before last_opened */
+
+/*
+ * A record saved before watches ("VKE3": no last_opened) restores, with
+ * its open incident: it resolves as it would have, and is watched.
+ */
+static void test_a_record_of_the_previous_layout_restores(void **state)
+{
+	static const struct row rows[] = {{1, "A", NULL, SEVERITY_HIGH, 0.9},
+	                                  {2, "A", NULL, SEVERITY_HIGH, 0.9},
+	                                  {3, "A", NULL, SEVERITY_HIGH, 0.9}};
+	static const uint32_t v3 = 0x33454B56u;
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	struct rig r;
+	struct engine *e = rig_start(&r, severe_yaml);
+
+	(void)state;
+	feed(e, rows, 3);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(engine_save(e, kv_put, kv), 0);
+	for (size_t i = 0; i < kv->n; i++) {
+		if (strcmp(kv->v[i].key, "sku=A") != 0)
+			continue;
+		memcpy(kv->v[i].blob, &v3, sizeof(v3));
+		memmove(kv->v[i].blob + KEY_HEAD_V3, kv->v[i].blob + KEY_HEAD,
+		        kv->v[i].len - KEY_HEAD);
+		kv->v[i].len -= KEY_HEAD - KEY_HEAD_V3;
+	}
+	e = rig_reload(&r, kv);
+	engine_flush(e, T0 + 40 * H);
+	assert_int_equal(r.l.resolved, 1);
+	assert_int_equal(r.l.opened, 1);
+	kvs_free(kv);
+	rig_end(&r);
+}
+
 static void test_a_threshold_state_of_the_old_size_restores(void **state)
 {
 	static const struct row rows[] = {{1, "A", NULL, SEVERITY_HIGH, 0.9},
@@ -1463,7 +1622,7 @@ static void test_a_threshold_state_of_the_old_size_restores(void **state)
 			memcpy(&size, kv->v[i].blob + 4, sizeof(size));
 			assert_int_equal(size, 208);
 			memcpy(kv->v[i].blob + 4, &old_size, sizeof(old_size));
-			kv->v[i].len = 48 + old_size;
+			kv->v[i].len = KEY_HEAD + old_size;
 		}
 	}
 	e = rig_reload(&r, kv);
@@ -1872,6 +2031,9 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
+	        cmocka_unit_test(
+	                test_a_regression_within_the_watch_reopens_and_a_quiet_watch_verifies),
+	        cmocka_unit_test(test_a_watch_survives_a_restart_and_ends_before_a_late_firing),
 	        cmocka_unit_test(test_confidence_gating),
 	        cmocka_unit_test(test_a_revision_that_needs_review_is_queued),
 	        cmocka_unit_test(test_new_topic),
@@ -1882,6 +2044,7 @@ int main(void)
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
+	        cmocka_unit_test(test_a_record_of_the_previous_layout_restores),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
 	        cmocka_unit_test(test_a_rule_keeps_at_most_max_keys),
 	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),

@@ -162,11 +162,17 @@ void render_note(const struct delivery *d, struct buf *out)
 	static const char *const changes[] = {"opened", "updated", "resolved", "reopened"};
 	const char *change = pack_str(d->pack, "incident.change", "updated");
 
+	double back = pack_num(d->pack, "what_changed.hours_since_resolved", -1);
+	char since[64] = "";
+
+	/* A regression: how long it stayed away says whether the fix held at all. */
+	if (back >= 0 && (d->action == ACTION_REOPEN || strcmp(change, "reopened") == 0))
+		snprintf(since, sizeof(since), ", %.4g h after it resolved", back);
 	if (d->action != ACTION_KNOWN) {
-		buf_addf(out, "voca: incident %lld %s at %s (firings: %d). %s",
+		buf_addf(out, "voca: incident %lld %s at %s%s (firings: %d). %s",
 		         (long long)d->incident_id,
 		         (unsigned)d->action < 5 ? verbs[d->action] : verbs[1],
-		         pack_str(d->pack, "incident.at", ""),
+		         pack_str(d->pack, "incident.at", ""), since,
 		         (int)pack_num(d->pack, "incident.firings", 0),
 		         pack_str(d->pack, "incident.summary", ""));
 		return;
@@ -175,11 +181,11 @@ void render_note(const struct delivery *d, struct buf *out)
 		if (strcmp(change, changes[i]) == 0)
 			change = verbs[i];
 	buf_addf(out,
-	         "voca: incident %lld (%s, %s) %s at %s (firings: %d); it matches this known "
+	         "voca: incident %lld (%s, %s) %s at %s%s (firings: %d); it matches this known "
 	         "issue, so voca opens no ticket of its own. %s",
 	         (long long)d->incident_id, pack_str(d->pack, "incident.rule", ""),
 	         pack_str(d->pack, "incident.key", ""), change,
-	         pack_str(d->pack, "incident.at", ""),
+	         pack_str(d->pack, "incident.at", ""), since,
 	         (int)pack_num(d->pack, "incident.firings", 0),
 	         pack_str(d->pack, "incident.summary", ""));
 }
@@ -189,9 +195,13 @@ void render_headline(const cJSON *pack, struct buf *out, size_t max)
 	struct buf line;
 
 	buf_init(&line, 4096);
+	const char *change = pack_str(pack, "incident.change", "opened");
+	double back = pack_num(pack, "what_changed.hours_since_resolved", -1);
+
 	buf_addf(&line, "[voca] tier %d %s: %s %s", (int)pack_num(pack, "incident.tier", 0),
-	         pack_str(pack, "incident.rule", "?"), pack_str(pack, "incident.key", ""),
-	         pack_str(pack, "incident.change", "opened"));
+	         pack_str(pack, "incident.rule", "?"), pack_str(pack, "incident.key", ""), change);
+	if (back >= 0 && strcmp(change, "reopened") == 0)
+		buf_addf(&line, " %.4g h after it resolved", back);
 	text_append_cut(out, buf_str(&line), max);
 	buf_free(&line);
 }

@@ -714,6 +714,8 @@ def test_a_regression_reopens_the_same_ticket_and_a_quiet_watch_is_verified(agen
     assert a.query("SELECT count(*), max(reopens), max(status) FROM incidents") == [(1, 1, "open")]
     why = json.loads(a.scalar("SELECT why FROM incidents"))
     assert why["hours_since_resolved"] == 47.0  # resolved at 11:00, fired 10:00 two days on
+    assert "fired again at 2026-03-03T10:00:00.000Z, 47 h after it resolved" in json.dumps(
+        issue["comments"][-1])
 
     a.send_event(event("quiet2", ts="2026-03-03T13:00:00Z", category="praise"))
     wait_for(lambda: settled(a, 8), timeout=30, what="the second resolution")

@@ -746,12 +746,43 @@ static void test_urls_and_escaping(void **state)
 	buf_free(&b);
 }
 
+/* A regression says how long it stayed away, in the ticket's note and the chat's headline. */
+static void test_a_reopening_says_how_long_it_was_resolved(void **state)
+{
+	cJSON *pack = cJSON_Parse("{\"incident\": {\"tier\": 1, \"rule\": \"defects\", \"key\": "
+	                          "\"sku=A\", \"change\": \"reopened\", \"at\": "
+	                          "\"2026-03-03T10:00:00Z\", \"firings\": 1, \"summary\": \"3 "
+	                          "reports\"}, \"what_changed\": {\"hours_since_resolved\": 47}}");
+	struct delivery d = {.incident_id = 1, .action = ACTION_REOPEN, .pack = pack};
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1024);
+	render_note(&d, &b);
+	assert_non_null(strstr(buf_str(&b), "fired again at 2026-03-03T10:00:00Z, 47 h after it "
+	                                    "resolved (firings: 1)"));
+	buf_reset(&b);
+	render_headline(pack, &b, 300);
+	assert_string_equal(buf_str(&b),
+	                    "[voca] tier 1 defects: sku=A reopened 47 h after it resolved");
+	/* Not a reopening: no such words. */
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(pack, "incident"), "change",
+	                          cJSON_CreateString("updated"));
+	d.action = ACTION_UPDATE;
+	buf_reset(&b);
+	render_note(&d, &b);
+	assert_null(strstr(buf_str(&b), "after it resolved"));
+	buf_free(&b);
+	cJSON_Delete(pack);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_cases),
 	        cmocka_unit_test(test_webhook_signature),
 	        cmocka_unit_test(test_urls_and_escaping),
+	        cmocka_unit_test(test_a_reopening_says_how_long_it_was_resolved),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

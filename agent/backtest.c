@@ -242,6 +242,9 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 {
 	struct bt *b = arg;
 
+	if (reason == NULL) /* re-scored confident: counted as queued all the same */
+		return;
+
 	/* A higher revision of a report queued already: the queue keeps one row. */
 	seen_reserve(&b->reviewed, 1);
 	if (seen_put(&b->reviewed, hash64(ev->event_id), 0) != 1)

@@ -14,6 +14,8 @@
 
 #include <voca/event.h>
 
+#include "clock.h"
+
 #include "incidents.h"
 #include "storeview.h"
 
@@ -261,18 +263,73 @@ out:
 
 static void review_usage(FILE *f)
 {
-	fputs("usage: voca review [-c FILE] [-d DB] [--limit N] [--json]\n"
+	fputs("usage: voca review [-c FILE] [-d DB] [--limit N] [--all] [--json]\n"
+	      "       voca review [-c FILE] [-d DB] --done [--by NAME] [--note TEXT] EVENT_ID...\n"
 	      "\n"
 	      "Lists the reports held for a person to review, newest first: those the\n"
 	      "scorer was unsure of (under engine.review_confidence, or flagged\n"
 	      "needs_review), which never open a tier-1 incident on their own; with the\n"
-	      "reason, and what the report says.\n"
+	      "reason, and what the report says. A report leaves the queue when a person\n"
+	      "marks it --done, or when a higher revision comes back confident.\n"
 	      "\n"
 	      "  -c, --config FILE   the configuration naming the store (default: built-in)\n"
 	      "  -d, --db PATH       the store file, overriding the configuration\n"
 	      "  -n, --limit N       at most N rows (default 50)\n"
-	      "      --json          print JSON instead of text\n",
+	      "      --all           also the reports off the queue: by whom, when, why\n"
+	      "      --json          print JSON instead of text\n"
+	      "      --done          take the EVENT_IDs off the queue as reviewed\n"
+	      "      --by NAME       who reviewed them (default: $USER)\n"
+	      "      --note TEXT     what the review found\n",
 	      f);
+}
+
+/* Marks pending reports reviewed. Returns 0 if every one was pending, 1 if not. */
+static int review_done(const char *path, char **ids, int n, const char *by, const char *note)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s = NULL;
+	int marked = 0, missed = 0;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    (sqlite3_busy_timeout(db, 10000),
+	     sqlite3_prepare_v2(
+	             db,
+	             "UPDATE review_queue SET status = 'reviewed', done_ms = ?2,"
+	             " done_by = ?3, note = ?4 WHERE event_id = ?1 AND status = 'pending'",
+	             -1, &s, NULL)) != SQLITE_OK) {
+		/* A store the daemon has not migrated yet lacks the columns. */
+		fprintf(stderr, "voca review: %s: %s%s\n", path, sqlite3_errmsg(db),
+		        strstr(sqlite3_errmsg(db), "no such column")
+		                ? " (an older store: start voca run once to upgrade it)"
+		                : "");
+		sqlite3_close(db);
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, clock_wall_ms());
+		sqlite3_bind_text(s, 3, by, -1, SQLITE_STATIC);
+		if (note)
+			sqlite3_bind_text(s, 4, note, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 4);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			fprintf(stderr, "voca review: %s: %s\n", ids[i], sqlite3_errmsg(db));
+			missed++;
+		} else if (sqlite3_changes(db) == 1) {
+			marked++;
+		} else {
+			fprintf(stderr,
+			        "voca review: %s: not on the queue (unknown, or taken off already)\n",
+			        ids[i]);
+			missed++;
+		}
+		sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	printf("marked %d report%s reviewed by %s\n", marked, marked == 1 ? "" : "s", by);
+	return missed ? 1 : 0;
 }
 
 int review_main(int argc, char **argv)
@@ -280,15 +337,17 @@ int review_main(int argc, char **argv)
 	static const struct option longopts[] = {
 	        {"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
 	        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
+	        {"all", no_argument, NULL, 'a'},          {"done", no_argument, NULL, 'D'},
+	        {"by", required_argument, NULL, 'b'},     {"note", required_argument, NULL, 'N'},
 	        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
-	const char *file = NULL, *dbpath = NULL;
-	int c, json = 0;
+	const char *file = NULL, *dbpath = NULL, *by = NULL, *note = NULL;
+	int c, json = 0, all = 0, done = 0, rc = 0;
 	int64_t limit = 50;
 	struct config cfg;
 	sqlite3 *db;
 	const cJSON *row;
-	char t[40];
+	char t[40], u[40];
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:d:n:h", longopts, NULL)) != -1) {
@@ -300,30 +359,49 @@ int review_main(int argc, char **argv)
 				return 2;
 			break;
 		case 'j': json = 1; break;
+		case 'a': all = 1; break;
+		case 'D': done = 1; break;
+		case 'b': by = optarg; break;
+		case 'N': note = optarg; break;
 		case 'h': review_usage(stdout); return 0;
 		default: review_usage(stderr); return 2;
 		}
 	}
-	if (optind < argc) {
+	if (done ? optind == argc || all || json : optind < argc || by || note) {
 		review_usage(stderr);
 		return 2;
 	}
 	if (storeview_open("review", file, dbpath, &cfg, NULL, 0, &db) < 0)
 		return 1;
+	if (done) {
+		sqlite3_close(db);
+		if (by == NULL)
+			by = getenv("USER") && *getenv("USER") ? getenv("USER") : "unknown";
+		rc = review_done(cfg.store.path, argv + optind, argc - optind, by, note);
+		config_free(&cfg);
+		return rc;
+	}
 	cJSON *r = cJSON_CreateObject(), *rows;
 
 	rows = storeview_rows(
 	        db, r, "review",
-	        "SELECT q.event_id, q.ts_ms, q.reason, q.status, e.source, e.sku, e.category,"
-	        " e.severity, e.confidence, json_extract(e.body, '$.summary') AS summary"
-	        " FROM review_queue q LEFT JOIN events e ON e.event_id = q.event_id"
-	        " WHERE q.status = 'pending' ORDER BY q.ts_ms DESC, q.event_id LIMIT ?1",
+	        all ? "SELECT q.event_id, q.ts_ms, q.reason, q.status, q.done_ms, q.done_by, q.note,"
+	              " e.source, e.sku, e.category, e.severity, e.confidence,"
+	              " json_extract(e.body, '$.summary') AS summary"
+	              " FROM review_queue q LEFT JOIN events e ON e.event_id = q.event_id"
+	              " ORDER BY q.ts_ms DESC, q.event_id LIMIT ?1"
+	            : "SELECT q.event_id, q.ts_ms, q.reason, q.status, e.source, e.sku, e.category,"
+	              " e.severity, e.confidence, json_extract(e.body, '$.summary') AS summary"
+	              " FROM review_queue q LEFT JOIN events e ON e.event_id = q.event_id"
+	              " WHERE q.status = 'pending' ORDER BY q.ts_ms DESC, q.event_id LIMIT ?1",
 	        &limit, 1);
-	if (json) {
+	if (rows == NULL) {
+		rc = 1;
+	} else if (json) {
 		storeview_print_json(r);
 	} else {
 		if (cJSON_GetArraySize(rows) == 0)
-			printf("review queue: empty\n");
+			printf("review queue: %s\n", all ? "nothing was ever queued" : "empty");
 		cJSON_ArrayForEach(row, rows)
 		{
 			printf("%s  %-24.64s %-.120s\n", when(row, "ts_ms", t, sizeof(t)),
@@ -332,10 +410,15 @@ int review_main(int argc, char **argv)
 			       str(row, "source"), str(row, "source")[0] ? " " : "",
 			       str(row, "sku"), str(row, "category"), str(row, "severity"),
 			       num(row, "confidence"), str(row, "summary"));
+			if (all && strcmp(str(row, "status"), "pending") != 0)
+				printf("                  %s %s%s%s%s%s\n", str(row, "status"),
+				       when(row, "done_ms", u, sizeof(u)),
+				       str(row, "done_by")[0] ? " by " : "", str(row, "done_by"),
+				       str(row, "note")[0] ? ": " : "", str(row, "note"));
 		}
 	}
 	cJSON_Delete(r);
 	sqlite3_close(db);
 	config_free(&cfg);
-	return 0;
+	return rc;
 }

@@ -121,13 +121,21 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		         inc->suppressed[0] ? inc->suppressed : "");
 }
 
+/* Buffered in order: 'q' queues a report, 'c' takes one off (reason NULL: re-scored confident). */
 static void on_review(void *arg, const struct event *ev, const char *reason)
 {
 	struct rulerun *r = arg;
+	char op = reason ? 'q' : 'c', note[96];
 
+	if (reason == NULL) {
+		snprintf(note, sizeof(note), "re-scored: confidence %.2f, not flagged needs_review",
+		         ev->confidence);
+		reason = note;
+	}
 	/* Written at 1 MiB, so the 64 MiB cap is never met; if it were, say so and stop
 	 * rather than drop rows (a restart replays them from the checkpoint). */
-	if (buf_add(&r->reviews, &ev->ts_ms, sizeof(ev->ts_ms)) < 0 ||
+	if (buf_add(&r->reviews, &op, 1) < 0 ||
+	    buf_add(&r->reviews, &ev->ts_ms, sizeof(ev->ts_ms)) < 0 ||
 	    buf_add(&r->reviews, ev->event_id, strlen(ev->event_id) + 1) < 0 ||
 	    buf_add(&r->reviews, reason, strlen(reason) + 1) < 0) {
 		log_error("rules: the review queue's buffer is full; stopping");
@@ -142,12 +150,14 @@ static int write_reviews(struct rulerun *r)
 	while (p < end) {
 		int64_t ts;
 		const char *id, *reason;
+		char op = *p++;
 
 		memcpy(&ts, p, sizeof(ts));
 		id = p + sizeof(ts);
 		reason = id + strlen(id) + 1;
 		p = reason + strlen(reason) + 1;
-		if (store_review(r->st, id, ts, reason) < 0) {
+		if ((op == 'q' ? store_review(r->st, id, ts, reason)
+		               : store_review_clear(r->st, id, clock_wall_ms(), reason)) < 0) {
 			buf_reset(&r->reviews);
 			return -1;
 		}

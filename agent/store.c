@@ -120,6 +120,12 @@ static const char *const migrations[] = {
         "CREATE TABLE revision_arrivals ("
         " seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, revision INTEGER NOT NULL,"
         " after_rowid INTEGER NOT NULL);",
+        /* 5: the review queue is worked: who took a report off it, when and
+         * why ('reviewed' by a person; 'rescored' when a higher revision
+         * came back confident). */
+        "ALTER TABLE review_queue ADD COLUMN done_ms INTEGER;"
+        "ALTER TABLE review_queue ADD COLUMN done_by TEXT;"
+        "ALTER TABLE review_queue ADD COLUMN note TEXT;",
 };
 
 #define NMIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -139,6 +145,8 @@ enum stmt_id {
 	S_INCIDENT,
 	S_INCIDENT_CHANGE,
 	S_INCIDENT_VERIFIED,
+	S_REVIEW_AGAIN,
+	S_REVIEW_CLEAR,
 	S_REVIEW,
 	S_META,
 	S_KEEP_REVISION,
@@ -203,6 +211,12 @@ static const char *const stmt_sql[S_COUNT] = {
         [S_EVENT_BODY] = "SELECT body FROM events WHERE event_id = ?1",
         [S_REVIEW] = "INSERT INTO review_queue(event_id, ts_ms, reason) VALUES(?1,?2,?3)"
                      " ON CONFLICT(event_id) DO NOTHING",
+        /* Queued again: the latest scoring's reason; a person's verdict stands. */
+        [S_REVIEW_AGAIN] =
+                "UPDATE review_queue SET reason = ?3, status = 'pending', done_ms = NULL,"
+                " note = NULL WHERE event_id = ?1 AND status != 'reviewed'",
+        [S_REVIEW_CLEAR] = "UPDATE review_queue SET status = 'rescored', done_ms = ?2, note = ?3"
+                           " WHERE event_id = ?1 AND status = 'pending'",
 };
 
 /*
@@ -1113,8 +1127,26 @@ int store_review(struct store *st, const char *event_id, int64_t ts_ms, const ch
 	sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
 	if (run(st, S_REVIEW, "queue for review") < 0)
 		return -1;
-	st->counts.review_queued += sqlite3_changes(st->db) > 0; /* not a report queued before */
-	return 0;
+	if (sqlite3_changes(st->db) > 0) {
+		st->counts.review_queued++;
+		return 0;
+	}
+	s = st->stmt[S_REVIEW_AGAIN]; /* a report queued before, re-scored */
+	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+	return run(st, S_REVIEW_AGAIN, "queue for review again");
+}
+
+int store_review_clear(struct store *st, const char *event_id, int64_t now_ms, const char *note)
+{
+	sqlite3_stmt *s = st->stmt[S_REVIEW_CLEAR];
+
+	if (begin(st) < 0)
+		return -1;
+	sqlite3_bind_text(s, 1, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now_ms);
+	sqlite3_bind_text(s, 3, note, -1, SQLITE_STATIC);
+	return run(st, S_REVIEW_CLEAR, "take off the review queue");
 }
 
 int store_commit(struct store *st)

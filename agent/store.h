@@ -147,8 +147,15 @@ int64_t store_meta_get(struct store *st, const char *name, int64_t dflt);
 int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
                        int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg);
 
-/* Puts an event in the review queue with its reason (once per event_id). */
+/*
+ * Puts an event in the review queue with its reason: one row per event_id.
+ * A report queued before (re-scored, still unsure) is pending again with the
+ * latest reason, unless a person has reviewed it.
+ */
 int store_review(struct store *st, const char *event_id, int64_t ts_ms, const char *reason);
+
+/* Takes a pending report off the queue: a higher revision came back confident. */
+int store_review_clear(struct store *st, const char *event_id, int64_t now_ms, const char *note);
 
 /* Calls fn for each incident the store has open; returns how many, or -1. */
 int store_open_incidents(struct store *st,

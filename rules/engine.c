@@ -1160,10 +1160,12 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	    capped = 0;
 
 	/* A revision too: a report re-scored as unsure belongs in the queue (the
-	 * queue keeps one row per report, the first reason). */
+	 * queue keeps one row per report); one re-scored confident leaves it. */
 	if (review) {
 		e->stats.review++;
 		e->review(e->arg, ev, reason);
+	} else if (revision && e->review) {
+		e->review(e->arg, ev, NULL);
 	}
 	if (ev->ts_ms > e->max_ts)
 		e->max_ts = ev->ts_ms;

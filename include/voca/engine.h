@@ -112,6 +112,8 @@ void engine_finish(struct engine *e);
  * counts_volume is set. Without this call nothing is gated. A higher
  * revision that needs review goes to fn too (a report re-scored as unsure),
  * so fn may see a report more than once: the queue keeps one row per report.
+ * A higher revision that does not goes to fn with reason NULL: if the report
+ * was queued, it need not be any more.
  */
 typedef void (*review_fn)(void *arg, const struct event *ev, const char *reason);
 

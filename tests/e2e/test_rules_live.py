@@ -243,7 +243,8 @@ def test_stats_shows_incidents_and_review(agent_factory, tmp_path):
     opened = sum(row["open"] + row["resolved"] for row in by_rule)
     assert opened == a.scalar("SELECT count(*) FROM incidents") >= 1
     assert f"incidents: {opened} opened" in r.stdout
-    assert stats["review"][0]["pending"] == a.scalar("SELECT count(*) FROM review_queue")
+    assert stats["review"][0]["pending"] == a.scalar(
+        "SELECT count(*) FROM review_queue WHERE status = 'pending'")
     # Where the rules' state is, and what a crash now would replay (nothing: a clean stop).
     rules = stats["rules"][0]
     assert rules["state_records"] == a.scalar("SELECT count(*) FROM rule_state", db=a.rules_db) > 0
@@ -654,3 +655,49 @@ def test_incidents_and_review_show_what_was_decided_and_why(agent_factory):
     rows = json.loads(run_voca("review", "-c", cfg, "--json").stdout)["review"]
     assert [(x["event_id"], x["sku"]) for x in rows] == [("u-1", "SKU-U")]
     assert "0.3" in rows[0]["reason"] or "confidence" in rows[0]["reason"], rows[0]
+
+
+def test_the_review_queue_is_worked_by_people_and_by_rescoring(agent_factory):
+    """A queue nobody can drain stops being read. A person takes reports off it
+    (`voca review --done`, beside the running daemon), with who and why; a
+    report re-scored confident leaves it by itself; one re-scored still unsure
+    shows the latest reason; the listing shows what is left."""
+    a = agent_factory(extra=ANY_DEFECT).start()
+    a.send_event(event("u-1", sku="SKU-U", category="product_defect", confidence=0.3))
+    a.send_event(event("u-2", sku="SKU-V", confidence=0.3))
+    a.send_event(event("u-3", sku="SKU-W", confidence=0.9, needs_review=True))
+    wait_for(lambda: a.scalar("SELECT count(*) FROM review_queue") == 3, what="three reviews")
+    a.send_event(event("u-2", sku="SKU-V", confidence=0.95, revision=1))
+    a.send_event(event("u-3", sku="SKU-W", confidence=0.4, revision=1))
+    wait_for(lambda: a.scalar("SELECT status FROM review_queue WHERE event_id = 'u-2'")
+             == "rescored", what="the confident revision to take u-2 off")
+    cfg = str(a.config)
+
+    done = run_voca("review", "-c", cfg, "--done", "--by", "maria", "--note", "real: lid", "u-1")
+    assert done.returncode == 0, done.stderr
+    assert "marked 1 report reviewed by maria" in done.stdout
+    again = run_voca("review", "-c", cfg, "--done", "u-1", "nope")
+    assert again.returncode == 1 and "u-1: not on the queue" in again.stderr
+    assert "nope: not on the queue" in again.stderr
+    assert run_voca("review", "-c", cfg, "--done").returncode == 2  # no ids
+
+    left = json.loads(run_voca("review", "-c", cfg, "--json").stdout)["review"]
+    assert [(x["event_id"], x["reason"]) for x in left] == [("u-3", "confidence 0.40 is under 0.60")]
+    every = {x["event_id"]: x for x in
+             json.loads(run_voca("review", "-c", cfg, "--all", "--json").stdout)["review"]}
+    assert every["u-1"]["status"] == "reviewed" and every["u-1"]["done_by"] == "maria"
+    assert every["u-1"]["note"] == "real: lid"
+    assert every["u-2"]["status"] == "rescored"
+    assert every["u-2"]["note"] == "re-scored: confidence 0.95, not flagged needs_review"
+    text = run_voca("review", "-c", cfg, "--all").stdout
+    assert "reviewed " in text and " by maria: real: lid" in text, text
+    # A reviewed report re-scored unsure again stays reviewed: a person saw it.
+    a.send_event(event("u-1", sku="SKU-U", category="product_defect", confidence=0.2,
+                       revision=1))
+    a.send_event(event("z-1", sku="SKU-Z", category="product_defect"))  # the rules' marker
+    wait_for(lambda: a.scalar("SELECT count(*) FROM incidents WHERE key = 'sku=SKU-Z'") == 1,
+             what="the rules to pass u-1's revision")
+    a.stop()
+    assert a.scalar("SELECT status FROM review_queue WHERE event_id = 'u-1'") == "reviewed"
+    stats = json.loads(run_voca("stats", "-c", cfg, "--json").stdout)
+    assert stats["review"][0]["pending"] == 1

@@ -26,7 +26,7 @@
 #define T0 1767571200000LL /* 2026-01-05T00:00:00Z, a Monday */
 
 struct log {
-	int opened, updated, resolved, reopened, realerts, reviews, verified;
+	int opened, updated, resolved, reopened, realerts, reviews, verified, unqueued;
 	int64_t verified_at, verified_ats[8]; /* the latest verification's time, the first 8 */
 	uint64_t verified_id, verified_ids[8];
 	int64_t reopened_opened; /* the opened_ms of the last reopening (the first opening's) */
@@ -474,6 +474,10 @@ static void on_review(void *arg, const struct event *ev, const char *reason)
 	struct log *l = arg;
 
 	(void)ev;
+	if (reason == NULL) { /* a revision that need not be reviewed */
+		l->unqueued++;
+		return;
+	}
 	snprintf(l->raw[0], sizeof(l->raw[0]), "%s", reason);
 	l->reviews++;
 }
@@ -503,6 +507,14 @@ static void test_a_revision_that_needs_review_is_queued(void **state)
 	assert_int_equal(r.l.reviews, 1);
 	assert_string_equal(r.l.raw[0], "confidence 0.30 is under 0.60");
 	assert_int_equal(r.l.opened, 0); /* unsure: not the tier-1 fast path */
+	assert_int_equal(r.l.unqueued, 0);
+	/* Re-scored confident: said, so that the queue lets it go; and it counts. */
+	ev.revision = 2;
+	ev.confidence = 0.9;
+	engine_revision(e, &ev);
+	assert_int_equal(r.l.reviews, 1);
+	assert_int_equal(r.l.unqueued, 1);
+	assert_int_equal(r.l.opened, 1);
 	rig_end(&r);
 }
 

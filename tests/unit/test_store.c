@@ -184,7 +184,7 @@ static void test_gaps_and_publishers_survive_reopen(void **state)
 	store_close(f->st);
 	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
 	assert_non_null(f->st);
-	assert_int_equal(store_schema_version(f->st), 4);
+	assert_int_equal(store_schema_version(f->st), 5);
 	assert_int_equal(store_publishers_each(f->st, publisher_cb, &last), 0);
 	assert_int_equal(last, 14);
 	assert_int_equal(query_int(f->path, "SELECT missing FROM gaps"), 4);
@@ -258,6 +258,78 @@ static void test_close_commits_pending(void **state)
 	assert_int_equal(query_int(f->path, "SELECT count(*) FROM events"), 1);
 }
 
+/*
+ * One row per report: queued again (re-scored, still unsure) it is pending
+ * with the latest reason; re-scored confident it leaves the queue; a
+ * person's "reviewed" stands whatever the scorer says next.
+ */
+static void test_the_review_queue_keeps_one_row_and_the_latest_word(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_review(f->st, "r", 1, "confidence 0.30 is under 0.60"), 0);
+	assert_int_equal(store_review(f->st, "r", 1, "confidence 0.40 is under 0.60"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM review_queue WHERE status ="
+	                                    " 'pending' AND reason LIKE '%0.40%'"),
+	                 1);
+	assert_int_equal(store_review_clear(f->st, "r", 5, "re-scored: confidence 0.95"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM review_queue WHERE status ="
+	                                    " 'rescored' AND done_ms = 5"),
+	                 1);
+	assert_int_equal(store_review(f->st, "r", 1, "the scorer flagged it needs_review"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM review_queue WHERE status ="
+	                                    " 'pending' AND done_ms IS NULL AND note IS NULL"),
+	                 1);
+	assert_int_equal(query_int(f->path, "SELECT value FROM counters WHERE name = "
+	                                    "'review_queued'"),
+	                 1);
+	/* A person reviews it (voca review --done); the scorer's next word does not undo it. */
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(
+	        sqlite3_exec(db, "UPDATE review_queue SET status = 'reviewed'", NULL, NULL, NULL),
+	        SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_review(f->st, "r", 1, "confidence 0.10 is under 0.60"), 0);
+	assert_int_equal(store_review_clear(f->st, "r", 9, "re-scored"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM review_queue WHERE status ="
+	                                    " 'reviewed' AND reason LIKE '%needs_review%'"),
+	                 1);
+}
+
+/* A store of the previous schema (4) gains the review columns and keeps its rows. */
+static void test_a_schema_4_store_is_migrated(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	sqlite3 *db;
+
+	assert_int_equal(store_review(f->st, "old", 1, "confidence 0.30 is under 0.60"), 0);
+	store_close(f->st);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "ALTER TABLE review_queue DROP COLUMN done_ms;"
+	                              "ALTER TABLE review_queue DROP COLUMN done_by;"
+	                              "ALTER TABLE review_queue DROP COLUMN note;"
+	                              "PRAGMA user_version = 4",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	f->st = store_open(f->path, 2 << 20, err, sizeof(err));
+	assert_non_null(f->st);
+	assert_int_equal(store_schema_version(f->st), 5);
+	assert_int_equal(store_review_clear(f->st, "old", 7, "re-scored"), 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT done_ms FROM review_queue WHERE status ="
+	                                    " 'rescored'"),
+	                 7);
+}
+
 static int count_record(void *arg, const char *rule, const char *key, const void *blob, size_t len)
 {
 	int *n = arg;
@@ -328,6 +400,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_the_review_queue_keeps_one_row_and_the_latest_word, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_a_schema_4_store_is_migrated, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_group_commit_is_one_transaction, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <voca/event.h>
+#include <voca/rule.h>
 
 #include "clock.h"
 
@@ -34,6 +35,29 @@ static const char *when(const cJSON *row, const char *key, char *out, size_t len
 	return out;
 }
 
+/*
+ * A resolved incident is watched (its rule's watch, at least its cooldown):
+ * adds watched_until_ms to each such row, by the configuration's rule.
+ */
+static void add_watch(const struct config *cfg, cJSON *rows)
+{
+	cJSON *row;
+
+	cJSON_ArrayForEach(row, rows)
+	{
+		const struct rule_common *c = config_rule(cfg, str(row, "rule"));
+
+		if (c == NULL || c->watch_ms == 0 || strcmp(str(row, "status"), "resolved") != 0 ||
+		    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(row, "resolved_ms")))
+			continue;
+		cJSON_AddNumberToObject(row, "watched_until_ms",
+		                        num(row, "resolved_ms") +
+		                                (double)(c->watch_ms > c->cooldown_ms
+		                                                 ? c->watch_ms
+		                                                 : c->cooldown_ms));
+	}
+}
+
 static void print_list(const cJSON *rows)
 {
 	const cJSON *row;
@@ -51,6 +75,9 @@ static void print_list(const cJSON *rows)
 		printf("       %.300s\n", str(row, "summary"));
 		if (str(row, "suppressed")[0])
 			printf("       muted: %.250s\n", str(row, "suppressed"));
+		if (cJSON_GetObjectItemCaseSensitive(row, "watched_until_ms"))
+			printf("       watched until %s: firing again reopens it\n",
+			       when(row, "watched_until_ms", t, sizeof(t)));
 	}
 }
 
@@ -80,6 +107,9 @@ static void print_one(const cJSON *r)
 	printf("  opened:   %s\n", when(inc, "opened_ms", t, sizeof(t)));
 	printf("  updated:  %s\n", when(inc, "updated_ms", t, sizeof(t)));
 	printf("  resolved: %s\n", when(inc, "resolved_ms", t, sizeof(t)));
+	if (cJSON_GetObjectItemCaseSensitive(inc, "watched_until_ms"))
+		printf("  watched:  until %s (firing again reopens it; quiet, it is verified)\n",
+		       when(inc, "watched_until_ms", t, sizeof(t)));
 	printf("  firings %.0f, re-alerts %.0f, reopens %.0f\n", num(inc, "firings"),
 	       num(inc, "realerts"), num(inc, "reopens"));
 	printf("  summary:  %s\n", str(inc, "summary"));
@@ -213,6 +243,7 @@ int incidents_main(int argc, char **argv)
 			goto out;
 		}
 		parse_why(cJSON_GetArrayItem(inc, 0));
+		add_watch(&cfg, inc);
 		storeview_rows(db, r, "changes",
 		               "SELECT id, at_ms, change, notify, summary, suppressed"
 		               " FROM incident_changes WHERE incident_id = ?1 ORDER BY id",
@@ -249,6 +280,7 @@ int incidents_main(int argc, char **argv)
 		        " WHERE NOT ?1 OR status = 'open' ORDER BY id DESC LIMIT ?2",
 		        args, 2);
 
+		add_watch(&cfg, rows);
 		if (json)
 			storeview_print_json(r);
 		else

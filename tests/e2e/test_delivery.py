@@ -719,6 +719,10 @@ def test_a_regression_reopens_the_same_ticket_and_a_quiet_watch_is_verified(agen
 
     a.send_event(event("quiet2", ts="2026-03-03T13:00:00Z", category="praise"))
     wait_for(lambda: settled(a, 8), timeout=30, what="the second resolution")
+    listed = run_voca("incidents", "-c", str(a.config))
+    assert "watched until 2026-03-10T11:00: firing again reopens it" in listed.stdout, listed.stdout
+    one = json.loads(run_voca("incidents", "-c", str(a.config), "--json", "1").stdout)
+    assert one["incident"][0]["watched_until_ms"] == one["incident"][0]["resolved_ms"] + 7 * 86400000
     a.send_event(event("quiet3", ts="2026-03-11T00:00:00Z", category="praise"))
     wait_for(lambda: a.scalar("SELECT status FROM incidents") == "verified", timeout=30,
              what="the verification")

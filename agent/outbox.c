@@ -171,6 +171,21 @@ int outbox_enqueue(struct outbox *ob, struct store *st, const struct incident *i
 	}
 	if (cfg->routes.n == 0)
 		return 0;
+	/* The tickets' key hashes the first opening. The engine carries it across
+	 * reopenings, except for an incident that resolved under a voca older than
+	 * that (its state has no such time): the store's row has it. */
+	struct incident first;
+
+	if (ch == INCIDENT_REOPENED) {
+		int64_t opened = store_incident_opened(st, (int64_t)inc->id);
+
+		if (opened > 0 && opened != inc->opened_ms) {
+			first = *inc;
+			first.opened_ms = opened;
+			inc = &first;
+			f.inc = inc;
+		}
+	}
 	f.change = change_names[ch];
 	pack = build_pack(ob, st, inc, ch);
 	f.pack = pack;

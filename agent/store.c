@@ -1057,6 +1057,21 @@ int store_incident_announced(struct store *st, int64_t incident_id, int64_t befo
 	return rc;
 }
 
+int64_t store_incident_opened(struct store *st, int64_t incident_id)
+{
+	sqlite3_stmt *s;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT opened_ms FROM incidents WHERE id = ?1", -1, &s,
+	                       NULL) != SQLITE_OK)
+		return set_err(st, "find when an incident opened");
+	sqlite3_bind_int64(s, 1, incident_id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
 int store_events_since(struct store *st, int64_t rowid, int64_t revision_seq,
                        int (*fn)(void *arg, int64_t tag, const char *body, size_t len), void *arg)
 {

@@ -175,6 +175,9 @@ int store_close_incident(struct store *st, int64_t id, const char *why);
  */
 int store_incident_announced(struct store *st, int64_t incident_id, int64_t before_change);
 
+/* When the incident first opened, as the store has it (the row keeps it), or -1. */
+int64_t store_incident_opened(struct store *st, int64_t incident_id);
+
 /*
  * Sets a counter (creating it) in the open transaction: for counts whose
  * writer knows the total, such as the rules' (exact across a replay).

@@ -7,6 +7,7 @@ reason and can be re-queued; a kill in the middle of a create does not make a
 second ticket, even while Jira's search hides the first.
 """
 import json
+import sqlite3
 import re
 import signal
 import time
@@ -737,3 +738,34 @@ def test_a_regression_reopens_the_same_ticket_and_a_quiet_watch_is_verified(agen
     assert re.search(r"#1\s+verified", r.stdout), r.stdout
     r = run_voca("stats", "-c", str(a.config))
     assert re.search(r"1 resolved \(1 verified\), 1 reopened", r.stdout), r.stdout
+
+
+def test_a_reopening_after_an_upgrade_finds_the_ticket_opened_before_it(agent_factory, fakes):
+    """An incident resolved under a voca whose key records had no first-opening
+    time ("VKE3") and reopened after the upgrade: the tickets' key comes from the
+    store's row, so the reopening lands on the first ticket, not a second one."""
+    jira = fakes["jira"]
+    a = agent_factory(extra=delivery_config(fakes, only=["jira"])).start()
+    a.send_event(defect("e1", "2026-03-01T10:00:00Z"))
+    a.send_event(event("quiet1", ts="2026-03-01T13:00:00Z", category="praise"))
+    wait_for(lambda: settled(a, 2), timeout=30, what="the opening and the resolution")
+    a.stop()
+    # Rewrite each key record as the previous layout: magic "VKE3", no last_opened.
+    db = sqlite3.connect(a.rules_db)
+    rewritten = 0
+    for rule, key, blob in db.execute("SELECT rule, key, blob FROM rule_state").fetchall():
+        if blob[:4] == b"VKE4":
+            db.execute("UPDATE rule_state SET blob = ? WHERE rule = ? AND key = ?",
+                       (b"VKE3" + blob[4:48] + blob[56:], rule, key))
+            rewritten += 1
+    db.commit()
+    db.close()
+    assert rewritten >= 1
+    a.start()
+    a.send_event(defect("e2", "2026-03-03T10:00:00Z"))
+    wait_for(lambda: settled(a, 3), timeout=30, what="the reopening")
+    assert [r[1] for r in deliveries(a)] == ["open", "resolve", "reopen"]
+    assert len(jira.issues) == 1, list(jira.issues)
+    issue = next(iter(jira.issues.values()))
+    assert issue["history"] == ["Done", "Reopen"]
+    a.stop()

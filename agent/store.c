@@ -785,6 +785,10 @@ static int store_verified(struct store *st, const struct incident *inc, int64_t 
 	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
 	if (run(st, S_INCIDENT_VERIFIED, "verify incident") < 0)
 		return -1;
+	/* Not resolved: verified already (a replay), or not in this store at all
+	 * (state from another store): nothing to log about it then. */
+	if (sqlite3_changes(st->db) == 0 && store_incident_opened(st, (int64_t)inc->id) < 0)
+		return 0;
 	s = st->stmt[S_INCIDENT_CHANGE];
 	sqlite3_bind_int64(s, 1, (int64_t)inc->id);
 	sqlite3_bind_int64(s, 2, inc->updated_ms);

@@ -302,6 +302,45 @@ static void test_the_review_queue_keeps_one_row_and_the_latest_word(void **state
 	                 1);
 }
 
+/*
+ * A verification logs one change and sets the status; a replay of it adds
+ * nothing; one about an incident this store never had (a state file kept
+ * beside a new store) is let go, not a foreign-key failure that stops voca.
+ */
+static void test_verified_is_logged_once_and_only_for_a_known_incident(void **state)
+{
+	struct fixture *f = *state;
+	struct incident inc = {.id = 1,
+	                       .rule = "r",
+	                       .kind = "threshold",
+	                       .tier = 2,
+	                       .opened_ms = 1,
+	                       .updated_ms = 2,
+	                       .resolved_ms = 3,
+	                       .firings = 1};
+	int64_t change = 0;
+
+	snprintf(inc.key, sizeof(inc.key), "sku=A");
+	snprintf(inc.summary, sizeof(inc.summary), "s");
+	inc.why = cJSON_CreateObject();
+	assert_int_equal(store_incident(f->st, &inc, INCIDENT_RESOLVED, &change), 0);
+	inc.updated_ms = 100;
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(store_incident(f->st, &inc, INCIDENT_VERIFIED, &change), 0);
+	inc.id = 99;
+	assert_int_equal(store_incident(f->st, &inc, INCIDENT_VERIFIED, &change), 0);
+	assert_int_equal(change, 0);
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM incident_changes WHERE change ="
+	                                    " 'verified' AND incident_id = 1 AND at_ms = 100"),
+	                 1);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM incident_changes"), 2);
+	assert_int_equal(query_int(f->path, "SELECT count(*) FROM incidents WHERE status ="
+	                                    " 'verified'"),
+	                 1);
+	cJSON_Delete(inc.why);
+}
+
 /* A store of the previous schema (4) gains the review columns and keeps its rows. */
 static void test_a_schema_4_store_is_migrated(void **state)
 {
@@ -403,6 +442,9 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(
 	                test_the_review_queue_keeps_one_row_and_the_latest_word, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_a_schema_4_store_is_migrated, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_verified_is_logged_once_and_only_for_a_known_incident, setup,
+	                teardown),
 	        cmocka_unit_test_setup_teardown(test_group_commit_is_one_transaction, setup,
 	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_quarantine_caps_raw, setup, teardown),

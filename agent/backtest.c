@@ -430,6 +430,9 @@ static void print_counts(const struct bt *b, double secs)
 		       "engine.max_keys (%lld a rule)\n",
 		       (unsigned long long)st->ungrouped, (unsigned long long)st->capped,
 		       (long long)b->cfg.engine.max_keys);
+	printf("  keys: %llu kept at the end, %llu forgotten after engine.forget_after of "
+	       "quiet\n",
+	       (unsigned long long)st->keys, (unsigned long long)st->forgotten);
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
 	printf("  muted notifications: %llu (known issues, silences, time windows, inhibition, "
@@ -474,6 +477,8 @@ static cJSON *counts_json(const struct bt *b)
 	cJSON_AddNumberToObject(o, "ungrouped", (double)engine_stats(b->engine)->ungrouped);
 	cJSON_AddNumberToObject(o, "capped", (double)engine_stats(b->engine)->capped);
 	cJSON_AddNumberToObject(o, "review", (double)b->review);
+	cJSON_AddNumberToObject(o, "keys", (double)engine_stats(b->engine)->keys);
+	cJSON_AddNumberToObject(o, "forgotten", (double)engine_stats(b->engine)->forgotten);
 	cJSON_AddNumberToObject(o, "suppressed", (double)engine_stats(b->engine)->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;
@@ -556,6 +561,7 @@ int backtest_main(int argc, char **argv)
 	}
 	b.engine = engine_new(&b.cfg.rules, b.cfg.engine.lateness_ms, on_incident, &b);
 	engine_max_keys(b.engine, (size_t)b.cfg.engine.max_keys);
+	engine_forget_after(b.engine, b.cfg.engine.forget_after_ms);
 	engine_review(b.engine, b.cfg.engine.review_confidence, b.cfg.engine.review_counts_volume,
 	              on_review);
 	struct suppress_lists lists = {&b.cfg.silences, &b.cfg.time_windows, &b.cfg.known_issues};

@@ -75,6 +75,10 @@ const struct conf_key config_keys[] = {
                  NULL,
                  "group keys one rule keeps at most; events of further keys are not counted "
                  "(and are shown: voca stats)"),
+        CONF_KEY("engine.forget_after", CONF_DURATION, OFF(engine.forget_after_ms), "90d", 0,
+                 3650LL * 86400000, NULL,
+                 "a key quiet this long (no open or watched incident) is forgotten: its memory "
+                 "reused, its record deleted; back, it starts over (0: never)"),
         CONF_KEY("engine.checkpoint", CONF_DURATION, OFF(engine.checkpoint_ms), "60s", 0, 86400000,
                  NULL,
                  "how often the rules' state is saved; after a crash the events since are "

@@ -50,6 +50,7 @@ struct config {
 		int64_t checkpoint_ms;
 		int64_t budget_per_hour;
 		int64_t max_keys;
+		int64_t forget_after_ms;
 	} engine;
 	struct {
 		struct conf_list patterns;

@@ -73,6 +73,7 @@ struct rulerun {
 	/* What the rules left out (left_out()): as last written to the store's
 	 * counters, and as last logged, when. */
 	uint64_t left_written[LEFT_KINDS], left_logged[LEFT_KINDS];
+	uint64_t forgotten_written; /* engine_stats' forgotten as last counted */
 	int64_t left_out_logged_ns;
 	int64_t silences_seen_ms; /* wall time up to which silence ends were announced */
 	size_t read_back;         /* events read back since */
@@ -215,11 +216,32 @@ static void left_out(const struct engine *e, uint64_t n[LEFT_KINDS])
 	n[LEFT_CAPPED] = es->capped;
 }
 
+/* Keys forgotten (engine.forget_after): counted (voca stats) and logged per pass. */
+static int note_forgotten(struct rulerun *r)
+{
+	uint64_t n = engine_stats(r->engine)->forgotten;
+
+	if (n == r->forgotten_written)
+		return 0;
+	if (store_set_counter(r->st, "rules_forgotten", (int64_t)n) < 0)
+		return -1;
+	if (n > r->forgotten_written)
+		log_info("rules: forgot %llu keys quiet for engine.forget_after (%lld d) or more; "
+		         "back, they start over (%llu in all)",
+		         (unsigned long long)(n - r->forgotten_written),
+		         (long long)(r->cfg->engine.forget_after_ms / 86400000),
+		         (unsigned long long)n);
+	r->forgotten_written = n;
+	return 0;
+}
+
 static int note_left_out(struct rulerun *r)
 {
 	uint64_t n[LEFT_KINDS];
 	int64_t now = clock_mono_ns();
 
+	if (note_forgotten(r) < 0)
+		return -1;
 	left_out(r->engine, n);
 	if (memcmp(n, r->left_written, sizeof(n)) == 0)
 		return 0;
@@ -691,6 +713,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	evqueue_spill(r->q); /* the ingest never waits for the rules: they read back */
 	r->engine = engine_new(&cfg->rules, cfg->engine.lateness_ms, on_incident, r);
 	engine_max_keys(r->engine, (size_t)cfg->engine.max_keys);
+	engine_forget_after(r->engine, cfg->engine.forget_after_ms);
 	engine_review(r->engine, cfg->engine.review_confidence, cfg->engine.review_counts_volume,
 	              on_review);
 	if (!engine_reads_raw(r->engine))
@@ -702,6 +725,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 		goto fail;
 	/* Logged before the restart: the log says only what is new. */
 	left_out(r->engine, r->left_logged);
+	r->forgotten_written = engine_stats(r->engine)->forgotten;
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
 	         moved ? cfg->store.path : "");

@@ -29,7 +29,7 @@ static const char schema[] =
 
 struct rulestate {
 	sqlite3 *db;
-	sqlite3_stmt *put, *meta;
+	sqlite3_stmt *put, *del, *meta;
 	int in_tx;
 	char err[512];
 };
@@ -110,6 +110,8 @@ struct rulestate *rulestate_open(const char *path, int64_t cache_bytes, char *er
 	                       "INSERT INTO rule_state(rule, key, blob) VALUES(?1,?2,?3)"
 	                       " ON CONFLICT(rule, key) DO UPDATE SET blob = excluded.blob",
 	                       -1, SQLITE_PREPARE_PERSISTENT, &rs->put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(rs->db, "DELETE FROM rule_state WHERE rule = ?1 AND key = ?2", -1,
+	                       SQLITE_PREPARE_PERSISTENT, &rs->del, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(rs->db,
 	                       "INSERT INTO meta(name, value) VALUES(?1,?2)"
 	                       " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -131,6 +133,7 @@ void rulestate_close(struct rulestate *rs)
 		return;
 	rulestate_commit(rs);
 	sqlite3_finalize(rs->put);
+	sqlite3_finalize(rs->del);
 	sqlite3_finalize(rs->meta);
 	sqlite3_close(rs->db);
 	free(rs);
@@ -161,6 +164,11 @@ int rulestate_put(struct rulestate *rs, const char *rule, const char *key, const
 {
 	if (begin(rs) < 0)
 		return -1;
+	if (blob == NULL) {
+		sqlite3_bind_text(rs->del, 1, rule, -1, SQLITE_STATIC);
+		sqlite3_bind_text(rs->del, 2, key, -1, SQLITE_STATIC);
+		return run(rs, rs->del, "forget rule state");
+	}
 	sqlite3_bind_text(rs->put, 1, rule, -1, SQLITE_STATIC);
 	sqlite3_bind_text(rs->put, 2, key, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(rs->put, 3, blob, (int)len, SQLITE_STATIC);

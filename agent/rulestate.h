@@ -27,7 +27,7 @@ struct rulestate *rulestate_open(const char *path, int64_t cache_bytes, char *er
 /* Commits what is pending, then closes. NULL is a no-op. */
 void rulestate_close(struct rulestate *rs);
 
-/* One record (upsert), in the open transaction (the first write opens one). */
+/* One record (upsert; blob NULL: deleted), in the open transaction (the first write opens one). */
 int rulestate_put(struct rulestate *rs, const char *rule, const char *key, const void *blob,
                   size_t len);
 

@@ -177,6 +177,8 @@ static void print_text(const cJSON *r)
 		       "behind the newest), %.0f without a rule's group_by field, %.0f of keys over "
 		       "engine.max_keys\n",
 		       num(c, "rules_late"), num(c, "rules_ungrouped"), num(c, "rules_capped"));
+		printf("  forgotten: %.0f keys quiet for engine.forget_after (their memory reused)\n",
+		       num(c, "rules_forgotten"));
 	}
 	printf("deliveries:%s\n",
 	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "deliveries")) ? ""

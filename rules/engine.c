@@ -39,8 +39,10 @@
 struct keyent {
 	uint32_t hash;
 	int32_t bucket; /* index of the open bucket; -1 before the first event */
-	uint32_t awake; /* a sleeping kind's key: 1 + its full state's pool block; 0 asleep */
-	uint8_t dirty;
+	/* A sleeping kind's key: 1 + its full state's pool block; 0 asleep. Any
+	 * other kind's: 1 + the bucket of its latest event (see key_seen). */
+	uint32_t awake;
+	uint8_t dirty;   /* KEY_FREE: forgotten, its bytes on the rule's free list */
 	uint8_t changed; /* touched since the last engine_save */
 	uint8_t open;    /* an incident is open (in the history table) */
 	uint8_t history; /* the key has a record in the history table */
@@ -49,6 +51,11 @@ struct keyent {
 
 /* The key text, stored after the kind's state (or its idle part). */
 #define KEY(r, k) ((char *)(k)->state + (r)->inline_size)
+
+#define KEY_FREE 0xff
+
+/* Whether the kind sleeps its quiet keys (then awake is a pool block). */
+#define SLEEPS(r) ((r)->kind->idle_size != 0)
 
 /* A key's incident history: few keys have one, so it is not in every key. */
 struct hist {
@@ -138,6 +145,8 @@ struct rule_rt {
 	uint64_t text_pos;       /* bytes ever written to it */
 	struct buf saved_shared; /* the shared state as last saved */
 	int64_t advanced;        /* watermark bucket already processed */
+	uint32_t *free_refs;     /* forgotten keys' bytes, by size / 8: lists through them */
+	size_t nfree_classes;
 };
 
 struct engine {
@@ -170,7 +179,10 @@ struct engine {
 	size_t max_keys;     /* per rule (engine_max_keys) */
 	struct watch *watch; /* resolved incidents under watch, in no order */
 	size_t nwatch, awatch;
-	int64_t watch_next; /* the earliest due in watch (INT64_MAX: none) */
+	int64_t watch_next;   /* the earliest due in watch (INT64_MAX: none) */
+	int64_t forget_ms;    /* keys quiet this long are forgotten (0: never) */
+	int64_t forgot_day;   /* the event-time day of the last forgetting pass */
+	struct buf forgotten; /* "rule\0key\0" of keys forgotten since the last save */
 };
 
 /*
@@ -220,8 +232,19 @@ static size_t key_bytes(const struct rule_rt *r, size_t len)
  * Keys live as long as the engine, so they come from a per-rule slab: no
  * per-key malloc header or rounding (~24 bytes of each of 100,000s of keys).
  */
-static void *slab_alloc(struct rule_rt *r, size_t n, uint32_t *ref)
+static void *slab_alloc(struct engine *e, struct rule_rt *r, size_t n, uint32_t *ref)
 {
+	/* A forgotten key's bytes of the same size first: a key takes the same
+	 * bytes for any text of its size class, so the slab walk of engine_save
+	 * stays in step. */
+	if (n / 8 < r->nfree_classes && r->free_refs[n / 8]) {
+		unsigned char *p = (unsigned char *)key_at(r, r->free_refs[n / 8]);
+
+		*ref = r->free_refs[n / 8];
+		memcpy(&r->free_refs[n / 8], p, sizeof(uint32_t));
+		memset(p, 0, n);
+		return p;
+	}
 	if (r->slab == NULL || r->slab->used + n > SLAB_SIZE) {
 		struct slab *s = xmalloc(sizeof(*s) + SLAB_SIZE);
 
@@ -229,6 +252,7 @@ static void *slab_alloc(struct rule_rt *r, size_t n, uint32_t *ref)
 			fatal("engine: more than 32 GiB of keys in rule %s", r->common->name);
 		s->next = r->slab;
 		s->used = 0;
+		e->stats.slab_bytes += SLAB_SIZE;
 		r->slab = s;
 		r->slabv = xrealloc(r->slabv, (r->nslabv + 1) * sizeof(*r->slabv));
 		r->slabv[r->nslabv++] = s;
@@ -261,7 +285,7 @@ static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char 
 	if (limit && r->nkeys >= e->max_keys)
 		return NULL;
 	uint32_t ref;
-	struct keyent *k = slab_alloc(r, key_bytes(r, len + 1), &ref);
+	struct keyent *k = slab_alloc(e, r, key_bytes(r, len + 1), &ref);
 
 	memcpy(KEY(r, k), key, len + 1);
 	k->hash = h;
@@ -517,6 +541,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 	e->max_ts = INT64_MIN;
 	e->max_keys = SIZE_MAX;
 	e->watch_next = INT64_MAX;
+	buf_init(&e->forgotten, (size_t)1 << 30);
 	for (size_t i = 0; i < rules->n; i++) {
 		struct rule_rt *r = &e->rules[i];
 
@@ -569,6 +594,7 @@ void engine_free(struct engine *e)
 		free(r->dirty);
 		free(r->recent);
 		free(r->recent_text);
+		free(r->free_refs);
 		buf_free(&r->saved_shared);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
@@ -580,6 +606,7 @@ void engine_free(struct engine *e)
 	free(e->open);
 	free(e->hist);
 	free(e->watch);
+	buf_free(&e->forgotten);
 	free(e->pend);
 	free(e->rules);
 	free(e);
@@ -737,6 +764,11 @@ _Static_assert(sizeof(((struct incident *)0)->key) == RULE_KEY_MAX, "an incident
 const struct engine_stats *engine_stats(const struct engine *e)
 {
 	return &e->stats;
+}
+
+void engine_forget_after(struct engine *e, int64_t ms)
+{
+	e->forget_ms = ms > 0 ? ms : 0;
 }
 
 void engine_max_keys(struct engine *e, size_t max)
@@ -1092,6 +1124,175 @@ static void sweep(struct engine *e, struct rule_rt *r, int64_t idx)
 	r->nretry = 0;
 }
 
+/* ---- forgetting keys quiet for months ---- */
+
+/* Where a forgotten key's examples were: matches no key. */
+static const struct keyent tomb;
+
+struct dead {
+	struct keyent *k;
+	struct rule_rt *r;
+	uint32_t ref; /* its slot's reference, for the free list */
+};
+
+static int by_key_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct dead *)a)->k,
+	          y = (uintptr_t)((const struct dead *)b)->k;
+
+	return (x > y) - (x < y);
+}
+
+static int is_dead(const struct dead *d, size_t n, const struct keyent *k)
+{
+	struct dead probe = {(struct keyent *)(uintptr_t)k, NULL, 0};
+
+	return n && k && bsearch(&probe, d, n, sizeof(*d), by_key_ptr) != NULL;
+}
+
+/*
+ * The event time of the key's latest activity, or -1 if it never had any:
+ * a sleeping kind's asleep key slept at its bucket, another kind's key
+ * keeps its latest event's bucket in awake; an incident's resolution counts.
+ */
+static int64_t key_seen_ms(const struct rule_rt *r, const struct keyent *k, const struct hist *h)
+{
+	int64_t b = SLEEPS(r) ? k->bucket : (int64_t)k->awake - 1;
+	int64_t t = b >= 0 ? b * r->common->bucket_ms : -1;
+
+	if (h && h->last_id && h->last_resolved > t)
+		t = h->last_resolved;
+	return t;
+}
+
+/* Rebuilds the rule's slot table without the dead keys. */
+static void slots_without(struct rule_rt *r, const struct dead *d, size_t n)
+{
+	uint32_t *slots = xcalloc(r->nslots, sizeof(*slots));
+
+	for (size_t i = 0; i < r->nslots; i++) {
+		const struct keyent *k = key_at(r, r->slots[i]);
+
+		if (k == NULL || is_dead(d, n, k))
+			continue;
+		size_t j = k->hash & (r->nslots - 1);
+
+		while (slots[j])
+			j = (j + 1) & (r->nslots - 1);
+		slots[j] = r->slots[i];
+	}
+	free(r->slots);
+	r->slots = slots;
+}
+
+/* The history table, the watch list, the rules' queues without the dead keys. */
+static void forget_refs(struct engine *e, const struct dead *d, size_t n)
+{
+	struct hist *old = e->hist;
+	size_t j = 0;
+
+	e->hist = xcalloc(e->ahist, sizeof(*e->hist));
+	e->nhist = 0;
+	for (size_t i = 0; i < e->ahist; i++) {
+		if (old[i].k == NULL || is_dead(d, n, old[i].k))
+			continue;
+		size_t at = hist_slot(e, old[i].k);
+
+		while (e->hist[at].k)
+			at = (at + 1) & (e->ahist - 1);
+		e->hist[at] = old[i];
+		e->nhist++;
+	}
+	free(old);
+	for (size_t i = 0; i < e->nwatch; i++)
+		if (!is_dead(d, n, e->watch[i].k))
+			e->watch[j++] = e->watch[i];
+	e->nwatch = j;
+	for (size_t m = 0; m < e->nrules; m++) {
+		struct rule_rt *r = &e->rules[m];
+		size_t kept = 0;
+
+		for (size_t i = 0; i < r->qlen; i++) {
+			struct quiet_ent q = r->q[(r->qhead + i) % r->qcap];
+
+			if (!is_dead(d, n, q.k))
+				r->q[(r->qhead + kept++) % r->qcap] = q;
+		}
+		r->qlen = kept;
+		for (size_t i = 0; i < RECENT; i++)
+			if (is_dead(d, n, r->recent[i].k))
+				r->recent[i].k = &tomb;
+	}
+}
+
+/*
+ * Forgets the keys quiet for forget_ms at now: asleep, no events pending,
+ * no incident open or under watch. Their slots go, their bytes go on their
+ * rule's free list (by size), their records are deleted at the next save.
+ * What they learnt is lost: a key that comes back is a new key, with a new
+ * key's warm-up. O(keys) once a day of event time.
+ */
+static void forget(struct engine *e, int64_t now)
+{
+	struct dead *d = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t m = 0; m < e->nrules; m++) {
+		struct rule_rt *r = &e->rules[m];
+		int64_t after = r->kind->memory_ms ? r->kind->memory_ms(r->config) : 0;
+
+		if (after < e->forget_ms)
+			after = e->forget_ms;
+		for (size_t i = 0; i < r->nslots; i++) {
+			struct keyent *k = key_at(r, r->slots[i]);
+			const struct hist *h;
+			int64_t seen;
+
+			if (k == NULL || k->dirty || k->open || (SLEEPS(r) && k->awake))
+				continue;
+			h = k->history ? hist_of(e, k, 0) : NULL;
+			if (h && (h->open || watched(r, h, now)))
+				continue;
+			seen = key_seen_ms(r, k, h);
+			if (seen < 0 || now - seen < after)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				d = xrealloc(d, cap * sizeof(*d));
+			}
+			d[n++] = (struct dead){k, r, r->slots[i]};
+			buf_add(&e->forgotten, r->common->name, strlen(r->common->name) + 1);
+			buf_add(&e->forgotten, KEY(r, k), strlen(KEY(r, k)) + 1);
+		}
+	}
+	if (n == 0)
+		return;
+	qsort(d, n, sizeof(*d), by_key_ptr);
+	for (size_t m = 0; m < e->nrules; m++)
+		slots_without(&e->rules[m], d, n);
+	forget_refs(e, d, n);
+	for (size_t i = 0; i < n; i++) {
+		struct rule_rt *r = d[i].r;
+		struct keyent *k = d[i].k;
+		size_t c = key_bytes(r, strlen(KEY(r, k)) + 1) / 8;
+
+		if (c >= r->nfree_classes) {
+			r->free_refs = xrealloc(r->free_refs, (c + 1) * sizeof(*r->free_refs));
+			memset(r->free_refs + r->nfree_classes, 0,
+			       (c + 1 - r->nfree_classes) * sizeof(*r->free_refs));
+			r->nfree_classes = c + 1;
+		}
+		memcpy(k, &r->free_refs[c], sizeof(uint32_t)); /* over its hash */
+		r->free_refs[c] = d[i].ref;
+		k->dirty = KEY_FREE;
+		k->changed = 0;
+		r->nkeys--;
+		e->stats.keys--;
+	}
+	e->stats.forgotten += n;
+	free(d);
+}
+
 static void advance(struct engine *e, int64_t watermark)
 {
 	for (size_t n = 0; n < e->nrules; n++) {
@@ -1135,6 +1336,10 @@ static void advance(struct engine *e, int64_t watermark)
 			sweep(e, r, idx);
 	}
 	resolve_due(e, watermark);
+	if (e->forget_ms > 0 && watermark / 86400000 > e->forgot_day) {
+		e->forgot_day = watermark / 86400000;
+		forget(e, watermark);
+	}
 }
 
 static void remember_id(struct rule_rt *r, const struct keyent *k, const char *id)
@@ -1208,7 +1413,7 @@ static void take(struct engine *e, const struct event *ev, int revision)
 		const struct keyent *k =
 		        e->pend[n].ok ? key_at(r, r->slots[e->pend[n].h & (r->nslots - 1)]) : NULL;
 
-		if (k && k->awake)
+		if (k && k->awake && SLEEPS(r))
 			__builtin_prefetch(block_at(r, k->awake - 1));
 	}
 	for (size_t n = 0; n < e->nrules; n++) {
@@ -1226,6 +1431,8 @@ static void take(struct engine *e, const struct event *ev, int revision)
 			continue;
 		}
 		mark_changed(k);
+		if (!SLEEPS(r) && (int64_t)k->awake < idx + 1)
+			k->awake = (uint32_t)(idx + 1);
 		if (r->kind->on_close) {
 			if (k->bucket < 0) {
 				k->bucket = idx;
@@ -1319,6 +1526,7 @@ struct key_head {
 	uint32_t last_reopens, dirty, has_open;
 	uint32_t verified;   /* 0 in a record saved before watches: verified at its end */
 	int64_t last_opened; /* since "VKE4"; older records have none (0) */
+	int64_t seen;        /* a kind that does not sleep: 1 + its latest event's bucket */
 };
 
 #define KEY_HEAD_V3 offsetof(struct key_head, last_opened)
@@ -1338,6 +1546,8 @@ struct engine_head {
 	/* What the rules left out, saved so that a replay recounts exactly (a
 	 * head saved before these existed restores them as 0). */
 	uint64_t late, ungrouped, capped;
+	int64_t forgot_day; /* since forgetting; an older head: 0 */
+	uint64_t forgotten;
 };
 
 struct rule_head {
@@ -1349,7 +1559,8 @@ static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struc
 {
 	const struct hist *hi = hist_of(e, k, 0);
 	const struct incident *inc = hi ? hi->open : NULL;
-	size_t size = k->awake ? r->kind->state_size : r->inline_size;
+	int awake = SLEEPS(r) && k->awake;
+	size_t size = awake ? r->kind->state_size : r->inline_size;
 	struct key_head h = {.magic = KEY_MAGIC,
 	                     .state_size = (uint32_t)size,
 	                     .bucket = k->bucket,
@@ -1359,11 +1570,12 @@ static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struc
 	                     .dirty = k->dirty,
 	                     .has_open = inc != NULL,
 	                     .verified = hi ? hi->verified : 0,
-	                     .last_opened = hi ? hi->last_opened : 0};
+	                     .last_opened = hi ? hi->last_opened : 0,
+	                     .seen = SLEEPS(r) ? 0 : k->awake};
 
 	buf_reset(b);
 	buf_add(b, &h, sizeof(h));
-	buf_add(b, k->awake ? block_at(r, k->awake - 1) : k->state, size);
+	buf_add(b, awake ? block_at(r, k->awake - 1) : k->state, size);
 	if (inc) {
 		struct inc_head ih = {
 		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,
@@ -1397,8 +1609,9 @@ static int by_rule_and_key(const void *a, const void *b)
 int engine_save(struct engine *e, engine_put_fn put, void *arg)
 {
 	struct buf b, shared;
-	struct engine_head eh = {e->max_ts, e->next_id, e->stats.late, e->stats.ungrouped,
-	                         e->stats.capped};
+	struct engine_head eh = {e->max_ts,          e->next_id,      e->stats.late,
+	                         e->stats.ungrouped, e->stats.capped, e->forgot_day,
+	                         e->stats.forgotten};
 	struct to_save *v;
 	size_t nv = 0, nkeys = 0;
 	int rc = 0;
@@ -1424,12 +1637,22 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 				struct keyent *k = (struct keyent *)(s->data + off);
 
 				off += key_bytes(r, strlen(KEY(r, k)) + 1);
-				if ((k->changed || e->save_all) && nv < nkeys)
+				if (k->dirty != KEY_FREE && (k->changed || e->save_all) &&
+				    nv < nkeys)
 					v[nv++] = (struct to_save){r, k};
 			}
 		}
 	}
 	qsort(v, nv, sizeof(*v), by_rule_and_key);
+	/* The forgotten first: a key forgotten and back since is written after. */
+	for (const char *p = e->forgotten.data, *end = p + e->forgotten.len; p < end && rc == 0;) {
+		const char *key = p + strlen(p) + 1;
+
+		rc = put(arg, p, key, NULL, 0);
+		p = key + strlen(key) + 1;
+	}
+	if (rc == 0)
+		buf_reset(&e->forgotten);
 	buf_init(&b, 64 << 20);
 	buf_init(&shared, 64 << 20);
 	for (size_t i = 0; i < nv && rc == 0; i++) {
@@ -1513,8 +1736,10 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		if (!h.has_open && h.last_id && !h.verified)
 			watch_add(e, r, k, hi);
 	}
+	if (!SLEEPS(r))
+		k->awake = (uint32_t)h.seen;
 	if (h.state_size == r->inline_size) {
-		if (k->awake)
+		if (SLEEPS(r) && k->awake)
 			key_sleep(e, r, k);
 		memcpy(k->state, p + hs, h.state_size);
 	} else {
@@ -1584,7 +1809,8 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 	if (rule[0] == '\0') {
 		struct engine_head eh = {0};
 
-		if (len != sizeof(eh) && len != offsetof(struct engine_head, late))
+		if (len != sizeof(eh) && len != offsetof(struct engine_head, late) &&
+		    len != offsetof(struct engine_head, forgot_day))
 			return 1;
 		memcpy(&eh, blob, len);
 		e->max_ts = eh.max_ts;
@@ -1592,6 +1818,8 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 		e->stats.late = eh.late;
 		e->stats.ungrouped = eh.ungrouped;
 		e->stats.capped = eh.capped;
+		e->forgot_day = eh.forgot_day;
+		e->stats.forgotten = eh.forgotten;
 		return 0;
 	}
 	r = rule_named(e, rule);

@@ -185,6 +185,22 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	return RULE_FIRE;
 }
 
+/*
+ * "A value the key never had" is about the key's whole history: judged as
+ * "absent for 30 days" it raised 432 false incidents on the Amazon feed,
+ * where low-rate topics go quiet for months. So a key is kept a year at
+ * least (or lookback, if longer): a SKU back after a year of silence is a
+ * relaunch, and relearns its topics (a young key waits out min_age).
+ */
+#define KEEP_MS (365LL * 86400000)
+
+static int64_t memory_ms(const void *config)
+{
+	int64_t lookback = ((const struct new_topic_config *)config)->lookback_ms;
+
+	return lookback > KEEP_MS ? lookback : KEEP_MS;
+}
+
 const struct rule_kind rule_new_topic = {
         .name = "new_topic",
         .keys = keys,
@@ -193,4 +209,5 @@ const struct rule_kind rule_new_topic = {
         .check = check,
         .shared_size = sizeof(struct shared),
         .on_event = on_event,
+        .memory_ms = memory_ms,
 };

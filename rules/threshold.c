@@ -416,6 +416,12 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	return RULE_FIRE;
 }
 
+/* Events within window count: the key keeps at least that long. */
+static int64_t memory_ms(const void *config)
+{
+	return ((const struct threshold_config *)config)->window_ms;
+}
+
 const struct rule_kind rule_threshold = {
         .name = "threshold",
         .keys = keys,
@@ -429,4 +435,5 @@ const struct rule_kind rule_threshold = {
         .save_shared = save_shared,
         .load_shared = load_shared,
         .on_event = on_event,
+        .memory_ms = memory_ms,
 };

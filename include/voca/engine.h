@@ -67,6 +67,8 @@ struct engine_stats {
 	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */
 	uint64_t suppressed; /* notifications muted by silences or time windows */
+	uint64_t forgotten;  /* keys forgotten after engine_forget_after of quiet */
+	uint64_t slab_bytes; /* held for keys, forgotten ones' included (reused first) */
 };
 
 struct engine;
@@ -133,7 +135,8 @@ void engine_review(struct engine *e, double min_confidence, int counts_volume, r
  * Persistence, so that a restart gives the incidents an uninterrupted run
  * gives. engine_save calls put for every key touched since the last save
  * (rule name, group key, blob), for each rule's own record (key "") when its
- * shared state changed, and for the engine's (rule "", key ""). Returns 0,
+ * shared state changed, and for the engine's (rule "", key ""); first, with
+ * blob NULL, for each key forgotten since (delete its record). Returns 0,
  * or the first non-zero put returned. Blobs are native-endian and tied to
  * this build's state layouts: a key whose size no longer fits is dropped at
  * restore (the key starts over), never misread.
@@ -160,6 +163,14 @@ const struct engine_stats *engine_stats(const struct engine *e);
  * forgotten, so without a limit a group_by finer than meant (a customer or
  * an event id) would grow until the process is killed.
  */
+/*
+ * Keys quiet for at least ms of event time (asleep, no open incident, no
+ * incident under watch) are forgotten, their memory reused by new keys and
+ * their records deleted at the next engine_save; a key that comes back
+ * starts over, as a new one. Checked once a day of event time. 0: never.
+ */
+void engine_forget_after(struct engine *e, int64_t ms);
+
 void engine_max_keys(struct engine *e, size_t max);
 
 /* Is incident id open in the engine (restored or opened since)? */

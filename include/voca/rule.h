@@ -156,6 +156,10 @@ struct rule_kind {
 	size_t idle_size;
 	int64_t (*quiet_buckets)(const void *config);
 	void (*wake)(struct rule_ctx *c);
+	/* How long after its latest event a key's state still decides anything
+	 * (a new_topic's lookback): engine_forget_after never forgets it sooner.
+	 * NULL: as soon as the engine's setting says. */
+	int64_t (*memory_ms)(const void *config);
 };
 
 /* NULL-terminated; rule_variants() gives the same kinds in the same order for conf. */

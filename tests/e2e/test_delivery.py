@@ -756,7 +756,7 @@ def test_a_reopening_after_an_upgrade_finds_the_ticket_opened_before_it(agent_fa
     for rule, key, blob in db.execute("SELECT rule, key, blob FROM rule_state").fetchall():
         if blob[:4] == b"VKE4":
             db.execute("UPDATE rule_state SET blob = ? WHERE rule = ? AND key = ?",
-                       (b"VKE3" + blob[4:48] + blob[56:], rule, key))
+                       (b"VKE3" + blob[4:48] + blob[64:], rule, key))
             rewritten += 1
     db.commit()
     db.close()

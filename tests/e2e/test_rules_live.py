@@ -701,3 +701,38 @@ def test_the_review_queue_is_worked_by_people_and_by_rescoring(agent_factory):
     assert a.scalar("SELECT status FROM review_queue WHERE event_id = 'u-1'") == "reviewed"
     stats = json.loads(run_voca("stats", "-c", cfg, "--json").stdout)
     assert stats["review"][0]["pending"] == 1
+
+
+def test_keys_quiet_for_forget_after_are_forgotten_and_their_records_deleted(agent_factory):
+    """A catalogue changes: a SKU quiet for engine.forget_after is forgotten
+    (its saved record deleted, its memory reused), counted and logged; back, it
+    starts over as a new key."""
+    a = agent_factory(extra="""engine:
+  lateness: 0s
+  forget_after: 1d
+rules:
+  - name: many
+    kind: threshold
+    group_by: [sku]
+    count: 16
+    window: 1h
+""").start()
+    a.send_event(event("k-1", sku="SKU-K", ts="2026-03-01T10:00:00Z"))
+    a.send_event(event("a-1", sku="SKU-A", ts="2026-03-01T11:00:00Z"))
+    a.send_event(event("a-2", sku="SKU-A", ts="2026-03-02T12:00:00Z"))  # K quiet 26 h
+    wait_for(lambda: a.counter("rules_forgotten") == 1, what="SKU-K forgotten")
+    a.stop()
+    keys = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = 'many' AND key != ''",
+                                  db=a.rules_db)]
+    assert keys == ["sku=SKU-A"], keys
+    assert "rules: forgot 1 keys quiet for engine.forget_after (1 d) or more" in a.log_text()
+    r = run_voca("stats", "-c", str(a.config))
+    assert "forgotten: 1 keys quiet for engine.forget_after" in r.stdout, r.stdout
+    a.start()
+    a.send_event(event("k-2", sku="SKU-K", ts="2026-03-02T13:00:00Z"))
+    a.wait_event("k-2")
+    a.stop()
+    keys = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = 'many' AND key != ''",
+                                  db=a.rules_db)]
+    assert sorted(keys) == ["sku=SKU-A", "sku=SKU-K"], keys
+    assert a.counter("rules_forgotten") == 1

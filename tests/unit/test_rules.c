@@ -108,6 +108,7 @@ struct rig {
 	struct config cfg;
 	struct log l;
 	struct engine *e;
+	int64_t forget_ms; /* engine_forget_after, kept across rig_reload */
 };
 
 static struct engine *rig_start(struct rig *r, const char *yaml)
@@ -115,6 +116,7 @@ static struct engine *rig_start(struct rig *r, const char *yaml)
 	char err[512];
 
 	memset(&r->l, 0, sizeof(r->l));
+	r->forget_ms = 0;
 	if (config_load_text("t.yaml", yaml, &r->cfg, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
 	r->e = engine_new(&r->cfg.rules, 0, on_incident, &r->l);
@@ -1400,7 +1402,7 @@ struct kv {
 };
 
 struct kvs {
-	struct kv v[4096];
+	struct kv v[16384];
 	size_t n;
 };
 
@@ -1412,8 +1414,16 @@ static int kv_put(void *arg, const char *rule, const char *key, const void *blob
 	for (i = 0; i < s->n; i++)
 		if (strcmp(s->v[i].rule, rule) == 0 && strcmp(s->v[i].key, key) == 0)
 			break;
+	if (blob == NULL) { /* a forgotten key: its record goes */
+		if (i < s->n) {
+			free(s->v[i].blob);
+			s->v[i] = s->v[--s->n];
+			s->v[s->n].blob = NULL;
+		}
+		return 0;
+	}
 	if (i == s->n) {
-		if (s->n == 4096)
+		if (s->n == 16384)
 			return -1;
 		s->n++;
 		snprintf(s->v[i].rule, sizeof(s->v[i].rule), "%s", rule);
@@ -1438,6 +1448,7 @@ static struct engine *rig_reload(struct rig *r, const struct kvs *kv)
 {
 	engine_free(r->e);
 	r->e = engine_new(&r->cfg.rules, 0, on_incident, &r->l);
+	engine_forget_after(r->e, r->forget_ms);
 	for (size_t i = 0; i < kv->n; i++)
 		assert_int_equal(engine_restore(r->e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob,
 		                                kv->v[i].len),
@@ -1510,6 +1521,99 @@ static void test_a_watch_survives_a_restart_and_ends_before_a_late_firing(void *
 	}
 }
 
+/* One low-severity event of each of n keys "<prefix>NNNNN" at hour h. */
+static void many_keys(struct engine *e, const char *prefix, int n, double h)
+{
+	for (int i = 0; i < n; i++) {
+		char sku[32];
+		struct row row = {h, sku, NULL, SEVERITY_LOW, 0.9};
+
+		snprintf(sku, sizeof(sku), "%s%05d", prefix, i);
+		feed(e, &row, 1);
+	}
+}
+
+/*
+ * A catalogue that changes: keys quiet for engine_forget_after are
+ * forgotten, their records deleted at the next save, and their bytes go to
+ * the next new keys, so the memory of a year of new SKUs stays that of the
+ * SKUs that are live. A key with an incident open or watched is kept until
+ * the watch ends. Saved and restored with reused bytes, every key comes back.
+ */
+static void test_quiet_keys_are_forgotten_and_their_memory_reused(void **state)
+{
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n"
+	                                 "  - {name: vol, kind: spike, group_by: [sku]}\n"
+	                                 "  - {name: sev, kind: threshold, group_by: [sku],\n"
+	                                 "     where: [\"severity >= high\"], window: 1h,\n"
+	                                 "     resolve_after: 1h, watch: 6d}\n");
+	static const struct row severe[] = {{2, "S", NULL, SEVERITY_HIGH, 0.9}};
+
+	(void)state;
+	r.forget_ms = 3 * 24 * H;
+	engine_forget_after(e, r.forget_ms);
+	many_keys(e, "K", 5000, 1);
+	feed(e, severe, 1); /* "S" in both rules; an incident in sev */
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(engine_stats(e)->keys, 5002);
+	assert_int_equal(engine_save(e, kv_put, kv), 0);
+	/* A keeps the watermark moving, every 6 hours. */
+	for (int h = 3; h <= 6 * 24; h += 6) {
+		struct row a = {h, "A", NULL, SEVERITY_LOW, 0.9};
+
+		feed(e, &a, 1);
+	}
+	/* Hour 141: every K and vol's S forgotten; sev's S is watched until 3 + 144. */
+	assert_int_equal(engine_stats(e)->forgotten, 5001);
+	assert_int_equal(engine_stats(e)->keys, 2);
+	e = rig_restart(&r, kv);            /* the records of the forgotten are deleted */
+	assert_int_equal(kv->n, 2 + 2 + 1); /* 2 keys, 2 rules' own records, the engine's */
+	assert_int_equal(engine_stats(e)->forgotten, 5001);
+	/* New keys take the forgotten ones' bytes, and save and restore whole. */
+	many_keys(e, "L", 5000, 6 * 24 + 1);
+	assert_int_equal(engine_stats(e)->keys, 5002);
+	e = rig_restart(&r, kv);
+	assert_int_equal(engine_stats(e)->keys, 5002);
+	assert_int_equal(kv->n, 5002 + 3);
+	/* Day 7: S's watch ended (verified) and it is quiet since: forgotten too. */
+	for (int h = 6 * 24 + 6; h <= 8 * 24 + 1; h += 6) {
+		struct row a = {h, "A", NULL, SEVERITY_LOW, 0.9};
+
+		feed(e, &a, 1);
+	}
+	assert_int_equal(r.l.verified, 1);
+	assert_int_equal(engine_stats(e)->keys, 5001);
+	assert_int_equal(engine_stats(e)->forgotten, 5002);
+	kvs_free(kv);
+	rig_end(&r);
+}
+
+/* 20,000 new keys fit in the bytes of 20,000 forgotten ones (without reuse: 3 MB more). */
+static void test_forgotten_keys_bytes_are_reused(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - {name: vol, kind: spike, group_by: [sku]}\n");
+	uint64_t before;
+
+	(void)state;
+	engine_forget_after(e, 3 * 24 * H);
+	many_keys(e, "K", 20000, 1);
+	before = engine_stats(e)->slab_bytes;
+	assert_true(before >= 2 << 20);
+	for (int h = 3; h <= 6 * 24; h += 6) {
+		struct row a = {h, "A", NULL, SEVERITY_LOW, 0.9};
+
+		feed(e, &a, 1);
+	}
+	assert_int_equal(engine_stats(e)->forgotten, 20000);
+	many_keys(e, "L", 20000, 6 * 24 + 1);
+	assert_int_equal(engine_stats(e)->keys, 20001);
+	assert_true(engine_stats(e)->slab_bytes <= before + (1 << 20));
+	rig_end(&r);
+}
+
 /*
  * Grouped by [sku, subcategory], a young key's prior is the SKU's rate times
  * the defect's share: a bestseller's defects are routine from its second
@@ -1579,7 +1683,7 @@ static void test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young(void
  * The blob is a saved key as engine.c writes it: a 48-byte head with the
  * state's size at byte 4, then the state.
  */
-#define KEY_HEAD    56 /* bytes of a key record's head ("VKE4") */
+#define KEY_HEAD    64 /* bytes of a key record's head ("VKE4") */
 #define KEY_HEAD_V3 48 /* before last_opened */
 
 /*
@@ -1748,7 +1852,7 @@ static void test_left_out_events_are_counted_and_kept(void **state)
 	/* The engine's head (rule "", key "") as an earlier version wrote it. */
 	for (size_t i = 0; i < kv->n; i++)
 		if (kv->v[i].rule[0] == '\0' && kv->v[i].key[0] == '\0') {
-			assert_int_equal(kv->v[i].len, 40);
+			assert_int_equal(kv->v[i].len, 56);
 			kv->v[i].len = 16;
 		}
 	e = rig_reload(&r, kv);
@@ -1911,6 +2015,11 @@ static void history(struct engine *e, int from, int to)
 	}
 }
 
+/*
+ * Also with forgetting (a day): D's keys are forgotten between its visits
+ * 50 hours apart, before the restart and after it, and come back new; the
+ * incidents are the same as without a restart all the same.
+ */
 static void test_restart_gives_the_same_incidents(void **state)
 {
 	const char *yaml = "rules:\n"
@@ -1923,39 +2032,51 @@ static void test_restart_gives_the_same_incidents(void **state)
 	struct config cfg;
 	char err[512];
 	static struct trail whole, halves;
-	struct kvs *kv = calloc(1, sizeof(*kv));
 
 	(void)state;
 	if (config_load_text("t.yaml", yaml, &cfg, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
-	/* Uninterrupted. */
-	struct engine *e = engine_new(&cfg.rules, 0, on_trail, &whole);
+	for (int forgets = 0; forgets <= 1; forgets++) {
+		int64_t forget_ms = forgets ? 24 * H : 0;
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		uint64_t forgotten;
 
-	history(e, 0, 14 * 24);
-	engine_free(e);
-	/* Stopped in the middle of A's spike (hour 2 of day 10), saved, restored
-	 * into a new engine, continued with the rest of the same stream. */
-	e = engine_new(&cfg.rules, 0, on_trail, &halves);
-	history(e, 0, 10 * 24 + 2);
-	assert_int_equal(engine_stats(e)->awake, 6); /* D's spike and rate_shift keys sleep */
-	assert_int_equal(engine_save(e, kv_put, kv), 0);
-	engine_free(e);
-	e = engine_new(&cfg.rules, 0, on_trail, &halves);
-	for (size_t i = 0; i < kv->n; i++)
-		assert_int_equal(
-		        engine_restore(e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob, kv->v[i].len),
-		        0);
-	history(e, 10 * 24 + 2, 14 * 24);
-	engine_free(e);
+		memset(&whole, 0, sizeof(whole));
+		memset(&halves, 0, sizeof(halves));
+		/* Uninterrupted. */
+		struct engine *e = engine_new(&cfg.rules, 0, on_trail, &whole);
 
-	/* The same incidents, changes and times, line by line. */
-	assert_true(whole.n > 3);
-	assert_int_equal(halves.n, whole.n);
-	for (int i = 0; i < whole.n; i++)
-		assert_string_equal(whole.text[i], halves.text[i]);
-	for (size_t i = 0; i < kv->n; i++)
-		free(kv->v[i].blob);
-	free(kv);
+		engine_forget_after(e, forget_ms);
+		history(e, 0, 14 * 24);
+		forgotten = engine_stats(e)->forgotten;
+		assert_true(forgets ? forgotten > 4 : forgotten == 0);
+		engine_free(e);
+		/* Stopped in the middle of A's spike (hour 2 of day 10), saved, restored
+		 * into a new engine, continued with the rest of the same stream. */
+		e = engine_new(&cfg.rules, 0, on_trail, &halves);
+		engine_forget_after(e, forget_ms);
+		history(e, 0, 10 * 24 + 2);
+		if (!forgets) /* D's spike and rate_shift keys sleep */
+			assert_int_equal(engine_stats(e)->awake, 6);
+		assert_int_equal(engine_save(e, kv_put, kv), 0);
+		engine_free(e);
+		e = engine_new(&cfg.rules, 0, on_trail, &halves);
+		engine_forget_after(e, forget_ms);
+		for (size_t i = 0; i < kv->n; i++)
+			assert_int_equal(engine_restore(e, kv->v[i].rule, kv->v[i].key,
+			                                kv->v[i].blob, kv->v[i].len),
+			                 0);
+		history(e, 10 * 24 + 2, 14 * 24);
+		assert_int_equal(engine_stats(e)->forgotten, forgotten);
+		engine_free(e);
+
+		/* The same incidents, changes and times, line by line. */
+		assert_true(whole.n > 3);
+		assert_int_equal(halves.n, whole.n);
+		for (int i = 0; i < whole.n; i++)
+			assert_string_equal(whole.text[i], halves.text[i]);
+		kvs_free(kv);
+	}
 	config_free(&cfg);
 }
 
@@ -2057,6 +2178,8 @@ int main(void)
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_a_record_of_the_previous_layout_restores),
+	        cmocka_unit_test(test_quiet_keys_are_forgotten_and_their_memory_reused),
+	        cmocka_unit_test(test_forgotten_keys_bytes_are_reused),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
 	        cmocka_unit_test(test_a_rule_keeps_at_most_max_keys),
 	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),

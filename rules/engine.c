@@ -147,6 +147,9 @@ struct rule_rt {
 	int64_t advanced;        /* watermark bucket already processed */
 	uint32_t *free_refs;     /* forgotten keys' bytes, by size / 8: lists through them */
 	size_t nfree_classes;
+	/* No key's latest activity is older (INT64_MIN: not known, after a
+	 * restore): a forgetting pass before seen_lb + the wait has nothing to do. */
+	int64_t seen_lb;
 };
 
 struct engine {
@@ -546,6 +549,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		struct rule_rt *r = &e->rules[i];
 
 		r->kind = rule_kinds[rules->v[i].variant];
+		r->seen_lb = INT64_MIN;
 		r->config = rules->v[i].data;
 		r->inline_size = r->kind->idle_size ? r->kind->idle_size : r->kind->state_size;
 		r->quiet = r->kind->idle_size ? r->kind->quiet_buckets(r->config) : 0;
@@ -1038,6 +1042,8 @@ static void resolve_due(struct engine *e, int64_t now)
 		h->last_reopens = inc->reopens;
 		h->last_opened = inc->opened_ms;
 		h->verified = 0;
+		if (inc->resolved_ms < r->seen_lb)
+			r->seen_lb = inc->resolved_ms;
 		watch_add(e, r, k, h);
 		if (r->quiet && k->awake) {
 			if (r->nretry == r->aretry) {
@@ -1241,21 +1247,31 @@ static void forget(struct engine *e, int64_t now)
 		struct rule_rt *r = &e->rules[m];
 		int64_t after = r->kind->memory_ms ? r->kind->memory_ms(r->config) : 0;
 
+		int64_t lb = INT64_MAX;
+
 		if (after < e->forget_ms)
 			after = e->forget_ms;
+		/* Nothing old enough (most days): no walk over the keys. */
+		if (r->seen_lb != INT64_MIN && now - r->seen_lb < after)
+			continue;
 		for (size_t i = 0; i < r->nslots; i++) {
 			struct keyent *k = key_at(r, r->slots[i]);
 			const struct hist *h;
 			int64_t seen;
 
-			if (k == NULL || k->dirty || k->open || (SLEEPS(r) && k->awake))
+			if (k == NULL)
 				continue;
 			h = k->history ? hist_of(e, k, 0) : NULL;
-			if (h && (h->open || watched(r, h, now)))
-				continue;
+			/* (An awake key's bucket, for a sleeping kind, is below what it
+			 * will have slept at: a bound all the same.) */
 			seen = key_seen_ms(r, k, h);
-			if (seen < 0 || now - seen < after)
+			if (k->dirty || k->open || (SLEEPS(r) && k->awake) ||
+			    (h && (h->open || watched(r, h, now))) || seen < 0 ||
+			    now - seen < after) {
+				if (seen >= 0 && seen < lb)
+					lb = seen; /* kept: it may be forgotten at lb + after */
 				continue;
+			}
 			if (n == cap) {
 				cap = cap ? cap * 2 : 256;
 				d = xrealloc(d, cap * sizeof(*d));
@@ -1264,6 +1280,7 @@ static void forget(struct engine *e, int64_t now)
 			buf_add(&e->forgotten, r->common->name, strlen(r->common->name) + 1);
 			buf_add(&e->forgotten, KEY(r, k), strlen(KEY(r, k)) + 1);
 		}
+		r->seen_lb = lb;
 	}
 	if (n == 0)
 		return;
@@ -1431,6 +1448,8 @@ static void take(struct engine *e, const struct event *ev, int revision)
 			continue;
 		}
 		mark_changed(k);
+		if (idx * r->common->bucket_ms < r->seen_lb)
+			r->seen_lb = idx * r->common->bucket_ms;
 		if (!SLEEPS(r) && (int64_t)k->awake < idx + 1)
 			k->awake = (uint32_t)(idx + 1);
 		if (r->kind->on_close) {

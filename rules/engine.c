@@ -150,6 +150,7 @@ struct rule_rt {
 	/* No key's latest activity is older (INT64_MIN: not known, after a
 	 * restore): a forgetting pass before seen_lb + the wait has nothing to do. */
 	int64_t seen_lb;
+	size_t nforget; /* keys of this rule in the pass under way */
 };
 
 struct engine {
@@ -1277,6 +1278,7 @@ static void forget(struct engine *e, int64_t now)
 				d = xrealloc(d, cap * sizeof(*d));
 			}
 			d[n++] = (struct dead){k, r, r->slots[i]};
+			r->nforget++;
 			buf_add(&e->forgotten, r->common->name, strlen(r->common->name) + 1);
 			buf_add(&e->forgotten, KEY(r, k), strlen(KEY(r, k)) + 1);
 		}
@@ -1286,7 +1288,8 @@ static void forget(struct engine *e, int64_t now)
 		return;
 	qsort(d, n, sizeof(*d), by_key_ptr);
 	for (size_t m = 0; m < e->nrules; m++)
-		slots_without(&e->rules[m], d, n);
+		if (e->rules[m].nforget) /* a rule that lost none keeps its table */
+			slots_without(&e->rules[m], d, n);
 	forget_refs(e, d, n);
 	for (size_t i = 0; i < n; i++) {
 		struct rule_rt *r = d[i].r;
@@ -1304,6 +1307,7 @@ static void forget(struct engine *e, int64_t now)
 		k->dirty = KEY_FREE;
 		k->changed = 0;
 		r->nkeys--;
+		r->nforget = 0;
 		e->stats.keys--;
 	}
 	e->stats.forgotten += n;

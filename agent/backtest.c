@@ -192,7 +192,9 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		/* Incidents are appended in id order: id n is element n - 1. */
 		cJSON *o = cJSON_GetArrayItem(b->incidents, (int)inc->id - 1);
 
-		cJSON_ReplaceItemInObject(o, "firings", cJSON_CreateNumber((double)inc->firings));
+		if (ch != INCIDENT_VERIFIED) /* (a verification carries no firings) */
+			cJSON_ReplaceItemInObject(o, "firings",
+			                          cJSON_CreateNumber((double)inc->firings));
 		if (ch == INCIDENT_RESOLVED) {
 			rfc3339_format(inc->resolved_ms, t, sizeof(t));
 			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateString(t));

@@ -184,6 +184,7 @@ struct engine {
 	struct watch *watch; /* resolved incidents under watch, in no order */
 	size_t nwatch, awatch;
 	int64_t watch_next;   /* the earliest due in watch (INT64_MAX: none) */
+	int64_t resolve_next; /* no open incident is due before (INT64_MIN: not known) */
 	int64_t forget_ms;    /* keys quiet this long are forgotten (0: never) */
 	int64_t forgot_day;   /* the event-time day of the last forgetting pass */
 	struct buf forgotten; /* "rule\0key\0" of keys forgotten since the last save */
@@ -545,6 +546,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 	e->max_ts = INT64_MIN;
 	e->max_keys = SIZE_MAX;
 	e->watch_next = INT64_MAX;
+	e->resolve_next = INT64_MIN;
 	buf_init(&e->forgotten, (size_t)1 << 30);
 	for (size_t i = 0; i < rules->n; i++) {
 		struct rule_rt *r = &e->rules[i];
@@ -954,6 +956,8 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 	}
 	e->open[e->nopen++] = inc;
+	if (at + r->common->resolve_after_ms < e->resolve_next)
+		e->resolve_next = at + r->common->resolve_after_ms;
 	if (gate(e, inc, at))
 		inc->next_alert_ms = at; /* muted for a while: owed at the first firing after */
 	if (inc->notify && rollup(e, r, inc, at)) {
@@ -1014,7 +1018,14 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 static void resolve_due(struct engine *e, int64_t now)
 {
 	size_t j = 0;
+	int64_t next = INT64_MAX;
 
+	/* Called as time moves, before and after each event: a walk over the
+	 * open incidents only once one may be due. */
+	if (now < e->resolve_next) {
+		watch_due(e, now);
+		return;
+	}
 	for (size_t i = 0; i < e->nopen; i++) {
 		struct incident *inc = e->open[i];
 		struct rule_rt *r = NULL;
@@ -1028,6 +1039,8 @@ static void resolve_due(struct engine *e, int64_t now)
 
 		if (now - active < r->common->resolve_after_ms) {
 			e->open[j++] = inc;
+			if (active + r->common->resolve_after_ms < next)
+				next = active + r->common->resolve_after_ms;
 			continue;
 		}
 		inc->resolved_ms = active + r->common->resolve_after_ms;
@@ -1058,6 +1071,7 @@ static void resolve_due(struct engine *e, int64_t now)
 		incident_free(inc);
 	}
 	e->nopen = j;
+	e->resolve_next = next; /* firings only move an incident's due later */
 	watch_due(e, now);
 }
 
@@ -1393,8 +1407,20 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	} else if (revision && e->review) {
 		e->review(e->arg, ev, NULL);
 	}
-	if (ev->ts_ms > e->max_ts)
+	/*
+	 * Time moves first: what the watermark says happened before this event
+	 * (buckets closed, incidents resolved, watches ended) is so when the
+	 * event is taken. Taken first, an event a day after an incident's
+	 * resolution time found it still open, and re-alerted it instead of
+	 * reopening it, on a stream too sparse to have moved the watermark in
+	 * between. Up to just before the event's time: what clears exactly at
+	 * it is still firing if the event fires (the end of take() moves the
+	 * rest). The event's own bucket is not before the watermark's.
+	 */
+	if (ev->ts_ms > e->max_ts) {
 		e->max_ts = ev->ts_ms;
+		advance(e, e->max_ts - e->lateness_ms - 1);
+	}
 	/*
 	 * First which rules take the event and under which key, then the keys:
 	 * each rule's lookup is a cache miss or two in a table of 100,000s, and
@@ -1820,6 +1846,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 			e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
 		}
 		e->open[e->nopen++] = inc;
+		e->resolve_next = INT64_MIN; /* restored: walked at the next move */
 	}
 	return 0;
 }

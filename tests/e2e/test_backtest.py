@@ -177,3 +177,40 @@ def test_backtest_judges_the_future_by_now_or_not_at_all(tmp_path):
         assert (out["events"], out["invalid"]) == (counted, invalid), (now, out)
     r = run_voca("backtest", "--now", "yesterday", "-c", str(conf), str(feed))
     assert r.returncode == 2 and "--now takes an RFC 3339 time or 'none'" in r.stderr
+
+
+def test_backtest_reports_reopenings_and_verifications(tmp_path):
+    # A defect back two days after its incident resolved reopens it (same
+    # id, its time in "reopened"); quiet for the week after, it is verified.
+    # The backtest's JSON says both, so that tests/bench/detect counts a
+    # reopening as an alert and can match it to an injection.
+    def ev(eid, ts, category="product_defect"):
+        return json.dumps({"event_id": eid, "ts": ts, "category": category, "sku": "SKU-1",
+                           "sentiment": {"label": "negative", "score": -0.8},
+                           "confidence": 0.9}) + "\n"
+    feed = tmp_path / "f.jsonl"
+    feed.write_text(ev("d1", "2026-03-01T10:00:00Z") + ev("d2", "2026-03-03T10:00:00Z")
+                    + ev("p1", "2026-03-20T00:00:00Z", "praise"))
+    conf = tmp_path / "c.yaml"
+    conf.write_text("""rules:
+  - name: defects
+    kind: threshold
+    group_by: [sku]
+    where: ["category == product_defect"]
+    window: 1h
+    resolve_after: 1h
+""")
+    r = run_voca("backtest", "-c", str(conf), "--json", str(feed))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert len(out["incidents"]) == 1, out["incidents"]
+    inc = out["incidents"][0]
+    assert inc["opened"].startswith("2026-03-01T10:00")
+    assert [t[:16] for t in inc["reopened"]] == ["2026-03-03T10:00"]
+    assert inc["reopens"] == 1 and inc["resolved"].startswith("2026-03-03T11:00")
+    assert inc["verified"].startswith("2026-03-10T11:00")
+    assert inc["firings"] == 1  # of the reopened incident; the verification has none
+    counts = out["by_rule"]["defects"]
+    assert (counts["opened"], counts["reopened"], counts["verified"]) == (1, 1, 1)
+    text = run_voca("backtest", "-c", str(conf), str(feed)).stdout
+    assert "reopened #1" in text and "1 verified" in text, text

@@ -717,9 +717,15 @@ rules:
     count: 16
     window: 1h
 """).start()
-    a.send_event(event("k-1", sku="SKU-K", ts="2026-03-01T10:00:00Z"))
-    a.send_event(event("a-1", sku="SKU-A", ts="2026-03-01T11:00:00Z"))
-    a.send_event(event("a-2", sku="SKU-A", ts="2026-03-02T12:00:00Z"))  # K quiet 26 h
+    # The pass runs once a day, at the first event past midnight, before that
+    # event is taken: on day 2 (09:00) both keys are under a day quiet; on day
+    # 3 (08:00) K has been quiet 46 h and A 12 h.
+    for eid, sku, ts in (("k-1", "SKU-K", "2026-03-01T10:00:00Z"),
+                         ("a-1", "SKU-A", "2026-03-01T11:00:00Z"),
+                         ("a-2", "SKU-A", "2026-03-02T09:00:00Z"),
+                         ("a-3", "SKU-A", "2026-03-02T20:00:00Z"),
+                         ("a-4", "SKU-A", "2026-03-03T08:00:00Z")):
+        a.send_event(event(eid, sku=sku, ts=ts))
     wait_for(lambda: a.counter("rules_forgotten") == 1, what="SKU-K forgotten")
     a.stop()
     keys = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = 'many' AND key != ''",
@@ -729,7 +735,7 @@ rules:
     r = run_voca("stats", "-c", str(a.config))
     assert "forgotten: 1 keys quiet for engine.forget_after" in r.stdout, r.stdout
     a.start()
-    a.send_event(event("k-2", sku="SKU-K", ts="2026-03-02T13:00:00Z"))
+    a.send_event(event("k-2", sku="SKU-K", ts="2026-03-03T09:00:00Z"))
     a.wait_event("k-2")
     a.stop()
     keys = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = 'many' AND key != ''",

@@ -1464,6 +1464,30 @@ static struct engine *rig_restart(struct rig *r, struct kvs *kv)
 }
 
 /*
+ * On a sparse stream nothing moves the watermark between two events days
+ * apart. The second must find the first's incident resolved (at hour 1),
+ * and reopen it; taken before the watermark moved, it found it open and
+ * re-alerted it, and the incident resolved only at hour 51.
+ */
+static void test_time_moves_before_an_event_is_taken(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: any\n    kind: threshold\n"
+	                                 "    window: 1h\n    resolve_after: 1h\n");
+	static const struct row rows[] = {{0, "A", NULL, SEVERITY_LOW, 0.9},
+	                                  {50, "A", NULL, SEVERITY_LOW, 0.9}};
+
+	(void)state;
+	feed(e, rows, 2);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.resolved, 1);
+	assert_int_equal(r.l.resolved_at[0], T0 + H);
+	assert_int_equal(r.l.reopened, 1);
+	assert_int_equal(r.l.realerts, 0);
+	rig_end(&r);
+}
+
+/*
  * A firing after the watch ended, before any flush said so, is a new
  * incident, and the old one is verified first (at its watch's end). And a
  * watch outlives a restart: the restored engine verifies at the same times,
@@ -2167,6 +2191,7 @@ int main(void)
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(
 	                test_a_regression_within_the_watch_reopens_and_a_quiet_watch_verifies),
+	        cmocka_unit_test(test_time_moves_before_an_event_is_taken),
 	        cmocka_unit_test(test_a_watch_survives_a_restart_and_ends_before_a_late_firing),
 	        cmocka_unit_test(test_confidence_gating),
 	        cmocka_unit_test(test_a_revision_that_needs_review_is_queued),

@@ -234,8 +234,10 @@ static size_t key_bytes(const struct rule_rt *r, size_t len)
 }
 
 /*
- * Keys live as long as the engine, so they come from a per-rule slab: no
- * per-key malloc header or rounding (~24 bytes of each of 100,000s of keys).
+ * Keys live until they are forgotten (months), and never move, so they come
+ * from a per-rule slab: no per-key malloc header or rounding (~24 bytes of
+ * each of 100,000s of keys); a forgotten key's bytes go to the next new key
+ * of its size.
  */
 static void *slab_alloc(struct engine *e, struct rule_rt *r, size_t n, uint32_t *ref)
 {

@@ -632,13 +632,27 @@ void conf_print(const struct conf_key *keys, const void *dst, FILE *out)
 		case CONF_STR:
 			fprintf(out, "%s", *(char *const *)p ? *(char *const *)p : "(unset)");
 			break;
+		case CONF_DURATION: {
+			/* In the largest unit it is a whole number of: 90d, not 7776000000ms. */
+			static const struct {
+				int64_t ms;
+				const char *unit;
+			} units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+			int64_t v = *(const int64_t *)p;
+			size_t u = 0;
+
+			while (u < sizeof(units) / sizeof(units[0]) && (v == 0 || v % units[u].ms))
+				u++;
+			if (u < sizeof(units) / sizeof(units[0]))
+				fprintf(out, "%lld%s", (long long)(v / units[u].ms), units[u].unit);
+			else
+				fprintf(out, "%lldms", (long long)v);
+			break;
+		}
 		case CONF_INT:
-		case CONF_DURATION:
 		case CONF_SIZE:
 			fprintf(out, "%lld%s", (long long)*(const int64_t *)p,
-			        k->type == CONF_DURATION ? "ms"
-			        : k->type == CONF_SIZE   ? " B"
-			                                 : "");
+			        k->type == CONF_SIZE ? " B" : "");
 			break;
 		case CONF_BOOL: fputs(*(const int *)p ? "true" : "false", out); break;
 		case CONF_ENUM: fputs(k->choices[*(const int *)p], out); break;

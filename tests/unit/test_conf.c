@@ -151,6 +151,38 @@ static void test_durations_and_sizes(void **state)
 	assert_int_equal(conf_parse_size("99999999999GiB", &v), -1); /* overflow */
 }
 
+/* voca check prints a duration in the largest unit it is whole in, as one would write it. */
+struct four_durations {
+	int64_t a, b, c, d;
+};
+
+static void test_durations_print_as_written(void **state)
+{
+	static const struct conf_key keys[] = {
+	        CONF_KEY("a", CONF_DURATION, offsetof(struct four_durations, a), NULL, 0, 0, NULL,
+	                 ""),
+	        CONF_KEY("b", CONF_DURATION, offsetof(struct four_durations, b), NULL, 0, 0, NULL,
+	                 ""),
+	        CONF_KEY("c", CONF_DURATION, offsetof(struct four_durations, c), NULL, 0, 0, NULL,
+	                 ""),
+	        CONF_KEY("d", CONF_DURATION, offsetof(struct four_durations, d), NULL, 0, 0, NULL,
+	                 ""),
+	        CONF_END};
+	struct four_durations v = {90 * 86400000LL, 300000, 1500, 0};
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	conf_print(keys, &v, f);
+	fclose(f);
+	assert_non_null(strstr(text, " 90d\n"));
+	assert_non_null(strstr(text, " 5m\n"));
+	assert_non_null(strstr(text, " 1500ms\n"));
+	assert_non_null(strstr(text, " 0ms\n"));
+	free(text);
+}
+
 /* A table with a secret, as later sections (tokens, passwords) will have. */
 struct secret_cfg {
 	struct secret token;
@@ -282,6 +314,7 @@ int main(void)
 	        cmocka_unit_test(test_values_and_defaults),
 	        cmocka_unit_test(test_rules_state_path),
 	        cmocka_unit_test(test_durations_and_sizes),
+	        cmocka_unit_test(test_durations_print_as_written),
 	        cmocka_unit_test(test_secrets),
 	        cmocka_unit_test(test_example_loads_and_documents_every_key),
 	};

@@ -421,6 +421,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		buf_adds(&req->body, body);
 		cJSON_free(body);
 		req->content_type = "application/json";
+		req->sends_message = 1;
 		return RENDER_REQUEST;
 	}
 	case ATTACH: {
@@ -435,6 +436,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		snprintf(req->file_name, sizeof(req->file_name), "voca-incident-%lld-evidence.json",
 		         (long long)d->incident_id);
 		req->file_type = "application/json";
+		req->sends_message = 1;
 		return RENDER_REQUEST;
 	}
 	case TRANSITIONS:

@@ -153,6 +153,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		req->method = "PATCH";
 		buf_addf(&req->url, "%s/api/now/table/%s/%s?sysparm_exclude_reference_link=true",
 		         base, table, d->remote_id);
+		req->sends_message = 1;
 		goto json;
 	default:
 		body = cJSON_Print(d->pack);
@@ -164,6 +165,7 @@ static enum render_result render(const struct delivery *d, struct http_req *req,
 		buf_adds(&req->body, body);
 		cJSON_free(body);
 		req->content_type = "application/json";
+		req->sends_message = 1;
 		break;
 	}
 	buf_free(&s);

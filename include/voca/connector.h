@@ -133,8 +133,10 @@ struct http_req {
 	/* multipart/form-data with one file part (body holds the file's bytes) */
 	const char *part_name, *file_type;
 	char file_name[96];
-	int creates;       /* creates a ticket: FIND must precede any retry (crash guard) */
-	int sends_message; /* a retry after a lost answer may duplicate a chat message */
+	int creates; /* creates a ticket: FIND must precede any retry (crash guard) */
+	/* A retry after a lost answer may show it twice (a chat message, a
+	 * comment, a work note, an attachment): marked in flight, logged if resent. */
+	int sends_message;
 };
 
 void http_req_init(struct http_req *r);

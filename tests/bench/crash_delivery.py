@@ -12,8 +12,9 @@ everything finish. It prints what it measured and exits 1 unless:
   - no delivery is lost: every one is done (none pending, none dead);
   - no ticket is duplicated: one Jira issue per idempotency label, one
     ServiceNow incident per correlation_id;
-  - chat duplicates (Slack parents, Teams cards) are no more than the sends
-    voca logged as interrupted ("the receiver may show it twice").
+  - chat duplicates (Slack parents, Teams cards) and extra evidence
+    attachments (Jira, ServiceNow) are no more than the sends voca logged as
+    interrupted ("the receiver may show it twice").
 
 Deterministic for a seed apart from where the kills fall in time.
 """
@@ -204,9 +205,11 @@ def main():
           and len(labels) == args.incidents and dup(labels) == 0
           and len(corr) == args.incidents and dup(corr) == 0
           and len(parents) == args.incidents and dup(parents) <= interrupted["slack"]
-          and len(cards) == args.incidents and dup(cards) <= interrupted["teams"])
-    print("  verdict: " + ("PASS: nothing lost, no duplicate ticket, every chat duplicate "
-                           "logged" if ok else f"FAIL (files in {d})"))
+          and len(cards) == args.incidents and dup(cards) <= interrupted["teams"]
+          and att - args.incidents <= interrupted["jira"]
+          and len(f["snow"].attachments) - args.incidents <= interrupted["snow"])
+    print("  verdict: " + ("PASS: nothing lost, no duplicate ticket, every duplicate message "
+                           "or attachment logged" if ok else f"FAIL (files in {d})"))
     for x in f.values():
         x.stop()
     return 0 if ok else 1

@@ -9,16 +9,25 @@
 
 #include <zlib.h>
 
-#include <voca/buf.h>
 #include <voca/xalloc.h>
 
 #include "jsonl.h"
 
 #define LINE_MAX_BYTES (64L * 1024 * 1024)
+#define WINDOW_BYTES   (1024 * 1024)
 
+/*
+ * Lines are found with memchr in a window refilled by gzread: a line is
+ * handed out where it lies, not copied (for a plain file zlib reads straight
+ * into the window). A line longer than the window grows it, up to the cap.
+ */
 struct jsonl {
 	gzFile gz;
-	struct buf line;
+	char *win;
+	size_t cap;  /* of win */
+	size_t pos;  /* the next line starts here */
+	size_t fill; /* bytes of win read */
+	int eof;
 	size_t lineno;
 };
 
@@ -34,45 +43,86 @@ struct jsonl *jsonl_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	gzbuffer(j->gz, 256 * 1024);
-	buf_init(&j->line, LINE_MAX_BYTES);
+	j->cap = WINDOW_BYTES;
+	j->win = xmalloc(j->cap);
 	return j;
 }
 
-long jsonl_next(struct jsonl *j, const char **line, char *err, size_t errlen)
+/* Moves the unread bytes to the window's start and reads more. 0, or -2 (err set). */
+static int refill(struct jsonl *j, char *err, size_t errlen)
 {
-	char chunk[65536];
+	int n, code;
 
-	buf_reset(&j->line);
-	for (;;) {
-		size_t n;
-
-		if (gzgets(j->gz, chunk, sizeof(chunk)) == NULL) {
-			int code;
-			const char *msg = gzerror(j->gz, &code);
-
-			if (code != Z_OK && code != Z_BUF_ERROR) {
-				snprintf(err, errlen, "read error: %s", msg);
-				return -2;
-			}
-			if (j->line.len == 0)
-				return -1; /* end of file */
-			break;             /* last line without a newline */
-		}
-		n = strlen(chunk);
-		if (buf_add(&j->line, chunk, n) < 0) {
+	if (j->pos > 0) {
+		memmove(j->win, j->win + j->pos, j->fill - j->pos);
+		j->fill -= j->pos;
+		j->pos = 0;
+	}
+	if (j->fill == j->cap) {
+		if (j->cap > (size_t)LINE_MAX_BYTES) {
 			snprintf(err, errlen, "line %zu is longer than %ld bytes", j->lineno + 1,
 			         LINE_MAX_BYTES);
 			return -2;
 		}
-		if (n && chunk[n - 1] == '\n')
+		j->cap *= 2;
+		j->win = xrealloc(j->win, j->cap);
+	}
+	n = gzread(j->gz, j->win + j->fill, (unsigned)(j->cap - j->fill));
+	if (n < 0) {
+		const char *msg = gzerror(j->gz, &code);
+
+		snprintf(err, errlen, "read error: %s", msg);
+		return -2;
+	}
+	if (n == 0) {
+		/* A gzip stream cut short reads as an end, with Z_BUF_ERROR kept
+		 * ("unexpected end of file"): a cut feed is not a shorter one. */
+		const char *msg = gzerror(j->gz, &code);
+
+		if (code != Z_OK) {
+			snprintf(err, errlen, "read error: %s", msg);
+			return -2;
+		}
+		j->eof = 1;
+	}
+	j->fill += (size_t)n;
+	return 0;
+}
+
+long jsonl_next(struct jsonl *j, const char **line, char *err, size_t errlen)
+{
+	size_t scanned = 0; /* of the bytes after pos, known to hold no newline */
+	char *nl;
+
+	for (;;) {
+		nl = memchr(j->win + j->pos + scanned, '\n', j->fill - j->pos - scanned);
+		if (nl || j->eof)
 			break;
+		scanned = j->fill - j->pos; /* still right after refill moves the bytes */
+		if (refill(j, err, errlen) < 0)
+			return -2;
+	}
+	size_t start = j->pos, end;
+
+	if (nl) {
+		end = (size_t)(nl - j->win);
+		j->pos = end + 1;
+	} else {
+		if (j->pos == j->fill)
+			return -1; /* end of file */
+		end = j->fill;     /* last line without a newline */
+		j->pos = j->fill;
+	}
+	if (end - start > (size_t)LINE_MAX_BYTES) {
+		snprintf(err, errlen, "line %zu is longer than %ld bytes", j->lineno + 1,
+		         LINE_MAX_BYTES);
+		return -2;
 	}
 	j->lineno++;
-	while (j->line.len &&
-	       (j->line.data[j->line.len - 1] == '\n' || j->line.data[j->line.len - 1] == '\r'))
-		j->line.data[--j->line.len] = '\0';
-	*line = buf_str(&j->line);
-	return (long)j->line.len;
+	while (end > start && (j->win[end - 1] == '\r' || j->win[end - 1] == '\n'))
+		end--;
+	*line = j->win + start;
+	return (long)(end - start);
 }
 
 size_t jsonl_lineno(const struct jsonl *j)
@@ -85,7 +135,7 @@ void jsonl_close(struct jsonl *j)
 	if (j == NULL)
 		return;
 	gzclose(j->gz);
-	buf_free(&j->line);
+	free(j->win);
 	free(j);
 }
 

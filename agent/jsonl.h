@@ -15,7 +15,7 @@ struct jsonl *jsonl_open(const char *path, char *err, size_t errlen);
 /*
  * Reads the next line without its newline. Returns its length (0 for a blank
  * line), -1 at the end, -2 on a read error or a line over 64 MiB (err set).
- * *line is valid until the next call.
+ * *line is not NUL-terminated and is valid until the next call.
  */
 long jsonl_next(struct jsonl *j, const char **line, char *err, size_t errlen);
 

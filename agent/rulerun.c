@@ -74,6 +74,7 @@ struct rulerun {
 	 * counters, and as last logged, when. */
 	uint64_t left_written[LEFT_KINDS], left_logged[LEFT_KINDS];
 	uint64_t forgotten_written; /* engine_stats' forgotten as last counted */
+	uint64_t retired_logged;    /* engine_stats' retired as last logged */
 	int64_t left_out_logged_ns;
 	int64_t silences_seen_ms; /* wall time up to which silence ends were announced */
 	size_t read_back;         /* events read back since */
@@ -195,6 +196,13 @@ static int checkpoint_now(struct rulerun *r)
 		log_error("rules: checkpoint failed: %s", rulestate_error(r->rs));
 		set_failed(r);
 		return -1;
+	}
+	if (engine_stats(r->engine)->retired > r->retired_logged) {
+		log_info("rules: deleted the saved state of %llu rules not configured for "
+		         "engine.forget_after (%lld d)",
+		         (unsigned long long)(engine_stats(r->engine)->retired - r->retired_logged),
+		         (long long)(r->cfg->engine.forget_after_ms / 86400000));
+		r->retired_logged = engine_stats(r->engine)->retired;
 	}
 	return 0;
 }
@@ -568,6 +576,12 @@ static int restore_one(void *arg, const char *rule, const char *key, const void 
 	return engine_restore(arg, rule, key, blob, len);
 }
 
+static void log_restore_note(void *arg, const char *rule, const char *note)
+{
+	(void)arg;
+	log_warn("rules: rule '%s': %s", rule, note);
+}
+
 static int replay_one(void *arg, int64_t tag, const char *body, size_t len)
 {
 	struct rulerun *r = arg;
@@ -726,6 +740,7 @@ struct rulerun *rulerun_new(const struct config *cfg, struct store *primary, str
 	/* Logged before the restart: the log says only what is new. */
 	left_out(r->engine, r->left_logged);
 	r->forgotten_written = engine_stats(r->engine)->forgotten;
+	engine_restore_notes(r->engine, log_restore_note, NULL);
 	log_info("rules: %zu rules, %zu silences, %zu time windows; restored %d saved records%s%s",
 	         cfg->rules.n, cfg->silences.n, cfg->time_windows.n, n, moved ? " from " : "",
 	         moved ? cfg->store.path : "");

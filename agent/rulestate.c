@@ -29,7 +29,7 @@ static const char schema[] =
 
 struct rulestate {
 	sqlite3 *db;
-	sqlite3_stmt *put, *del, *meta;
+	sqlite3_stmt *put, *del, *del_rule, *meta;
 	int in_tx;
 	char err[512];
 };
@@ -112,6 +112,8 @@ struct rulestate *rulestate_open(const char *path, int64_t cache_bytes, char *er
 	                       -1, SQLITE_PREPARE_PERSISTENT, &rs->put, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(rs->db, "DELETE FROM rule_state WHERE rule = ?1 AND key = ?2", -1,
 	                       SQLITE_PREPARE_PERSISTENT, &rs->del, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(rs->db, "DELETE FROM rule_state WHERE rule = ?1", -1,
+	                       SQLITE_PREPARE_PERSISTENT, &rs->del_rule, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(rs->db,
 	                       "INSERT INTO meta(name, value) VALUES(?1,?2)"
 	                       " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -134,6 +136,7 @@ void rulestate_close(struct rulestate *rs)
 	rulestate_commit(rs);
 	sqlite3_finalize(rs->put);
 	sqlite3_finalize(rs->del);
+	sqlite3_finalize(rs->del_rule);
 	sqlite3_finalize(rs->meta);
 	sqlite3_close(rs->db);
 	free(rs);
@@ -164,6 +167,10 @@ int rulestate_put(struct rulestate *rs, const char *rule, const char *key, const
 {
 	if (begin(rs) < 0)
 		return -1;
+	if (key == NULL) {
+		sqlite3_bind_text(rs->del_rule, 1, rule, -1, SQLITE_STATIC);
+		return run(rs, rs->del_rule, "delete a rule's state");
+	}
 	if (blob == NULL) {
 		sqlite3_bind_text(rs->del, 1, rule, -1, SQLITE_STATIC);
 		sqlite3_bind_text(rs->del, 2, key, -1, SQLITE_STATIC);
@@ -183,8 +190,8 @@ int rulestate_each(struct rulestate *rs,
 	sqlite3_stmt *s;
 	int n = 0, rc;
 
-	if (sqlite3_prepare_v2(rs->db, "SELECT rule, key, blob FROM rule_state", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(rs->db, "SELECT rule, key, blob FROM rule_state ORDER BY rule, key",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return set_err(rs, "read rule state");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		fn(arg, (const char *)sqlite3_column_text(s, 0),

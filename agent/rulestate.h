@@ -27,11 +27,14 @@ struct rulestate *rulestate_open(const char *path, int64_t cache_bytes, char *er
 /* Commits what is pending, then closes. NULL is a no-op. */
 void rulestate_close(struct rulestate *rs);
 
-/* One record (upsert; blob NULL: deleted), in the open transaction (the first write opens one). */
+/*
+ * One record (upsert; blob NULL: deleted; key NULL: all the rule's deleted), in
+ * the open transaction (the first write opens one).
+ */
 int rulestate_put(struct rulestate *rs, const char *rule, const char *key, const void *blob,
                   size_t len);
 
-/* Calls fn for every record. Returns how many, or -1. */
+/* Calls fn for every record, in (rule, key) order. Returns how many, or -1. */
 int rulestate_each(struct rulestate *rs,
                    int (*fn)(void *arg, const char *rule, const char *key, const void *blob,
                              size_t len),

@@ -762,8 +762,8 @@ int store_rule_state_each(struct store *st,
 	sqlite3_stmt *s;
 	int n = 0;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT rule, key, blob FROM rule_state", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "SELECT rule, key, blob FROM rule_state ORDER BY rule, key",
+	                       -1, &s, NULL) != SQLITE_OK)
 		return set_err(st, "read rule state");
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		fn(arg, (const char *)sqlite3_column_text(s, 0),

@@ -151,6 +151,22 @@ struct rule_rt {
 	 * restore): a forgetting pass before seen_lb + the wait has nothing to do. */
 	int64_t seen_lb;
 	size_t nforget; /* keys of this rule in the pass under way */
+	/* What the state means (shape_text), and how it stands with the file. */
+	char *shape;
+	int shape_saved;   /* the file's record says so, as of shape_day */
+	int64_t shape_day; /* event-time day the record was last written */
+	int reshaped;      /* the file's state was learned under other settings */
+	char changed[160]; /* which of them, for the log */
+	size_t reset_kept; /* keys kept (incident history) with their state zeroed */
+	size_t reset_gone; /* keys dropped */
+};
+
+/* A rule the file has state for and the configuration no longer names. */
+struct retired {
+	char *name;
+	int64_t last_seen; /* event time it was last configured; INT64_MIN: not known */
+	int has_record;    /* its shape record is in the file */
+	size_t records;
 };
 
 struct engine {
@@ -188,6 +204,8 @@ struct engine {
 	int64_t forget_ms;    /* keys quiet this long are forgotten (0: never) */
 	int64_t forgot_day;   /* the event-time day of the last forgetting pass */
 	struct buf forgotten; /* "rule\0key\0" of keys forgotten since the last save */
+	struct retired *retired;
+	size_t nretired;
 };
 
 /*
@@ -534,6 +552,56 @@ static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
 	k->awake = 0;
 }
 
+/*
+ * What a rule's saved state means: its kind and the settings its state is
+ * learned under (group_by, where, bucket and the kind's shape keys), one
+ * "key=value" a line. A baseline learned per hour read as per five minutes,
+ * or a volume learned over negative reviews read as all reviews, would be
+ * wrong until relearned, and a ring sum kept for another window length wrong
+ * for good: state saved under other settings is not restored.
+ */
+static char *shape_text(const struct rule_rt *r)
+{
+	static const char *const common[] = {"group_by", "where", "bucket", NULL};
+	struct buf b;
+	char *out;
+
+	buf_init(&b, 1 << 20);
+	buf_addf(&b, "kind=%s", r->kind->name);
+	for (const struct conf_key *k = r->kind->keys; k->path; k++) {
+		int take = 0;
+		const char *at = (const char *)r->config + k->offset;
+
+		for (size_t i = 0; common[i] && !take; i++)
+			take = strcmp(k->path, common[i]) == 0;
+		for (size_t i = 0; r->kind->shape && r->kind->shape[i] && !take; i++)
+			take = strcmp(k->path, r->kind->shape[i]) == 0;
+		if (!take)
+			continue;
+		buf_addf(&b, "\n%s=", k->path);
+		switch (k->type) {
+		case CONF_STR: buf_adds(&b, *(char *const *)at ? *(char *const *)at : ""); break;
+		case CONF_STRLIST: {
+			const struct conf_list *l = (const struct conf_list *)at;
+
+			for (size_t i = 0; i < l->n; i++)
+				buf_addf(&b, "%s%s", i ? ", " : "", l->v[i]);
+			break;
+		}
+		case CONF_INT:
+		case CONF_DURATION:
+		case CONF_SIZE: buf_addf(&b, "%lld", (long long)*(const int64_t *)at); break;
+		case CONF_DOUBLE: buf_addf(&b, "%.17g", *(const double *)at); break;
+		case CONF_BOOL:
+		case CONF_ENUM: buf_addf(&b, "%d", *(const int *)at); break;
+		default: break; /* not a shape */
+		}
+	}
+	out = xstrdup(buf_str(&b));
+	buf_free(&b);
+	return out;
+}
+
 struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, incident_fn fn,
                           void *arg)
 {
@@ -565,6 +633,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
 		                                   : NULL;
 		r->advanced = INT64_MIN;
+		r->shape = shape_text(r);
 		r->qsorted = 1;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
 		r->recent_text = xmalloc(RECENT_TEXT);
@@ -605,6 +674,7 @@ void engine_free(struct engine *e)
 		free(r->recent_text);
 		free(r->free_refs);
 		buf_free(&r->saved_shared);
+		free(r->shape);
 		if (r->kind->free_shared)
 			r->kind->free_shared(r->shared);
 		else
@@ -615,6 +685,9 @@ void engine_free(struct engine *e)
 	free(e->open);
 	free(e->hist);
 	free(e->watch);
+	for (size_t i = 0; i < e->nretired; i++)
+		free(e->retired[i].name);
+	free(e->retired);
 	buf_free(&e->forgotten);
 	free(e->pend);
 	free(e->rules);
@@ -1657,6 +1730,43 @@ static int by_rule_and_key(const void *a, const void *b)
 	return c ? c : strcmp(KEY(x->r, x->k), KEY(y->r, y->k));
 }
 
+/*
+ * Rules the file has state for and the configuration no longer names: kept
+ * for engine_forget_after of event time (a rule taken out for a while comes
+ * back with its baselines), then deleted. A file from before shape records
+ * gets one, dated now.
+ */
+static int save_retired(struct engine *e, engine_put_fn put, void *arg)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < e->nretired && rc == 0;) {
+		struct retired *t = &e->retired[i];
+
+		if (e->max_ts == INT64_MIN) {
+			i++;
+		} else if (!t->has_record) {
+			rc = put(arg, "", t->name, &e->max_ts, sizeof(e->max_ts));
+			t->has_record = 1;
+			t->last_seen = e->max_ts;
+			i++;
+		} else if (e->forget_ms > 0 && t->last_seen != INT64_MIN &&
+		           e->max_ts - t->last_seen >= e->forget_ms) {
+			rc = put(arg, t->name, NULL, NULL, 0);
+			if (rc == 0)
+				rc = put(arg, "", t->name, NULL, 0);
+			if (rc != 0)
+				break;
+			e->stats.retired++;
+			free(t->name);
+			*t = e->retired[--e->nretired];
+		} else {
+			i++;
+		}
+	}
+	return rc;
+}
+
 int engine_save(struct engine *e, engine_put_fn put, void *arg)
 {
 	struct buf b, shared;
@@ -1704,6 +1814,8 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 	}
 	if (rc == 0)
 		buf_reset(&e->forgotten);
+	if (rc == 0)
+		rc = save_retired(e, put, arg);
 	buf_init(&b, 64 << 20);
 	buf_init(&shared, 64 << 20);
 	for (size_t i = 0; i < nv && rc == 0; i++) {
@@ -1713,6 +1825,19 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 	for (size_t n = 0; n < e->nrules && rc == 0; n++) {
 		struct rule_rt *r = &e->rules[n];
 		struct rule_head rh = {r->advanced};
+		int64_t day = e->max_ts / 86400000;
+
+		/* What the state means, and that the rule is configured: once a day. */
+		if (!r->shape_saved || e->save_all || day != r->shape_day) {
+			buf_reset(&shared);
+			buf_add(&shared, &e->max_ts, sizeof(e->max_ts));
+			buf_adds(&shared, r->shape);
+			rc = put(arg, "", r->common->name, shared.data, shared.len);
+			if (rc != 0)
+				break;
+			r->shape_saved = 1;
+			r->shape_day = day;
+		}
 
 		/* The rule's own record: written when it changed since the last save. */
 		buf_reset(&shared);
@@ -1738,6 +1863,41 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg)
 	return rc;
 }
 
+void engine_restore_notes(const struct engine *e, restore_note_fn fn, void *arg)
+{
+	char line[512];
+
+	for (size_t n = 0; n < e->nrules; n++) {
+		const struct rule_rt *r = &e->rules[n];
+
+		if (!r->reshaped)
+			continue;
+		snprintf(line, sizeof(line),
+		         "its state was learned under other settings (%s changed): its baselines "
+		         "start over; %zu keys dropped, %zu kept for their incidents",
+		         r->changed[0] ? r->changed : "kind", r->reset_gone, r->reset_kept);
+		fn(arg, r->common->name, line);
+	}
+	for (size_t i = 0; i < e->nretired; i++) {
+		const struct retired *t = &e->retired[i];
+
+		if (t->records == 0)
+			continue;
+		if (e->forget_ms > 0)
+			snprintf(
+			        line, sizeof(line),
+			        "no longer configured: its %zu saved records are kept, and deleted "
+			        "%lld d (engine.forget_after) after it was last configured",
+			        t->records, (long long)(e->forget_ms / 86400000));
+		else
+			snprintf(line, sizeof(line),
+			         "no longer configured: its %zu saved records are kept "
+			         "(engine.forget_after is 0)",
+			         t->records);
+		fn(arg, t->name, line);
+	}
+}
+
 void engine_save_everything(struct engine *e)
 {
 	e->save_all = 1;
@@ -1749,6 +1909,33 @@ static struct rule_rt *rule_named(struct engine *e, const char *name)
 		if (strcmp(e->rules[n].common->name, name) == 0)
 			return &e->rules[n];
 	return NULL;
+}
+
+/* A key's state from its record (the layout checked). */
+static void restore_state(struct engine *e, struct rule_rt *r, struct keyent *k,
+                          const struct key_head *h, const unsigned char *state)
+{
+	if (!SLEEPS(r))
+		k->awake = (uint32_t)h->seen;
+	if (h->state_size == r->inline_size) {
+		if (SLEEPS(r) && k->awake)
+			key_sleep(e, r, k);
+		memcpy(k->state, state, h->state_size);
+	} else {
+		memcpy(key_state(e, r, k), state, h->state_size);
+	}
+	if (h->dirty && !k->dirty) {
+		if (r->ndirty == r->adirty) {
+			r->adirty = r->adirty ? r->adirty * 2 : 256;
+			r->dirty = xrealloc(r->dirty, r->adirty * sizeof(*r->dirty));
+		}
+		r->dirty[r->ndirty++] = k;
+		k->dirty = 1;
+	}
+	if (r->quiet && k->awake && !k->dirty) {
+		quiet_push(r, k); /* in restore order: sorted by the next sweep */
+		r->qsorted = 0;
+	}
 }
 
 static int restore_key(struct engine *e, struct rule_rt *r, const char *key, const unsigned char *p,
@@ -1772,10 +1959,26 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 
 	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V3 && h.magic != KEY_MAGIC_V2) ||
 	    len < hs + h.state_size ||
-	    (h.state_size != r->kind->state_size && h.state_size != r->inline_size && !grown))
+	    (!r->reshaped && h.state_size != r->kind->state_size &&
+	     h.state_size != r->inline_size && !grown))
 		return 1; /* a different layout: the key starts over */
+	if (r->reshaped && !h.last_id && !h.has_open) {
+		/* Learned under other settings, and nothing else to keep: its
+		 * record goes at the next save (with the rule's new shape). */
+		buf_add(&e->forgotten, r->common->name, strlen(r->common->name) + 1);
+		buf_add(&e->forgotten, key, strlen(key) + 1);
+		r->reset_gone++;
+		return 1;
+	}
 	k = key_get(e, r, key);
-	k->bucket = (int32_t)h.bucket;
+	if (r->reshaped) {
+		/* Its incidents are kept (an open one resolves, a resolved one is
+		 * watched); its state starts over, as a new key's. */
+		r->reset_kept++;
+		mark_changed(k);
+	} else {
+		k->bucket = (int32_t)h.bucket;
+	}
 	if (h.last_id || h.has_open) {
 		struct hist *hi = hist_of(e, k, 1);
 
@@ -1787,29 +1990,10 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		if (!h.has_open && h.last_id && !h.verified)
 			watch_add(e, r, k, hi);
 	}
-	if (!SLEEPS(r))
-		k->awake = (uint32_t)h.seen;
-	if (h.state_size == r->inline_size) {
-		if (SLEEPS(r) && k->awake)
-			key_sleep(e, r, k);
-		memcpy(k->state, p + hs, h.state_size);
-	} else {
-		memcpy(key_state(e, r, k), p + hs, h.state_size);
-	}
+	if (!r->reshaped)
+		restore_state(e, r, k, &h, p + hs);
 	p += hs + h.state_size;
 	len -= hs + h.state_size;
-	if (h.dirty && !k->dirty) {
-		if (r->ndirty == r->adirty) {
-			r->adirty = r->adirty ? r->adirty * 2 : 256;
-			r->dirty = xrealloc(r->dirty, r->adirty * sizeof(*r->dirty));
-		}
-		r->dirty[r->ndirty++] = k;
-		k->dirty = 1;
-	}
-	if (r->quiet && k->awake && !k->dirty) {
-		quiet_push(r, k); /* in restore order: sorted by the next sweep */
-		r->qsorted = 0;
-	}
 	size_t ihlen = h.magic != KEY_MAGIC_V2 ? sizeof(struct inc_head) : INC_HEAD_V2;
 
 	if (h.has_open && len > ihlen) {
@@ -1853,11 +2037,104 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	return 0;
 }
 
+static struct retired *retired_get(struct engine *e, const char *name)
+{
+	for (size_t i = 0; i < e->nretired; i++)
+		if (strcmp(e->retired[i].name, name) == 0)
+			return &e->retired[i];
+	e->retired = xrealloc(e->retired, (e->nretired + 1) * sizeof(*e->retired));
+	e->retired[e->nretired] = (struct retired){xstrdup(name), INT64_MIN, 0, 0};
+	return &e->retired[e->nretired++];
+}
+
+/* The value of name's line in a shape_text of len bytes (NULL: none). */
+static const char *shape_value(const char *text, size_t len, const char *name, size_t nlen,
+                               size_t *vlen)
+{
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+
+		if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			*vlen = (size_t)(e - p) - nlen - 1;
+			return p + nlen + 1;
+		}
+		p = e + 1;
+	}
+	return NULL;
+}
+
+/* Names the settings that differ between two shape_texts ("bucket, window"). */
+static void shape_diff(const char *was, size_t waslen, const char *now, char *out, size_t outlen)
+{
+	size_t nowlen = strlen(now), used = 0;
+
+	out[0] = '\0';
+	for (int pass = 0; pass < 2; pass++) {
+		/* Every name of now whose value differs, then the names now lacks. */
+		const char *s = pass ? was : now, *o = pass ? now : was;
+		size_t slen = pass ? waslen : nowlen, olen = pass ? nowlen : waslen;
+
+		for (const char *p = s, *end = s + slen; p < end;) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+			const char *eq = memchr(p, '=', (size_t)(e - p));
+			size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
+			const char *v = shape_value(o, olen, p, nlen, &vlen);
+			int same = pass ? v != NULL
+			                : v && eq && vlen == (size_t)(e - eq - 1) &&
+			                           memcmp(v, eq + 1, vlen) == 0;
+
+			if (!same && used < outlen) {
+				int w = snprintf(out + used, outlen - used, "%s%.*s",
+				                 used ? ", " : "", (int)nlen, p);
+
+				used = w > 0 ? used + (size_t)w : used;
+			}
+			p = e + 1;
+		}
+	}
+}
+
+/*
+ * The record ("", rule): when it was last saved under the configuration
+ * (event time) and its shape_text then. Restored before the rule's own
+ * records (the file's order: rule "" first).
+ */
+static int restore_shape(struct engine *e, const char *name, const void *blob, size_t len)
+{
+	struct rule_rt *r = rule_named(e, name);
+	int64_t seen;
+
+	if (len < sizeof(seen))
+		return 1;
+	memcpy(&seen, blob, sizeof(seen));
+	if (r == NULL) {
+		struct retired *t = retired_get(e, name);
+
+		t->last_seen = seen;
+		t->has_record = 1;
+		return 0;
+	}
+	const char *text = (const char *)blob + sizeof(seen);
+	size_t tlen = len - sizeof(seen);
+
+	/* Empty: written for a rule no longer configured, shape not known. */
+	if (tlen == 0 || (tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0)) {
+		r->shape_saved = tlen != 0;
+		r->shape_day = seen / 86400000;
+		return 0;
+	}
+	r->reshaped = 1;
+	shape_diff(text, tlen, r->shape, r->changed, sizeof(r->changed));
+	return 0;
+}
+
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len)
 {
 	struct rule_rt *r;
 
+	if (rule[0] == '\0' && key[0] != '\0')
+		return restore_shape(e, key, blob, len);
 	if (rule[0] == '\0') {
 		struct engine_head eh = {0};
 
@@ -1875,10 +2152,14 @@ int engine_restore(struct engine *e, const char *rule, const char *key, const vo
 		return 0;
 	}
 	r = rule_named(e, rule);
-	if (r == NULL)
-		return 1; /* a rule no longer configured */
+	if (r == NULL) {
+		retired_get(e, rule)->records++; /* kept for a while: see engine_save */
+		return 1;
+	}
 	if (key[0] != '\0')
 		return restore_key(e, r, key, blob, len);
+	if (r->reshaped)
+		return 1; /* its shared state too was learned under other settings */
 	struct rule_head rh;
 
 	if (len < sizeof(rh))

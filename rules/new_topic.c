@@ -201,8 +201,11 @@ static int64_t memory_ms(const void *config)
 	return lookback > KEEP_MS ? lookback : KEEP_MS;
 }
 
+static const char *const shape[] = {"field", NULL};
+
 const struct rule_kind rule_new_topic = {
         .name = "new_topic",
+        .shape = shape,
         .keys = keys,
         .config_size = sizeof(struct new_topic_config),
         .state_size = sizeof(struct new_topic_state),

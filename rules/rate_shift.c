@@ -268,8 +268,11 @@ static int64_t quiet_buckets(const void *config)
 	return ((const struct rate_config *)config)->win;
 }
 
+static const char *const shape[] = {"window", "share_where", NULL};
+
 const struct rule_kind rule_rate_shift = {
         .name = "rate_shift",
+        .shape = shape,
         .keys = keys,
         .config_size = sizeof(struct rate_config),
         .state_size = sizeof(struct rate_state),

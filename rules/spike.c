@@ -522,8 +522,11 @@ static void wake(struct rule_ctx *ctx)
 		        &level_eff);
 }
 
+static const char *const shape[] = {"window", "mid_window", NULL};
+
 const struct rule_kind rule_spike = {
         .name = "spike",
+        .shape = shape,
         .keys = keys,
         .config_size = sizeof(struct spike_config),
         .state_size = sizeof(struct spike_state),

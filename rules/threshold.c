@@ -422,8 +422,11 @@ static int64_t memory_ms(const void *config)
 	return ((const struct threshold_config *)config)->window_ms;
 }
 
+static const char *const shape[] = {"distinct_by", NULL};
+
 const struct rule_kind rule_threshold = {
         .name = "threshold",
+        .shape = shape,
         .keys = keys,
         .config_size = sizeof(struct threshold_config),
         .state_size = sizeof(struct threshold_state),

@@ -69,6 +69,7 @@ struct engine_stats {
 	uint64_t suppressed; /* notifications muted by silences or time windows */
 	uint64_t forgotten;  /* keys forgotten after engine_forget_after of quiet */
 	uint64_t slab_bytes; /* held for keys, forgotten ones' included (reused first) */
+	uint64_t retired;    /* rules no longer configured whose records were deleted */
 };
 
 struct engine;
@@ -135,11 +136,16 @@ void engine_review(struct engine *e, double min_confidence, int counts_volume, r
  * Persistence, so that a restart gives the incidents an uninterrupted run
  * gives. engine_save calls put for every key touched since the last save
  * (rule name, group key, blob), for each rule's own record (key "") when its
- * shared state changed, and for the engine's (rule "", key ""); first, with
- * blob NULL, for each key forgotten since (delete its record). Returns 0,
- * or the first non-zero put returned. Blobs are native-endian and tied to
- * this build's state layouts: a key whose size no longer fits is dropped at
- * restore (the key starts over), never misread.
+ * shared state changed, for each rule's shape record (rule "", key: the
+ * rule's name; what its state means, once a day of event time) and for the
+ * engine's (rule "", key ""); first, with blob NULL, for each key forgotten
+ * since (delete its record), and with key and blob NULL for each rule no
+ * longer configured for engine_forget_after (delete all its records).
+ * Returns 0, or the first non-zero put returned. Blobs are native-endian and
+ * tied to this build's state layouts: a key whose size no longer fits is
+ * dropped at restore (the key starts over), never misread; so is the state
+ * of a rule whose kind, group_by, where, bucket or the kind's shape keys
+ * changed (the key's incidents are kept).
  */
 typedef int (*engine_put_fn)(void *arg, const char *rule, const char *key, const void *blob,
                              size_t len);
@@ -148,9 +154,16 @@ int engine_save(struct engine *e, engine_put_fn put, void *arg);
 /* The next engine_save writes every record, changed or not (to a new file). */
 void engine_save_everything(struct engine *e);
 
-/* Restores one saved record; unknown rules and mismatched blobs are skipped (returns 1). */
+/*
+ * Restores one saved record; unknown rules and mismatched blobs are skipped
+ * (returns 1). Records of rule "" come first (the file's (rule, key) order).
+ */
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len);
+
+/* After the restore, one line per rule whose state did not fit (for the log). */
+typedef void (*restore_note_fn)(void *arg, const char *rule, const char *note);
+void engine_restore_notes(const struct engine *e, restore_note_fn fn, void *arg);
 
 /* The latest event time seen (INT64_MIN before the first event). */
 int64_t engine_max_ts(const struct engine *e);
@@ -159,9 +172,10 @@ const struct engine_stats *engine_stats(const struct engine *e);
 
 /*
  * Each rule keeps at most max keys (default: no limit); an event of a
- * further key is not counted for it (stats.capped). Keys are never
- * forgotten, so without a limit a group_by finer than meant (a customer or
- * an event id) would grow until the process is killed.
+ * further key is not counted for it (stats.capped). Keys are forgotten only
+ * after engine_forget_after of quiet, so without a limit a group_by finer
+ * than meant (a customer or an event id) could grow until the process is
+ * killed.
  */
 /*
  * Keys quiet for at least ms of event time (asleep, no open incident, no

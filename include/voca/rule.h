@@ -156,6 +156,14 @@ struct rule_kind {
 	size_t idle_size;
 	int64_t (*quiet_buckets)(const void *config);
 	void (*wake)(struct rule_ctx *c);
+	/*
+	 * The configuration keys, besides group_by, where and bucket, that give
+	 * the per-key and shared state its meaning (a ring's length, what a
+	 * share counts, what an identity hashes): NULL-terminated, may be NULL.
+	 * Saved state learned under other values is not restored (the engine
+	 * starts the rule's baselines over), never misread.
+	 */
+	const char *const *shape;
 	/* How long after its latest event a key's state still decides anything
 	 * (a new_topic's lookback): engine_forget_after never forgets it sooner.
 	 * NULL: as soon as the engine's setting says. */

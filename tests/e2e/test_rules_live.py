@@ -742,3 +742,44 @@ rules:
                                   db=a.rules_db)]
     assert sorted(keys) == ["sku=SKU-A", "sku=SKU-K"], keys
     assert a.counter("rules_forgotten") == 1
+
+
+def test_a_rule_whose_settings_changed_or_that_went_starts_over_or_is_kept(agent_factory):
+    """Baselines learned per hour, read after a restart as per two hours,
+    would be wrong until relearned (a ring sum kept for another window for
+    good): state saved under other settings is not restored, and the log
+    says so. A rule taken out keeps its records (engine.forget_after)."""
+    cfg = """engine:
+  lateness: 0s
+rules:
+  - name: vol
+    kind: spike
+    group_by: [sku]
+    bucket: 1h
+  - name: gone
+    kind: spike
+    group_by: [sku]
+"""
+    a = agent_factory(extra=cfg).start()
+    for i, sku in enumerate(("SKU-A", "SKU-B")):
+        a.send_event(event(f"v-{i}", sku=sku, ts="2026-03-01T10:00:00Z"))
+    a.wait_event("v-1")
+    a.stop()
+    shapes = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = '' ORDER BY key",
+                                    db=a.rules_db)]
+    assert shapes == ["", "gone", "vol"], shapes
+    a.write_config(extra=cfg.replace("bucket: 1h", "bucket: 2h")
+                   .replace("  - name: gone\n    kind: spike\n    group_by: [sku]\n", ""))
+    a.start()
+    a.stop()
+    log = a.log_text()
+    assert ("rules: rule 'vol': its state was learned under other settings (bucket changed): "
+            "its baselines start over; 2 keys dropped, 0 kept") in log, log
+    assert ("rules: rule 'gone': no longer configured: its 3 saved records are kept, and "
+            "deleted 90 d (engine.forget_after) after it was last configured") in log, log
+    keys = a.query("SELECT key FROM rule_state WHERE rule = 'vol' AND key != ''", db=a.rules_db)
+    assert keys == [], keys
+    assert a.scalar("SELECT count(*) FROM rule_state WHERE rule = 'gone'", db=a.rules_db) == 3
+    a.start()
+    a.stop()
+    assert a.log_text().count("learned under other settings") == 1

@@ -1411,6 +1411,18 @@ static int kv_put(void *arg, const char *rule, const char *key, const void *blob
 	struct kvs *s = arg;
 	size_t i;
 
+	if (key == NULL) { /* a rule no longer configured: all its records go */
+		for (i = 0; i < s->n;) {
+			if (strcmp(s->v[i].rule, rule) == 0) {
+				free(s->v[i].blob);
+				s->v[i] = s->v[--s->n];
+				s->v[s->n].blob = NULL;
+			} else {
+				i++;
+			}
+		}
+		return 0;
+	}
 	for (i = 0; i < s->n; i++)
 		if (strcmp(s->v[i].rule, rule) == 0 && strcmp(s->v[i].key, key) == 0)
 			break;
@@ -1443,16 +1455,35 @@ static void kvs_free(struct kvs *kv)
 	free(kv);
 }
 
+/*
+ * Restores every record of kv into e, as the state file gives them (rule ""
+ * first); each must be taken (engine_restore 0) unless skips may be.
+ */
+static size_t kv_restore(struct engine *e, const struct kvs *kv, int skips)
+{
+	size_t skipped = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < kv->n; i++) {
+			if ((kv->v[i].rule[0] == '\0') != (pass == 0))
+				continue;
+			int rc = engine_restore(e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob,
+			                        kv->v[i].len);
+
+			if (!skips)
+				assert_int_equal(rc, 0);
+			skipped += rc != 0;
+		}
+	return skipped;
+}
+
 /* Replaces the rig's engine with a new one restored from kv. */
 static struct engine *rig_reload(struct rig *r, const struct kvs *kv)
 {
 	engine_free(r->e);
 	r->e = engine_new(&r->cfg.rules, 0, on_incident, &r->l);
 	engine_forget_after(r->e, r->forget_ms);
-	for (size_t i = 0; i < kv->n; i++)
-		assert_int_equal(engine_restore(r->e, kv->v[i].rule, kv->v[i].key, kv->v[i].blob,
-		                                kv->v[i].len),
-		                 0);
+	kv_restore(r->e, kv, 0);
 	return r->e;
 }
 
@@ -1592,15 +1623,16 @@ static void test_quiet_keys_are_forgotten_and_their_memory_reused(void **state)
 	/* Hour 141: every K and vol's S forgotten; sev's S is watched until 3 + 144. */
 	assert_int_equal(engine_stats(e)->forgotten, 5001);
 	assert_int_equal(engine_stats(e)->keys, 2);
-	e = rig_restart(&r, kv);            /* the records of the forgotten are deleted */
-	assert_int_equal(kv->n, 2 + 2 + 1); /* 2 keys, 2 rules' own records, the engine's */
+	e = rig_restart(&r, kv); /* the records of the forgotten are deleted */
+	/* 2 keys, 2 rules' own and 2 shape records, the engine's */
+	assert_int_equal(kv->n, 2 + 2 + 2 + 1);
 	assert_int_equal(engine_stats(e)->forgotten, 5001);
 	/* New keys take the forgotten ones' bytes, and save and restore whole. */
 	many_keys(e, "L", 5000, 6 * 24 + 1);
 	assert_int_equal(engine_stats(e)->keys, 5002);
 	e = rig_restart(&r, kv);
 	assert_int_equal(engine_stats(e)->keys, 5002);
-	assert_int_equal(kv->n, 5002 + 3);
+	assert_int_equal(kv->n, 5002 + 5);
 	/* Day 7: S's watch ended (verified) and it is quiet since: forgotten too. */
 	for (int h = 6 * 24 + 6; h <= 8 * 24 + 1; h += 6) {
 		struct row a = {h, "A", NULL, SEVERITY_LOW, 0.9};
@@ -1612,6 +1644,143 @@ static void test_quiet_keys_are_forgotten_and_their_memory_reused(void **state)
 	assert_int_equal(engine_stats(e)->forgotten, 5002);
 	kvs_free(kv);
 	rig_end(&r);
+}
+
+/* The notes engine_restore_notes gives, one "rule: note" a line. */
+static void collect_note(void *arg, const char *rule, const char *note)
+{
+	char *out = arg;
+	size_t used = strlen(out);
+
+	snprintf(out + used, 2048 - used, "%s: %s\n", rule, note);
+}
+
+/*
+ * A rule's settings changed between two runs: its state was learned under
+ * the old ones (a baseline per hour read as per half hour, a volume of one
+ * severity read as another's). Restored, it would be misread: the rule
+ * starts over, keeping only its keys' incidents; the file follows at the
+ * next save. A setting that does not shape the state (alpha) keeps it.
+ */
+static void test_state_learned_under_other_settings_starts_over(void **state)
+{
+	static const char *const before =
+	        "rules:\n"
+	        "  - {name: vol, kind: spike, group_by: [sku]}\n"
+	        "  - {name: sev, kind: threshold, group_by: [sku], where: [\"severity >= high\"],\n"
+	        "     window: 1h, resolve_after: 1h}\n"
+	        "  - {name: same, kind: spike, group_by: [sku], alpha: 1e-6}\n";
+	static const char *const after =
+	        "rules:\n"
+	        "  - {name: vol, kind: spike, group_by: [sku], bucket: 30m, window: 12h}\n"
+	        "  - {name: sev, kind: threshold, group_by: [sku], where: [\"severity >= "
+	        "critical\"],\n"
+	        "     window: 1h, resolve_after: 1h}\n"
+	        "  - {name: same, kind: spike, group_by: [sku], alpha: 1e-7}\n";
+	static const struct row severe[] = {{2, "S", NULL, SEVERITY_CRITICAL, 0.9}};
+	struct kvs *kv = xcalloc(1, sizeof(*kv));
+	struct rig a, b;
+	char notes[2048] = "";
+	uint64_t id;
+
+	(void)state;
+	rig_start(&a, before);
+	many_keys(a.e, "K", 10, 1);
+	feed(a.e, severe, 1);
+	assert_int_equal(a.l.opened, 1);
+	id = a.l.last_id;
+	assert_int_equal(engine_stats(a.e)->keys, 10 + 10 + 1 + 1 + 1);
+	assert_int_equal(engine_save(a.e, kv_put, kv), 0);
+	rig_end(&a);
+
+	rig_start(&b, after);
+	/* vol: 11 keys and its own record; sev: S, and its own record (none:
+	 * threshold shares nothing); same: all taken. */
+	assert_int_equal(kv_restore(b.e, kv, 1), 11 + 1 + 1);
+	engine_restore_notes(b.e, collect_note, notes);
+	assert_non_null(strstr(notes, "vol: its state was learned under other settings (bucket, "
+	                              "window changed): its baselines start over; 11 keys "
+	                              "dropped, 0 kept"));
+	assert_non_null(strstr(notes,
+	                       "sev: its state was learned under other settings (where "
+	                       "changed): its baselines start over; 0 keys dropped, 1 kept"));
+	assert_null(strstr(notes, "same:"));
+	/* S's incident is still open, its state new; same's 11 keys as they were. */
+	assert_true(engine_is_open(b.e, id));
+	assert_int_equal(engine_stats(b.e)->keys, 1 + 11);
+	/* Saved: vol's keys go, S is written as it is now, the shapes are new. */
+	assert_int_equal(engine_save(b.e, kv_put, kv), 0);
+	engine_free(b.e);
+	b.e = engine_new(&b.cfg.rules, 0, on_incident, &b.l);
+	assert_int_equal(kv_restore(b.e, kv, 1), 0);
+	notes[0] = '\0';
+	engine_restore_notes(b.e, collect_note, notes);
+	assert_string_equal(notes, "");
+	assert_int_equal(engine_stats(b.e)->keys, 1 + 11);
+	/* Time moves: the incident resolves (its rule no longer fires on S). */
+	struct row later = {4, "K00001", NULL, SEVERITY_LOW, 0.9};
+
+	feed(b.e, &later, 1);
+	assert_int_equal(b.l.resolved, 1);
+	kvs_free(kv);
+	rig_end(&b);
+}
+
+/*
+ * A rule taken out of the configuration: its records stay for
+ * engine_forget_after of event time (put back meanwhile, it has its
+ * baselines), then they are deleted, its shape record too.
+ */
+static void test_records_of_a_removed_rule_are_deleted_after_forget_after(void **state)
+{
+	static const char *const both = "rules:\n"
+	                                "  - {name: vol, kind: spike, group_by: [sku]}\n"
+	                                "  - {name: old, kind: spike, group_by: [sku]}\n";
+	static const char *const one = "rules:\n"
+	                               "  - {name: vol, kind: spike, group_by: [sku]}\n";
+	struct kvs *kv = xcalloc(1, sizeof(*kv));
+	struct rig a, b;
+	char notes[2048] = "";
+	size_t old_records = 0;
+
+	(void)state;
+	rig_start(&a, both);
+	many_keys(a.e, "K", 10, 1);
+	assert_int_equal(engine_save(a.e, kv_put, kv), 0);
+	rig_end(&a);
+	for (size_t i = 0; i < kv->n; i++)
+		old_records += strcmp(kv->v[i].rule, "old") == 0;
+	assert_int_equal(old_records, 10 + 1);
+
+	rig_start(&b, one);
+	engine_forget_after(b.e, 3 * 24 * H);
+	assert_int_equal(kv_restore(b.e, kv, 1), 11);
+	engine_restore_notes(b.e, collect_note, notes);
+	assert_non_null(strstr(notes, "old: no longer configured: its 11 saved records are kept, "
+	                              "and deleted 3 d (engine.forget_after) after it was last "
+	                              "configured"));
+	/* Two days on: kept. */
+	struct row day2 = {2 * 24, "K00001", NULL, SEVERITY_LOW, 0.9};
+
+	feed(b.e, &day2, 1);
+	assert_int_equal(engine_save(b.e, kv_put, kv), 0);
+	old_records = 0;
+	for (size_t i = 0; i < kv->n; i++)
+		old_records += strcmp(kv->v[i].rule, "old") == 0;
+	assert_int_equal(old_records, 11);
+	assert_int_equal(engine_stats(b.e)->retired, 0);
+	/* Three days after it was last configured (hour 1): deleted, shape record too. */
+	struct row day3 = {3 * 24 + 2, "K00001", NULL, SEVERITY_LOW, 0.9};
+
+	feed(b.e, &day3, 1);
+	assert_int_equal(engine_save(b.e, kv_put, kv), 0);
+	for (size_t i = 0; i < kv->n; i++) {
+		assert_string_not_equal(kv->v[i].rule, "old");
+		assert_string_not_equal(kv->v[i].key, "old");
+	}
+	assert_int_equal(engine_stats(b.e)->retired, 1);
+	kvs_free(kv);
+	rig_end(&b);
 }
 
 /* 20,000 new keys fit in the bytes of 20,000 forgotten ones (kept, all 40,000 took 3 MiB of
@@ -2087,10 +2256,7 @@ static void test_restart_gives_the_same_incidents(void **state)
 		engine_free(e);
 		e = engine_new(&cfg.rules, 0, on_trail, &halves);
 		engine_forget_after(e, forget_ms);
-		for (size_t i = 0; i < kv->n; i++)
-			assert_int_equal(engine_restore(e, kv->v[i].rule, kv->v[i].key,
-			                                kv->v[i].blob, kv->v[i].len),
-			                 0);
+		kv_restore(e, kv, 0);
 		history(e, 10 * 24 + 2, 14 * 24);
 		assert_int_equal(engine_stats(e)->forgotten, forgotten);
 		engine_free(e);
@@ -2205,6 +2371,8 @@ int main(void)
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_a_record_of_the_previous_layout_restores),
 	        cmocka_unit_test(test_quiet_keys_are_forgotten_and_their_memory_reused),
+	        cmocka_unit_test(test_state_learned_under_other_settings_starts_over),
+	        cmocka_unit_test(test_records_of_a_removed_rule_are_deleted_after_forget_after),
 	        cmocka_unit_test(test_forgotten_keys_bytes_are_reused),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
 	        cmocka_unit_test(test_a_rule_keeps_at_most_max_keys),

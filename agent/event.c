@@ -300,6 +300,14 @@ static const char *duplicate_key(const cJSON *obj)
 		n++;
 	if (n < 2)
 		return NULL;
+	if (n <= 6) {
+		/* sentiment and model: a few names, compared pairwise. */
+		for (c = obj->child; c; c = c->next)
+			for (const cJSON *d = c->next; d; d = d->next)
+				if (strcmp(c->string, d->string) == 0)
+					return d->string;
+		return NULL;
+	}
 	if (n <= 128) {
 		/* Open addressing on the stack, at most half full: no allocation. */
 		const char *slot[256];
@@ -762,18 +770,77 @@ static int decode_field(const struct field *f, const cJSON *v, struct event *ev,
 	return 0;
 }
 
-/* Fills ev from an object that passed the tree checks. Returns 0 or -1 (err set). */
-static int decode_object(const cJSON *obj, struct event *ev, struct event_error *err)
+/*
+ * The tree checks of an event object, with each member's schema field looked
+ * up once (into fields, in member order; NULL: unknown): a schema field seen
+ * twice is a duplicate by its bit, and only unknown members are hashed.
+ * Returns the number of members, or -1 (err set).
+ */
+static int check_event(const cJSON *obj, int depth, int max_depth, const struct field **fields,
+                       size_t max, struct event_error *err)
+{
+	_Static_assert(NELEM(event_fields) <= 32, "a bit per schema field");
+	uint32_t seen = 0;
+	size_t n = 0, unknown = 0;
+
+	if (depth > max_depth) {
+		reject(err, REJECT_TOO_DEEP, "JSON nested deeper than %d levels", max_depth);
+		return -1;
+	}
+	for (const cJSON *c = obj->child; c; c = c->next, n++) {
+		const struct field *f = lookup(event_fields, &event_index, c->string);
+
+		if (n < max)
+			fields[n] = f;
+		if (f) {
+			uint32_t bit = 1u << (f - event_fields);
+
+			if (seen & bit) {
+				reject(err, REJECT_DUPLICATE_KEY,
+				       "key '%.60s' appears twice in one object", c->string);
+				return -1;
+			}
+			seen |= bit;
+		} else {
+			unknown++;
+		}
+	}
+	if (n > max || unknown > 1) {
+		/* Many members, or unknown ones that may repeat each other: the
+		 * general check (a schema name is never an unknown one). */
+		const char *dup = duplicate_key(obj);
+
+		if (dup) {
+			reject(err, REJECT_DUPLICATE_KEY, "key '%.60s' appears twice in one object",
+			       dup);
+			return -1;
+		}
+	}
+	for (const cJSON *c = obj->child; c; c = c->next)
+		if (check_tree(c, depth + 1, max_depth, err) < 0)
+			return -1;
+	return (int)n;
+}
+
+/*
+ * Fills ev from an object that passed the tree checks, its members' fields
+ * from check_event (n of them; when more, looked up here). Returns 0 or -1
+ * (err set).
+ */
+static int decode_object(const cJSON *obj, const struct field *const *fields, size_t n,
+                         struct event *ev, struct event_error *err)
 {
 	int have_id = 0, have_ts = 0, have_cat = 0, have_sent = 0;
+	size_t i = 0;
 
 	memset(ev, 0, sizeof(*ev));
 	ev->sentiment_score = NAN;
 	ev->urgency = NAN;
 	ev->confidence = NAN;
 	ev->seq = -1;
-	for (const cJSON *c = obj->child; c; c = c->next) {
-		const struct field *f = lookup(event_fields, &event_index, c->string);
+	for (const cJSON *c = obj->child; c; c = c->next, i++) {
+		const struct field *f =
+		        i < n ? fields[i] : lookup(event_fields, &event_index, c->string);
 
 		if (f == NULL)
 			continue; /* unknown fields are kept in raw and ignored */
@@ -916,9 +983,13 @@ static int one(const cJSON *obj, const struct decode_limits *lim, int depth, con
 {
 	struct event ev;
 	struct event_error err = {0};
+	const struct field *fields[64];
+	int n = check_event(obj, depth, lim->max_depth, fields, NELEM(fields), &err);
 
-	if (check_tree(obj, depth, lim->max_depth, &err) == 0 &&
-	    decode_object(obj, &ev, &err) == 0 && !too_far_ahead(&ev, lim, &err)) {
+	if (n >= 0 &&
+	    decode_object(obj, fields, (size_t)n < NELEM(fields) ? (size_t)n : NELEM(fields), &ev,
+	                  &err) == 0 &&
+	    !too_far_ahead(&ev, lim, &err)) {
 		ev.raw = raw;
 		ev.raw_len = raw_len;
 		return deliver(fn, arg, &ev, NULL, raw, raw_len) ? -1 : 1;

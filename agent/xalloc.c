@@ -102,6 +102,11 @@ static int arena_owns(const void *p)
 	return 0;
 }
 
+int xalloc_arena_holds(const void *p)
+{
+	return arena_on && arena && arena_owns(p);
+}
+
 static void *hook_malloc(size_t n)
 {
 	return arena_on ? arena_alloc(n) : xmalloc(n);

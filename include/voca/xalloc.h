@@ -32,6 +32,13 @@ void xalloc_install_cjson(void);
 void xalloc_arena_begin(void);
 void xalloc_arena_end(void);
 
+/*
+ * Is p in this thread's arena? A tree whose root is was built wholly there
+ * (cJSON allocates nothing while it parses but the tree), so dropping it at
+ * xalloc_arena_end() needs no cJSON_Delete walk.
+ */
+int xalloc_arena_holds(const void *p);
+
 /* Frees the chunk this thread's arena keeps between frames: call it before
  * a thread that decoded exits (the memory is the thread's, and goes with it). */
 void xalloc_arena_release(void);

@@ -276,12 +276,17 @@ static int holds(const struct cond *c, const struct event *ev)
 	}
 }
 
-int rule_matches(const struct rule_common *c, const struct event *ev)
+int conds_hold(const struct cond *conds, int n, const struct event *ev)
 {
-	for (int i = 0; i < c->nconds; i++)
-		if (!holds(&c->conds[i], ev))
+	for (int i = 0; i < n; i++)
+		if (!holds(&conds[i], ev))
 			return 0;
 	return 1;
+}
+
+int rule_matches(const struct rule_common *c, const struct event *ev)
+{
+	return conds_hold(c->conds, c->nconds, ev);
 }
 
 /* FNV-1a over bytes, continued from h. */

@@ -1042,6 +1042,15 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	e->fn(e->arg, inc, reopen ? INCIDENT_REOPENED : INCIDENT_OPENED);
 }
 
+/* What a kind's callback may leave unset when it does not fire: not the
+ * 320-byte summary, zeroed for every bucket closed and rule taken. */
+static void firing_clear(struct firing *f)
+{
+	f->why = NULL;
+	f->summary[0] = '\0';
+	f->window_start_ms = f->window_end_ms = 0;
+}
+
 static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyent *k)
 {
 	return (struct rule_ctx){.config = r->config,
@@ -1068,8 +1077,9 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 	mark_changed(k);
 	for (int64_t i = k->bucket; i < upto; i++) {
 		struct rule_ctx ctx = ctx_for(e, r, k);
-		struct firing f = {0};
+		struct firing f;
 
+		firing_clear(&f);
 		if (i > k->bucket && upto - i > MAX_REPLAY)
 			i = upto - MAX_REPLAY; /* a long silence: replay only its end */
 		enum rule_verdict v = r->kind->on_close(&ctx, (i + 1) * b, &f);
@@ -1541,12 +1551,13 @@ static void take(struct engine *e, const struct event *ev, int revision)
 	for (size_t n = 0; n < e->nrules; n++) {
 		struct rule_rt *r = &e->rules[n];
 		struct pend *p = &e->pend[n];
-		struct firing f = {0};
+		struct firing f;
 		struct keyent *k;
 		int64_t idx = ev->ts_ms / r->common->bucket_ms;
 
 		if (!p->ok)
 			continue;
+		firing_clear(&f);
 		k = key_get_h(e, r, p->key, p->len, p->h, 1);
 		if (k == NULL) {
 			capped = 1;

@@ -107,10 +107,7 @@ static int check(void *config, char *err, size_t errlen)
 
 static int in_share(const struct rate_config *c, const struct event *ev)
 {
-	struct rule_common tmp = {.nconds = c->nshare};
-
-	memcpy(tmp.conds, c->share, sizeof(tmp.conds));
-	return rule_matches(&tmp, ev);
+	return conds_hold(c->share, c->nshare, ev);
 }
 
 static double baseline(const struct rate_config *c, const struct rate_state *st,

@@ -373,6 +373,27 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	        ctx->key, x, scale, m, how, x / m, p, neg, x);
 }
 
+/*
+ * Adds n of the ring's expectations to sum, newest first from the one before
+ * *k, and moves *k past them: a run per side of the ring's wrap, so the loop
+ * is one load and one add per bucket (this runs for every bucket a key
+ * closes, and most are empty buckets replayed).
+ */
+static double add_back(const float *mu, int *k, int n, double sum)
+{
+	while (n > 0) {
+		if (*k == 0)
+			*k = RING;
+		int run = *k < n ? *k : n;
+
+		for (int j = 1; j <= run; j++)
+			sum += mu[*k - j];
+		*k -= run;
+		n -= run;
+	}
+	return sum;
+}
+
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
 {
 	const struct spike_config *c = ctx->config;
@@ -422,14 +443,20 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 
 	/* The expectations' sums, newest first, in one pass (the same additions
 	 * in the same order as one pass per scale). */
-	for (int i = 1, k = st->head, top = c->win < w ? c->win : w; i <= top; i++) {
-		k = k ? k - 1 : RING - 1;
-		M[2] += st->mu[k];
-		if (i == 1)
-			M[0] = M[2];
-		if (i == c->mid)
-			M[1] = M[2];
+	int top = c->win < w ? c->win : w, k = st->head, done = 0;
+	double m = 0;
+
+	if (top >= 1) {
+		m = add_back(st->mu, &k, 1, m);
+		done = 1;
+		M[0] = m;
 	}
+	if (c->mid >= 1 && c->mid <= top) {
+		m = add_back(st->mu, &k, c->mid - done, m);
+		done = c->mid;
+		M[1] = m;
+	}
+	M[2] = add_back(st->mu, &k, top - done, m);
 	for (int j = 0; j < 3; j++) {
 		int len = scales[j];
 

@@ -179,6 +179,8 @@ int rule_common_check(struct rule_common *c, char *err, size_t errlen);
 
 /* Does ev meet every condition? */
 int rule_matches(const struct rule_common *c, const struct event *ev);
+/* Does ev meet each of n compiled conditions? */
+int conds_hold(const struct cond *conds, int n, const struct event *ev);
 
 /* The longest group key kept, with its NUL (engine, incidents, evidence). */
 #define RULE_KEY_MAX 192

@@ -1074,9 +1074,11 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 	int64_t b = r->common->bucket_ms, first = k->bucket;
 	int had_events = k->dirty;
 
+	/* The same for every bucket until a firing changes the key's incident. */
+	struct rule_ctx ctx = ctx_for(e, r, k);
+
 	mark_changed(k);
 	for (int64_t i = k->bucket; i < upto; i++) {
-		struct rule_ctx ctx = ctx_for(e, r, k);
 		struct firing f;
 
 		firing_clear(&f);
@@ -1092,10 +1094,12 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 		}
 		if (v != RULE_FIRE)
 			continue;
-		if ((i == first && had_events) || r->kind->every_bucket)
+		if ((i == first && had_events) || r->kind->every_bucket) {
 			fire(e, r, k, &f, (i + 1) * b);
-		else
+			ctx = ctx_for(e, r, k);
+		} else {
 			cJSON_Delete(f.why);
+		}
 	}
 	k->bucket = upto;
 }

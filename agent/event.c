@@ -450,68 +450,79 @@ struct field_index {
 #define STR_AT(ev, off) (*(const char **)((char *)(ev) + (off)))
 
 /*
- * Calls fn for the offset of every string field of struct event, from the
- * decoder's own tables (so a field added there is copied too).
+ * The offsets of struct event's string fields, from the decoder's own tables
+ * (so a field added there is copied too); built with the field indexes.
  */
-static void each_string(void (*fn)(size_t off, void *arg), void *arg)
+#define MAX_STRINGS 32
+static size_t string_off[MAX_STRINGS];
+static size_t nstrings;
+
+static void index_all_fields(void);
+static pthread_once_t indexes_once = PTHREAD_ONCE_INIT;
+
+static void index_strings(void)
 {
 	for (size_t i = 0; i < NELEM(event_fields); i++)
 		if (event_fields[i].kind == F_STR || event_fields[i].kind == F_ID ||
 		    event_fields[i].kind == F_TEXT)
-			fn(event_fields[i].offset, arg);
+			string_off[nstrings++] = event_fields[i].offset;
 	for (size_t i = 0; i < NELEM(model_fields); i++)
-		fn(model_fields[i].offset, arg);
+		string_off[nstrings++] = model_fields[i].offset;
 }
 
-struct copy {
-	const struct event *from;
-	struct event *to;
-	char *buf;
-	size_t used;
-};
+_Static_assert(NELEM(event_fields) + NELEM(model_fields) <= MAX_STRINGS, "string_off holds them");
 
-static void count_string(size_t off, void *arg)
+size_t event_copy_plan(const struct event *ev, int with_raw, struct event_plan *plan)
 {
-	struct copy *c = arg;
+	size_t used = (with_raw ? ev->raw_len : 0) + 1;
 
-	if (STR_AT(c->from, off))
-		c->used += strlen(STR_AT(c->from, off)) + 1;
-}
+	pthread_once(&indexes_once, index_all_fields);
+	for (size_t i = 0; i < nstrings; i++) {
+		const char *s = STR_AT(ev, string_off[i]);
+		size_t n = s ? strlen(s) + 1 : 0;
 
-static void copy_string(size_t off, void *arg)
-{
-	struct copy *c = arg;
-	const char *s = STR_AT(c->from, off);
-
-	if (s) {
-		size_t n = strlen(s) + 1;
-
-		memcpy(c->buf + c->used, s, n);
-		STR_AT(c->to, off) = c->buf + c->used;
-		c->used += n;
+		plan->len[i] = n;
+		used += n;
 	}
+	plan->size = used;
+	return used;
+}
+
+size_t event_copy_planned(const struct event *ev, struct event *out, char *buf, int with_raw,
+                          const struct event_plan *plan)
+{
+	size_t used = 0, raw_len = with_raw ? ev->raw_len : 0;
+
+	*out = *ev;
+	for (size_t i = 0; i < nstrings; i++) {
+		size_t n = plan->len[i];
+
+		if (n) {
+			memcpy(buf + used, STR_AT(ev, string_off[i]), n);
+			STR_AT(out, string_off[i]) = buf + used;
+			used += n;
+		}
+	}
+	memcpy(buf + used, ev->raw, raw_len);
+	buf[used + raw_len] = '\0';
+	out->raw = buf + used;
+	out->raw_len = raw_len;
+	return used + raw_len + 1;
 }
 
 size_t event_copy_size(const struct event *ev, int with_raw)
 {
-	struct copy c = {.from = ev, .used = (with_raw ? ev->raw_len : 0) + 1};
+	struct event_plan plan;
 
-	each_string(count_string, &c);
-	return c.used;
+	return event_copy_plan(ev, with_raw, &plan);
 }
 
 size_t event_copy(const struct event *ev, struct event *out, char *buf, int with_raw)
 {
-	struct copy c = {.from = ev, .to = out, .buf = buf};
-	size_t raw_len = with_raw ? ev->raw_len : 0;
+	struct event_plan plan;
 
-	*out = *ev;
-	each_string(copy_string, &c);
-	memcpy(buf + c.used, ev->raw, raw_len);
-	buf[c.used + raw_len] = '\0';
-	out->raw = buf + c.used;
-	out->raw_len = raw_len;
-	return c.used + raw_len + 1;
+	event_copy_plan(ev, with_raw, &plan);
+	return event_copy_planned(ev, out, buf, with_raw, &plan);
 }
 
 static const struct field *lookup(const struct field *fields, const struct field_index *ix,
@@ -526,7 +537,6 @@ static const struct field *lookup(const struct field *fields, const struct field
 }
 
 static struct field_index event_index, model_index;
-static pthread_once_t indexes_once = PTHREAD_ONCE_INIT;
 
 static void index_fields(const struct field *fields, size_t n, struct field_index *ix)
 {
@@ -544,6 +554,7 @@ static void index_all_fields(void)
 {
 	index_fields(event_fields, NELEM(event_fields), &event_index);
 	index_fields(model_fields, NELEM(model_fields), &model_index);
+	index_strings();
 }
 
 static const char *type_name(const cJSON *v)

@@ -116,7 +116,8 @@ static void stage(struct evqueue *q, struct batch *b)
 
 void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag)
 {
-	size_t need = event_copy_size(ev, !q->drop_raw);
+	struct event_plan plan;
+	size_t need = event_copy_plan(ev, !q->drop_raw, &plan);
 	struct batch *b = q->cur;
 
 	if (b && (b->pub.n == EVBATCH_EVENTS || b->used + need > b->cap)) {
@@ -132,7 +133,8 @@ void evqueue_add(struct evqueue *q, const struct event *ev, int64_t tag)
 		}
 	}
 	b->pub.tag[b->pub.n] = tag;
-	b->used += event_copy(ev, &b->pub.ev[b->pub.n++], b->bytes + b->used, !q->drop_raw);
+	b->used += event_copy_planned(ev, &b->pub.ev[b->pub.n++], b->bytes + b->used, !q->drop_raw,
+	                              &plan);
 }
 
 void evqueue_drop_raw(struct evqueue *q)

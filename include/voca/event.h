@@ -176,6 +176,18 @@ size_t event_copy_size(const struct event *ev, int with_raw);
 size_t event_copy(const struct event *ev, struct event *out, char *buf, int with_raw);
 
 /*
+ * The same in two steps, each string measured once: the plan gives the size
+ * (to find room), then the copy follows it. ev must not change in between.
+ */
+struct event_plan {
+	size_t len[32]; /* of each string field with its NUL; 0: NULL */
+	size_t size;
+};
+size_t event_copy_plan(const struct event *ev, int with_raw, struct event_plan *plan);
+size_t event_copy_planned(const struct event *ev, struct event *out, char *buf, int with_raw,
+                          const struct event_plan *plan);
+
+/*
  * Parses an RFC 3339 date-time ("2026-11-22T15:04:05.123+01:00") into
  * milliseconds since the epoch, UTC. Returns 0, or -1 if s is not one.
  */

@@ -276,6 +276,20 @@ static int holds(const struct cond *c, const struct event *ev)
 	}
 }
 
+int cond_canonical(const char *text, char *out, size_t outlen)
+{
+	struct cond c;
+	char err[256];
+
+	if (compile(&c, text, err, sizeof(err)) < 0)
+		return -1;
+	if (fields[c.field].type == FT_STR)
+		snprintf(out, outlen, "%s %s %s", fields[c.field].name, ops[c.op], c.value);
+	else
+		snprintf(out, outlen, "%s %s %.17g", fields[c.field].name, ops[c.op], c.num);
+	return 0;
+}
+
 int conds_hold(const struct cond *conds, int n, const struct event *ev)
 {
 	for (int i = 0; i < n; i++)

@@ -582,10 +582,18 @@ static char *shape_text(const struct rule_rt *r)
 		switch (k->type) {
 		case CONF_STR: buf_adds(&b, *(char *const *)at ? *(char *const *)at : ""); break;
 		case CONF_STRLIST: {
+			/* Conditions (where, share_where) by their meaning: a
+			 * respelt one is the same. */
 			const struct conf_list *l = (const struct conf_list *)at;
+			size_t plen = strlen(k->path);
+			int conds = plen >= 5 && strcmp(k->path + plen - 5, "where") == 0;
+			char canon[192];
 
 			for (size_t i = 0; i < l->n; i++)
-				buf_addf(&b, "%s%s", i ? ", " : "", l->v[i]);
+				buf_addf(&b, "%s%s", i ? ", " : "",
+				         conds && cond_canonical(l->v[i], canon, sizeof(canon)) == 0
+				                 ? canon
+				                 : l->v[i]);
 			break;
 		}
 		case CONF_INT:

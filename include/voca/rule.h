@@ -179,6 +179,12 @@ int rule_common_check(struct rule_common *c, char *err, size_t errlen);
 
 /* Does ev meet every condition? */
 int rule_matches(const struct rule_common *c, const struct event *ev);
+/*
+ * A condition as its meaning, not its spelling ("severity>=high" and
+ * "severity >= high" alike: "severity >= 2"). Returns 0, or -1 if text is
+ * not a condition.
+ */
+int cond_canonical(const char *text, char *out, size_t outlen);
 /* Does ev meet each of n compiled conditions? */
 int conds_hold(const struct cond *conds, int n, const struct event *ev);
 

@@ -1677,6 +1677,12 @@ static void test_state_learned_under_other_settings_starts_over(void **state)
 	        "critical\"],\n"
 	        "     window: 1h, resolve_after: 1h}\n"
 	        "  - {name: same, kind: spike, group_by: [sku], alpha: 1e-7}\n";
+	static const char *const respelt =
+	        "rules:\n"
+	        "  - {name: vol, kind: spike, group_by: [sku], bucket: 30m, window: 12h}\n"
+	        "  - {name: sev, kind: threshold, group_by: [sku], where: [\"severity>=critical\"],\n"
+	        "     window: 1h, resolve_after: 1h}\n"
+	        "  - {name: same, kind: spike, group_by: [sku]}\n";
 	static const struct row severe[] = {{2, "S", NULL, SEVERITY_CRITICAL, 0.9}};
 	struct kvs *kv = xcalloc(1, sizeof(*kv));
 	struct rig a, b;
@@ -1717,6 +1723,20 @@ static void test_state_learned_under_other_settings_starts_over(void **state)
 	engine_restore_notes(b.e, collect_note, notes);
 	assert_string_equal(notes, "");
 	assert_int_equal(engine_stats(b.e)->keys, 1 + 11);
+	/* Respelt, and alpha back at its default: the same state. */
+	engine_free(b.e);
+	{
+		struct rig c;
+
+		rig_start(&c, respelt);
+		assert_int_equal(kv_restore(c.e, kv, 1), 0);
+		notes[0] = '\0';
+		engine_restore_notes(c.e, collect_note, notes);
+		assert_string_equal(notes, "");
+		rig_end(&c);
+	}
+	b.e = engine_new(&b.cfg.rules, 0, on_incident, &b.l);
+	assert_int_equal(kv_restore(b.e, kv, 1), 0);
 	/* Time moves: the incident resolves (its rule no longer fires on S). */
 	struct row later = {4, "K00001", NULL, SEVERITY_LOW, 0.9};
 

@@ -2151,6 +2151,27 @@ static int restore_shape(struct engine *e, const char *name, const void *blob, s
 	return 0;
 }
 
+int engine_shape_changed(const struct engine *e, const char *rule, const void *blob, size_t len,
+                         char *changed, size_t changedlen)
+{
+	const struct rule_rt *r = NULL;
+
+	for (size_t n = 0; n < e->nrules && !r; n++)
+		if (strcmp(e->rules[n].common->name, rule) == 0)
+			r = &e->rules[n];
+	if (r == NULL)
+		return -1;
+	if (len <= sizeof(int64_t))
+		return 0; /* no shape saved: taken as it is */
+	const char *text = (const char *)blob + sizeof(int64_t);
+	size_t tlen = len - sizeof(int64_t);
+
+	if (tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0)
+		return 0;
+	shape_diff(text, tlen, r->shape, changed, changedlen);
+	return 1;
+}
+
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len)
 {

@@ -161,6 +161,14 @@ void engine_save_everything(struct engine *e);
 int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
                    size_t len);
 
+/*
+ * For `voca check`: would the saved shape record of rule (rule "", key: its
+ * name) make the configured rule start over? 1 (changed names the
+ * settings), 0 (no), -1 (no rule of that name is configured).
+ */
+int engine_shape_changed(const struct engine *e, const char *rule, const void *blob, size_t len,
+                         char *changed, size_t changedlen);
+
 /* After the restore, one line per rule whose state did not fit (for the log). */
 typedef void (*restore_note_fn)(void *arg, const char *rule, const char *note);
 void engine_restore_notes(const struct engine *e, restore_note_fn fn, void *arg);

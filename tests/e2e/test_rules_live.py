@@ -770,6 +770,13 @@ rules:
     assert shapes == ["", "gone", "vol"], shapes
     a.write_config(extra=cfg.replace("bucket: 1h", "bucket: 2h")
                    .replace("  - name: gone\n    kind: spike\n    group_by: [sku]\n", ""))
+    # voca check says so before the restart.
+    r = run_voca("check", "-c", str(a.config))
+    assert r.returncode == 0, r.stderr
+    assert ("warning: rule 'vol': its 3 saved records were learned under other settings "
+            "(bucket changed): at the next start its baselines start over") in r.stderr, r.stderr
+    assert ("warning: rule 'gone' is not configured: its 3 saved records are kept for "
+            "engine.forget_after after it was last configured, then deleted") in r.stderr, r.stderr
     a.start()
     a.stop()
     log = a.log_text()
@@ -783,3 +790,5 @@ rules:
     a.start()
     a.stop()
     assert a.log_text().count("learned under other settings") == 1
+    r = run_voca("check", "-c", str(a.config))
+    assert "rule 'vol'" not in r.stderr, r.stderr

@@ -2133,8 +2133,9 @@ static int restore_shape(struct engine *e, const char *name, const void *blob, s
 	if (r == NULL) {
 		struct retired *t = retired_get(e, name);
 
+		/* Saved before any event: dated again at the next save. */
 		t->last_seen = seen;
-		t->has_record = 1;
+		t->has_record = seen != INT64_MIN;
 		return 0;
 	}
 	const char *text = (const char *)blob + sizeof(seen);

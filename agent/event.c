@@ -342,6 +342,19 @@ static const char *duplicate_key(const cJSON *obj)
 	return dup;
 }
 
+/* Rejects obj if a key appears twice in it. Returns 0 or -1 (err set). */
+static int no_duplicate(const cJSON *obj, struct event_error *err)
+{
+	const char *dup = duplicate_key(obj);
+
+	if (dup == NULL)
+		return 0;
+	reject(err, REJECT_DUPLICATE_KEY, "key '%.60s' appears twice in one object", dup);
+	return -1;
+}
+
+static int check_members(const cJSON *item, int depth, int max_depth, struct event_error *err);
+
 static int check_tree(const cJSON *item, int depth, int max_depth, struct event_error *err)
 {
 	if (cJSON_IsNumber(item) && !isfinite(item->valuedouble)) {
@@ -355,15 +368,14 @@ static int check_tree(const cJSON *item, int depth, int max_depth, struct event_
 		reject(err, REJECT_TOO_DEEP, "JSON nested deeper than %d levels", max_depth);
 		return -1;
 	}
-	if (cJSON_IsObject(item)) {
-		const char *dup = duplicate_key(item);
+	if (cJSON_IsObject(item) && no_duplicate(item, err) < 0)
+		return -1;
+	return check_members(item, depth, max_depth, err);
+}
 
-		if (dup) {
-			reject(err, REJECT_DUPLICATE_KEY, "key '%.60s' appears twice in one object",
-			       dup);
-			return -1;
-		}
-	}
+/* The tree checks of each of item's members. */
+static int check_members(const cJSON *item, int depth, int max_depth, struct event_error *err)
+{
 	for (const cJSON *c = item->child; c; c = c->next)
 		if (check_tree(c, depth + 1, max_depth, err) < 0)
 			return -1;
@@ -816,21 +828,11 @@ static int check_event(const cJSON *obj, int depth, int max_depth, const struct 
 			unknown++;
 		}
 	}
-	if (n > max || unknown > 1) {
-		/* Many members, or unknown ones that may repeat each other: the
-		 * general check (a schema name is never an unknown one). */
-		const char *dup = duplicate_key(obj);
-
-		if (dup) {
-			reject(err, REJECT_DUPLICATE_KEY, "key '%.60s' appears twice in one object",
-			       dup);
-			return -1;
-		}
-	}
-	for (const cJSON *c = obj->child; c; c = c->next)
-		if (check_tree(c, depth + 1, max_depth, err) < 0)
-			return -1;
-	return (int)n;
+	/* Many members, or unknown ones that may repeat each other: the general
+	 * check (a schema name is never an unknown one). */
+	if ((n > max || unknown > 1) && no_duplicate(obj, err) < 0)
+		return -1;
+	return check_members(obj, depth, max_depth, err) < 0 ? -1 : (int)n;
 }
 
 /*

@@ -1979,12 +1979,24 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	}
 	/* A kind that does not sleep may have grown at the end since (zeros). */
 	int grown = r->kind->idle_size == 0 && h.state_size < r->kind->state_size;
+	/* Another layout of the kind's state, which the kind may read. */
+	_Alignas(8) unsigned char upgraded[RULE_MAX_STATE];
+	const unsigned char *state = p + hs;
+	struct key_head now = h;
 
 	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V3 && h.magic != KEY_MAGIC_V2) ||
-	    len < hs + h.state_size ||
-	    (!r->reshaped && h.state_size != r->kind->state_size &&
-	     h.state_size != r->inline_size && !grown))
-		return 1; /* a different layout: the key starts over */
+	    len < hs + h.state_size)
+		return 1; /* not a key's record */
+	if (!r->reshaped && h.state_size != r->kind->state_size && h.state_size != r->inline_size &&
+	    !grown) {
+		memset(upgraded, 0, sizeof(upgraded));
+		now.state_size = r->kind->upgrade
+		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size)
+		                         : 0;
+		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size)
+			return 1; /* a layout the kind does not know: the key starts over */
+		state = upgraded;
+	}
 	if (r->reshaped && !h.last_id && !h.has_open) {
 		/* Learned under other settings, and nothing else to keep: its
 		 * record goes at the next save (with the rule's new shape). */
@@ -2014,7 +2026,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 			watch_add(e, r, k, hi);
 	}
 	if (!r->reshaped)
-		restore_state(e, r, k, &h, p + hs);
+		restore_state(e, r, k, &now, state);
 	p += hs + h.state_size;
 	len -= hs + h.state_size;
 	size_t ihlen = h.magic != KEY_MAGIC_V2 ? sizeof(struct inc_head) : INC_HEAD_V2;

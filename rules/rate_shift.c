@@ -8,15 +8,17 @@
  * k of n is tested with the exact binomial upper tail; it fires when
  * p < alpha, n >= min_n, the rise p_hat - p0 >= min_lift, and the Wilson 95%
  * lower bound of p_hat is above p0 (small n overstate significance in a
- * z-test). A Bernoulli CUSUM per event catches slow drift (cusum_h > 0). The
- * baseline learns nothing from a bucket that fires or while an incident is
- * open.
+ * z-test). A Bernoulli CUSUM per event catches slow drift (cusum_h > 0); its
+ * firing gives as evidence the run since it last left zero (k of n since
+ * then, against p0), and a run is at most half_life long. The baseline learns nothing from a bucket
+ * that fires or while an incident is open.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <voca/event.h>
 #include <voca/rule.h>
 #include <voca/xalloc.h>
 
@@ -48,10 +50,20 @@ struct rate_state {
 	uint32_t buckets;
 	uint16_t cur_k, cur_n;
 	uint8_t head;
+	/* The CUSUM's run: the events since it last left zero, and when the
+	 * first of them was (minutes since the epoch; 0: no run). */
+	uint16_t run_k, run_n;
+	uint32_t run_from;
 	/* the ring of the last RING buckets, and its sums over the window */
 	uint32_t sum_k, sum_n;
 	uint16_t k[RING], n[RING];
 };
+
+/* The layout before the run (2026-11-23): the same up to head, then the sums. */
+_Static_assert(offsetof(struct rate_state, head) + 1 == 21, "the old layout's head");
+#define V1_HEAD (offsetof(struct rate_state, head) + 1)
+#define V1_IDLE 24
+#define V1_FULL (V1_IDLE + sizeof(struct rate_state) - offsetof(struct rate_state, sum_k))
 
 struct shared {
 	double ew_k, ew_n; /* rule-wide, for the prior */
@@ -76,7 +88,7 @@ static const struct conf_key keys[] = {
         CONF_KEY("min_lift", CONF_DOUBLE, OFF(min_lift), "0.10", 0, 1, NULL,
                  "smallest rise of the share that matters (0.10 = 10 points)"),
         CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "28d", 3600000, 365 * 86400000LL,
-                 NULL, "how fast the baseline share forgets"),
+                 NULL, "how fast the baseline share forgets; the CUSUM's run is at most this long"),
         CONF_KEY("prior_m", CONF_DOUBLE, OFF(prior_m), "20", 0, 10000, NULL,
                  "weight, in events, of the rule-wide share in a key's baseline"),
         CONF_KEY("cusum_h", CONF_DOUBLE, OFF(cusum_h), "8", 0, 100, NULL,
@@ -120,16 +132,30 @@ static double baseline(const struct rate_config *c, const struct rate_state *st,
 	return (st->ew_k + a) / (st->ew_n + a + b);
 }
 
+/* How much history the key's baseline share has: hours of buckets seen. */
+static void add_baseline_age(cJSON *why, const struct rate_config *c, const struct rate_state *st)
+{
+	cJSON_AddNumberToObject(why, "baseline_age_h",
+	                        (double)st->buckets * (double)c->common.bucket_ms / 3600000.0);
+}
+
+/* The share's conditions as one text: "sentiment == negative". */
+static void share_text(const struct rate_config *c, char *what, size_t len)
+{
+	what[0] = '\0';
+	for (int i = 0; i < c->nshare; i++)
+		snprintf(what + strlen(what), len - strlen(what), "%s%s", i ? ", " : "",
+		         c->share[i].text);
+}
+
 static void summary(struct rule_ctx *ctx, double k, double n, double p0, double p, struct firing *f,
                     int64_t start, int64_t end)
 {
 	const struct rate_config *c = ctx->config;
-	char what[160] = "";
+	char what[160];
 	int64_t w = end - start;
 
-	for (int i = 0; i < c->nshare; i++)
-		snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s", i ? ", " : "",
-		         c->share[i].text);
+	share_text(c, what, sizeof(what));
 	snprintf(
 	        f->summary, sizeof(f->summary),
 	        "%.80s: %.0f/%.0f %.120s in the last %lld%s (%.0f%%, baseline %.0f%%, %+.0f points; "
@@ -140,11 +166,89 @@ static void summary(struct rule_ctx *ctx, double k, double n, double p0, double 
 	f->window_end_ms = end;
 }
 
-/* How much history the key's baseline share has: hours of buckets seen. */
-static void add_baseline_age(cJSON *why, const struct rate_config *c, const struct rate_state *st)
+/*
+ * What both tests report: the window, and the matching events in it
+ * observed against those the baseline share expects of its n.
+ */
+static void add_observed(cJSON *why, double k, double n, double p0, int64_t start, int64_t end)
 {
-	cJSON_AddNumberToObject(why, "baseline_age_h",
-	                        (double)st->buckets * (double)c->common.bucket_ms / 3600000.0);
+	cJSON *o = cJSON_AddObjectToObject(why, "window");
+	char t[48];
+
+	rfc3339_format(start, t, sizeof(t));
+	cJSON_AddStringToObject(o, "start", t);
+	rfc3339_format(end, t, sizeof(t));
+	cJSON_AddStringToObject(o, "end", t);
+	cJSON_AddNumberToObject(why, "observed", k);
+	cJSON_AddNumberToObject(why, "expected", round(n * p0 * 10) / 10);
+	cJSON_AddNumberToObject(why, "k", k);
+	cJSON_AddNumberToObject(why, "n", n);
+	cJSON_AddNumberToObject(why, "p_hat", round(k / n * 1000) / 1000);
+}
+
+/* The CUSUM's run goes on while its sum is above zero and ends when it drains. */
+static void run_add(struct rate_state *st, int x, int64_t ts_ms)
+{
+	if (st->cusum <= 0) {
+		st->run_k = st->run_n = 0;
+		st->run_from = 0;
+		return;
+	}
+	if (st->run_n == 0) {
+		int64_t m = ts_ms / 60000;
+
+		st->run_k = 0;
+		st->run_from = (uint32_t)(m < 1 ? 1 : m > UINT32_MAX ? UINT32_MAX : m);
+	}
+	if (st->run_n < UINT16_MAX) { /* a longer run: its first 65,535 events */
+		st->run_n++;
+		st->run_k = (uint16_t)(st->run_k + (x != 0));
+	}
+}
+
+/* The CUSUM's alarm, with its run as the evidence (k of n since it left zero). */
+static void cusum_firing(struct rule_ctx *ctx, const struct event *ev, double p0, double p1,
+                         struct firing *f)
+{
+	const struct rate_config *c = ctx->config;
+	const struct rate_state *st = ctx->state;
+	double k = st->run_k, n = st->run_n, p = binom_upper_tail(k, n, p0);
+	int64_t from = (int64_t)st->run_from * 60000;
+	cJSON *why = cJSON_CreateObject(), *o, *g;
+	char what[160], t[48];
+
+	if (from > ev->ts_ms)
+		from = ev->ts_ms; /* the run's first event came late */
+	add_observed(why, k, n, p0, from, ev->ts_ms);
+	cJSON_AddNumberToObject(why, "p0", round(p0 * 1000) / 1000);
+	cJSON_AddNumberToObject(why, "p0_effective_n", round(st->ew_n + c->prior_m));
+	cJSON_AddNumberToObject(why, "delta", round((k / n - p0) * 1000) / 1000);
+	cJSON_AddStringToObject(why, "test", "Bernoulli CUSUM (slow drift)");
+	o = cJSON_AddObjectToObject(why, "cusum");
+	cJSON_AddNumberToObject(o, "S", round(st->cusum * 100) / 100);
+	cJSON_AddNumberToObject(o, "h", c->cusum_h);
+	cJSON_AddNumberToObject(o, "p0", round(p0 * 1000) / 1000);
+	cJSON_AddNumberToObject(o, "p1", round(p1 * 1000) / 1000);
+	/* The run's start is where the data took the sum off zero: its p is
+	 * smaller than a fixed window's would be, and is not the alarm's test. */
+	cJSON_AddNumberToObject(why, "p_value", p);
+	cJSON_AddStringToObject(why, "p_value_of", "k of n since the CUSUM left zero (post hoc)");
+	g = cJSON_AddObjectToObject(why, "guards");
+	snprintf(t, sizeof(t), "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
+	cJSON_AddStringToObject(g, "history", t);
+	snprintf(t, sizeof(t), "%.2f>%g ok", st->cusum, c->cusum_h);
+	cJSON_AddStringToObject(g, "cusum", t);
+	add_baseline_age(why, c, st);
+	f->why = why;
+	share_text(c, what, sizeof(what));
+	rfc3339_format(from, t, sizeof(t));
+	snprintf(f->summary, sizeof(f->summary),
+	         "%.80s: %.0f/%.0f %.100s since %.16s (%.0f%%, baseline %.0f%%, %+.0f points; "
+	         "a slow drift: CUSUM %.1f > %g, p=%.1g)",
+	         ctx->key, k, n, what, t, 100 * k / n, 100 * p0, 100 * (k / n - p0), st->cusum,
+	         c->cusum_h, p);
+	f->window_start_ms = from;
+	f->window_end_ms = ev->ts_ms;
 }
 
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
@@ -161,23 +265,22 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	/* Bernoulli CUSUM: drift toward p1 accumulates, back toward p0 drains. */
 	double p0 = baseline(c, st, sh), p1 = fmin(0.95, fmax(p0 + 0.10, 1.5 * p0));
 
+	/* A run as old as the baseline's half-life is no drift the baseline
+	 * missed: it is a key whose share the baseline cannot learn (a few
+	 * events a month, the prior's weight on them), above the fleet's for
+	 * months. Its sum starts over instead of firing on a year of it. */
+	if (st->run_n && ev->ts_ms / 60000 - (int64_t)st->run_from > c->half_life_ms / 60000) {
+		st->cusum = 0;
+		run_add(st, 0, 0);
+	}
+
 	st->cusum = (float)fmax(0, st->cusum + (x ? log(p1 / p0) : log((1 - p1) / (1 - p0))));
+	run_add(st, x, ev->ts_ms);
 	if (st->cusum <= c->cusum_h)
 		return RULE_QUIET;
-	cJSON *why = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(why, "cusum");
-
-	cJSON_AddStringToObject(why, "test", "Bernoulli CUSUM (slow drift)");
-	cJSON_AddNumberToObject(o, "S", round(st->cusum * 100) / 100);
-	cJSON_AddNumberToObject(o, "h", c->cusum_h);
-	cJSON_AddNumberToObject(o, "p0", round(p0 * 1000) / 1000);
-	cJSON_AddNumberToObject(o, "p1", round(p1 * 1000) / 1000);
-	add_baseline_age(why, c, st);
-	f->why = why;
-	snprintf(f->summary, sizeof(f->summary),
-	         "%.100s: the share drifted up from its %.0f%% baseline (CUSUM S=%.1f > h=%g)",
-	         ctx->key, 100 * p0, st->cusum, c->cusum_h);
-	f->window_start_ms = f->window_end_ms = ev->ts_ms;
+	cusum_firing(ctx, ev, p0, p1, f);
 	st->cusum = 0; /* reset after the alarm */
+	run_add(st, 0, 0);
 	return RULE_FIRE;
 }
 
@@ -208,9 +311,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			cJSON *why = cJSON_CreateObject(), *g;
 			char t[48];
 
-			cJSON_AddNumberToObject(why, "k", k);
-			cJSON_AddNumberToObject(why, "n", n);
-			cJSON_AddNumberToObject(why, "p_hat", round(k / n * 1000) / 1000);
+			add_observed(why, k, n, p0, start, end_ms);
 			cJSON_AddNumberToObject(why, "wilson95_lower", round(lo * 1000) / 1000);
 			cJSON_AddNumberToObject(why, "p0", round(p0 * 1000) / 1000);
 			cJSON_AddNumberToObject(why, "p0_effective_n",
@@ -265,6 +366,20 @@ static int64_t quiet_buckets(const void *config)
 	return ((const struct rate_config *)config)->win;
 }
 
+/* A record saved before the CUSUM kept its run: the same fields, no run known. */
+static size_t upgrade(void *state, const void *old, size_t len)
+{
+	struct rate_state *st = state;
+
+	if (len != V1_IDLE && len != V1_FULL)
+		return 0;
+	memcpy(st, old, V1_HEAD);
+	if (len == V1_IDLE)
+		return offsetof(struct rate_state, sum_k);
+	memcpy(&st->sum_k, (const unsigned char *)old + V1_IDLE, V1_FULL - V1_IDLE);
+	return sizeof(*st);
+}
+
 static const char *const shape[] = {"window", "share_where", NULL};
 
 const struct rule_kind rule_rate_shift = {
@@ -278,5 +393,6 @@ const struct rule_kind rule_rate_shift = {
         .on_event = on_event,
         .on_close = on_close,
         .idle_size = offsetof(struct rate_state, sum_k),
+        .upgrade = upgrade,
         .quiet_buckets = quiet_buckets,
 };

@@ -154,6 +154,14 @@ struct rule_kind {
 	 * and wake rebuilds whatever is not zero in a quiet ring.
 	 */
 	size_t idle_size;
+	/*
+	 * A key's state saved by an older voca, whose layout was not this one
+	 * (optional): writes into state (RULE_MAX_STATE bytes, zeroed) what the
+	 * old len bytes hold and returns the size it wrote, the full state_size
+	 * or idle_size for a sleeping key's record; 0 for a length it does not
+	 * know (the key starts over). An upgrade keeps what keys learnt.
+	 */
+	size_t (*upgrade)(void *state, const void *old, size_t len);
 	int64_t (*quiet_buckets)(const void *config);
 	void (*wake)(struct rule_ctx *c);
 	/*

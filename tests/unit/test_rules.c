@@ -1282,6 +1282,46 @@ static void test_rate_shift_cusum_catches_slow_drift(void **state)
 	assert_true(r.l.opened >= 1);
 	assert_non_null(strstr(r.l.last_summary, "CUSUM"));
 	(void)window_only;
+	/* Its evidence is the run since the sum left zero: k of n negative,
+	 * against the n x p0 the baseline expects, from a time in the drift. */
+	int k = 0, n = 0;
+
+	assert_int_equal(
+	        sscanf(r.l.last_summary, "sku=A: %d/%d sentiment == negative since", &k, &n), 2);
+	int day = 0;
+	const char *since = strstr(r.l.last_summary, " since 2026-01-");
+
+	assert_non_null(since);
+	assert_int_equal(sscanf(since, " since 2026-01-%d", &day), 1);
+	assert_true(day >= 19 && day < 23); /* the drift's days */
+	assert_non_null(strstr(r.l.last_summary, "a slow drift: CUSUM"));
+	assert_true(n >= 10 && (double)k / n > 0.3); /* the drift's 35% */
+	assert_true(r.l.last_expected > 0.15 * n && r.l.last_expected < 0.25 * n); /* p0 ~ 20% */
+	assert_true(r.l.last_p < 1e-3);
+	rig_end(&r);
+}
+
+/*
+ * A key with an event every three days, negative three times in five,
+ * beside a fleet at 20%: its baseline share leans on the fleet's (the
+ * prior), so it stays under the key's own 60% for good. That is the key's
+ * normal, not a drift: the CUSUM's run is cut at half_life and never sums
+ * to an alarm (without the cut it fired after ~200 days).
+ */
+static void test_rate_shift_cusum_run_is_cut_at_half_life(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                                 "    group_by: [sku]\n");
+
+	(void)state;
+	for (int d = 0; d < 400; d++) {
+		shares(e, d * 24, 6, "F", 5, 1);
+		if (d % 3 == 0)
+			one_share(e, "S", T0 + (d * 24 + 6) * H - 1000, (d / 3) % 5 < 3);
+		shares(e, d * 24 + 6, 18, "F", 5, 1);
+	}
+	assert_int_equal(r.l.opened, 0);
 	rig_end(&r);
 }
 
@@ -1574,6 +1614,74 @@ static void test_a_watch_survives_a_restart_and_ends_before_a_late_firing(void *
 		rig_end(&r);
 		kvs_free(kv);
 	}
+}
+
+/*
+ * Rewrites a rate_shift key's record (no incident open) into the layout
+ * voca saved before the CUSUM kept its run (2026-11-23): the fields up to
+ * head, then the sums and rings; 24 bytes asleep, 128 awake.
+ */
+static size_t rate_record_to_v1(struct kv *v)
+{
+	unsigned char old[128] = {0};
+	uint32_t size, n;
+	size_t head;
+
+	memcpy(&size, v->blob + 4, sizeof(size));
+	assert_true(size == 32 || size == 136);
+	head = v->len - size;
+	memcpy(old, v->blob + head, 21);
+	if (size == 136)
+		memcpy(old + 24, v->blob + head + 32, 104);
+	n = size == 136 ? 128 : 24;
+	memcpy(v->blob + head, old, n);
+	memcpy(v->blob + 4, &n, sizeof(n));
+	v->len = head + n;
+	return n;
+}
+
+/*
+ * An upgrade keeps what the keys learnt: the state an older voca saved
+ * (another layout) is read, not thrown away, so a drift after the upgrade
+ * fires when it would have without one. Without the kind's upgrade the
+ * records are refused and the keys start over (warm-up and all).
+ */
+static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
+{
+	int64_t first[2] = {0, 0};
+	int opened[2] = {0, 0};
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n"
+		                                 "    group_by: [sku]\n");
+
+		for (int d = 0; d < 14; d++) {
+			if (d < 10) /* B sleeps by the upgrade: its record is the idle part */
+				shares(e, d * 24, 1, "B", 3, 1);
+			shares(e, d * 24, 24, "A", 20, 4);
+		}
+		if (restart) {
+			size_t sizes = 0;
+
+			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
+			for (size_t i = 0; i < kv->n; i++)
+				if (strcmp(kv->v[i].rule, "neg") == 0 && kv->v[i].key[0])
+					sizes |= rate_record_to_v1(&kv->v[i]) == 24 ? 1 : 2;
+			assert_int_equal(sizes, 3); /* one of each */
+			e = rig_reload(&r, kv);     /* every record taken */
+		}
+		shares(e, 14 * 24, 4 * 24, "A", 20, 7);
+		opened[restart] = r.l.opened;
+		first[restart] = r.l.opened_at[0];
+		rig_end(&r);
+		kvs_free(kv);
+	}
+	assert_true(opened[0] >= 1);
+	assert_int_equal(opened[1], opened[0]);
+	assert_int_equal(first[1], first[0]);
 }
 
 /* One low-severity event of each of n keys "<prefix>NNNNN" at hour h. */
@@ -2373,6 +2481,8 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_binomial),
 	        cmocka_unit_test(test_rate_shift_fleet_share_forgets_by_time),
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
+	        cmocka_unit_test(test_rate_shift_cusum_run_is_cut_at_half_life),
+	        cmocka_unit_test(test_rate_shift_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(

@@ -355,11 +355,16 @@ void render_what_changed(const cJSON *pack, struct buf *out)
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(w, "p_value");
 	const char *sep = "";
 
+	const char *from = pack_str(w, "window.start", NULL), *to = pack_str(w, "window.end", NULL);
+
 	if (cJSON_IsNumber(obs)) {
 		buf_addf(out, "observed %g", obs->valuedouble);
 		sep = ", ";
 		if (cJSON_IsNumber(exp))
 			buf_addf(out, " vs expected %.3g", exp->valuedouble);
+		/* Our own RFC 3339 times: nothing in them to escape for any markup. */
+		if (from && to && strlen(from) >= 16 && strlen(to) >= 16)
+			buf_addf(out, " from %.16s to %.16s", from, to);
 	}
 	if (test) {
 		buf_addf(out, "%stest: %s", sep, test);

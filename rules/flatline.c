@@ -102,6 +102,9 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		cJSON_AddStringToObject(why, "test", "Poisson P(0 | expected)");
 		cJSON_AddNumberToObject(why, "p_value", exp(-st->due));
 		cJSON_AddNumberToObject(why, "alpha", c->alpha);
+		rule_why_window(why, st->last_event, end_ms);
+		rule_why_guard(why, "min_expected", "%.1f>=%g ok", st->due, c->min_expected);
+		rule_why_guard(why, "history", "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
 		cJSON_AddNumberToObject(why, "baseline_age_h",
 		                        (double)st->buckets * (double)c->common.bucket_ms /
 		                                HOUR_MS);

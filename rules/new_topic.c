@@ -172,6 +172,17 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	cJSON_AddNumberToObject(why, "known_topics", st->n);
 	cJSON_AddNumberToObject(why, "other_keys_with_it", others);
 	cJSON_AddStringToObject(why, "test", "first occurrence for the key");
+	/* Seen once now, never in the key's history before (no p-value: no model). */
+	rule_why_window(why, st->first_seen, ev->ts_ms);
+	cJSON_AddNumberToObject(why, "observed", 1);
+	cJSON_AddNumberToObject(why, "expected", 0);
+	if (globally_new)
+		rule_why_guard(why, "history", "%u events of the key before ok", st->events - 1);
+	else
+		rule_why_guard(why, "history", "%.1fd>=%gd and %u>%lld events ok", age_d,
+		               (double)c->min_age_ms / 86400000.0, st->events - 1,
+		               (long long)c->min_events);
+	cJSON_AddNumberToObject(why, "baseline_age_h", round(age_d * 240) / 10);
 	f->why = why;
 	f->window_start_ms = ev->ts_ms - c->lookback_ms;
 	f->window_end_ms = ev->ts_ms;

@@ -172,13 +172,7 @@ static void summary(struct rule_ctx *ctx, double k, double n, double p0, double 
  */
 static void add_observed(cJSON *why, double k, double n, double p0, int64_t start, int64_t end)
 {
-	cJSON *o = cJSON_AddObjectToObject(why, "window");
-	char t[48];
-
-	rfc3339_format(start, t, sizeof(t));
-	cJSON_AddStringToObject(o, "start", t);
-	rfc3339_format(end, t, sizeof(t));
-	cJSON_AddStringToObject(o, "end", t);
+	rule_why_window(why, start, end);
 	cJSON_AddNumberToObject(why, "observed", k);
 	cJSON_AddNumberToObject(why, "expected", round(n * p0 * 10) / 10);
 	cJSON_AddNumberToObject(why, "k", k);
@@ -214,7 +208,7 @@ static void cusum_firing(struct rule_ctx *ctx, const struct event *ev, double p0
 	const struct rate_state *st = ctx->state;
 	double k = st->run_k, n = st->run_n, p = binom_upper_tail(k, n, p0);
 	int64_t from = (int64_t)st->run_from * 60000;
-	cJSON *why = cJSON_CreateObject(), *o, *g;
+	cJSON *why = cJSON_CreateObject(), *o;
 	char what[160], t[48];
 
 	if (from > ev->ts_ms)
@@ -233,11 +227,8 @@ static void cusum_firing(struct rule_ctx *ctx, const struct event *ev, double p0
 	 * smaller than a fixed window's would be, and is not the alarm's test. */
 	cJSON_AddNumberToObject(why, "p_value", p);
 	cJSON_AddStringToObject(why, "p_value_of", "k of n since the CUSUM left zero (post hoc)");
-	g = cJSON_AddObjectToObject(why, "guards");
-	snprintf(t, sizeof(t), "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
-	cJSON_AddStringToObject(g, "history", t);
-	snprintf(t, sizeof(t), "%.2f>%g ok", st->cusum, c->cusum_h);
-	cJSON_AddStringToObject(g, "cusum", t);
+	rule_why_guard(why, "history", "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
+	rule_why_guard(why, "cusum", "%.2f>%g ok", st->cusum, c->cusum_h);
 	add_baseline_age(why, c, st);
 	f->why = why;
 	share_text(c, what, sizeof(what));
@@ -308,8 +299,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		lo = wilson_lower(k, n, 1.96);
 		if (p < c->alpha && k / n - p0 >= c->min_lift && lo > p0) {
 			int64_t start = end_ms - (int64_t)c->win * c->common.bucket_ms;
-			cJSON *why = cJSON_CreateObject(), *g;
-			char t[48];
+			cJSON *why = cJSON_CreateObject();
 
 			add_observed(why, k, n, p0, start, end_ms);
 			cJSON_AddNumberToObject(why, "wilson95_lower", round(lo * 1000) / 1000);
@@ -320,13 +310,9 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			cJSON_AddStringToObject(why, "test", "exact binomial upper tail");
 			cJSON_AddNumberToObject(why, "p_value", p);
 			cJSON_AddNumberToObject(why, "alpha", c->alpha);
-			g = cJSON_AddObjectToObject(why, "guards");
-			snprintf(t, sizeof(t), "%.0f>=%lld ok", n, (long long)c->min_n);
-			cJSON_AddStringToObject(g, "min_n", t);
-			snprintf(t, sizeof(t), "%.3f>=%g ok", k / n - p0, c->min_lift);
-			cJSON_AddStringToObject(g, "lift", t);
-			snprintf(t, sizeof(t), "%.3f>%.3f ok", lo, p0);
-			cJSON_AddStringToObject(g, "wilson", t);
+			rule_why_guard(why, "min_n", "%.0f>=%lld ok", n, (long long)c->min_n);
+			rule_why_guard(why, "lift", "%.3f>=%g ok", k / n - p0, c->min_lift);
+			rule_why_guard(why, "wilson", "%.3f>%.3f ok", lo, p0);
 			add_baseline_age(why, c, st);
 			f->why = why;
 			summary(ctx, k, n, p0, p, f, start, end_ms);

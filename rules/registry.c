@@ -3,7 +3,9 @@
  * rule_variants() lists the same kinds, in the same order, for the
  * configuration loader: an item's "kind" picks its key table.
  */
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <voca/rule.h>
 
@@ -27,4 +29,30 @@ const struct conf_variant *rule_variants(void)
 			v[i] = (struct conf_variant){rule_kinds[i]->name, rule_kinds[i]->keys,
 			                             rule_kinds[i]->config_size};
 	return v;
+}
+
+cJSON *rule_why_window(cJSON *why, int64_t start_ms, int64_t end_ms)
+{
+	cJSON *o = cJSON_AddObjectToObject(why, "window");
+	char t[48];
+
+	rfc3339_format(start_ms, t, sizeof(t));
+	cJSON_AddStringToObject(o, "start", t);
+	rfc3339_format(end_ms, t, sizeof(t));
+	cJSON_AddStringToObject(o, "end", t);
+	return o;
+}
+
+void rule_why_guard(cJSON *why, const char *name, const char *fmt, ...)
+{
+	cJSON *g = cJSON_GetObjectItemCaseSensitive(why, "guards");
+	char text[96];
+	va_list ap;
+
+	if (g == NULL)
+		g = cJSON_AddObjectToObject(why, "guards");
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	cJSON_AddStringToObject(g, name, text);
 }

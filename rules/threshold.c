@@ -380,10 +380,17 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		snprintf(conds + strlen(conds), sizeof(conds) - strlen(conds), "%s%s",
 		         i ? ", " : "", c->common.conds[i].text);
 	}
+	rule_why_window(why, ev->ts_ms - c->window_ms, ev->ts_ms);
 	cJSON_AddNumberToObject(why, "observed", n);
 	cJSON_AddNumberToObject(why, "required", (double)c->count);
 	cJSON_AddNumberToObject(why, "expected", round(expected * 1000) / 1000);
 	cJSON_AddNumberToObject(why, "p_value", p);
+	rule_why_guard(why, "count", "%d>=%lld ok", c->distinct_by ? distinct : n,
+	               (long long)c->count);
+	if (c->max_p > 0)
+		rule_why_guard(why, "max_p", "%.2g<%g ok", p, c->max_p);
+	cJSON_AddNumberToObject(why, "baseline_age_h",
+	                        round((double)(ev->ts_ms - s->first_seen) / 3600000.0 * 10) / 10);
 	if (c->max_p > 0) {
 		cJSON_AddNumberToObject(why, "max_p", c->max_p);
 		cJSON_AddNumberToObject(why, "history_events", hist);

@@ -233,4 +233,13 @@ double binom_upper_tail(double k, double n, double p);
 /* Wilson score interval's lower bound for k successes in n at z (1.96: 95%). */
 double wilson_lower(double k, double n, double z);
 
+/*
+ * Parts every kind's explanation has, in one shape for the renderers: the
+ * window the evidence is from ("window": {"start", "end"}, RFC 3339; the
+ * object, for more members) and each guard that held ("guards": {name: text}).
+ */
+cJSON *rule_why_window(cJSON *why, int64_t start_ms, int64_t end_ms);
+void rule_why_guard(cJSON *why, const char *name, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -37,11 +37,22 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
         assert why["p_value"] < why["alpha"] == 3e-5
         assert why["examples"] and all(e.startswith("sim") for e in why["examples"])
         assert set(why["guards"]) == {"min_count", "lift", "excess", "warm"}
-    # Every explanation names its test and how much history its baseline had.
+    # Every explanation has the parts the issue names, in one shape for every
+    # kind: the window, observed vs expected, the test, the guards that held,
+    # the baseline's age and the examples (a p-value wherever there is a
+    # model: new_topic's first occurrence has none).
+    kinds = set()
     for i in incidents:
         why = i["why"]
-        assert "test" in why, i
-        assert {"baseline_age_h", "history_days", "key_age_days"} & set(why), i
+        kinds.add(i["kind"])
+        assert {"window", "observed", "expected", "test", "guards", "baseline_age_h",
+                "examples"} <= set(why), i
+        assert {"start", "end"} <= set(why["window"]), i
+        assert why["window"]["start"] <= why["window"]["end"], i
+        assert why["guards"] and all(g.endswith("ok") for g in why["guards"].values()
+                                     if "cold start" not in g), i
+        assert i["kind"] == "new_topic" or "p_value" in why, i
+    assert kinds == {"threshold", "spike", "rate_shift", "flatline", "new_topic"}
     # No spike incident on a key without an injection (negative shifts show up as
     # non-positive volume on their SKU, so those keys are allowed).
     injected = {i.get("sku") for i in t["incidents"]}

@@ -776,6 +776,31 @@ static void test_a_reopening_says_how_long_it_was_resolved(void **state)
 	cJSON_Delete(pack);
 }
 
+/* What changed says from when to when the evidence is, and leaves it out when the window is not
+ * there. */
+static void test_what_changed_names_the_window(void **state)
+{
+	cJSON *pack = cJSON_Parse("{\"what_changed\": {\"observed\": 22, \"expected\": 8.4, "
+	                          "\"window\": {\"start\": \"2018-11-28T23:11:00.000Z\", "
+	                          "\"end\": \"2018-12-05T22:50:53.538Z\"}, \"test\": \"Bernoulli "
+	                          "CUSUM (slow drift)\", \"p_value\": 3e-07, \"guards\": "
+	                          "{\"cusum\": \"8.14>8 ok\"}}}");
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 256);
+	render_what_changed(pack, &b);
+	assert_string_equal(buf_str(&b), "observed 22 vs expected 8.4 from 2018-11-28T23:11 to "
+	                                 "2018-12-05T22:50, test: Bernoulli CUSUM (slow drift), "
+	                                 "p = 3e-07, cusum 8.14>8 ok");
+	cJSON_DeleteItemFromObject(cJSON_GetObjectItem(pack, "what_changed"), "window");
+	buf_reset(&b);
+	render_what_changed(pack, &b);
+	assert_null(strstr(buf_str(&b), " from "));
+	buf_free(&b);
+	cJSON_Delete(pack);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -783,6 +808,7 @@ int main(void)
 	        cmocka_unit_test(test_webhook_signature),
 	        cmocka_unit_test(test_urls_and_escaping),
 	        cmocka_unit_test(test_a_reopening_says_how_long_it_was_resolved),
+	        cmocka_unit_test(test_what_changed_names_the_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,7 +90,8 @@ static const struct conf_key keys[] = {
         CONF_KEY("distinct_by", CONF_STR, OFF(distinct_by), NULL, 0, 0, NULL,
                  "count only distinct values of this field (e.g. a customer id)"),
         CONF_KEY("max_p", CONF_DOUBLE, OFF(max_p), "0", 0, 1, NULL,
-                 "also require the count to be this unlikely for the key's own rate (0: off)"),
+                 "also require the count, or the latest count reports' span (the scan), to be "
+                 "this unlikely for the key's own rate, each test at max_p/2 (0: off)"),
         CONF_END,
 };
 
@@ -261,9 +262,12 @@ static void split_key(const struct threshold_config *c, const struct event *ev, 
 	*last = rule_hash(v, strlen(v));
 }
 
-/* Counts a matching event toward the priors of keys with several group fields. */
+/*
+ * Counts a matching event toward the priors of keys with several group
+ * fields (add 1), or only reads their counts (add 0).
+ */
 static void note(struct shared *sh, const struct threshold_config *c, const struct event *ev,
-                 struct tally_slot *prefix, struct tally_slot *last)
+                 int add, struct tally_slot *prefix, struct tally_slot *last)
 {
 	uint32_t ph, lh;
 
@@ -276,11 +280,31 @@ static void note(struct shared *sh, const struct threshold_config *c, const stru
 	struct tally_slot *p = tally_get(&sh->prefix, ph, first_s),
 	                  *l = tally_get(&sh->last, lh, 0);
 
-	p->n++;
-	l->n++;
-	sh->total++;
+	p->n += (uint32_t)add;
+	l->n += (uint32_t)add;
+	sh->total += (uint32_t)add;
 	*prefix = *p;
 	*last = *l;
+}
+
+/*
+ * A key that fires takes its window's n events back out of the priors'
+ * counts: they are the burst, not the prefix's usual rate (a baseline
+ * learns nothing from what fires, BASELINES.md). Else a SKU whose
+ * "stopped_working" burst opened an incident one day had three reports of
+ * "broken_part" the next expected at 0.7 and was let through.
+ */
+static void unnote(struct shared *sh, const struct threshold_config *c, const struct event *ev,
+                   int n)
+{
+	uint32_t ph, lh;
+
+	split_key(c, ev, &ph, &lh);
+	struct tally_slot *p = tally_get(&sh->prefix, ph, 0), *l = tally_get(&sh->last, lh, 0);
+
+	p->n -= (uint32_t)n < p->n ? (uint32_t)n : p->n;
+	l->n -= (uint32_t)n < l->n ? (uint32_t)n : l->n;
+	sh->total -= (uint64_t)n < sh->total ? (uint64_t)n : sh->total;
 }
 
 /*
@@ -332,8 +356,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	for (int i = 0; i < s->n; i++)
 		if (s->id[i] == id)
 			return RULE_QUIET;
+	/* While the key's incident is open, its events are the incident's. */
 	if (hierarchical(c))
-		note(ctx->shared, c, ev, &prefix, &last);
+		note(ctx->shared, c, ev, !ctx->incident_open, &prefix, &last);
 	if (s->total == 0)
 		s->first_seen = ev->ts_ms;
 	s->total++;
@@ -345,11 +370,14 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	s->head = (uint8_t)((s->head + 1) % MAX_K);
 	if (s->n < MAX_K)
 		s->n++;
+	int64_t times[MAX_K];
+
 	for (int i = 0; i < s->n; i++) {
 		int64_t ts = s->first_seen + (int64_t)s->ts[i] * 1000;
 
 		if (ts <= ev->ts_ms - c->window_ms || ts > ev->ts_ms)
 			continue;
+		times[n] = ts;
 		n++;
 		int dup = 0;
 
@@ -368,6 +396,29 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	double expected =
 	        (hist + PRIOR_DAYS * prior) / (days + PRIOR_DAYS) * ((double)c->window_ms / DAY_MS);
 	double p = nb_upper_tail(n, expected, 1);
+	/* The scan (Naus): count events within span d of the window W are
+	 * about count x W/d times as likely anywhere in it as in one such span. */
+	double p_scan = 1, span_h = 0;
+
+	if (c->max_p > 0 && n >= c->count) {
+		int64_t kth = INT64_MAX;
+
+		for (int i = 0; i < n; i++) { /* the count-th latest: count-1 are later */
+			int later = 0;
+
+			for (int j = 0; j < n; j++)
+				later += times[j] > times[i] || (times[j] == times[i] && j > i);
+			if (later == c->count - 1)
+				kth = times[i];
+		}
+		double d = fmax((double)(ev->ts_ms - kth), (double)c->window_ms / 24);
+
+		span_h = d / 3600000.0;
+		p_scan = fmin(1, (double)c->count * (double)c->window_ms / d *
+		                         nb_upper_tail((double)c->count,
+		                                       expected * d / (double)c->window_ms, 1));
+		p = fmin(1, 2 * fmin(p, p_scan));
+	}
 
 	if (c->max_p > 0 && p >= c->max_p)
 		return RULE_QUIET;
@@ -381,6 +432,10 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		         i ? ", " : "", c->common.conds[i].text);
 	}
 	rule_why_window(why, ev->ts_ms - c->window_ms, ev->ts_ms);
+	if (span_h > 0) {
+		cJSON_AddNumberToObject(why, "span_h", round(span_h * 10) / 10);
+		cJSON_AddNumberToObject(why, "p_scan", p_scan);
+	}
 	cJSON_AddNumberToObject(why, "observed", n);
 	cJSON_AddNumberToObject(why, "required", (double)c->count);
 	cJSON_AddNumberToObject(why, "expected", round(expected * 1000) / 1000);
@@ -420,6 +475,8 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 		         "%.80s: %d event%s matching %.120s within %.16s (%.2f expected, p=%.1g)",
 		         ctx->key, n, n == 1 ? "" : "s", conds[0] ? conds : "the rule", win,
 		         expected, p);
+	if (hierarchical(c) && !ctx->incident_open)
+		unnote(ctx->shared, c, ev, n);
 	return RULE_FIRE;
 }
 

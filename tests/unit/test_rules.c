@@ -1999,6 +1999,71 @@ static void test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young(void
 }
 
 /*
+ * A burst that fires is not the SKU's usual rate: a young SKU whose
+ * "stopped_working" opened an incident on day one has three "broken_part"
+ * reports on day two judged against the SKU's rate without that burst:
+ * 0.03 expected, 0.6 with the burst counted (in the simulator that hid a
+ * burst spread over 4 hours, before the scan; this one the scan finds too).
+ */
+static void test_threshold_a_burst_that_fired_does_not_raise_the_skus_rate(void **state)
+{
+	static const struct row rows[] = {
+	        {0, "NEW", NULL, SEVERITY_HIGH, 0.9},  {2, "NEW", NULL, SEVERITY_HIGH, 0.9},
+	        {4, "NEW", NULL, SEVERITY_HIGH, 0.9},  {5, "NEW", NULL, SEVERITY_HIGH, 0.9},
+	        {26, "NEW", NULL, SEVERITY_HIGH, 0.9}, {28, "NEW", NULL, SEVERITY_HIGH, 0.9},
+	        {30, "NEW", NULL, SEVERITY_HIGH, 0.9},
+	};
+	static const char *const subs[] = {"stopped_working", "stopped_working", "stopped_working",
+	                                   "stopped_working", "broken_part",     "broken_part",
+	                                   "broken_part"};
+	struct rig r;
+	char yaml[512];
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s    group_by: [sku, subcategory]\n    max_p: 1e-2\n",
+	         severe_yaml);
+	struct engine *e = rig_start(&r, yaml);
+
+	feed_sub(e, rows, subs, 7);
+	assert_int_equal(r.l.opened, 2);
+	assert_non_null(strstr(r.l.last_summary, "sku=NEW subcategory=broken_part: 3 events"));
+	assert_true(r.l.last_expected < 0.1); /* 0.6 with the burst counted */
+	rig_end(&r);
+}
+
+/*
+ * The scan: three reports of a defect within four hours are news on a key
+ * that has one every other day, though three in a whole day are not (p 0.014
+ * for the day's count at 0.5 expected; 3 x 6 x P(3 in 4 h), doubled for the
+ * two tests, is 0.003). Spread over 22 hours, the same three stay quiet.
+ */
+static void test_threshold_reports_close_together_are_a_burst(void **state)
+{
+	struct rig r;
+	char yaml[512];
+	struct row rows[32];
+	size_t n = 0;
+
+	(void)state;
+	snprintf(yaml, sizeof(yaml), "%s    max_p: 1e-2\n", severe_yaml);
+	for (int spread = 0; spread <= 1; spread++) {
+		struct engine *e = rig_start(&r, yaml);
+
+		n = 0;
+		for (int d = 0; d < 30; d += 2)
+			rows[n++] = (struct row){d * 24 + 12, "BIG", NULL, SEVERITY_HIGH, 0.9};
+		for (int k = 0; k < 3; k++)
+			rows[n++] = (struct row){31 * 24 + 1 + k * (spread ? 11 : 2), "BIG", NULL,
+			                         SEVERITY_HIGH, 0.9};
+		feed(e, rows, n);
+		assert_int_equal(r.l.opened, spread ? 0 : 1);
+		if (!spread)
+			assert_non_null(strstr(r.l.last_summary, "sku=BIG: 3 events"));
+		rig_end(&r);
+	}
+}
+
+/*
  * Upgrades: a threshold key saved before its state grew the id ring (144
  * bytes then, 208 now) restores zero-extended instead of starting over: two
  * reports saved by the old layout and a third after the restart fire k = 3.
@@ -2498,6 +2563,8 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),
+	        cmocka_unit_test(test_threshold_a_burst_that_fired_does_not_raise_the_skus_rate),
+	        cmocka_unit_test(test_threshold_reports_close_together_are_a_burst),
 	        cmocka_unit_test(test_a_threshold_state_of_the_old_size_restores),
 	        cmocka_unit_test(test_a_record_of_the_previous_layout_restores),
 	        cmocka_unit_test(test_quiet_keys_are_forgotten_and_their_memory_reused),

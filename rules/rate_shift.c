@@ -10,7 +10,8 @@
  * lower bound of p_hat is above p0 (small n overstate significance in a
  * z-test). A Bernoulli CUSUM per event catches slow drift (cusum_h > 0); its
  * firing gives as evidence the run since it last left zero (k of n since
- * then, against p0), and a run is at most half_life long. The baseline learns nothing from a bucket
+ * then, against p0) and must pass the window test's guards on it (min_n,
+ * min_lift, Wilson); a run is at most half_life long. The baseline learns nothing from a bucket
  * that fires or while an incident is open.
  */
 #include <math.h>
@@ -229,6 +230,9 @@ static void cusum_firing(struct rule_ctx *ctx, const struct event *ev, double p0
 	cJSON_AddStringToObject(why, "p_value_of", "k of n since the CUSUM left zero (post hoc)");
 	rule_why_guard(why, "history", "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
 	rule_why_guard(why, "cusum", "%.2f>%g ok", st->cusum, c->cusum_h);
+	rule_why_guard(why, "min_n", "%.0f>=%lld ok", n, (long long)c->min_n);
+	rule_why_guard(why, "lift", "%.3f>=%g ok", k / n - p0, c->min_lift);
+	rule_why_guard(why, "wilson", "%.3f>%.3f ok", wilson_lower(k, n, 1.96), p0);
 	add_baseline_age(why, c, st);
 	f->why = why;
 	share_text(c, what, sizeof(what));
@@ -268,6 +272,13 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	st->cusum = (float)fmax(0, st->cusum + (x ? log(p1 / p0) : log((1 - p1) / (1 - p0))));
 	run_add(st, x, ev->ts_ms);
 	if (st->cusum <= c->cusum_h)
+		return RULE_QUIET;
+	/* The window test's guards, on the run: a sum over h whose run rose
+	 * less than min_lift, or not surely above p0, is no change that matters
+	 * (it waits, summing on, until its run shows one or drains). */
+	double k = st->run_k, n = st->run_n;
+
+	if (n < (double)c->min_n || k / n - p0 < c->min_lift || wilson_lower(k, n, 1.96) <= p0)
 		return RULE_QUIET;
 	cusum_firing(ctx, ev, p0, p1, f);
 	st->cusum = 0; /* reset after the alarm */

@@ -1299,6 +1299,14 @@ static void test_rate_shift_cusum_catches_slow_drift(void **state)
 	assert_true(r.l.last_expected > 0.15 * n && r.l.last_expected < 0.25 * n); /* p0 ~ 20% */
 	assert_true(r.l.last_p < 1e-3);
 	rig_end(&r);
+	/* The window test's guards hold for its run too: the same drift is
+	 * +15 points, so a rule for which only +30 matters stays quiet. */
+	e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n    alpha: 1e-30\n"
+	                  "    min_lift: 0.3\n");
+	shares(e, 0, 14 * 24, "A", 20, 4);
+	shares(e, 14 * 24, 4 * 24, "A", 20, 7);
+	assert_int_equal(r.l.opened, 0);
+	rig_end(&r);
 }
 
 /*

@@ -352,6 +352,16 @@ static int sku_with_rate(struct sim *s, double lo, double hi)
 	return 0;
 }
 
+/* Does an earlier flatline than the i-th lie within a day of a silence starting at start? */
+static int flatline_near(const struct sim *s, int i, int64_t start)
+{
+	for (int k = 0; k < i; k++)
+		if (s->inj[k].kind == INJ_FLATLINE && start < s->inj[k].end_ms + DAY_MS &&
+		    start + 8 * HOUR_MS + DAY_MS > s->inj[k].start_ms)
+			return 1;
+	return 0;
+}
+
 static void plan_injections(struct sim *s)
 {
 	int64_t span = (int64_t)s->days * DAY_MS;
@@ -395,6 +405,17 @@ static void plan_injections(struct sim *s)
 		case INJ_FLATLINE:
 			j->sku = -1;
 			j->source = "zendesk";
+			/* Two silences of the source a day apart at least: back to
+			 * back they are one silence, one incident, and the truth
+			 * would list two. */
+			for (int tries = 0; tries < 100 && flatline_near(s, i, j->start_ms);
+			     tries++) {
+				j->start_ms =
+				        from +
+				        (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room)
+				                  : 0);
+				j->start_ms -= j->start_ms % HOUR_MS;
+			}
 			j->end_ms = j->start_ms + 8 * HOUR_MS;
 			j->size = 8;
 			break;

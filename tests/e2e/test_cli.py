@@ -124,6 +124,24 @@ def test_simulate_is_deterministic_and_writes_truth(tmp_path):
     assert len(hits) >= 3
 
 
+def test_simulated_silences_of_a_source_are_a_day_apart(tmp_path):
+    # Back to back, two injected silences are one silence and one incident:
+    # the truth must not list two (seed 27 of detect's forty did).
+    import datetime
+    at = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    for seed in range(1, 21):
+        truth = tmp_path / f"{seed}.json"
+        r = run_voca("simulate", "--seed", str(seed), "--days", "10", "--per-day", "200",
+                     "--incidents", "10", "-o", str(tmp_path / "f.jsonl"), "--truth", str(truth))
+        assert r.returncode == 0, r.stderr
+        silences = sorted((at(i["start"]), at(i["end"]))
+                          for i in json.loads(truth.read_text())["incidents"]
+                          if i["kind"] == "flatline")
+        assert len(silences) == 2
+        gap = (silences[1][0] - silences[0][1]).total_seconds()
+        assert gap >= 86400, (seed, silences)
+
+
 def simulate(tmp_path, name, seed, invalid):
     feed, truth = tmp_path / f"{name}.jsonl.gz", tmp_path / f"{name}.json"
     r = run_voca("simulate", "--seed", str(seed), "--days", "7", "--per-day", "1500",

@@ -411,7 +411,7 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 			if (later == c->count - 1)
 				kth = times[i];
 		}
-		double d = fmax((double)(ev->ts_ms - kth), (double)c->window_ms / 24);
+		double d = fmax((double)(ev->ts_ms - kth), (double)c->window_ms / 8);
 
 		span_h = d / 3600000.0;
 		p_scan = fmin(1, (double)c->count * (double)c->window_ms / d *

@@ -53,12 +53,15 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
                                      if "cold start" not in g), i
         assert i["kind"] == "new_topic" or "p_value" in why, i
     assert kinds == {"threshold", "spike", "rate_shift", "flatline", "new_topic"}
-    # No spike incident on a key without an injection (negative shifts show up as
-    # non-positive volume on their SKU, so those keys are allowed).
+    # Incidents on SKUs without an injection are within the budget of
+    # 1 per 10,000 key-hours (detect measures ~0.4 over forty seeds; this seed's
+    # 200 SKUs x 28 days allow 13). Zero would be luck: one clean spike a
+    # month is what 0.07 per 10,000 gives here (a bestseller's Sunday night).
     injected = {i.get("sku") for i in t["incidents"]}
-    for i in incidents:
-        if i["rule"] == "complaint-spike":
-            assert i["key"].split()[0][4:] in injected, i["summary"]
+    clean = [i for i in incidents if i["kind"] != "flatline"
+             and i["key"].split()[0][4:] not in injected]
+    assert len(clean) <= t["skus"] * 24 * 28 / 10000, [i["summary"] for i in clean]
+    assert sum(i["kind"] == "spike" for i in clean) <= 2, [i["summary"] for i in clean]
     # The defect bursts (three reports of one defect) are found by the threshold
     # rule, on that defect's key.
     for inj in (i for i in t["incidents"] if i["kind"] == "defect_burst"):

@@ -159,6 +159,7 @@ struct rule_rt {
 	char changed[160]; /* which of them, for the log */
 	size_t reset_kept; /* keys kept (incident history) with their state zeroed */
 	size_t reset_gone; /* keys dropped */
+	size_t unreadable; /* saved keys in a layout this build does not read */
 };
 
 /* A rule the file has state for and the configuration no longer names. */
@@ -1893,6 +1894,13 @@ void engine_restore_notes(const struct engine *e, restore_note_fn fn, void *arg)
 	for (size_t n = 0; n < e->nrules; n++) {
 		const struct rule_rt *r = &e->rules[n];
 
+		if (r->unreadable) {
+			snprintf(line, sizeof(line),
+			         "%zu saved keys are in a layout this version does not read: they "
+			         "start over (warm-up included)",
+			         r->unreadable);
+			fn(arg, r->common->name, line);
+		}
 		if (!r->reshaped)
 			continue;
 		snprintf(line, sizeof(line),
@@ -1985,16 +1993,20 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	struct key_head now = h;
 
 	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V3 && h.magic != KEY_MAGIC_V2) ||
-	    len < hs + h.state_size)
-		return 1; /* not a key's record */
+	    len < hs + h.state_size) {
+		r->unreadable++; /* not a key's record: the key starts over, and the log says so */
+		return 1;
+	}
 	if (!r->reshaped && h.state_size != r->kind->state_size && h.state_size != r->inline_size &&
 	    !grown) {
 		memset(upgraded, 0, sizeof(upgraded));
 		now.state_size = r->kind->upgrade
 		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size)
 		                         : 0;
-		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size)
-			return 1; /* a layout the kind does not know: the key starts over */
+		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size) {
+			r->unreadable++; /* a layout the kind does not know: the key starts over */
+			return 1;
+		}
 		state = upgraded;
 	}
 	if (r->reshaped && !h.last_id && !h.has_open) {

@@ -1772,6 +1772,45 @@ static void collect_note(void *arg, const char *rule, const char *note)
 }
 
 /*
+ * A saved key in a layout this build cannot read starts over, and the log
+ * says how many did (before, they started over without a word).
+ */
+static void test_a_saved_key_in_an_unknown_layout_is_told(void **state)
+{
+	struct kvs *kv = calloc(1, sizeof(*kv));
+	char notes[2048] = "";
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: neg\n    kind: rate_shift\n"
+	                                 "    group_by: [sku]\n");
+	size_t bad = 0;
+
+	(void)state;
+	shares(e, 0, 48, "A", 20, 4);
+	shares(e, 0, 48, "B", 20, 4);
+	assert_int_equal(engine_save(r.e, kv_put, kv), 0);
+	for (size_t i = 0; i < kv->n && !bad; i++) {
+		uint32_t size;
+
+		if (strcmp(kv->v[i].rule, "neg") != 0 || strcmp(kv->v[i].key, "sku=A") != 0)
+			continue;
+		memcpy(&size, kv->v[i].blob + 4, sizeof(size));
+		size -= 4; /* a state of a size no layout had */
+		memcpy(kv->v[i].blob + 4, &size, sizeof(size));
+		kv->v[i].len -= 4;
+		bad = 1;
+	}
+	assert_int_equal(bad, 1);
+	engine_free(r.e);
+	r.e = engine_new(&r.cfg.rules, 0, on_incident, &r.l);
+	assert_int_equal(kv_restore(r.e, kv, 1), 1);
+	engine_restore_notes(r.e, collect_note, notes);
+	assert_string_equal(notes, "neg: 1 saved keys are in a layout this version does not read: "
+	                           "they start over (warm-up included)\n");
+	kvs_free(kv);
+	rig_end(&r);
+}
+
+/*
  * A rule's settings changed between two runs: its state was learned under
  * the old ones (a baseline per hour read as per half hour, a volume of one
  * severity read as another's). Restored, it would be misread: the rule
@@ -2556,6 +2595,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_rate_shift_cusum_run_is_cut_at_half_life),
 	        cmocka_unit_test(test_rate_shift_state_of_an_older_layout_is_kept),
+	        cmocka_unit_test(test_a_saved_key_in_an_unknown_layout_is_told),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(

@@ -355,9 +355,11 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	cJSON_AddStringToObject(o, "lift", t1);
 	snprintf(t1, sizeof(t1), "%.1f>=%g ok", x - m, c->min_excess);
 	cJSON_AddStringToObject(o, "excess", t1);
-	snprintf(t1, sizeof(t1), warm ? "buckets_seen=%u ok" : "cold start (buckets_seen=%u)",
-	         st->buckets);
-	cJSON_AddStringToObject(o, "warm", t1);
+	/* Read in a ticket as "warmup done, 300 buckets ok". */
+	rule_why_guard(why, "warmup",
+	               warm ? "done, %u buckets ok"
+	                    : "not done, %u buckets: alpha/10, 2 x min_count ok",
+	               st->buckets);
 	cJSON_AddNumberToObject(why, "baseline_age_h",
 	                        (double)st->buckets * (double)c->common.bucket_ms / HOUR_MS);
 	o = cJSON_AddObjectToObject(why, "neg_rate");

@@ -36,7 +36,7 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
         assert why["observed"] > why["expected"] * 2
         assert why["p_value"] < why["alpha"] == 3e-5
         assert why["examples"] and all(e.startswith("sim") for e in why["examples"])
-        assert set(why["guards"]) == {"min_count", "lift", "excess", "warm"}
+        assert set(why["guards"]) == {"min_count", "lift", "excess", "warmup"}
     # Every explanation has the parts the issue names, in one shape for every
     # kind: the window, observed vs expected, the test, the guards that held,
     # the baseline's age and the examples (a p-value wherever there is a
@@ -49,8 +49,7 @@ def test_backtest_finds_injected_incidents_and_explains_them(tmp_path):
                 "examples"} <= set(why), i
         assert {"start", "end"} <= set(why["window"]), i
         assert why["window"]["start"] <= why["window"]["end"], i
-        assert why["guards"] and all(g.endswith("ok") for g in why["guards"].values()
-                                     if "cold start" not in g), i
+        assert why["guards"] and all(g.endswith("ok") for g in why["guards"].values()), i
         assert i["kind"] == "new_topic" or "p_value" in why, i
     assert kinds == {"threshold", "spike", "rate_shift", "flatline", "new_topic"}
     # Incidents on SKUs without an injection are within the issue's budget of

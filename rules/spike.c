@@ -368,11 +368,23 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	f->why = why;
 	f->window_start_ms = wstart;
 	f->window_end_ms = end_ms;
-	snprintf(
-	        f->summary, sizeof(f->summary),
-	        "%s: %.0f events in the last %s vs %.1f expected for a %s (%.1fx, p=%.1g); %d/%.0f "
-	        "negative",
-	        ctx->key, x, scale, m, how, x / m, p, neg, x);
+	/* One bucket: "in the last 1h vs 4.1 expected for a Friday 13:00". More:
+	 * "in the 6h to Sunday 01:00 vs 9.9 expected" (the last bucket's slot
+	 * alone read as if 9.9 were expected in that hour). */
+	if (w == 1) {
+		snprintf(
+		        f->summary, sizeof(f->summary),
+		        "%s: %.0f events in the last %s vs %.1f expected for a %s (%.1fx, p=%.1g); "
+		        "%d/%.0f negative",
+		        ctx->key, x, scale, m, how, x / m, p, neg, x);
+	} else {
+		slot(end_ms, &h, &d);
+		snprintf(f->summary, sizeof(f->summary),
+		         "%s: %.0f events in the %s to %s %02d:%02d vs %.1f expected (%.1fx, "
+		         "p=%.1g); %d/%.0f negative",
+		         ctx->key, x, scale, days[d], h, (int)(end_ms / 60000 % 60), m, x / m, p,
+		         neg, x);
+	}
 }
 
 /*

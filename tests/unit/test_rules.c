@@ -672,7 +672,7 @@ static void test_spike_mid_window_dispersion_scales_with_its_mean(void **state)
 	assert_int_equal(r.l.opened, 1);
 	assert_true(r.l.opened_at[0] <= T0 + (21 * 24 + 5) * H);
 	assert_true(r.l.last_phi < 2);
-	assert_non_null(strstr(r.l.last_summary, "in the last 6h"));
+	assert_non_null(strstr(r.l.last_summary, "events in the 6h to Monday 0"));
 	rig_end(&r);
 }
 

@@ -1934,7 +1934,7 @@ void engine_save_everything(struct engine *e)
 	e->save_all = 1;
 }
 
-static struct rule_rt *rule_named(struct engine *e, const char *name)
+static struct rule_rt *rule_named(const struct engine *e, const char *name)
 {
 	for (size_t n = 0; n < e->nrules; n++)
 		if (strcmp(e->rules[n].common->name, name) == 0)
@@ -2110,6 +2110,12 @@ static const char *shape_value(const char *text, size_t len, const char *name, s
 	return NULL;
 }
 
+/* Is a saved shape_text of tlen bytes the rule's own? */
+static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
+{
+	return tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0;
+}
+
 /* Names the settings that differ between two shape_texts ("bucket, window"). */
 static void shape_diff(const char *was, size_t waslen, const char *now, char *out, size_t outlen)
 {
@@ -2166,7 +2172,7 @@ static int restore_shape(struct engine *e, const char *name, const void *blob, s
 	size_t tlen = len - sizeof(seen);
 
 	/* Empty: written for a rule no longer configured, shape not known. */
-	if (tlen == 0 || (tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0)) {
+	if (tlen == 0 || shape_same(r, text, tlen)) {
 		r->shape_saved = tlen != 0;
 		r->shape_day = seen / 86400000;
 		return 0;
@@ -2179,11 +2185,8 @@ static int restore_shape(struct engine *e, const char *name, const void *blob, s
 int engine_shape_changed(const struct engine *e, const char *rule, const void *blob, size_t len,
                          char *changed, size_t changedlen)
 {
-	const struct rule_rt *r = NULL;
+	const struct rule_rt *r = rule_named(e, rule);
 
-	for (size_t n = 0; n < e->nrules && !r; n++)
-		if (strcmp(e->rules[n].common->name, rule) == 0)
-			r = &e->rules[n];
 	if (r == NULL)
 		return -1;
 	if (len <= sizeof(int64_t))
@@ -2191,7 +2194,7 @@ int engine_shape_changed(const struct engine *e, const char *rule, const void *b
 	const char *text = (const char *)blob + sizeof(int64_t);
 	size_t tlen = len - sizeof(int64_t);
 
-	if (tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0)
+	if (shape_same(r, text, tlen))
 		return 0;
 	shape_diff(text, tlen, r->shape, changed, changedlen);
 	return 1;

@@ -312,7 +312,7 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	const struct spike_config *c = ctx->config;
 	int64_t wstart = end_ms - (int64_t)w * c->common.bucket_ms;
 	cJSON *why = cJSON_CreateObject(), *o;
-	char t1[48], t2[48], how[32], scale[32];
+	char how[32], scale[32];
 	int h, d;
 
 	slot(start_ms, &h, &d);
@@ -326,12 +326,7 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	else
 		snprintf(scale, sizeof(scale), "%lldm",
 		         (long long)(w * c->common.bucket_ms / 60000));
-	rfc3339_format(wstart, t1, sizeof(t1));
-	rfc3339_format(end_ms, t2, sizeof(t2));
-	o = cJSON_AddObjectToObject(why, "window");
-	cJSON_AddStringToObject(o, "start", t1);
-	cJSON_AddStringToObject(o, "end", t2);
-	cJSON_AddStringToObject(o, "scale", scale);
+	cJSON_AddStringToObject(rule_why_window(why, wstart, end_ms), "scale", scale);
 	cJSON_AddNumberToObject(why, "observed", x);
 	cJSON_AddNumberToObject(why, "expected", round(m * 100) / 100);
 	o = cJSON_AddObjectToObject(why, "expected_breakdown");
@@ -347,14 +342,10 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	        why, "test", phi > 1.0001 ? "negative-binomial upper tail" : "Poisson upper tail");
 	cJSON_AddNumberToObject(why, "p_value", p);
 	cJSON_AddNumberToObject(why, "alpha", alpha);
-	o = cJSON_AddObjectToObject(why, "guards");
-	snprintf(t1, sizeof(t1), "%.0f>=%lld ok", x,
-	         (long long)(warm ? c->min_count : 2 * c->min_count));
-	cJSON_AddStringToObject(o, "min_count", t1);
-	snprintf(t1, sizeof(t1), "%.1f>=%g ok", x / m, c->min_ratio);
-	cJSON_AddStringToObject(o, "lift", t1);
-	snprintf(t1, sizeof(t1), "%.1f>=%g ok", x - m, c->min_excess);
-	cJSON_AddStringToObject(o, "excess", t1);
+	rule_why_guard(why, "min_count", "%.0f>=%lld ok", x,
+	               (long long)(warm ? c->min_count : 2 * c->min_count));
+	rule_why_guard(why, "lift", "%.1f>=%g ok", x / m, c->min_ratio);
+	rule_why_guard(why, "excess", "%.1f>=%g ok", x - m, c->min_excess);
 	/* Read in a ticket as "warmup done, 300 buckets ok". */
 	rule_why_guard(why, "warmup",
 	               warm ? "done, %u buckets ok"

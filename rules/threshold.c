@@ -342,6 +342,13 @@ static void format_window(int64_t ms, char *out, size_t len)
 		snprintf(out, len, "%lldm", (long long)(ms / 60000));
 }
 
+static int latest_first(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x < y) - (x > y);
+}
+
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
 {
 	const struct threshold_config *c = ctx->config;
@@ -401,17 +408,9 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	double p_scan = 1, span_h = 0;
 
 	if (c->max_p > 0 && n >= c->count) {
-		int64_t kth = INT64_MAX;
-
-		for (int i = 0; i < n; i++) { /* the count-th latest: count-1 are later */
-			int later = 0;
-
-			for (int j = 0; j < n; j++)
-				later += times[j] > times[i] || (times[j] == times[i] && j > i);
-			if (later == c->count - 1)
-				kth = times[i];
-		}
-		double d = fmax((double)(ev->ts_ms - kth), (double)c->window_ms / 8);
+		qsort(times, (size_t)n, sizeof(*times), latest_first);
+		double d =
+		        fmax((double)(ev->ts_ms - times[c->count - 1]), (double)c->window_ms / 8);
 
 		span_h = d / 3600000.0;
 		p_scan = fmin(1, (double)c->count * (double)c->window_ms / d *

@@ -2001,7 +2001,8 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	    !grown) {
 		memset(upgraded, 0, sizeof(upgraded));
 		now.state_size = r->kind->upgrade
-		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size)
+		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size,
+		                                                      r->config)
 		                         : 0;
 		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size) {
 			r->unreadable++; /* a layout the kind does not know: the key starts over */

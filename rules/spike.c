@@ -71,7 +71,14 @@ struct spike_state {
 	float mu[RING];
 	uint16_t n[RING];
 	uint8_t neg[RING];
+	/* the expectations' sums over the mid and long windows, kept the same
+	 * way (exact: see window_sums) */
+	double mu_mid, mu_win;
 };
+
+/* The layout before mu_mid and mu_win, which ended where they start (read
+ * by upgrade). */
+#define V1_FULL offsetof(struct spike_state, mu_mid)
 
 struct season {
 	char name[CAT_NAME];
@@ -399,6 +406,25 @@ static double add_back(const float *mu, int *k, int n, double sum)
 	return sum;
 }
 
+/*
+ * Sums the newest mid and win expectations from the ring. Kept as running
+ * sums (a bucket's expectation added as it comes, taken off as it leaves
+ * the window) they are exactly these: an expectation is a float of at
+ * least MU_FLOOR, so a multiple of 2^-29, and while the sums stay under
+ * EXACT_SUM every sum and difference of them is a double without rounding,
+ * in any order. Past it (a key expecting a million events a day) the sums
+ * are taken afresh each close.
+ */
+#define EXACT_SUM 1048576.0
+
+static void window_sums(const struct spike_config *c, struct spike_state *st)
+{
+	int k = st->head;
+
+	st->mu_mid = c->mid > 0 ? add_back(st->mu, &k, c->mid, 0) : 0;
+	st->mu_win = add_back(st->mu, &k, c->win - c->mid, st->mu_mid);
+}
+
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
 {
 	const struct spike_config *c = ctx->config;
@@ -415,17 +441,23 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	uint8_t neg_now = (uint8_t)(st->cur_neg > 255 ? 255 : st->cur_neg);
 	int out = (st->head - c->win + RING) % RING; /* the bucket leaving the window */
 
+	float mu_now = (float)mu;
+
 	st->n_win += (uint32_t)st->cur - st->n[out];
 	st->neg_win += (uint32_t)neg_now - st->neg[out];
+	st->mu_win += (double)mu_now - st->mu[out];
 	if (c->mid > 0) {
 		out = (st->head - c->mid + RING) % RING;
 		st->n_mid += (uint32_t)st->cur - st->n[out];
 		st->neg_mid += (uint32_t)neg_now - st->neg[out];
+		st->mu_mid += (double)mu_now - st->mu[out];
 	}
 	st->n[st->head] = st->cur;
 	st->neg[st->head] = neg_now;
-	st->mu[st->head] = (float)mu;
+	st->mu[st->head] = mu_now;
 	st->head = (uint8_t)((st->head + 1) % RING);
+	if (st->mu_win >= EXACT_SUM)
+		window_sums(c, st);
 	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
 
 	int warm = st->buckets >= c->warmup_buckets && st->events >= c->warmup_events;
@@ -446,22 +478,11 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1}, PHI[3];
 	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
 
-	/* The expectations' sums, newest first, in one pass (the same additions
-	 * in the same order as one pass per scale). */
-	int top = c->win < w ? c->win : w, k = st->head, done = 0;
-	double m = 0;
-
-	if (top >= 1) {
-		m = add_back(st->mu, &k, 1, m);
-		done = 1;
-		M[0] = m;
-	}
-	if (c->mid >= 1 && c->mid <= top) {
-		m = add_back(st->mu, &k, c->mid - done, m);
-		done = c->mid;
-		M[1] = m;
-	}
-	M[2] = add_back(st->mu, &k, top - done, m);
+	/* The ring holds zeros before the key's first bucket, so the window
+	 * sums are those of the buckets it has. */
+	M[0] = st->mu[last];
+	M[1] = st->mu_mid;
+	M[2] = st->mu_win;
 	for (int j = 0; j < 3; j++) {
 		int len = scales[j];
 
@@ -552,6 +573,19 @@ static void wake(struct rule_ctx *ctx)
 		st->mu[(st->head - i + RING) % RING] = (float)expected(
 		        st, &sh->cats[st->cat], st->last_end - (int64_t)i * c->common.bucket_ms,
 		        &level_eff);
+	window_sums(c, st);
+}
+
+/* State saved before the expectations' sums were kept: they are the ring's. */
+static size_t upgrade(void *state, const void *old, size_t len, const void *config)
+{
+	struct spike_state *st = state;
+
+	if (len != V1_FULL)
+		return 0;
+	memcpy(st, old, V1_FULL);
+	window_sums(config, st);
+	return sizeof(*st);
 }
 
 static const char *const shape[] = {"window", "mid_window", NULL};
@@ -570,6 +604,7 @@ const struct rule_kind rule_spike = {
         .on_event = on_event,
         .on_close = on_close,
         .idle_size = offsetof(struct spike_state, n_mid),
+        .upgrade = upgrade,
         .quiet_buckets = quiet_buckets,
         .wake = wake,
 };

@@ -159,9 +159,10 @@ struct rule_kind {
 	 * (optional): writes into state (RULE_MAX_STATE bytes, zeroed) what the
 	 * old len bytes hold and returns the size it wrote, the full state_size
 	 * or idle_size for a sleeping key's record; 0 for a length it does not
-	 * know (the key starts over). An upgrade keeps what keys learnt.
+	 * know (the key starts over). An upgrade keeps what keys learnt; config
+	 * is the rule's, for what the new layout derives from the old.
 	 */
-	size_t (*upgrade)(void *state, const void *old, size_t len);
+	size_t (*upgrade)(void *state, const void *old, size_t len, const void *config);
 	int64_t (*quiet_buckets)(const void *config);
 	void (*wake)(struct rule_ctx *c);
 	/*

@@ -1692,6 +1692,77 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 	assert_int_equal(first[1], first[0]);
 }
 
+/*
+ * Rewrites an awake spike key's record into the layout voca saved before
+ * the window sums of expectations were kept (2026-11-23): the same fields
+ * without the last two doubles. A sleeping key's record (the idle part)
+ * did not change. Returns the record's new size.
+ */
+static size_t spike_record_to_v1(struct kv *v)
+{
+	uint32_t size;
+
+	memcpy(&size, v->blob + 4, sizeof(size));
+	if (size < 64)
+		return size; /* asleep */
+	size -= 2 * sizeof(double);
+	memcpy(v->blob + 4, &size, sizeof(size));
+	v->len -= 2 * sizeof(double);
+	return size;
+}
+
+/*
+ * spike's state saved before its window sums were kept is read: the keys
+ * keep their baselines, and a surge after the upgrade fires at the same
+ * hour with the same expectation and p-value as without a restart. Without
+ * the upgrade the records are refused and the keys start over.
+ */
+static void test_spike_state_of_an_older_layout_is_kept(void **state)
+{
+	int64_t first[2] = {0, 0};
+	double p[2] = {0, 0}, expected[2] = {0, 0};
+	int opened[2] = {0, 0};
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = rig_start(&r, "rules:\n  - {name: vol, kind: spike, "
+		                                 "group_by: [sku], mid_window: 6h}\n");
+
+		for (int h = 0; h < 12 * 24; h++) {
+			burst(e, h, "A", 1 + h % 3);
+			if (h < 2 * 24 && h % 5 == 0) /* B is asleep by the upgrade */
+				burst(e, h, "B", 1);
+		}
+		if (restart) {
+			int awake = 0;
+
+			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
+			for (size_t i = 0; i < kv->n; i++)
+				if (strcmp(kv->v[i].rule, "vol") == 0 && kv->v[i].key[0])
+					awake += spike_record_to_v1(&kv->v[i]) >= 64;
+			assert_int_equal(awake, 1); /* A */
+			e = rig_reload(&r, kv);
+		}
+		/* Six hours at three times the usual: the 6 h window's spike. */
+		for (int h = 12 * 24; h < 12 * 24 + 6; h++)
+			burst(e, h, "A", 6);
+		burst(e, 12 * 24 + 6, "A", 2);
+		opened[restart] = r.l.opened;
+		first[restart] = r.l.opened_at[0];
+		p[restart] = r.l.last_p;
+		expected[restart] = r.l.first_expected;
+		rig_end(&r);
+		kvs_free(kv);
+	}
+	assert_int_equal(opened[0], 1);
+	assert_int_equal(opened[1], opened[0]);
+	assert_int_equal(first[1], first[0]);
+	assert_true(p[1] == p[0]);
+	assert_true(expected[1] == expected[0]);
+}
+
 /* One low-severity event of each of n keys "<prefix>NNNNN" at hour h. */
 static void many_keys(struct engine *e, const char *prefix, int n, double h)
 {
@@ -2595,6 +2666,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_rate_shift_cusum_run_is_cut_at_half_life),
 	        cmocka_unit_test(test_rate_shift_state_of_an_older_layout_is_kept),
+	        cmocka_unit_test(test_spike_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_a_saved_key_in_an_unknown_layout_is_told),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),

@@ -242,6 +242,33 @@ static struct commit_rec last_commit(struct reader *r)
 	return c;
 }
 
+/*
+ * CPU seconds (user + system, all threads) a child has used so far, from
+ * /proc: the throughput phases' CPU per event is a steadier figure than
+ * their events/s on a shared VM, whose speed moves from minute to minute.
+ */
+static double cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long utime = 0, stime = 0;
+	FILE *f;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	/* After the command's name in parentheses: state, then fields 4-15. */
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	                        &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Waits until the rules report they ran every event up to rowid; returns when. */
 static int64_t wait_rules(struct reader *r, int64_t rowid)
 {
@@ -486,6 +513,7 @@ int main(int argc, char **argv)
 	/* Throughput: voca, then the floor, one after the other on the same cores. */
 	fprintf(stderr, "bench: voca throughput...\n");
 	int64_t t0 = clock_mono_ns();
+	double vcpu = cpu_seconds(vpid), fcpu;
 
 	push(vs, &feed, 0, n, 0, NULL, vpid, "voca");
 	wait_committed(&vr, (int64_t)n, "voca");
@@ -499,12 +527,15 @@ int main(int argc, char **argv)
 		if (rules_lag_ns > 0)
 			voca_ns += rules_lag_ns;
 	}
+	vcpu = cpu_seconds(vpid) - vcpu;
 
 	fprintf(stderr, "bench: floor throughput...\n");
 	t0 = clock_mono_ns();
+	fcpu = cpu_seconds(fpid);
 	push(fs, &feed, 0, n, 0, NULL, fpid, "the floor");
 	wait_committed(&fr, (int64_t)n, "floor");
 	int64_t floor_ns = fr.v[fr.n - 1].at_ns - t0;
+	fcpu = cpu_seconds(fpid) - fcpu;
 
 	/* Latency at a fixed rate: new events (the lines after the first n). */
 	fprintf(stderr, "bench: voca latency at %.0f events/s...\n", lat_rate);
@@ -576,6 +607,9 @@ int main(int argc, char **argv)
 	printf("  floor   %9.0f events/s  (%.2f s; zmq recv + cJSON parse + batched INSERT)\n",
 	       frate, (double)floor_ns / 1e9);
 	printf("  ratio   %9.2f  voca / floor\n", vrate / frate);
+	printf("  cpu     %9.2f us an event, voca (%.2f s, user + system, all threads); floor "
+	       "%.2f us (%.2f s)\n",
+	       vcpu * 1e6 / (double)n, vcpu, fcpu * 1e6 / (double)n, fcpu);
 	printf("  loss    %9s  (%lld inputs committed for %zu sent; %lld events stored, "
 	       "%lld new)\n",
 	       committed(&vr) == (int64_t)(n + nlat) ? "none" : "LOSS", (long long)committed(&vr),

@@ -267,8 +267,10 @@ struct injection {
 	int64_t start_ms, end_ms;
 	double size; /* factor, points, or count */
 	double baseline_per_hour;
-	int injected; /* events added, flipped or dropped */
-	int sub;      /* defect_burst: the one defect reported, -1 until drawn */
+	int injected;            /* events added, flipped or dropped (those the feed shows) */
+	double expected;         /* the key's events in the window without it (its rate's sum) */
+	int seen, seen_negative; /* the key's events in the window the feed holds */
+	int sub;                 /* defect_burst: the one defect reported, -1 until drawn */
 };
 
 struct sim {
@@ -450,6 +452,7 @@ struct draft {
 	double confidence;
 	const char *subcategory; /* overrides categories[cat].subs[sub] */
 	const char *source, *channel;
+	int inj; /* the injection that added it, + 1 (0: a regular draft) */
 };
 
 static int cmp_draft(const void *a, const void *b)
@@ -693,6 +696,9 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 
 		if (!in_window(j, hour))
 			continue;
+		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT)
+			j->expected += key_rate(s, j->sku,
+			                        j->kind == INJ_VOLUME_SPIKE ? j->cat : -1, hour);
 		if (j->kind == INJ_VOLUME_SPIKE)
 			extra = rng_poisson(&s->rng,
 			                    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
@@ -703,7 +709,8 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 		for (int k = 0; k < extra; k++) {
 			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
 			                  .sku = j->sku,
-			                  .cat = j->cat};
+			                  .cat = j->cat,
+			                  .inj = i + 1};
 
 			score(s, &d);
 			d.sentiment = SENTIMENT_NEGATIVE;
@@ -733,9 +740,16 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 	return n;
 }
 
-/* Applies negative shifts and flatlines to a regular draft. Returns 0 to drop it. */
+/*
+ * Applies negative shifts and flatlines to a draft. Returns 0 to drop it.
+ * The truth counts what the feed holds: an event a silence drops is not
+ * counted as added (a spike's) or flipped (a shift's); a spike that met a
+ * silence of its source counted 24 events of which the feed held 13.
+ */
 static int adjust(struct sim *s, struct draft *d)
 {
+	int flipped = -1;
+
 	for (int i = 0; i < s->ninj; i++) {
 		struct injection *j = &s->inj[i];
 
@@ -743,6 +757,10 @@ static int adjust(struct sim *s, struct draft *d)
 			continue;
 		if (j->kind == INJ_FLATLINE && strcmp(d->source, j->source) == 0) {
 			j->injected++;
+			if (d->inj > 0)
+				s->inj[d->inj - 1].injected--;
+			if (flipped >= 0)
+				s->inj[flipped].injected--;
 			return 0;
 		}
 		/* Base negative share is about 0.45: flipping 0.2 / 0.55 of the rest
@@ -751,9 +769,24 @@ static int adjust(struct sim *s, struct draft *d)
 		    d->sentiment != SENTIMENT_NEGATIVE && rng_chance(&s->rng, 0.2 / 0.55)) {
 			d->sentiment = SENTIMENT_NEGATIVE;
 			j->injected++;
+			flipped = i;
 		}
 	}
 	return 1;
+}
+
+/* Counts an emitted draft into the windows of the injections on its key. */
+static void count_seen(struct sim *s, const struct draft *d)
+{
+	for (int i = 0; i < s->ninj; i++) {
+		struct injection *j = &s->inj[i];
+
+		if ((j->kind != INJ_VOLUME_SPIKE && j->kind != INJ_NEGATIVE_SHIFT) ||
+		    d->sku != j->sku || (j->cat >= 0 && d->cat != j->cat) || !in_window(j, d->ts))
+			continue;
+		j->seen++;
+		j->seen_negative += d->sentiment == SENTIMENT_NEGATIVE;
+	}
 }
 
 static int run(struct sim *s)
@@ -784,6 +817,7 @@ static int run(struct sim *s)
 
 			if (!adjust(s, &v[i]))
 				continue;
+			count_seen(s, &v[i]);
 			o = render(s, &v[i]);
 			if (s->invalid > 0 && rng_chance(&s->rng, s->invalid)) {
 				cJSON *bad = cJSON_Duplicate(o, 1);
@@ -877,6 +911,16 @@ static int write_truth(struct sim *s, const char *path)
 		cJSON_AddNumberToObject(o, "baseline_per_hour",
 		                        round(j->baseline_per_hour * 1000) / 1000);
 		cJSON_AddNumberToObject(o, "injected_events", j->injected);
+		/* What an ideal test sees (tests/bench/detect): the key's events in
+		 * the window as the feed holds them, and its expectation without the
+		 * injection (a shift's: the events, whose negative share was 0.45). */
+		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT) {
+			cJSON_AddNumberToObject(o, "baseline_events",
+			                        round(j->expected * 100) / 100);
+			cJSON_AddNumberToObject(o, "window_events", j->seen);
+			if (j->kind == INJ_NEGATIVE_SHIFT)
+				cJSON_AddNumberToObject(o, "window_negative", j->seen_negative);
+		}
 	}
 	out = jsonl_create(path, err, sizeof(err));
 	if (out == NULL) {

@@ -236,3 +236,43 @@ def test_stats_without_a_store(tmp_path):
     r = run_voca("stats", cwd=tmp_path)
     assert r.returncode == 1
     assert "no store at voca.db" in r.stderr
+
+
+def test_simulated_truth_counts_what_the_feed_holds(tmp_path):
+    # tests/bench/detect's ideal test reads the truth's window counts: they
+    # must be the feed's. Seed 30 puts a spike over a silence of the source
+    # the spike's events partly came from: its injected count is what the
+    # feed kept (15 of 24 drawn), not what was drawn.
+    import datetime
+    at = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    feed, truth = tmp_path / "f.jsonl", tmp_path / "t.json"
+    r = run_voca("simulate", "--seed", "30", "--days", "28", "-o", str(feed), "--truth",
+                 str(truth))
+    assert r.returncode == 0, r.stderr
+    t = json.loads(truth.read_text())
+    events = {}
+    for line in feed.read_text().splitlines():
+        e = json.loads(line)
+        events[e["event_id"]] = e  # re-sends and re-scorings: one event
+    silences = [i for i in t["incidents"] if i["kind"] == "flatline"]
+    overlapped = 0
+    for inj in t["incidents"]:
+        if inj["kind"] not in ("volume_spike", "negative_shift"):
+            continue
+        held = [e for e in events.values() if e["sku"] == inj["sku"]
+                and e["category"] == inj.get("category", e["category"])
+                and inj["start"] <= e["ts"] < inj["end"]]
+        assert inj["window_events"] == len(held), inj
+        assert inj["baseline_events"] > 0
+        if inj["kind"] == "negative_shift":
+            negative = sum(e["sentiment"]["label"] == "negative" for e in held)
+            assert inj["window_negative"] == negative, inj
+        else:
+            assert inj["injected_events"] <= len(held)
+            for s in silences:
+                if at(s["start"]) < at(inj["end"]) and at(inj["start"]) < at(s["end"]):
+                    overlapped += 1
+                    # nothing of the silent source in the silence, injected or not
+                    assert not [e for e in held if e["source"] == s["source"]
+                                and s["start"] <= e["ts"] < s["end"]]
+    assert overlapped >= 1

@@ -584,17 +584,23 @@ static char *shape_text(const struct rule_rt *r)
 		case CONF_STR: buf_adds(&b, *(char *const *)at ? *(char *const *)at : ""); break;
 		case CONF_STRLIST: {
 			/* Conditions (where, share_where) by their meaning: a
-			 * respelt one is the same. */
+			 * respelt one is the same. Durations (spike's mid_window)
+			 * in milliseconds, as a duration key's: "6h" is what
+			 * mid_window: 6h saved when it took one duration. */
 			const struct conf_list *l = (const struct conf_list *)at;
 			size_t plen = strlen(k->path);
 			int conds = plen >= 5 && strcmp(k->path + plen - 5, "where") == 0;
 			char canon[192];
+			int64_t ms;
 
-			for (size_t i = 0; i < l->n; i++)
-				buf_addf(&b, "%s%s", i ? ", " : "",
-				         conds && cond_canonical(l->v[i], canon, sizeof(canon)) == 0
-				                 ? canon
-				                 : l->v[i]);
+			for (size_t i = 0; i < l->n; i++) {
+				if (conds && cond_canonical(l->v[i], canon, sizeof(canon)) == 0)
+					buf_addf(&b, "%s%s", i ? ", " : "", canon);
+				else if (!conds && conf_parse_duration(l->v[i], &ms) == 0)
+					buf_addf(&b, "%s%lld", i ? ", " : "", (long long)ms);
+				else
+					buf_addf(&b, "%s%s", i ? ", " : "", l->v[i]);
+			}
 			break;
 		}
 		case CONF_INT:

@@ -22,6 +22,8 @@
 #include <voca/xalloc.h>
 
 #define RING         24
+#define MIDS         2          /* mid windows at most */
+#define SCALES       (MIDS + 2) /* the last bucket, the mid windows, the long window */
 #define MU_FLOOR     0.02
 #define PRIOR_EVENTS 10.0
 #define MIN_HISTORY  24   /* buckets of key and category history before any test */
@@ -35,7 +37,7 @@
 struct spike_config {
 	struct rule_common common;
 	int64_t window_ms;
-	int64_t mid_window_ms;
+	struct conf_list mid_window;
 	double alpha;
 	double clear_p;
 	int64_t min_count;
@@ -46,8 +48,9 @@ struct spike_config {
 	int64_t half_life_ms;
 	double season_gamma;
 	/* compiled */
-	int win; /* long window in buckets */
-	int mid; /* mid window in buckets (0: none) */
+	int win;       /* long window in buckets */
+	int mid[MIDS]; /* mid windows in buckets, shortest first */
+	int nmid;      /* how many */
 	double alpha_level;
 	int64_t warmup_buckets;
 };
@@ -65,20 +68,42 @@ struct spike_state {
 	uint16_t cat;
 	uint16_t cur, cur_neg;
 	uint8_t head;
-	/* the ring of the last RING buckets, with the counts' sums over the mid
-	 * and long windows (kept as buckets come and go, not summed each close) */
+	/* the ring of the last RING buckets, with the sums over each window
+	 * tested (the mid windows', then the long one's), kept as buckets come
+	 * and go, not summed each close; the expectations' sums are exact (see
+	 * window_sums) */
+	uint32_t n_sum[MIDS + 1], neg_sum[MIDS + 1];
+	float mu[RING];
+	uint16_t n[RING];
+	uint8_t neg[RING];
+	double mu_sum[MIDS + 1];
+};
+
+_Static_assert(sizeof(struct spike_state) <= RULE_MAX_STATE, "spike's state");
+
+/*
+ * The layouts before (read by upgrade): one mid window; its sums and the
+ * long window's, the expectations' since 2026-11-23 (V2), not before (V1,
+ * which ended where they start). The part that outlives a quiet spell is
+ * the same in all.
+ */
+struct spike_state_v2 {
+	int64_t last_end;
+	float level;
+	float phi1, phiw;
+	uint32_t buckets, events;
+	uint16_t cat;
+	uint16_t cur, cur_neg;
+	uint8_t head;
 	uint32_t n_mid, n_win, neg_mid, neg_win;
 	float mu[RING];
 	uint16_t n[RING];
 	uint8_t neg[RING];
-	/* the expectations' sums over the mid and long windows, kept the same
-	 * way (exact: see window_sums) */
 	double mu_mid, mu_win;
 };
 
-/* The layout before mu_mid and mu_win, which ended where they start (read
- * by upgrade). */
-#define V1_FULL offsetof(struct spike_state, mu_mid)
+_Static_assert(offsetof(struct spike_state_v2, n_mid) == offsetof(struct spike_state, n_sum),
+               "the idle part is the same");
 
 struct season {
 	char name[CAT_NAME];
@@ -98,8 +123,9 @@ struct shared {
 
 static const struct conf_key keys[] = {
         RULE_COMMON_KEYS(struct spike_config, "1h", "6h"),
-        CONF_KEY("mid_window", CONF_DURATION, OFF(mid_window_ms), "6h", 0, 24 * DAY_MS, NULL,
-                 "a middle window tested too, e.g. 6h (0: none)"),
+        CONF_KEY("mid_window", CONF_STRLIST, OFF(mid_window), "6h", 0, 0, NULL,
+                 "middle windows tested too, shorter than window: one (6h) or two "
+                 "([6h, 12h]); 0: none"),
         CONF_KEY("window", CONF_DURATION, OFF(window_ms), "24h", 300000, 24 * DAY_MS, NULL,
                  "the long window tested beside the last bucket (at most 24 buckets)"),
         CONF_KEY("alpha", CONF_DOUBLE, OFF(alpha), "2e-6", 0, 1, NULL,
@@ -136,11 +162,30 @@ static int check(void *config, char *err, size_t errlen)
 		return -1;
 	}
 	c->win = (int)(c->window_ms / b);
-	if (c->mid_window_ms % b || c->mid_window_ms >= c->window_ms) {
-		snprintf(err, errlen, "mid_window must be whole buckets and shorter than window");
-		return -1;
+	c->nmid = 0;
+	for (size_t i = 0; i < c->mid_window.n; i++) {
+		int64_t ms;
+
+		if (conf_parse_duration(c->mid_window.v[i], &ms) < 0) {
+			snprintf(err, errlen, "mid_window: '%s' is not a duration (such as 6h)",
+			         c->mid_window.v[i]);
+			return -1;
+		}
+		if (ms == 0 && c->mid_window.n == 1)
+			break; /* none */
+		if (ms <= 0 || ms % b || ms >= c->window_ms ||
+		    (c->nmid > 0 && ms / b <= c->mid[c->nmid - 1])) {
+			snprintf(err, errlen,
+			         "mid_window must be whole buckets, shorter than window, each "
+			         "longer than the one before");
+			return -1;
+		}
+		if (c->nmid == MIDS) {
+			snprintf(err, errlen, "mid_window: at most %d windows", MIDS);
+			return -1;
+		}
+		c->mid[c->nmid++] = (int)(ms / b);
 	}
-	c->mid = (int)(c->mid_window_ms / b);
 	c->alpha_level = 1 - pow(2, -(double)b / (double)c->half_life_ms);
 	c->warmup_buckets = c->warmup_ms / b;
 	return 0;
@@ -419,10 +464,30 @@ static double add_back(const float *mu, int *k, int n, double sum)
 
 static void window_sums(const struct spike_config *c, struct spike_state *st)
 {
-	int k = st->head;
+	int k = st->head, done = 0;
+	double m = 0;
 
-	st->mu_mid = c->mid > 0 ? add_back(st->mu, &k, c->mid, 0) : 0;
-	st->mu_win = add_back(st->mu, &k, c->win - c->mid, st->mu_mid);
+	for (int j = 0; j <= c->nmid; j++) {
+		int len = j < c->nmid ? c->mid[j] : c->win;
+
+		m = add_back(st->mu, &k, len - done, m);
+		done = len;
+		st->mu_sum[j] = m;
+	}
+}
+
+/* The windows' counts from the ring (a record of an older layout). */
+static void count_sums(const struct spike_config *c, struct spike_state *st)
+{
+	for (int j = 0; j <= c->nmid; j++) {
+		int len = j < c->nmid ? c->mid[j] : c->win;
+
+		st->n_sum[j] = st->neg_sum[j] = 0;
+		for (int i = 1; i <= len; i++) {
+			st->n_sum[j] += st->n[(st->head - i + RING) % RING];
+			st->neg_sum[j] += st->neg[(st->head - i + RING) % RING];
+		}
+	}
 }
 
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
@@ -439,24 +504,21 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	enum rule_verdict v = RULE_QUIET;
 
 	uint8_t neg_now = (uint8_t)(st->cur_neg > 255 ? 255 : st->cur_neg);
-	int out = (st->head - c->win + RING) % RING; /* the bucket leaving the window */
-
 	float mu_now = (float)mu;
 
-	st->n_win += (uint32_t)st->cur - st->n[out];
-	st->neg_win += (uint32_t)neg_now - st->neg[out];
-	st->mu_win += (double)mu_now - st->mu[out];
-	if (c->mid > 0) {
-		out = (st->head - c->mid + RING) % RING;
-		st->n_mid += (uint32_t)st->cur - st->n[out];
-		st->neg_mid += (uint32_t)neg_now - st->neg[out];
-		st->mu_mid += (double)mu_now - st->mu[out];
+	/* Each window's sums: the bucket coming in, the one leaving. */
+	for (int j = 0; j <= c->nmid; j++) {
+		int len = j < c->nmid ? c->mid[j] : c->win, out = (st->head - len + RING) % RING;
+
+		st->n_sum[j] += (uint32_t)st->cur - st->n[out];
+		st->neg_sum[j] += (uint32_t)neg_now - st->neg[out];
+		st->mu_sum[j] += (double)mu_now - st->mu[out];
 	}
 	st->n[st->head] = st->cur;
 	st->neg[st->head] = neg_now;
 	st->mu[st->head] = mu_now;
 	st->head = (uint8_t)((st->head + 1) % RING);
-	if (st->mu_win >= EXACT_SUM)
+	if (st->mu_sum[c->nmid] >= EXACT_SUM)
 		window_sums(c, st);
 	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
 
@@ -467,24 +529,30 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	int testable = st->buckets >= MIN_HISTORY && s->buckets >= MIN_HISTORY;
 
 	/*
-	 * The scales tested: the last bucket, the mid window and the long one
+	 * The scales tested: the last bucket, the mid windows and the long one
 	 * (Bonferroni over those in use). A window counts only once its
 	 * expectations were learned (twice its length of history). The tail only
 	 * matters well above the mean (an outlier is p < 1e-3, about three
-	 * standard deviations up); most windows are not, and skip it.
+	 * standard deviations up); most windows are not, and skip it. The ring
+	 * holds zeros before the key's first bucket, so the window sums are
+	 * those of the buckets it has.
 	 */
-	int scales[3] = {1, c->mid, c->win}, nscales = 0, best = -1, outlier = 0, learned[3] = {0};
+	int scales[SCALES] = {1}, ns = c->nmid + 2, L = ns - 1; /* L: the long window */
+	int nscales = 0, best = -1, outlier = 0, learned[SCALES] = {0};
 	int last = (st->head + RING - 1) % RING;
-	double X[3] = {st->n[last], st->n_mid, st->n_win}, M[3] = {0}, P[3] = {1, 1, 1}, PHI[3];
-	int NEG[3] = {st->neg[last], (int)st->neg_mid, (int)st->neg_win};
+	double X[SCALES] = {st->n[last]}, M[SCALES] = {st->mu[last]}, P[SCALES], PHI[SCALES];
+	int NEG[SCALES] = {st->neg[last]};
 
-	/* The ring holds zeros before the key's first bucket, so the window
-	 * sums are those of the buckets it has. */
-	M[0] = st->mu[last];
-	M[1] = st->mu_mid;
-	M[2] = st->mu_win;
-	for (int j = 0; j < 3; j++) {
+	for (int j = 1; j < ns; j++) {
+		scales[j] = j < L ? c->mid[j - 1] : c->win;
+		X[j] = st->n_sum[j - 1];
+		NEG[j] = (int)st->neg_sum[j - 1];
+		M[j] = st->mu_sum[j - 1];
+	}
+	for (int j = 0; j < ns; j++) {
 		int len = scales[j];
+
+		P[j] = 1;
 
 		if (len < 1 || (j > 0 && len <= scales[j - 1]) || len > w) {
 			X[j] = M[j] = NEG[j] = 0;
@@ -497,8 +565,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		/* The long window's excess variance is mostly the expectation's own
 		 * error, which grows with the mean squared (negative binomial 2):
 		 * phiw = 1 + M/k at the long window is 1 + M'/k at a shorter one. */
-		if (j == 1 && phi > 1 && M[2] > 0)
-			phi = 1 + (phi - 1) * M[1] / M[2];
+		if (j > 0 && j < L && phi > 1 && M[L] > 0)
+			phi = 1 + (phi - 1) * M[j] / M[L];
 		PHI[j] = phi;
 
 		/* (A window without events skips this: most closes are of quiet buckets.) */
@@ -508,8 +576,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		if (best < 0 || P[j] < P[best])
 			best = j;
 	}
-	xw = X[2] > 0 || M[2] > 0 ? X[2] : X[0];
-	mw = X[2] > 0 || M[2] > 0 ? M[2] : M[0];
+	xw = X[L] > 0 || M[L] > 0 ? X[L] : X[0];
+	mw = X[L] > 0 || M[L] > 0 ? M[L] : M[0];
 	if (testable && best >= 0)
 		p = fmin(1, nscales * P[best]);
 	if (best >= 0 && p < alpha && X[best] >= min_count && X[best] / M[best] >= c->min_ratio &&
@@ -522,7 +590,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * window lying wholly after its last firing is still above expectation
 	 * at p < clear_p (a window holding the surge itself would keep it open
 	 * for a day after a one-hour spike). */
-	for (int j = 0; j < 3 && v == RULE_QUIET && ctx->incident_open && testable; j++) {
+	for (int j = 0; j < ns && v == RULE_QUIET && ctx->incident_open && testable; j++) {
 		if (!learned[j] || end_ms - scales[j] * c->common.bucket_ms < ctx->fired_ms ||
 		    X[j] <= M[j])
 			continue;
@@ -576,14 +644,19 @@ static void wake(struct rule_ctx *ctx)
 	window_sums(c, st);
 }
 
-/* State saved before the expectations' sums were kept: they are the ring's. */
+/* State saved in an older layout: the same rings; the sums are the ring's. */
 static size_t upgrade(void *state, const void *old, size_t len, const void *config)
 {
 	struct spike_state *st = state;
+	const unsigned char *o = old;
 
-	if (len != V1_FULL)
+	if (len != offsetof(struct spike_state_v2, mu_mid) && len != sizeof(struct spike_state_v2))
 		return 0;
-	memcpy(st, old, V1_FULL);
+	memcpy(st, o, offsetof(struct spike_state, n_sum));
+	memcpy(st->mu, o + offsetof(struct spike_state_v2, mu), sizeof(st->mu));
+	memcpy(st->n, o + offsetof(struct spike_state_v2, n), sizeof(st->n));
+	memcpy(st->neg, o + offsetof(struct spike_state_v2, neg), sizeof(st->neg));
+	count_sums(config, st);
 	window_sums(config, st);
 	return sizeof(*st);
 }
@@ -603,7 +676,7 @@ const struct rule_kind rule_spike = {
         .load_shared = load_shared,
         .on_event = on_event,
         .on_close = on_close,
-        .idle_size = offsetof(struct spike_state, n_mid),
+        .idle_size = offsetof(struct spike_state, n_sum),
         .upgrade = upgrade,
         .quiet_buckets = quiet_buckets,
         .wake = wake,

@@ -603,6 +603,40 @@ static void test_spike_quiet_on_flat_then_fires_on_burst(void **state)
 }
 
 /*
+ * A second mid window: twelve hours at 2.5 times the usual are too little
+ * for any 6 h window or the day (p ~3e-5 and 5e-6 against 2e-6), and a
+ * clear spike for the 12 h window (p 2e-9, Bonferroni over four scales).
+ * With mid_window 6h alone nothing opens.
+ */
+static void test_spike_second_mid_window_finds_a_12h_spike(void **state)
+{
+	int opened[2];
+
+	(void)state;
+	for (int two = 0; two <= 1; two++) {
+		struct rig r;
+		struct engine *e =
+		        rig_start(&r, two ? "rules:\n  - {name: vol, kind: spike, group_by: [sku], "
+		                            "mid_window: [6h, 12h]}\n"
+		                          : "rules:\n  - {name: vol, kind: spike, group_by: [sku], "
+		                            "mid_window: 6h}\n");
+
+		flat(e, 0, 14 * 24, "A");
+		for (int h = 14 * 24; h < 14 * 24 + 12; h++)
+			burst(e, h, "A", 5);
+		flat(e, 14 * 24 + 12, 36, "A");
+		opened[two] = r.l.opened;
+		if (two) {
+			assert_true(r.l.opened_at[0] <= T0 + (14 * 24 + 12) * H);
+			assert_non_null(strstr(r.l.last_summary, "events in the 12h to"));
+		}
+		rig_end(&r);
+	}
+	assert_int_equal(opened[0], 0);
+	assert_int_equal(opened[1], 1);
+}
+
+/*
  * Season factors average their first visits: a category busy on Saturdays
  * (3x its weekdays) learns it from its first Saturday or two. Blended at
  * season_gamma from a flat start, the factor crept, and each of the next
@@ -1693,38 +1727,56 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 }
 
 /*
- * Rewrites an awake spike key's record into the layout voca saved before
- * the window sums of expectations were kept (2026-11-23): the same fields
- * without the last two doubles. A sleeping key's record (the idle part)
- * did not change. Returns the record's new size.
+ * Rewrites an awake spike key's record (one mid window) into a layout voca
+ * saved before: the same fields up to head, then the mid and long windows'
+ * counts (n_mid, n_win, neg_mid, neg_win), the rings, and from 2026-11-23
+ * (v2) the expectations' sums; before that (v1) nothing after the rings.
+ * A sleeping key's record (the idle part) did not change. Returns the
+ * record's new size.
  */
-static size_t spike_record_to_v1(struct kv *v)
+static size_t spike_record_to_old(struct kv *v, int v2)
 {
-	uint32_t size;
+	/* this layout: idle 36, n_sum[3] 36, neg_sum[3] 48, mu 60, n 156,
+	 * neg 204, mu_sum[3] 232, 256 in all */
+	unsigned char old[240] = {0}, *now;
+	uint32_t size, n = v2 ? 240 : 224;
+	size_t head;
 
 	memcpy(&size, v->blob + 4, sizeof(size));
 	if (size < 64)
 		return size; /* asleep */
-	size -= 2 * sizeof(double);
-	memcpy(v->blob + 4, &size, sizeof(size));
-	v->len -= 2 * sizeof(double);
-	return size;
+	assert_int_equal(size, 256);
+	head = v->len - size;
+	now = v->blob + head;
+	memcpy(old, now, 36);
+	memcpy(old + 36, now + 36, 4);  /* n_mid */
+	memcpy(old + 40, now + 40, 4);  /* n_win */
+	memcpy(old + 44, now + 48, 4);  /* neg_mid */
+	memcpy(old + 48, now + 52, 4);  /* neg_win */
+	memcpy(old + 52, now + 60, 96); /* mu */
+	memcpy(old + 148, now + 156, 48);
+	memcpy(old + 196, now + 204, 24);
+	memcpy(old + 224, now + 232, 16); /* mu_mid, mu_win */
+	memcpy(now, old, n);
+	memcpy(v->blob + 4, &n, sizeof(n));
+	v->len = head + n;
+	return n;
 }
 
 /*
- * spike's state saved before its window sums were kept is read: the keys
- * keep their baselines, and a surge after the upgrade fires at the same
- * hour with the same expectation and p-value as without a restart. Without
- * the upgrade the records are refused and the keys start over.
+ * spike's state saved in an older layout is read: the keys keep their
+ * baselines, and a surge after the upgrade fires at the same hour with the
+ * same expectation and p-value as without a restart. Without the upgrade
+ * the records are refused and the keys start over.
  */
 static void test_spike_state_of_an_older_layout_is_kept(void **state)
 {
-	int64_t first[2] = {0, 0};
-	double p[2] = {0, 0}, expected[2] = {0, 0};
-	int opened[2] = {0, 0};
+	int64_t first[3] = {0};
+	double p[3] = {0}, expected[3] = {0};
+	int opened[3] = {0};
 
 	(void)state;
-	for (int restart = 0; restart <= 1; restart++) {
+	for (int restart = 0; restart <= 2; restart++) { /* none, from v1, from v2 */
 		struct kvs *kv = calloc(1, sizeof(*kv));
 		struct rig r;
 		struct engine *e = rig_start(&r, "rules:\n  - {name: vol, kind: spike, "
@@ -1738,11 +1790,22 @@ static void test_spike_state_of_an_older_layout_is_kept(void **state)
 		if (restart) {
 			int awake = 0;
 
+			int shaped = 0;
+
 			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
-			for (size_t i = 0; i < kv->n; i++)
-				if (strcmp(kv->v[i].rule, "vol") == 0 && kv->v[i].key[0])
-					awake += spike_record_to_v1(&kv->v[i]) >= 64;
+			for (size_t i = 0; i < kv->n; i++) {
+				const struct kv *k = &kv->v[i];
+
+				if (strcmp(k->rule, "vol") == 0 && k->key[0])
+					awake += spike_record_to_old(&kv->v[i], restart == 2) >= 64;
+				/* mid_window took one duration then, saved in ms: a list
+				 * of one is the same, so an older file is this shape */
+				if (strcmp(k->rule, "") == 0 && strcmp(k->key, "vol") == 0)
+					shaped += memmem(k->blob, k->len, "\nmid_window=21600000\n",
+					                 21) != NULL;
+			}
 			assert_int_equal(awake, 1); /* A */
+			assert_int_equal(shaped, 1);
 			e = rig_reload(&r, kv);
 		}
 		/* Six hours at three times the usual: the 6 h window's spike. */
@@ -1757,10 +1820,12 @@ static void test_spike_state_of_an_older_layout_is_kept(void **state)
 		kvs_free(kv);
 	}
 	assert_int_equal(opened[0], 1);
-	assert_int_equal(opened[1], opened[0]);
-	assert_int_equal(first[1], first[0]);
-	assert_true(p[1] == p[0]);
-	assert_true(expected[1] == expected[0]);
+	for (int i = 1; i <= 2; i++) {
+		assert_int_equal(opened[i], opened[0]);
+		assert_int_equal(first[i], first[0]);
+		assert_true(p[i] == p[0]);
+		assert_true(expected[i] == expected[0]);
+	}
 }
 
 /* One low-severity event of each of n keys "<prefix>NNNNN" at hour h. */
@@ -2624,6 +2689,14 @@ static void test_rule_config_errors(void **state)
 	         "window must be 1 to 24 whole buckets"},
 	        {"rules:\n  - name: a\n    kind: spike\n    alpha: often\n",
 	         "t.yaml:4: rules[0].alpha: expected a number from 0 to 1"},
+	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: [12h, 6h]\n",
+	         "mid_window must be whole buckets, shorter than window, each longer"},
+	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: [3h, 6h, 12h]\n",
+	         "mid_window: at most 2 windows"},
+	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: [6h, soon]\n",
+	         "mid_window: 'soon' is not a duration"},
+	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: 24h\n",
+	         "mid_window must be whole buckets, shorter than window"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2649,6 +2722,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_quiet_on_flat_then_fires_on_burst),
 	        cmocka_unit_test(test_spike_dispersion_not_learned_in_warm_up),
 	        cmocka_unit_test(test_spike_mid_window_dispersion_scales_with_its_mean),
+	        cmocka_unit_test(test_spike_second_mid_window_finds_a_12h_spike),
 	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
 	        cmocka_unit_test(test_examples_keep_long_event_ids),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),

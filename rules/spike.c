@@ -531,7 +531,11 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	/*
 	 * The scales tested: the last bucket, the mid windows and the long one
 	 * (Bonferroni over those in use). A window counts only once its
-	 * expectations were learned (twice its length of history). The tail only
+	 * expectations were learned: each bucket in it expected with a day
+	 * (MIN_HISTORY) of the key's history at least. (Twice its length was
+	 * the rule: a 12 h window was tested at the key's 24th hour, its
+	 * buckets expected from the key's first night, and fired on the first
+	 * day's evening.) The tail only
 	 * matters well above the mean (an outlier is p < 1e-3, about three
 	 * standard deviations up); most windows are not, and skip it. The ring
 	 * holds zeros before the key's first bucket, so the window sums are
@@ -559,7 +563,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			continue;
 		}
 		nscales++;
-		learned[j] = len == 1 || st->buckets >= (uint32_t)(2 * len);
+		learned[j] = len == 1 || st->buckets >= (uint32_t)(MIN_HISTORY + len);
 		double phi = len == 1 ? st->phi1 : st->phiw;
 
 		/* The long window's excess variance is mostly the expectation's own

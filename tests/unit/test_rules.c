@@ -637,6 +637,29 @@ static void test_spike_second_mid_window_finds_a_12h_spike(void **state)
 }
 
 /*
+ * A window is tested once every bucket in it was expected with a day of the
+ * key's history. A new key quiet through its first night and busy from
+ * noon: tested at its 24th hour (twice the 12 h window's length), the 12 h
+ * window held the afternoon against expectations learned from the night,
+ * and fired (72 events vs ~28 expected). Nothing has changed but the key's
+ * first day: nothing opens.
+ */
+static void test_spike_windows_wait_for_a_day_of_history(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - {name: vol, kind: spike, group_by: [sku], "
+	                                 "mid_window: [6h, 12h]}\n");
+
+	(void)state;
+	for (int h = 0; h < 12; h++)
+		burst(e, h, "A", 1);
+	for (int h = 12; h < 48; h++)
+		burst(e, h, "A", 6);
+	assert_int_equal(r.l.opened, 0);
+	rig_end(&r);
+}
+
+/*
  * Season factors average their first visits: a category busy on Saturdays
  * (3x its weekdays) learns it from its first Saturday or two. Blended at
  * season_gamma from a flat start, the factor crept, and each of the next
@@ -2723,6 +2746,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_dispersion_not_learned_in_warm_up),
 	        cmocka_unit_test(test_spike_mid_window_dispersion_scales_with_its_mean),
 	        cmocka_unit_test(test_spike_second_mid_window_finds_a_12h_spike),
+	        cmocka_unit_test(test_spike_windows_wait_for_a_day_of_history),
 	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
 	        cmocka_unit_test(test_examples_keep_long_event_ids),
 	        cmocka_unit_test(test_replayed_empty_buckets_do_not_fire_in_the_past),

@@ -48,9 +48,11 @@ struct spike_config {
 	int64_t half_life_ms;
 	double season_gamma;
 	/* compiled */
-	int win;       /* long window in buckets */
-	int mid[MIDS]; /* mid windows in buckets, shortest first */
-	int nmid;      /* how many */
+	int win; /* long window in buckets */
+	/* the scales tested, in buckets: 1, the mid windows (shortest first),
+	 * win; the state's sums are of len[1] to len[ns - 1] */
+	int len[SCALES];
+	int ns;
 	double alpha_level;
 	int64_t warmup_buckets;
 };
@@ -162,7 +164,8 @@ static int check(void *config, char *err, size_t errlen)
 		return -1;
 	}
 	c->win = (int)(c->window_ms / b);
-	c->nmid = 0;
+	c->len[0] = 1;
+	c->ns = 1;
 	for (size_t i = 0; i < c->mid_window.n; i++) {
 		int64_t ms;
 
@@ -174,18 +177,19 @@ static int check(void *config, char *err, size_t errlen)
 		if (ms == 0 && c->mid_window.n == 1)
 			break; /* none */
 		if (ms <= 0 || ms % b || ms >= c->window_ms ||
-		    (c->nmid > 0 && ms / b <= c->mid[c->nmid - 1])) {
+		    (c->ns > 1 && ms / b <= c->len[c->ns - 1])) {
 			snprintf(err, errlen,
 			         "mid_window must be whole buckets, shorter than window, each "
 			         "longer than the one before");
 			return -1;
 		}
-		if (c->nmid == MIDS) {
+		if (c->ns == 1 + MIDS) {
 			snprintf(err, errlen, "mid_window: at most %d windows", MIDS);
 			return -1;
 		}
-		c->mid[c->nmid++] = (int)(ms / b);
+		c->len[c->ns++] = (int)(ms / b);
 	}
+	c->len[c->ns++] = c->win;
 	c->alpha_level = 1 - pow(2, -(double)b / (double)c->half_life_ms);
 	c->warmup_buckets = c->warmup_ms / b;
 	return 0;
@@ -467,25 +471,21 @@ static void window_sums(const struct spike_config *c, struct spike_state *st)
 	int k = st->head, done = 0;
 	double m = 0;
 
-	for (int j = 0; j <= c->nmid; j++) {
-		int len = j < c->nmid ? c->mid[j] : c->win;
-
-		m = add_back(st->mu, &k, len - done, m);
-		done = len;
-		st->mu_sum[j] = m;
+	for (int j = 1; j < c->ns; j++) {
+		m = add_back(st->mu, &k, c->len[j] - done, m);
+		done = c->len[j];
+		st->mu_sum[j - 1] = m;
 	}
 }
 
 /* The windows' counts from the ring (a record of an older layout). */
 static void count_sums(const struct spike_config *c, struct spike_state *st)
 {
-	for (int j = 0; j <= c->nmid; j++) {
-		int len = j < c->nmid ? c->mid[j] : c->win;
-
-		st->n_sum[j] = st->neg_sum[j] = 0;
-		for (int i = 1; i <= len; i++) {
-			st->n_sum[j] += st->n[(st->head - i + RING) % RING];
-			st->neg_sum[j] += st->neg[(st->head - i + RING) % RING];
+	for (int j = 1; j < c->ns; j++) {
+		st->n_sum[j - 1] = st->neg_sum[j - 1] = 0;
+		for (int i = 1; i <= c->len[j]; i++) {
+			st->n_sum[j - 1] += st->n[(st->head - i + RING) % RING];
+			st->neg_sum[j - 1] += st->neg[(st->head - i + RING) % RING];
 		}
 	}
 }
@@ -507,18 +507,21 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	float mu_now = (float)mu;
 
 	/* Each window's sums: the bucket coming in, the one leaving. */
-	for (int j = 0; j <= c->nmid; j++) {
-		int len = j < c->nmid ? c->mid[j] : c->win, out = (st->head - len + RING) % RING;
+	for (int j = 1; j < c->ns; j++) {
+		int out = st->head - c->len[j];
 
-		st->n_sum[j] += (uint32_t)st->cur - st->n[out];
-		st->neg_sum[j] += (uint32_t)neg_now - st->neg[out];
-		st->mu_sum[j] += (double)mu_now - st->mu[out];
+		out += out < 0 ? RING : 0;
+		st->n_sum[j - 1] += (uint32_t)st->cur - st->n[out];
+		st->neg_sum[j - 1] += (uint32_t)neg_now - st->neg[out];
+		st->mu_sum[j - 1] += (double)mu_now - st->mu[out];
 	}
 	st->n[st->head] = st->cur;
 	st->neg[st->head] = neg_now;
 	st->mu[st->head] = mu_now;
-	st->head = (uint8_t)((st->head + 1) % RING);
-	if (st->mu_sum[c->nmid] >= EXACT_SUM)
+	int last = st->head; /* the bucket just closed */
+
+	st->head = (uint8_t)(st->head + 1 == RING ? 0 : st->head + 1);
+	if (st->mu_sum[c->ns - 2] >= EXACT_SUM)
 		window_sums(c, st);
 	w = c->win < (int)st->buckets + 1 ? c->win : (int)st->buckets + 1;
 
@@ -541,14 +544,12 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * holds zeros before the key's first bucket, so the window sums are
 	 * those of the buckets it has.
 	 */
-	int scales[SCALES] = {1}, ns = c->nmid + 2, L = ns - 1; /* L: the long window */
+	const int *scales = c->len, ns = c->ns, L = ns - 1; /* L: the long window */
 	int nscales = 0, best = -1, outlier = 0, learned[SCALES] = {0};
-	int last = (st->head + RING - 1) % RING;
 	double X[SCALES] = {st->n[last]}, M[SCALES] = {st->mu[last]}, P[SCALES], PHI[SCALES];
 	int NEG[SCALES] = {st->neg[last]};
 
 	for (int j = 1; j < ns; j++) {
-		scales[j] = j < L ? c->mid[j - 1] : c->win;
 		X[j] = st->n_sum[j - 1];
 		NEG[j] = (int)st->neg_sum[j - 1];
 		M[j] = st->mu_sum[j - 1];

@@ -54,6 +54,7 @@ struct spike_config {
 	int len[SCALES];
 	int ns;
 	double alpha_level;
+	double mean_until; /* buckets learned as a running mean first: 1 / alpha_level */
 	int64_t warmup_buckets;
 };
 
@@ -191,6 +192,7 @@ static int check(void *config, char *err, size_t errlen)
 	}
 	c->len[c->ns++] = c->win;
 	c->alpha_level = 1 - pow(2, -(double)b / (double)c->half_life_ms);
+	c->mean_until = 1 / c->alpha_level;
 	c->warmup_buckets = c->warmup_ms / b;
 	return 0;
 }
@@ -215,9 +217,10 @@ static void free_shared(void *p)
 static void slot(int64_t start_ms, int *hour, int *dow)
 {
 	int64_t days = start_ms >= 0 ? start_ms / DAY_MS : (start_ms - DAY_MS + 1) / DAY_MS;
+	int64_t d7 = (days + 3) % 7; /* 0 = Monday; 1970-01-01 was a Thursday */
 
 	*hour = (int)((start_ms - days * DAY_MS) / HOUR_MS);
-	*dow = (int)(((days + 3) % 7 + 7) % 7); /* 0 = Monday; 1970-01-01 was a Thursday */
+	*dow = (int)(d7 < 0 ? d7 + 7 : d7);
 }
 
 static double season_factor(const struct season *s, int64_t start_ms)
@@ -269,7 +272,7 @@ static uint16_t category_index(struct shared *sh, const char *name)
 static void season_close(const struct spike_config *c, struct season *s, int64_t start_ms)
 {
 	double x = s->cur, f = season_factor(s, start_ms), g = c->season_gamma;
-	double a = s->buckets < 1 / c->alpha_level ? 1.0 / (s->buckets + 1) : c->alpha_level;
+	double a = s->buckets < c->mean_until ? 1.0 / (s->buckets + 1) : c->alpha_level;
 	int h, d;
 
 	slot(start_ms, &h, &d);
@@ -606,8 +609,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * stay abnormal until it ends, not become the new normal. */
 	if (!ctx->incident_open && v != RULE_FIRE) {
 		double clamp = x > 0 ? fmin(x, mu + 4 * sqrt(st->phi1 * mu) + 1) : 0;
-		double a =
-		        st->buckets < 1 / c->alpha_level ? 1.0 / (st->buckets + 1) : c->alpha_level;
+		double a = st->buckets < c->mean_until ? 1.0 / (st->buckets + 1) : c->alpha_level;
 		double r1 = (x - mu) * (x - mu) / mu, rw = mw > 0 ? (xw - mw) * (xw - mw) / mw : 1;
 		double aphi = fmax(c->alpha_level, 1.0 / (st->buckets + 2));
 

@@ -305,10 +305,17 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	st->head = (uint8_t)((st->head + 1) % RING);
 	k = st->sum_k;
 	n = st->sum_n;
-	if (st->buckets >= MIN_HISTORY && n >= (double)c->min_n && n > 0) {
+	/* The tail only where it can decide something: a rise of min_lift (a
+	 * firing), or any rise while the incident is open (hysteresis). Most
+	 * closes are of windows at or under their baseline, and skip it. */
+	if (st->buckets >= MIN_HISTORY && n >= (double)c->min_n && n > 0 &&
+	    (k / n - p0 >= c->min_lift || (ctx->incident_open && k / n > p0))) {
 		p = binom_upper_tail(k, n, p0);
-		lo = wilson_lower(k, n, 1.96);
-		if (p < c->alpha && k / n - p0 >= c->min_lift && lo > p0) {
+		int rise = p < c->alpha && k / n - p0 >= c->min_lift;
+
+		if (rise)
+			lo = wilson_lower(k, n, 1.96);
+		if (rise && lo > p0) {
 			int64_t start = end_ms - (int64_t)c->win * c->common.bucket_ms;
 			cJSON *why = cJSON_CreateObject();
 

@@ -85,19 +85,14 @@ struct spike_state {
 _Static_assert(sizeof(struct spike_state) <= RULE_MAX_STATE, "spike's state");
 
 /*
- * The layouts before (read by upgrade): one mid window; its sums and the
- * long window's, the expectations' since 2026-11-23 (V2), not before (V1,
- * which ended where they start). The part that outlives a quiet spell is
- * the same in all.
+ * The layouts before (read by upgrade): the same idle part, then one mid
+ * window's and the long window's counts, the rings, and since 2026-11-23
+ * their expectations' sums (v2, 240 bytes; v1 ended where they start, 224).
  */
+#define SPIKE_IDLE offsetof(struct spike_state, n_sum)
+
 struct spike_state_v2 {
-	int64_t last_end;
-	float level;
-	float phi1, phiw;
-	uint32_t buckets, events;
-	uint16_t cat;
-	uint16_t cur, cur_neg;
-	uint8_t head;
+	unsigned char idle[SPIKE_IDLE];
 	uint32_t n_mid, n_win, neg_mid, neg_win;
 	float mu[RING];
 	uint16_t n[RING];
@@ -105,8 +100,9 @@ struct spike_state_v2 {
 	double mu_mid, mu_win;
 };
 
-_Static_assert(offsetof(struct spike_state_v2, n_mid) == offsetof(struct spike_state, n_sum),
-               "the idle part is the same");
+_Static_assert(offsetof(struct spike_state_v2, mu_mid) == 224 &&
+                       sizeof(struct spike_state_v2) == 240,
+               "the layouts saved before");
 
 struct season {
 	char name[CAT_NAME];
@@ -438,31 +434,11 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 }
 
 /*
- * Adds n of the ring's expectations to sum, newest first from the one before
- * *k, and moves *k past them: a run per side of the ring's wrap, so the loop
- * is one load and one add per bucket (this runs for every bucket a key
- * closes, and most are empty buckets replayed).
- */
-static double add_back(const float *mu, int *k, int n, double sum)
-{
-	while (n > 0) {
-		if (*k == 0)
-			*k = RING;
-		int run = *k < n ? *k : n;
-
-		for (int j = 1; j <= run; j++)
-			sum += mu[*k - j];
-		*k -= run;
-		n -= run;
-	}
-	return sum;
-}
-
-/*
- * Sums the newest mid and win expectations from the ring. Kept as running
- * sums (a bucket's expectation added as it comes, taken off as it leaves
- * the window) they are exactly these: an expectation is a float of at
- * least MU_FLOOR, so a multiple of 2^-29, and while the sums stay under
+ * The window sums from the ring, newest bucket first, for a key woken or a
+ * record of an older layout. Kept as running sums (a bucket added as it
+ * comes, taken off as it leaves the window) they are exactly these: the
+ * counts are integers, and an expectation is a float of at least
+ * MU_FLOOR, so a multiple of 2^-29, and while the sums stay under
  * EXACT_SUM every sum and difference of them is a double without rounding,
  * in any order. Past it (a key expecting a million events a day) the sums
  * are taken afresh each close.
@@ -471,25 +447,20 @@ static double add_back(const float *mu, int *k, int n, double sum)
 
 static void window_sums(const struct spike_config *c, struct spike_state *st)
 {
-	int k = st->head, done = 0;
+	uint32_t n = 0, neg = 0;
 	double m = 0;
+	int k = st->head, done = 0;
 
 	for (int j = 1; j < c->ns; j++) {
-		m = add_back(st->mu, &k, c->len[j] - done, m);
-		done = c->len[j];
-		st->mu_sum[j - 1] = m;
-	}
-}
-
-/* The windows' counts from the ring (a record of an older layout). */
-static void count_sums(const struct spike_config *c, struct spike_state *st)
-{
-	for (int j = 1; j < c->ns; j++) {
-		st->n_sum[j - 1] = st->neg_sum[j - 1] = 0;
-		for (int i = 1; i <= c->len[j]; i++) {
-			st->n_sum[j - 1] += st->n[(st->head - i + RING) % RING];
-			st->neg_sum[j - 1] += st->neg[(st->head - i + RING) % RING];
+		for (; done < c->len[j]; done++) {
+			k = k == 0 ? RING - 1 : k - 1;
+			n += st->n[k];
+			neg += st->neg[k];
+			m += st->mu[k];
 		}
+		st->n_sum[j - 1] = n;
+		st->neg_sum[j - 1] = neg;
+		st->mu_sum[j - 1] = m;
 	}
 }
 
@@ -659,11 +630,10 @@ static size_t upgrade(void *state, const void *old, size_t len, const void *conf
 
 	if (len != offsetof(struct spike_state_v2, mu_mid) && len != sizeof(struct spike_state_v2))
 		return 0;
-	memcpy(st, o, offsetof(struct spike_state, n_sum));
+	memcpy(st, o, SPIKE_IDLE);
 	memcpy(st->mu, o + offsetof(struct spike_state_v2, mu), sizeof(st->mu));
 	memcpy(st->n, o + offsetof(struct spike_state_v2, n), sizeof(st->n));
 	memcpy(st->neg, o + offsetof(struct spike_state_v2, neg), sizeof(st->neg));
-	count_sums(config, st);
 	window_sums(config, st);
 	return sizeof(*st);
 }
@@ -683,7 +653,7 @@ const struct rule_kind rule_spike = {
         .load_shared = load_shared,
         .on_event = on_event,
         .on_close = on_close,
-        .idle_size = offsetof(struct spike_state, n_sum),
+        .idle_size = SPIKE_IDLE,
         .upgrade = upgrade,
         .quiet_buckets = quiet_buckets,
         .wake = wake,

@@ -1954,13 +1954,18 @@ static void restore_state(struct engine *e, struct rule_rt *r, struct keyent *k,
 {
 	if (!SLEEPS(r))
 		k->awake = (uint32_t)h->seen;
+	void *at;
+
 	if (h->state_size == r->inline_size) {
 		if (SLEEPS(r) && k->awake)
 			key_sleep(e, r, k);
-		memcpy(k->state, state, h->state_size);
+		at = k->state;
 	} else {
-		memcpy(key_state(e, r, k), state, h->state_size);
+		at = key_state(e, r, k);
 	}
+	memcpy(at, state, h->state_size);
+	if (r->kind->restored && h->state_size == r->kind->state_size)
+		r->kind->restored(at, r->config);
 	if (h->dirty && !k->dirty) {
 		if (r->ndirty == r->adirty) {
 			r->adirty = r->adirty ? r->adirty * 2 : 256;
@@ -2117,40 +2122,53 @@ static const char *shape_value(const char *text, size_t len, const char *name, s
 	return NULL;
 }
 
-/* Is a saved shape_text of tlen bytes the rule's own? */
+/*
+ * Is a saved shape_text of tlen bytes the rule's own? Each of the rule's
+ * lines must be there, the same; a saved line the rule's shape has no name
+ * for is a setting that no longer shapes its state (spike's mid_window
+ * before 2026-11-23: its sums are derived again at restore), and is passed.
+ */
 static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
 {
-	return tlen == strlen(r->shape) && memcmp(text, r->shape, tlen) == 0;
+	size_t nowlen = strlen(r->shape), lines = 1, same = 0;
+
+	for (const char *p = r->shape; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	for (const char *p = text, *end = text + tlen; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+		size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
+		const char *v = shape_value(r->shape, nowlen, p, nlen, &vlen);
+
+		if (v && (!eq || vlen != (size_t)(e - eq - 1) || memcmp(v, eq + 1, vlen) != 0))
+			return 0;
+		same += v != NULL;
+		p = e + 1;
+	}
+	return same == lines;
 }
 
-/* Names the settings that differ between two shape_texts ("bucket, window"). */
+/* Names the settings of now whose saved value (was) differs or is missing
+ * ("bucket, window"). */
 static void shape_diff(const char *was, size_t waslen, const char *now, char *out, size_t outlen)
 {
-	size_t nowlen = strlen(now), used = 0;
+	size_t used = 0;
 
 	out[0] = '\0';
-	for (int pass = 0; pass < 2; pass++) {
-		/* Every name of now whose value differs, then the names now lacks. */
-		const char *s = pass ? was : now, *o = pass ? now : was;
-		size_t slen = pass ? waslen : nowlen, olen = pass ? nowlen : waslen;
+	for (const char *p = now, *end = now + strlen(now); p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+		size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
+		const char *v = shape_value(was, waslen, p, nlen, &vlen);
+		int same = v && eq && vlen == (size_t)(e - eq - 1) && memcmp(v, eq + 1, vlen) == 0;
 
-		for (const char *p = s, *end = s + slen; p < end;) {
-			const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-			const char *eq = memchr(p, '=', (size_t)(e - p));
-			size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
-			const char *v = shape_value(o, olen, p, nlen, &vlen);
-			int same = pass ? v != NULL
-			                : v && eq && vlen == (size_t)(e - eq - 1) &&
-			                           memcmp(v, eq + 1, vlen) == 0;
+		if (!same && used < outlen) {
+			int w = snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "",
+			                 (int)nlen, p);
 
-			if (!same && used < outlen) {
-				int w = snprintf(out + used, outlen - used, "%s%.*s",
-				                 used ? ", " : "", (int)nlen, p);
-
-				used = w > 0 ? used + (size_t)w : used;
-			}
-			p = e + 1;
+			used = w > 0 ? used + (size_t)w : used;
 		}
+		p = e + 1;
 	}
 }
 

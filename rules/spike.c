@@ -638,7 +638,19 @@ static size_t upgrade(void *state, const void *old, size_t len, const void *conf
 	return sizeof(*st);
 }
 
-static const char *const shape[] = {"window", "mid_window", NULL};
+/*
+ * A key's state from the file: the mid windows may not be the ones it was
+ * saved with. Their sums are the ring's, and their dispersion is the long
+ * window's scaled, so mid_window does not shape the state: a rule moved
+ * from [6h] to [6h, 12h] keeps its baselines. (The long window does: phiw
+ * is learned at its length, and a key sleeps after it.)
+ */
+static void restored(void *state, const void *config)
+{
+	window_sums(config, state);
+}
+
+static const char *const shape[] = {"window", NULL};
 
 const struct rule_kind rule_spike = {
         .name = "spike",
@@ -655,6 +667,7 @@ const struct rule_kind rule_spike = {
         .on_close = on_close,
         .idle_size = SPIKE_IDLE,
         .upgrade = upgrade,
+        .restored = restored,
         .quiet_buckets = quiet_buckets,
         .wake = wake,
 };

@@ -163,6 +163,12 @@ struct rule_kind {
 	 * is the rule's, for what the new layout derives from the old.
 	 */
 	size_t (*upgrade)(void *state, const void *old, size_t len, const void *config);
+	/*
+	 * A key's whole state as read from the file (optional): derives again
+	 * what it keeps for settings that are not its shape, which may differ
+	 * from the run that saved it (spike's sums over its mid windows).
+	 */
+	void (*restored)(void *state, const void *config);
 	int64_t (*quiet_buckets)(const void *config);
 	void (*wake)(struct rule_ctx *c);
 	/*

@@ -748,7 +748,8 @@ def test_a_rule_whose_settings_changed_or_that_went_starts_over_or_is_kept(agent
     """Baselines learned per hour, read after a restart as per two hours,
     would be wrong until relearned (a ring sum kept for another window for
     good): state saved under other settings is not restored, and the log
-    says so. A rule taken out keeps its records (engine.forget_after)."""
+    says so. A rule taken out keeps its records (engine.forget_after). A
+    setting that does not shape the state (spike's mid_window) keeps it."""
     cfg = """engine:
   lateness: 0s
 rules:
@@ -756,6 +757,10 @@ rules:
     kind: spike
     group_by: [sku]
     bucket: 1h
+  - name: mid
+    kind: spike
+    group_by: [sku]
+    mid_window: 6h
   - name: gone
     kind: spike
     group_by: [sku]
@@ -767,12 +772,14 @@ rules:
     a.stop()
     shapes = [k for (k,) in a.query("SELECT key FROM rule_state WHERE rule = '' ORDER BY key",
                                     db=a.rules_db)]
-    assert shapes == ["", "gone", "vol"], shapes
+    assert shapes == ["", "gone", "mid", "vol"], shapes
     a.write_config(extra=cfg.replace("bucket: 1h", "bucket: 2h")
+                   .replace("mid_window: 6h", "mid_window: [6h, 12h]")
                    .replace("  - name: gone\n    kind: spike\n    group_by: [sku]\n", ""))
     # voca check says so before the restart.
     r = run_voca("check", "-c", str(a.config))
     assert r.returncode == 0, r.stderr
+    assert "rule 'mid'" not in r.stderr, r.stderr
     assert ("warning: rule 'vol': its 3 saved records were learned under other settings "
             "(bucket changed): at the next start its baselines start over") in r.stderr, r.stderr
     assert ("warning: rule 'gone' is not configured: its 3 saved records are kept for "
@@ -786,6 +793,10 @@ rules:
             "deleted 90 d (engine.forget_after) after it was last configured") in log, log
     keys = a.query("SELECT key FROM rule_state WHERE rule = 'vol' AND key != ''", db=a.rules_db)
     assert keys == [], keys
+    assert "rule 'mid'" not in log, log
+    keys = a.query("SELECT key FROM rule_state WHERE rule = 'mid' AND key != '' ORDER BY key",
+                   db=a.rules_db)
+    assert keys == [("sku=SKU-A",), ("sku=SKU-B",)], keys
     assert a.scalar("SELECT count(*) FROM rule_state WHERE rule = 'gone'", db=a.rules_db) == 3
     a.start()
     a.stop()

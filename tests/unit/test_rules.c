@@ -1786,6 +1786,27 @@ static size_t spike_record_to_old(struct kv *v, int v2)
 	return n;
 }
 
+/* Puts the line "mid_window=21600000" (6h) before window's in a shape record,
+ * as voca wrote it before 2026-11-23. */
+static int shape_with_mid_window(struct kv *k)
+{
+	static const char line[] = "\nmid_window=21600000";
+	unsigned char *at = memmem(k->blob, k->len, "\nwindow=", 8), *blob;
+	size_t before;
+
+	if (at == NULL || memmem(k->blob, k->len, "mid_window", 10) != NULL)
+		return 0;
+	before = (size_t)(at - k->blob);
+	blob = xmalloc(k->len + sizeof(line) - 1);
+	memcpy(blob, k->blob, before);
+	memcpy(blob + before, line, sizeof(line) - 1);
+	memcpy(blob + before + sizeof(line) - 1, at, k->len - before);
+	free(k->blob);
+	k->blob = blob;
+	k->len += sizeof(line) - 1;
+	return 1;
+}
+
 /*
  * spike's state saved in an older layout is read: the keys keep their
  * baselines, and a surge after the upgrade fires at the same hour with the
@@ -1817,15 +1838,14 @@ static void test_spike_state_of_an_older_layout_is_kept(void **state)
 
 			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
 			for (size_t i = 0; i < kv->n; i++) {
-				const struct kv *k = &kv->v[i];
+				struct kv *k = &kv->v[i];
 
 				if (strcmp(k->rule, "vol") == 0 && k->key[0])
-					awake += spike_record_to_old(&kv->v[i], restart == 2) >= 64;
-				/* mid_window took one duration then, saved in ms: a list
-				 * of one is the same, so an older file is this shape */
+					awake += spike_record_to_old(k, restart == 2) >= 64;
+				/* The shape record as those versions wrote it, with
+				 * mid_window (in ms), which no longer shapes the state. */
 				if (strcmp(k->rule, "") == 0 && strcmp(k->key, "vol") == 0)
-					shaped += memmem(k->blob, k->len, "\nmid_window=21600000\n",
-					                 21) != NULL;
+					shaped += shape_with_mid_window(k);
 			}
 			assert_int_equal(awake, 1); /* A */
 			assert_int_equal(shaped, 1);
@@ -1967,6 +1987,57 @@ static void test_a_saved_key_in_an_unknown_layout_is_told(void **state)
 	                           "they start over (warm-up included)\n");
 	kvs_free(kv);
 	rig_end(&r);
+}
+
+/*
+ * A spike rule moved from mid_window 6h to [6h, 12h] between two runs keeps
+ * its baselines: the 12 h window's sums are the ring's, taken at restore.
+ * The 12-hour spike only that window sees opens at the same hour, with the
+ * same p-value, as in a run that had [6h, 12h] all along. When mid_window
+ * shaped the state, the rule started over: the spike fell in its warm-up,
+ * and nothing opened.
+ */
+static void test_spike_keeps_its_baselines_when_mid_window_changes(void **state)
+{
+	static const char *const one = "rules:\n  - {name: vol, kind: spike, group_by: [sku], "
+	                               "mid_window: 6h}\n";
+	static const char *const two = "rules:\n  - {name: vol, kind: spike, group_by: [sku], "
+	                               "mid_window: [6h, 12h]}\n";
+	int64_t first[2] = {0};
+	double p[2] = {0};
+	int opened[2] = {0};
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = xcalloc(1, sizeof(*kv));
+		char notes[512] = "";
+		struct rig a, b, *r = &a;
+		struct engine *e = rig_start(&a, restart ? one : two);
+
+		flat(e, 0, 14 * 24, "A");
+		flat(e, 0, 2 * 24, "B"); /* asleep at the restart */
+		if (restart) {
+			assert_int_equal(engine_save(a.e, kv_put, kv), 0);
+			rig_end(&a);
+			e = rig_start(&b, two);
+			assert_int_equal(kv_restore(e, kv, 0), 0);
+			engine_restore_notes(e, collect_note, notes);
+			assert_string_equal(notes, "");
+			r = &b;
+		}
+		for (int h = 14 * 24; h < 14 * 24 + 12; h++)
+			burst(e, h, "A", 5);
+		flat(e, 14 * 24 + 12, 36, "A");
+		opened[restart] = r->l.opened;
+		first[restart] = r->l.opened_at[0];
+		p[restart] = r->l.last_p;
+		rig_end(r);
+		kvs_free(kv);
+	}
+	assert_int_equal(opened[0], 1);
+	assert_int_equal(opened[1], 1);
+	assert_int_equal(first[1], first[0]);
+	assert_true(p[1] == p[0]);
 }
 
 /*
@@ -2746,6 +2817,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_dispersion_not_learned_in_warm_up),
 	        cmocka_unit_test(test_spike_mid_window_dispersion_scales_with_its_mean),
 	        cmocka_unit_test(test_spike_second_mid_window_finds_a_12h_spike),
+	        cmocka_unit_test(test_spike_keeps_its_baselines_when_mid_window_changes),
 	        cmocka_unit_test(test_spike_windows_wait_for_a_day_of_history),
 	        cmocka_unit_test(test_quiet_keys_sleep_and_wake),
 	        cmocka_unit_test(test_examples_keep_long_event_ids),

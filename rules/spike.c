@@ -464,6 +464,12 @@ static void window_sums(const struct spike_config *c, struct spike_state *st)
 	}
 }
 
+/* Is scale j (of len buckets) tested while the key has w buckets of history? */
+static inline int scale_used(const int *scales, int j, int w)
+{
+	return scales[j] >= 1 && (j == 0 || scales[j] > scales[j - 1]) && scales[j] <= w;
+}
+
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
 {
 	const struct spike_config *c = ctx->config;
@@ -523,17 +529,25 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	double X[SCALES] = {st->n[last]}, M[SCALES] = {st->mu[last]}, P[SCALES], PHI[SCALES];
 	int NEG[SCALES] = {st->neg[last]};
 
+	/* Nothing in any window (every window lies in the long one): no tail to
+	 * take, nothing to fire or hold; the learning below only needs the long
+	 * window's expectation. Most closes are these, a quiet key's empty
+	 * buckets. */
+	int empty = x == 0 && st->n_sum[ns - 2] == 0;
+
 	for (int j = 1; j < ns; j++) {
 		X[j] = st->n_sum[j - 1];
 		NEG[j] = (int)st->neg_sum[j - 1];
 		M[j] = st->mu_sum[j - 1];
 	}
-	for (int j = 0; j < ns; j++) {
+	if (empty && !scale_used(scales, L, w))
+		M[L] = 0;
+	for (int j = 0; j < ns && !empty; j++) {
 		int len = scales[j];
 
 		P[j] = 1;
 
-		if (len < 1 || (j > 0 && len <= scales[j - 1]) || len > w) {
+		if (!scale_used(scales, j, w)) {
 			X[j] = M[j] = NEG[j] = 0;
 			continue;
 		}
@@ -569,7 +583,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	 * window lying wholly after its last firing is still above expectation
 	 * at p < clear_p (a window holding the surge itself would keep it open
 	 * for a day after a one-hour spike). */
-	for (int j = 0; j < ns && v == RULE_QUIET && ctx->incident_open && testable; j++) {
+	for (int j = 0; j < ns && v == RULE_QUIET && ctx->incident_open && testable && !empty;
+	     j++) {
 		if (!learned[j] || end_ms - scales[j] * c->common.bucket_ms < ctx->fired_ms ||
 		    X[j] <= M[j])
 			continue;

@@ -270,7 +270,11 @@ struct injection {
 	int injected;            /* events added, flipped or dropped (those the feed shows) */
 	double expected;         /* the key's events in the window without it (its rate's sum) */
 	int seen, seen_negative; /* the key's events in the window the feed holds */
-	int sub;                 /* defect_burst: the one defect reported, -1 until drawn */
+	/* a spike's, hour by hour (it lasts 24 hours at most): when an ideal
+	 * test could have seen it (tests/bench/detect's delay) */
+	double hour_expected[24];
+	int hour_seen[24];
+	int sub; /* defect_burst: the one defect reported, -1 until drawn */
 };
 
 struct sim {
@@ -696,9 +700,14 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 
 		if (!in_window(j, hour))
 			continue;
-		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT)
-			j->expected += key_rate(s, j->sku,
-			                        j->kind == INJ_VOLUME_SPIKE ? j->cat : -1, hour);
+		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT) {
+			double rate = key_rate(s, j->sku, j->kind == INJ_VOLUME_SPIKE ? j->cat : -1,
+			                       hour);
+
+			j->expected += rate;
+			if (j->kind == INJ_VOLUME_SPIKE)
+				j->hour_expected[(hour - j->start_ms) / HOUR_MS] = rate;
+		}
 		if (j->kind == INJ_VOLUME_SPIKE)
 			extra = rng_poisson(&s->rng,
 			                    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
@@ -786,6 +795,8 @@ static void count_seen(struct sim *s, const struct draft *d)
 			continue;
 		j->seen++;
 		j->seen_negative += d->sentiment == SENTIMENT_NEGATIVE;
+		if (j->kind == INJ_VOLUME_SPIKE)
+			j->hour_seen[(d->ts - j->start_ms) / HOUR_MS]++;
 	}
 }
 
@@ -920,6 +931,18 @@ static int write_truth(struct sim *s, const char *path)
 			cJSON_AddNumberToObject(o, "window_events", j->seen);
 			if (j->kind == INJ_NEGATIVE_SHIFT)
 				cJSON_AddNumberToObject(o, "window_negative", j->seen_negative);
+		}
+		if (j->kind == INJ_VOLUME_SPIKE) {
+			int hours = (int)((j->end_ms - j->start_ms) / HOUR_MS);
+			cJSON *e = cJSON_AddArrayToObject(o, "hour_expected");
+			cJSON *n = cJSON_AddArrayToObject(o, "hour_events");
+
+			for (int h = 0; h < hours; h++) {
+				cJSON_AddItemToArray(
+				        e, cJSON_CreateNumber(round(j->hour_expected[h] * 1000) /
+				                              1000));
+				cJSON_AddItemToArray(n, cJSON_CreateNumber(j->hour_seen[h]));
+			}
 		}
 	}
 	out = jsonl_create(path, err, sizeof(err));

@@ -269,6 +269,14 @@ def test_simulated_truth_counts_what_the_feed_holds(tmp_path):
             assert inj["window_negative"] == negative, inj
         else:
             assert inj["injected_events"] <= len(held)
+            # hour by hour too (detect's ideal delay): the feed's events in
+            # each hour from the start, and the key's rate summed to the whole
+            hours = (at(inj["end"]) - at(inj["start"])).total_seconds() // 3600
+            assert len(inj["hour_events"]) == len(inj["hour_expected"]) == hours, inj
+            for h, n in enumerate(inj["hour_events"]):
+                assert n == sum(1 for e in held
+                                if (at(e["ts"]) - at(inj["start"])).total_seconds() // 3600 == h)
+            assert abs(sum(inj["hour_expected"]) - inj["baseline_events"]) < 0.01 * hours
             for s in silences:
                 if at(s["start"]) < at(inj["end"]) and at(inj["start"]) < at(s["end"]):
                     overlapped += 1

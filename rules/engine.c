@@ -292,7 +292,30 @@ static void *slab_alloc(struct engine *e, struct rule_rt *r, size_t n, uint32_t 
 }
 
 /*
- * The key's entry, created if new; h is rule_hash of its len bytes. With
+ * The key table's hash, eight bytes a step (FNV-1a's byte a step was ~6% of
+ * the engine's instructions at 100,000 keys). In memory only: rule_hash,
+ * whose values kinds keep in their saved state, stays as it was.
+ */
+static uint32_t key_hash(const char *s, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15u ^ n, w;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+		h ^= h >> 32;
+	}
+	w = 0;
+	for (size_t i = 0; i < n; i++)
+		w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+	h ^= h >> 29;
+	h ^= h >> 32;
+	return (uint32_t)h ? (uint32_t)h : 1;
+}
+
+/*
+ * The key's entry, created if new; h is key_hash of its len bytes. With
  * limit, NULL for a new key when the rule holds max_keys already.
  */
 static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char *key, size_t len,
@@ -326,7 +349,7 @@ static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *k
 {
 	size_t len = strlen(key);
 
-	return key_get_h(e, r, key, len, rule_hash(key, len), 0);
+	return key_get_h(e, r, key, len, key_hash(key, len), 0);
 }
 
 /* ---- incident history, per key that had one ---- */
@@ -1549,7 +1572,7 @@ static void take(struct engine *e, const struct event *ev, int revision)
 			continue;
 		}
 		p->len = strlen(p->key);
-		p->h = rule_hash(p->key, p->len);
+		p->h = key_hash(p->key, p->len);
 		p->ok = 1;
 		__builtin_prefetch(&r->slots[p->h & (r->nslots - 1)]);
 	}

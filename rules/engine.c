@@ -132,6 +132,7 @@ struct rule_rt {
 	const void *config;
 	const struct rule_common *common;
 	char implied[256]; /* key tokens its conditions imply (rule_implied_key) */
+	int same_key;      /* an earlier rule with this group_by (its key is this one's); -1 */
 	void *shared;
 	struct slab **slabv; /* the slabs by number, for slot references */
 	size_t nslabv;
@@ -667,6 +668,12 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		r->pool.bsize = (r->kind->state_size + 7) & ~(size_t)7;
 		r->common = rules->v[i].data; /* every kind's config starts with it */
 		rule_implied_key(r->common, r->implied, sizeof(r->implied));
+		r->same_key = -1;
+		for (size_t j = 0; j < i && r->same_key < 0; j++)
+			if (e->rules[j].common->ngroup == r->common->ngroup &&
+			    memcmp(e->rules[j].common->group, r->common->group,
+			           (size_t)r->common->ngroup * sizeof(r->common->group[0])) == 0)
+				r->same_key = (int)j;
 		r->shared = r->kind->new_shared    ? r->kind->new_shared(r->config)
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
 		                                   : NULL;
@@ -1567,12 +1574,20 @@ static void take(struct engine *e, const struct event *ev, int revision)
 			continue;
 		if (!rule_matches(r->common, ev))
 			continue;
-		if (rule_group_key(r->common, ev, p->key, sizeof(p->key)) < 0) {
+		if (r->same_key >= 0 && e->pend[r->same_key].ok) {
+			/* The key an earlier rule grouping by the same fields made. */
+			const struct pend *q = &e->pend[r->same_key];
+
+			memcpy(p->key, q->key, q->len + 1);
+			p->len = q->len;
+			p->h = q->h;
+		} else if (rule_group_key(r->common, ev, p->key, sizeof(p->key)) < 0) {
 			ungrouped = 1;
 			continue;
+		} else {
+			p->len = strlen(p->key);
+			p->h = key_hash(p->key, p->len);
 		}
-		p->len = strlen(p->key);
-		p->h = key_hash(p->key, p->len);
 		p->ok = 1;
 		__builtin_prefetch(&r->slots[p->h & (r->nslots - 1)]);
 	}

@@ -2486,6 +2486,36 @@ static void test_a_rule_keeps_at_most_max_keys(void **state)
 }
 
 /*
+ * Rules grouping by the same fields share the key an event makes for the
+ * first of them that takes it; one that does not take the event (its
+ * conditions) leaves the next to make its own. Each rule's keys are its own.
+ */
+static void test_rules_grouping_alike_each_get_the_key(void **state)
+{
+	static const struct row rows[] = {{1, "A", NULL, SEVERITY_LOW, 0.9},
+	                                  {2, "B", NULL, SEVERITY_CRITICAL, 0.9}};
+	struct rig r;
+	struct engine *e =
+	        rig_start(&r, "rules:\n"
+	                      "  - {name: crit, kind: threshold, group_by: [sku],\n"
+	                      "     where: [\"severity >= critical\"], count: 1}\n"
+	                      "  - {name: other, kind: threshold, group_by: [category],\n"
+	                      "     count: 1}\n"
+	                      "  - {name: any, kind: threshold, group_by: [sku], count: 1}\n");
+
+	(void)state;
+	feed(e, rows, 1);
+	assert_int_equal(engine_stats(e)->keys, 2); /* other: category; any: sku=A */
+	assert_int_equal(r.l.opened, 2);
+	assert_non_null(strstr(r.l.last_summary, "sku=A"));
+	feed(e, rows + 1, 1);
+	assert_int_equal(engine_stats(e)->keys, 2 + 2); /* crit and any: sku=B */
+	assert_int_equal(r.l.opened, 2 + 2);
+	assert_non_null(strstr(r.l.last_summary, "sku=B"));
+	rig_end(&r);
+}
+
+/*
  * Events the rules leave out are counted once each, however many rules
  * leave them out, and the counts survive a restart (the daemon sets the
  * store's counters from them, so a replay must recount from the checkpoint,
@@ -2862,6 +2892,7 @@ int main(void)
 	        cmocka_unit_test(test_records_of_a_removed_rule_are_deleted_after_forget_after),
 	        cmocka_unit_test(test_forgotten_keys_bytes_are_reused),
 	        cmocka_unit_test(test_left_out_events_are_counted_and_kept),
+	        cmocka_unit_test(test_rules_grouping_alike_each_get_the_key),
 	        cmocka_unit_test(test_a_rule_keeps_at_most_max_keys),
 	        cmocka_unit_test(test_a_long_key_is_cut_and_hashed),
 	        cmocka_unit_test(test_key_fields_with_spaces),

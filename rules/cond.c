@@ -214,6 +214,27 @@ static int compile(struct cond *c, const char *text, char *err, size_t errlen)
 	return parse_value(c, value, err, errlen);
 }
 
+int rule_window_buckets(const struct rule_common *c, int64_t window_ms, int most, char *err,
+                        size_t errlen)
+{
+	int64_t b = c->bucket_ms, n = window_ms / b;
+
+	if (window_ms % b == 0 && n >= 1 && n <= most)
+		return (int)n;
+	if (window_ms % b)
+		snprintf(err, errlen, "window must be 1 to %d whole buckets: it is %.2f buckets",
+		         most, (double)window_ms / (double)b);
+	else
+		snprintf(
+		        err, errlen,
+		        "window must be 1 to %d whole buckets: it is %lld (a rule's rings hold %d; "
+		        "bucket: %lldm or more takes it)",
+		        most, (long long)n, most,
+		        (long long)((window_ms + (int64_t)most * 60000 - 1) /
+		                    ((int64_t)most * 60000)));
+	return -1;
+}
+
 int rule_common_check(struct rule_common *c, char *err, size_t errlen)
 {
 	if (c->name == NULL) {

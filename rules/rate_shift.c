@@ -109,11 +109,8 @@ static int check(void *config, char *err, size_t errlen)
 		return -1;
 	memcpy(c->share, tmp.conds, sizeof(c->share));
 	c->nshare = tmp.nconds;
-	if (c->window_ms % c->common.bucket_ms || c->window_ms / c->common.bucket_ms > RING) {
-		snprintf(err, errlen, "window must be 1 to %d whole buckets", RING);
+	if ((c->win = rule_window_buckets(&c->common, c->window_ms, RING, err, errlen)) < 0)
 		return -1;
-	}
-	c->win = (int)(c->window_ms / c->common.bucket_ms);
 	c->decay = pow(2, -(double)c->common.bucket_ms / (double)c->half_life_ms);
 	return 0;
 }

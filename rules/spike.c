@@ -156,11 +156,8 @@ static int check(void *config, char *err, size_t errlen)
 
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
-	if (c->window_ms % b || c->window_ms / b > RING) {
-		snprintf(err, errlen, "window must be 1 to %d whole buckets", RING);
+	if ((c->win = rule_window_buckets(&c->common, c->window_ms, RING, err, errlen)) < 0)
 		return -1;
-	}
-	c->win = (int)(c->window_ms / b);
 	c->len[0] = 1;
 	c->ns = 1;
 	for (size_t i = 0; i < c->mid_window.n; i++) {

@@ -192,6 +192,11 @@ const struct conf_variant *rule_variants(void);
 /* Compiles group_by and where (shared by every kind's check). */
 int rule_common_check(struct rule_common *c, char *err, size_t errlen);
 
+/* A window's length in the rule's buckets, from 1 to most; else -1 with an
+ * error saying what would fit. */
+int rule_window_buckets(const struct rule_common *c, int64_t window_ms, int most, char *err,
+                        size_t errlen);
+
 /* Does ev meet every condition? */
 int rule_matches(const struct rule_common *c, const struct event *ev);
 /*

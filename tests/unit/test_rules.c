@@ -2810,7 +2810,10 @@ static void test_rule_config_errors(void **state)
 	         "t.yaml:4: rules[1]: the name 'a' is taken by rules[0] (line 2)"},
 	        {"rules:\n  - kind: threshold\n", "t.yaml:2: rules[0] (threshold): needs a name"},
 	        {"rules:\n  - name: a\n    kind: spike\n    window: 90m\n",
-	         "window must be 1 to 24 whole buckets"},
+	         "window must be 1 to 24 whole buckets: it is 1.50 buckets"},
+	        {"rules:\n  - name: a\n    kind: rate_shift\n    bucket: 5m\n    window: 24h\n",
+	         "t.yaml:2: rules[0] (a): window must be 1 to 24 whole buckets: it is 288 (a "
+	         "rule's rings hold 24; bucket: 60m or more takes it)"},
 	        {"rules:\n  - name: a\n    kind: spike\n    alpha: often\n",
 	         "t.yaml:4: rules[0].alpha: expected a number from 0 to 1"},
 	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: [12h, 6h]\n",

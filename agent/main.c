@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <sqlite3.h>
 
 #include <voca/engine.h>
 #include <voca/log.h>
@@ -20,6 +17,7 @@
 #include "delivery.h"
 #include "incidents.h"
 #include "publish.h"
+#include "rulestate.h"
 #include "simulate.h"
 #include "stats.h"
 #include "version.h"
@@ -124,6 +122,32 @@ static void print_warning(void *arg, const char *line)
 	fprintf(stderr, "%s: warning: %s\n", (const char *)arg, line);
 }
 
+struct shape_check {
+	struct engine *e;
+	const char *file;
+};
+
+static void check_shape(void *arg, const char *rule, const void *blob, size_t len, int64_t records)
+{
+	const struct shape_check *c = arg;
+	char changed[160], line[4400];
+	int r = engine_shape_changed(c->e, rule, blob, len, changed, sizeof(changed));
+
+	if (r > 0)
+		snprintf(line, sizeof(line),
+		         "rule '%s': its %lld saved records were learned under other settings "
+		         "(%s changed): at the next start its baselines start over",
+		         rule, (long long)records, changed[0] ? changed : "kind");
+	else if (r < 0 && records > 0)
+		snprintf(line, sizeof(line),
+		         "rule '%s' is not configured: its %lld saved records are kept for "
+		         "engine.forget_after after it was last configured, then deleted",
+		         rule, (long long)records);
+	else
+		return;
+	print_warning((void *)c->file, line);
+}
+
 /*
  * What the saved rules' state says of this configuration: the rules that
  * would start over at the next start (state learned under other settings)
@@ -132,53 +156,13 @@ static void print_warning(void *arg, const char *line)
  */
 static void check_rule_state(const struct config *cfg, const char *file)
 {
-	char path[4096], changed[160], line[4400];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	struct stat sb;
+	char path[4096], err[4400];
+	struct shape_check c = {engine_new(&cfg->rules, cfg->engine.lateness_ms, NULL, NULL), file};
 
-	if (config_rules_path(cfg, path, sizeof(path)) < 0 || stat(path, &sb) < 0)
-		return;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db,
-	                       "SELECT s.key, s.blob, (SELECT count(*) FROM rule_state r"
-	                       " WHERE r.rule = s.key) FROM rule_state s"
-	                       " WHERE s.rule = '' AND s.key != '' ORDER BY s.key",
-	                       -1, &s, NULL) != SQLITE_OK) {
-		snprintf(line, sizeof(line), "cannot read the rules' state in %s: %s", path,
-		         sqlite3_errmsg(db));
-		print_warning((void *)file, line);
-		sqlite3_close(db);
-		return;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	struct engine *e = engine_new(&cfg->rules, cfg->engine.lateness_ms, NULL, NULL);
-
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		const char *rule = (const char *)sqlite3_column_text(s, 0);
-		int64_t records = sqlite3_column_int64(s, 2);
-		int r = engine_shape_changed(e, rule, sqlite3_column_blob(s, 1),
-		                             (size_t)sqlite3_column_bytes(s, 1), changed,
-		                             sizeof(changed));
-
-		if (r > 0)
-			snprintf(
-			        line, sizeof(line),
-			        "rule '%s': its %lld saved records were learned under other settings "
-			        "(%s changed): at the next start its baselines start over",
-			        rule, (long long)records, changed[0] ? changed : "kind");
-		else if (r < 0 && records > 0)
-			snprintf(line, sizeof(line),
-			         "rule '%s' is not configured: its %lld saved records are kept for "
-			         "engine.forget_after after it was last configured, then deleted",
-			         rule, (long long)records);
-		else
-			continue;
-		print_warning((void *)file, line);
-	}
-	engine_free(e);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
+	if (config_rules_path(cfg, path, sizeof(path)) == 0 &&
+	    rulestate_each_shape(path, check_shape, &c, err, sizeof(err)) < 0)
+		print_warning((void *)file, err);
+	engine_free(c.e);
 }
 
 static int check_main(int argc, char **argv)

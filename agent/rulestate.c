@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -201,6 +202,37 @@ int rulestate_each(struct rulestate *rs,
 	}
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? n : set_err(rs, "read rule state");
+}
+
+int rulestate_each_shape(const char *path,
+                         void (*fn)(void *arg, const char *rule, const void *blob, size_t len,
+                                    int64_t records),
+                         void *arg, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	struct stat sb;
+	int rc = SQLITE_DONE;
+
+	if (stat(path, &sb) < 0)
+		return 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+	                       "SELECT s.key, s.blob, (SELECT count(*) FROM rule_state r"
+	                       " WHERE r.rule = s.key) FROM rule_state s"
+	                       " WHERE s.rule = '' AND s.key != '' ORDER BY s.key",
+	                       -1, &s, NULL) != SQLITE_OK)
+		rc = SQLITE_ERROR;
+	while (rc != SQLITE_ERROR && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, (const char *)sqlite3_column_text(s, 0), sqlite3_column_blob(s, 1),
+		   (size_t)sqlite3_column_bytes(s, 1), sqlite3_column_int64(s, 2));
+	if (rc != SQLITE_DONE)
+		snprintf(err, errlen, "cannot read the rules' state in %s: %s", path,
+		         db ? sqlite3_errmsg(db) : "out of memory");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int set_meta(struct rulestate *rs, const char *name, int64_t value)

@@ -40,6 +40,17 @@ int rulestate_each(struct rulestate *rs,
                              size_t len),
                    void *arg);
 
+/*
+ * Read-only, beside a running daemon (voca check): calls fn for each
+ * configured-or-not rule's shape record (rule "", key: the rule's name)
+ * with the number of records the rule has. Returns 0, or -1 with err
+ * filled; a file that does not exist is 0 with no call.
+ */
+int rulestate_each_shape(const char *path,
+                         void (*fn)(void *arg, const char *rule, const void *blob, size_t len,
+                                    int64_t records),
+                         void *arg, char *err, size_t errlen);
+
 /* The position the records cover, in the open transaction. */
 int rulestate_set_position(struct rulestate *rs, int64_t rowid, int64_t revision_seq);
 

@@ -91,6 +91,22 @@ routes:
         "delivery.deadletter_receivers names it: nothing is sent to it"], lines
 
 
+def test_check_says_when_the_rules_state_cannot_be_read(tmp_path):
+    """voca check reads the saved rules' state to say which rules would
+    start over; a file that is not one is a warning naming it, not a
+    failure of the check, and no file says nothing."""
+    state = tmp_path / "rules.db"
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"store:\n  path: {tmp_path / 'voca.db'}\n  rules_path: {state}\n")
+    r = run_voca("check", "-c", str(cfg))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    state.write_text("not a database\n" * 100)
+    r = run_voca("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (f"{cfg}: warning: cannot read the rules' state in {state}: "
+                                "file is not a database"), r.stderr
+
+
 def test_simulate_is_deterministic_and_writes_truth(tmp_path):
     args = ["simulate", "--seed", "5", "--days", "10", "--per-day", "800", "--incidents", "5"]
     r1 = run_voca(*args, "-o", str(tmp_path / "a.jsonl"), "--truth", str(tmp_path / "t.json"))

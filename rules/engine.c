@@ -943,7 +943,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	char token[160], keys[200] = "";
 	int n = 0;
 
-	if (r->common->rollup_by == NULL || inc->rollup || inc->stands_alone ||
+	if (r->common->rollup_by == NULL || inc->rollup ||
 	    !key_token(inc->key, r->common->rollup_by, token, sizeof(token)))
 		return 0;
 	for (size_t i = 0; i < e->nopen; i++) {
@@ -1019,7 +1019,6 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		inc->updated_ms = inc->last_fire_ms = at;
 		cJSON_Delete(inc->why);
 		inc->why = f->why;
-		inc->stands_alone = f->stands_alone;
 		memcpy(inc->summary, f->summary, sizeof(inc->summary));
 		/* Re-alert while it persists, at a doubling interval (ElastAlert's
 		 * exponential realert): notify now and then, not at every firing.
@@ -1068,7 +1067,6 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 	inc->notify = 1;
 	inc->next_alert_ms = at + r->common->cooldown_ms;
 	inc->why = f->why;
-	inc->stands_alone = f->stands_alone;
 	inc->rollup = e->rolling;
 	memcpy(inc->summary, f->summary, sizeof(inc->summary));
 	h->open = inc;
@@ -1096,7 +1094,6 @@ static void firing_clear(struct firing *f)
 	f->why = NULL;
 	f->summary[0] = '\0';
 	f->window_start_ms = f->window_end_ms = 0;
-	f->stands_alone = 0;
 }
 
 static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyent *k)

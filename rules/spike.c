@@ -110,27 +110,7 @@ struct season {
 	float level;    /* EW deseasonalised events per bucket, all keys */
 	int64_t bucket; /* index of the open bucket */
 	uint32_t cur, buckets, keys;
-	/* The last RING closed buckets' counts, bucket i at i % RING, known
-	 * from bucket ring_since on: the share test's category volume. */
-	uint32_t ring[RING];
-	int64_t ring_since;
 };
-
-/* The layout saved before the ring (2026-11-23): read by load_shared. */
-struct season_v1 {
-	char name[CAT_NAME];
-	float hod[24], dow[7];
-	float level;
-	int64_t bucket;
-	uint32_t cur, buckets, keys;
-};
-
-_Static_assert(offsetof(struct season, ring) == offsetof(struct season_v1, keys) + 4,
-               "the ring follows the fields of the layout before");
-
-/* Begins the seasons saved since the ring. A record before it begins with
- * a category's name: text, or all zeros for an empty one. */
-static const char SEASONS_V2[8] = {'\0', 'v', 'o', 'c', 'a', '-', 's', '2'};
 
 struct shared {
 	const struct spike_config *c;
@@ -244,40 +224,22 @@ static double season_factor(const struct season *s, int64_t start_ms)
 	return (double)s->hod[h] * s->dow[d];
 }
 
-/* The categories in use, as they are (a season is plain data), after SEASONS_V2. */
+/* The categories in use, as they are: a season is plain data. */
 static void save_shared(const void *p, struct buf *out)
 {
 	const struct shared *sh = p;
 
-	buf_add(out, SEASONS_V2, sizeof(SEASONS_V2));
 	buf_add(out, sh->cats, sh->n * sizeof(*sh->cats));
 }
 
 static int load_shared(void *p, const void *blob, size_t len)
 {
 	struct shared *sh = p;
-	const size_t old = sizeof(struct season_v1);
 
-	if (len >= sizeof(SEASONS_V2) && memcmp(blob, SEASONS_V2, sizeof(SEASONS_V2)) == 0) {
-		len -= sizeof(SEASONS_V2);
-		if (len % sizeof(*sh->cats) || len / sizeof(*sh->cats) > MAX_CATS)
-			return -1;
-		memcpy(sh->cats, (const char *)blob + sizeof(SEASONS_V2), len);
-		sh->n = len / sizeof(*sh->cats);
-		return 0;
-	}
-	/* Saved before the ring: the seasons as they were, the ring known
-	 * from the open bucket on. */
-	if (len % old || len / old > MAX_CATS)
+	if (len % sizeof(*sh->cats) || len / sizeof(*sh->cats) > MAX_CATS)
 		return -1;
-	sh->n = len / old;
-	for (size_t i = 0; i < sh->n; i++) {
-		struct season *s = &sh->cats[i];
-
-		memset(s, 0, sizeof(*s));
-		memcpy(s, (const char *)blob + i * old, offsetof(struct season, ring));
-		s->ring_since = s->bucket;
-	}
+	memcpy(sh->cats, blob, len);
+	sh->n = len / sizeof(*sh->cats);
 	return 0;
 }
 
@@ -341,13 +303,10 @@ static void season_count(const struct spike_config *c, struct season *s, int64_t
 	int64_t b = c->common.bucket_ms, idx = ts / b;
 
 	if (s->bucket < 0)
-		s->bucket = s->ring_since = idx;
+		s->bucket = idx;
 	if (idx > s->bucket) {
 		/* At most a week of empty buckets is worth learning from. */
 		int64_t from = idx - s->bucket > 168 ? idx - 168 : s->bucket;
-
-		for (int64_t i = s->bucket; i < idx && i < s->bucket + RING; i++)
-			s->ring[i % RING] = i == s->bucket ? s->cur : 0;
 
 		for (int64_t i = from; i < idx; i++)
 			season_close(c, s, i * b);
@@ -502,44 +461,6 @@ static void window_sums(const struct spike_config *c, struct spike_state *st)
 	}
 }
 
-/* x to three significant digits (a SKU's share of a category can be 0.0003). */
-static double three_digits(double x)
-{
-	double m = x > 0 ? pow(10, 2 - floor(log10(x))) : 1;
-
-	return round(x * m) / m;
-}
-
-/*
- * The share test (BASELINES.md 1.3): in the w buckets to end_ms, did the
- * key's share of its category's volume rise, or did the category rise with
- * it (a holiday, a campaign)? The key's x events given the category's n are
- * binomial at the key's expected share, m against the category's own
- * expectation. Returns the upper tail, or 1 when the category's ring does
- * not hold the window (*n 0).
- */
-static double share_test(const struct spike_config *c, const struct season *s, int64_t end_ms,
-                         int w, double x, double m, double *n, double *share)
-{
-	int64_t b = c->common.bucket_ms, e = end_ms / b, from = e - w;
-	double mc = 0;
-
-	*n = 0;
-	*share = 0;
-	if (from < s->ring_since || from < s->bucket - RING || e - 1 > s->bucket)
-		return 1;
-	for (int64_t i = from; i < e; i++) {
-		*n += i == s->bucket ? s->cur : s->ring[i % RING];
-		mc += s->level * season_factor(s, i * b);
-	}
-	if (*n < x || mc <= 0) {
-		*n = 0;
-		return 1;
-	}
-	*share = fmin(1, m / mc);
-	return binom_upper_tail(x, *n, *share);
-}
-
 /* Is scale j (of len buckets) tested while the key has w buckets of history? */
 static inline int scale_used(const int *scales, int j, int w)
 {
@@ -653,22 +574,6 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	    X[best] - M[best] >= c->min_excess) {
 		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best], PHI[best], p,
 		        alpha, level_eff, warm, NEG[best], f);
-		if (c->common.rollup_by) {
-			double n, share,
-			        ps = share_test(c, s, end_ms, scales[best], X[best], M[best], &n,
-			                        &share);
-
-			if (n > 0) {
-				cJSON *o = cJSON_AddObjectToObject(f->why, "share_test");
-
-				cJSON_AddNumberToObject(o, "category_events", n);
-				cJSON_AddNumberToObject(o, "share", three_digits(X[best] / n));
-				cJSON_AddNumberToObject(o, "expected_share", three_digits(share));
-				cJSON_AddNumberToObject(o, "p_value", ps);
-				f->stands_alone = ps < alpha;
-				cJSON_AddBoolToObject(o, "stands_alone", f->stands_alone);
-			}
-		}
 		v = RULE_FIRE;
 	}
 	/* Hysteresis (BASELINES.md 1.6): an open incident is not clear while a

@@ -100,9 +100,6 @@ struct firing {
 	cJSON *why;        /* explanation object; the engine takes ownership */
 	char summary[320]; /* one line: what changed, against what */
 	int64_t window_start_ms, window_end_ms;
-	/* The key's own share of its roll-up group rose, not the group with it
-	 * (spike's share test): it is told apart, not rolled up. */
-	int stands_alone;
 };
 
 enum rule_verdict {

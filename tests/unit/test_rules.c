@@ -27,7 +27,6 @@
 
 struct log {
 	int opened, updated, resolved, reopened, realerts, reviews, verified, unqueued;
-	int alone; /* incidents opened whose share test set them apart from a roll-up */
 	int64_t verified_at, verified_ats[8]; /* the latest verification's time, the first 8 */
 	uint64_t verified_id, verified_ids[8];
 	int64_t reopened_opened; /* the opened_ms of the last reopening (the first opening's) */
@@ -62,7 +61,6 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	if (ch == INCIDENT_RESOLVED && l->resolved < 16)
 		l->resolved_at[l->resolved] = inc->resolved_ms;
 	l->opened += ch == INCIDENT_OPENED;
-	l->alone += ch == INCIDENT_OPENED && inc->stands_alone;
 	l->updated += ch == INCIDENT_UPDATED;
 	l->resolved += ch == INCIDENT_RESOLVED;
 	l->reopened += ch == INCIDENT_REOPENED;
@@ -1087,36 +1085,6 @@ static void test_category_rollup(void **state)
 	assert_non_null(strstr(err, "rollup_by: 'category' must be one of several group_by"));
 }
 
-/*
- * The share test (BASELINES.md 1.3): in an hour the whole category surges
- * (a campaign: A-D at 10x), E's share of it jumps too (30x: 60 of the
- * category's 140 where a fifth was its share). The surge is one roll-up;
- * E is told on its own, with the test in its explanation. Without the
- * test, E was rolled up into the category's incident with the rest.
- */
-static void test_spike_share_test_keeps_a_key_out_of_the_rollup(void **state)
-{
-	static const char *const skus[] = {"A", "B", "C", "D", "E"};
-	struct rig r;
-	struct engine *e = rig_start(&r, "rules:\n  - {name: spike, kind: spike, group_by: [sku, "
-	                                 "category],\n     rollup_by: category, rollup_min: 3}\n");
-
-	(void)state;
-	for (int h = 0; h < 14 * 24; h++)
-		for (int k = 0; k < 5; k++)
-			burst(e, h, skus[k], 2);
-	for (int k = 0; k < 5; k++)
-		burst(e, 14 * 24, skus[k], k < 4 ? 20 : 60);
-	for (int k = 0; k < 5; k++)
-		burst(e, 14 * 24 + 1, skus[k], 2);
-	/* A, B notify; C makes three: the roll-up opens, C and D go into it; E
-	 * notifies. */
-	assert_int_equal(r.l.opened, 5 + 1);
-	assert_int_equal(r.l.alone, 1);
-	assert_int_equal(engine_stats(e)->suppressed, 2);
-	rig_end(&r);
-}
-
 static void test_time_window_follows_dst(void **state)
 {
 	struct config cfg;
@@ -1818,31 +1786,6 @@ static size_t spike_record_to_old(struct kv *v, int v2)
 	return n;
 }
 
-/*
- * A spike rule's own record (its categories' seasons) as voca wrote it
- * before the seasons kept a ring of counts: no SEASONS_V2 mark, and each
- * season 200 bytes (its first 196 then padding) instead of 304. Returns the
- * seasons converted.
- */
-static int spike_seasons_to_old(struct kv *k)
-{
-	static const char mark[8] = {'\0', 'v', 'o', 'c', 'a', '-', 's', '2'};
-	unsigned char *at = memmem(k->blob, k->len, mark, sizeof(mark));
-	size_t head, n;
-
-	if (at == NULL)
-		return 0;
-	head = (size_t)(at - k->blob);
-	n = (k->len - head - sizeof(mark)) / 304;
-	assert_int_equal(k->len, head + sizeof(mark) + n * 304);
-	for (size_t i = 0; i < n; i++) {
-		memmove(k->blob + head + i * 200, k->blob + head + sizeof(mark) + i * 304, 196);
-		memset(k->blob + head + i * 200 + 196, 0, 4);
-	}
-	k->len = head + n * 200;
-	return (int)n;
-}
-
 /* Puts the line "mid_window=21600000" (6h) before window's in a shape record,
  * as voca wrote it before 2026-11-23. */
 static int shape_with_mid_window(struct kv *k)
@@ -1891,7 +1834,7 @@ static void test_spike_state_of_an_older_layout_is_kept(void **state)
 		if (restart) {
 			int awake = 0;
 
-			int shaped = 0, seasons = 0;
+			int shaped = 0;
 
 			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
 			for (size_t i = 0; i < kv->n; i++) {
@@ -1903,11 +1846,7 @@ static void test_spike_state_of_an_older_layout_is_kept(void **state)
 				 * mid_window (in ms), which no longer shapes the state. */
 				if (strcmp(k->rule, "") == 0 && strcmp(k->key, "vol") == 0)
 					shaped += shape_with_mid_window(k);
-				/* And the seasons, before their ring. */
-				if (strcmp(k->rule, "vol") == 0 && k->key[0] == '\0')
-					seasons += spike_seasons_to_old(k);
 			}
-			assert_int_equal(seasons, 1);
 			assert_int_equal(awake, 1); /* A */
 			assert_int_equal(shaped, 1);
 			e = rig_reload(&r, kv);
@@ -2920,7 +2859,6 @@ int main(void)
 	        cmocka_unit_test(test_inhibition_known_issues_and_budget),
 	        cmocka_unit_test(test_inhibition_of_the_same_key_and_of_a_key_it_lies_inside),
 	        cmocka_unit_test(test_category_rollup),
-	        cmocka_unit_test(test_spike_share_test_keeps_a_key_out_of_the_rollup),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

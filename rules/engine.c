@@ -940,73 +940,108 @@ static double why_number(const cJSON *why, const char *name, double otherwise)
 }
 
 /*
- * Does inc stand out of the members it would be rolled up with? BASELINES.md
- * 1.3's share test, asked of the roll-up rather than of the category: a
- * campaign lifts a whole category and one roll-up says so, a problem of ten
- * SKUs is one roll-up too, but a SKU lifted far beyond its fellows in the
- * middle of either is a problem of its own. Its observed count is tested
- * against its expectation times the other members' pooled lift (their
- * observed over their expected), at its own firing's alpha and dispersion;
- * explanations without those (kinds other than spike) roll up as before.
- * The test goes into inc's explanation.
+ * Does a member stand out of the others it would be rolled up with?
+ * BASELINES.md 1.3's share test, asked of the roll-up rather than of the
+ * category: a campaign lifts a whole category and one roll-up says so, a
+ * problem of ten SKUs is one roll-up too, but a SKU lifted far beyond its
+ * fellows in the middle of either is a problem of its own. Its observed
+ * count is tested against its expectation times the other members' pooled
+ * lift (their observed over their expected), at its own firing's alpha and
+ * dispersion; explanations without those (kinds other than spike) roll up
+ * as before. Returns the p-value (1: not tested); *tested says whether it was.
  */
-static int stands_out(struct incident *inc, double others_observed, double others_expected)
+static double stand_out_p(const cJSON *why, double others_observed, double others_expected,
+                          int *tested)
 {
-	double x = why_number(inc->why, "observed", -1), m = why_number(inc->why, "expected", -1);
-	double alpha = why_number(inc->why, "alpha", -1),
-	       phi = why_number(inc->why, "dispersion_phi", 1);
+	double x = why_number(why, "observed", -1), m = why_number(why, "expected", -1);
+	double alpha = why_number(why, "alpha", -1), phi = why_number(why, "dispersion_phi", 1);
 
-	if (x <= 0 || m <= 0 || alpha <= 0 || others_expected <= 0)
-		return 0;
+	*tested = x > 0 && m > 0 && alpha > 0 && others_expected > 0;
+	if (!*tested)
+		return 1;
 	double lift = others_observed / others_expected;
-	double p = x / m > lift ? nb_upper_tail(x, lift * m, phi) : 1;
-	cJSON *o = cJSON_AddObjectToObject(inc->why, "rollup_test");
 
-	cJSON_AddNumberToObject(o, "lift", round(x / m * 10) / 10);
-	cJSON_AddNumberToObject(o, "members_lift", round(lift * 10) / 10);
-	cJSON_AddNumberToObject(o, "p_value", p);
-	cJSON_AddBoolToObject(o, "stands_alone", p < alpha);
-	return p < alpha;
+	return x / m > lift ? nb_upper_tail(x, lift * m, phi) : 1;
+}
+
+static int stands_out(const cJSON *why, double others_observed, double others_expected)
+{
+	int tested;
+	double p = stand_out_p(why, others_observed, others_expected, &tested);
+
+	return tested && p < why_number(why, "alpha", -1);
 }
 
 /*
  * Category roll-up: when rollup_min open incidents of the rule share the
  * rollup_by value of inc's key, they are one problem. The roll-up incident
  * (keyed by that value alone) opens or updates, and inc's notification is
- * muted in its favour, unless inc stands out of them (stands_out). Returns 1
- * if inc was rolled up.
+ * muted in its favour, unless inc stands out of the others (stand_out_p;
+ * a member that does is not counted either). Membership is worked out from
+ * the members' explanations each time, which a restart restores, so a
+ * restart mutes what an uninterrupted run mutes. Returns 1 if inc was
+ * rolled up.
  */
+/* Is o an incident of inc's rule whose rollup_by value is token? */
+static int member(const struct rule_rt *r, const struct incident *inc, const struct incident *o,
+                  const char *token)
+{
+	char t[160];
+
+	return o->rule == inc->rule && !o->rollup &&
+	       key_token(o->key, r->common->rollup_by, t, sizeof(t)) && strcmp(t, token) == 0;
+}
+
 static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int64_t at)
 {
 	char token[160], keys[200] = "";
-	double observed = 0, expected = 0; /* the other members' */
-	int n = 0;
+	double observed = 0, expected = 0; /* all members' */
+	int n = 0, tested;
 
 	inc->stands_alone = 0;
 	if (r->common->rollup_by == NULL || inc->rollup ||
 	    !key_token(inc->key, r->common->rollup_by, token, sizeof(token)))
 		return 0;
 	for (size_t i = 0; i < e->nopen; i++) {
-		const struct incident *o = e->open[i];
-		char t[160];
-
-		if (o->rule == inc->rule && !o->rollup && (o == inc || !o->stands_alone) &&
-		    key_token(o->key, r->common->rollup_by, t, sizeof(t)) &&
-		    strcmp(t, token) == 0) {
-			n++;
-			snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
-			         keys[0] ? ", " : "", o->key);
-			if (o != inc) {
-				observed += why_number(o->why, "observed", 0);
-				expected += why_number(o->why, "expected", 0);
-			}
+		if (member(r, inc, e->open[i], token)) {
+			observed += why_number(e->open[i]->why, "observed", 0);
+			expected += why_number(e->open[i]->why, "expected", 0);
 		}
+	}
+	/* The members that count: those that do not stand out of the others. */
+	for (size_t i = 0; i < e->nopen; i++) {
+		const struct incident *o = e->open[i];
+
+		if (!member(r, inc, o, token) ||
+		    (o != inc && stands_out(o->why, observed - why_number(o->why, "observed", 0),
+		                            expected - why_number(o->why, "expected", 0))))
+			continue;
+		n++;
+		snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
+		         keys[0] ? ", " : "", o->key);
 	}
 	if (n < r->common->rollup_min)
 		return 0;
-	if (stands_out(inc, observed, expected)) {
-		inc->stands_alone = 1;
-		return 0;
+	double others_observed = observed - why_number(inc->why, "observed", 0);
+	double others_expected = expected - why_number(inc->why, "expected", 0);
+	double p = stand_out_p(inc->why, others_observed, others_expected, &tested);
+
+	if (tested) {
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddNumberToObject(o, "lift",
+		                        round(why_number(inc->why, "observed", 0) /
+		                              why_number(inc->why, "expected", 1) * 10) /
+		                                10);
+		cJSON_AddNumberToObject(o, "members_lift",
+		                        round(others_observed / others_expected * 10) / 10);
+		cJSON_AddNumberToObject(o, "p_value", p);
+		inc->stands_alone = p < why_number(inc->why, "alpha", -1);
+		cJSON_AddBoolToObject(o, "stands_alone", inc->stands_alone);
+		cJSON_DeleteItemFromObjectCaseSensitive(inc->why, "rollup_test");
+		cJSON_AddItemToObject(inc->why, "rollup_test", o);
+		if (inc->stands_alone)
+			return 0;
 	}
 	struct keyent *rk = key_get(e, r, token);
 	struct firing f = {.window_start_ms = at, .window_end_ms = at};

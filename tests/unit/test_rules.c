@@ -27,7 +27,8 @@
 
 struct log {
 	int opened, updated, resolved, reopened, realerts, reviews, verified, unqueued;
-	int alone; /* incidents opened that stood out of their roll-up's members */
+	int alone;                /* incidents opened that stood out of their roll-up's members */
+	char rollup_summary[320]; /* of the latest change of a roll-up incident */
 	int64_t verified_at, verified_ats[8]; /* the latest verification's time, the first 8 */
 	uint64_t verified_id, verified_ids[8];
 	int64_t reopened_opened; /* the opened_ms of the last reopening (the first opening's) */
@@ -63,6 +64,8 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		l->resolved_at[l->resolved] = inc->resolved_ms;
 	l->opened += ch == INCIDENT_OPENED;
 	l->alone += ch == INCIDENT_OPENED && inc->stands_alone;
+	if (inc->rollup)
+		snprintf(l->rollup_summary, sizeof(l->rollup_summary), "%s", inc->summary);
 	l->updated += ch == INCIDENT_UPDATED;
 	l->resolved += ch == INCIDENT_RESOLVED;
 	l->reopened += ch == INCIDENT_REOPENED;
@@ -1639,6 +1642,54 @@ static struct engine *rig_restart(struct rig *r, struct kvs *kv)
 }
 
 /*
+ * Which members count toward a roll-up is worked out from their
+ * explanations, which a restart restores: E, standing out of A and B, is
+ * still left out when C and D make the roll-up after a restart, and the
+ * roll-up names the same keys as in a run without one.
+ */
+static void test_a_restart_keeps_who_stands_out_of_a_rollup(void **state)
+{
+	static const char *const skus[] = {"A", "B", "C", "D", "E"};
+	char summary[2][320];
+	uint64_t suppressed[2];
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = xcalloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = rig_start(
+		        &r, "rules:\n  - {name: spike, kind: spike, group_by: [sku, category],\n"
+		            "     rollup_by: category, rollup_min: 3, resolve_after: 12h}\n");
+
+		for (int h = 0; h < 14 * 24; h++)
+			for (int k = 0; k < 5; k++)
+				burst(e, h, skus[k], 2);
+		burst(e, 14 * 24, "A", 20);
+		burst(e, 14 * 24, "B", 20);
+		burst(e, 14 * 24, "E", 60);
+		burst(e, 14 * 24, "C", 2);
+		burst(e, 14 * 24, "D", 2);
+		burst(e, 14 * 24 + 1, "C", 20); /* closes the hour: A, B and E open */
+		burst(e, 14 * 24 + 1, "D", 20);
+		assert_int_equal(r.l.opened, 3);
+		assert_int_equal(r.l.alone, 1); /* three with E, which stands out: none */
+		assert_int_equal(engine_stats(e)->suppressed, 0);
+		if (restart)
+			e = rig_restart(&r, kv);
+		for (int k = 0; k < 5; k++)
+			burst(e, 14 * 24 + 2, skus[k], 2); /* closes the hour: C and D open */
+		snprintf(summary[restart], sizeof(summary[restart]), "%s", r.l.rollup_summary);
+		suppressed[restart] = engine_stats(e)->suppressed;
+		rig_end(&r);
+		kvs_free(kv);
+	}
+	assert_non_null(strstr(summary[0], "4 keys at once (sku=A"));
+	assert_null(strstr(summary[0], "sku=E"));
+	assert_string_equal(summary[1], summary[0]);
+	assert_int_equal(suppressed[1], suppressed[0]);
+}
+
+/*
  * On a sparse stream nothing moves the watermark between two events days
  * apart. The second must find the first's incident resolved (at hour 1),
  * and reopen it; taken before the watermark moved, it found it open and
@@ -2899,6 +2950,7 @@ int main(void)
 	        cmocka_unit_test(test_inhibition_of_the_same_key_and_of_a_key_it_lies_inside),
 	        cmocka_unit_test(test_category_rollup),
 	        cmocka_unit_test(test_a_key_that_stands_out_is_not_rolled_up),
+	        cmocka_unit_test(test_a_restart_keeps_who_stands_out_of_a_rollup),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

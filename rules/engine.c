@@ -946,42 +946,33 @@ static double why_number(const cJSON *why, const char *name, double otherwise)
  * problem of ten SKUs is one roll-up too, but a SKU lifted far beyond its
  * fellows in the middle of either is a problem of its own. Its observed
  * count is tested against its expectation times the other members' pooled
- * lift (their observed over their expected), at its own firing's alpha and
- * dispersion; explanations without those (kinds other than spike) roll up
- * as before. Returns the p-value (1: not tested); *tested says whether it was.
+ * lift (their observed over their expected; observed and expected are all
+ * members' sums, its own included), at its own firing's alpha and
+ * dispersion. Explanations without those (kinds other than spike) are not
+ * tested, and roll up as before.
  */
-static double stand_out_p(const cJSON *why, double others_observed, double others_expected,
-                          int *tested)
+struct stand_out {
+	int tested, alone;
+	double lift, others_lift, p;
+};
+
+static struct stand_out stand_out(const cJSON *why, double observed, double expected)
 {
 	double x = why_number(why, "observed", -1), m = why_number(why, "expected", -1);
 	double alpha = why_number(why, "alpha", -1), phi = why_number(why, "dispersion_phi", 1);
+	struct stand_out t = {.p = 1};
 
-	*tested = x > 0 && m > 0 && alpha > 0 && others_expected > 0;
-	if (!*tested)
-		return 1;
-	double lift = others_observed / others_expected;
-
-	return x / m > lift ? nb_upper_tail(x, lift * m, phi) : 1;
+	if (x <= 0 || m <= 0 || alpha <= 0 || expected - m <= 0)
+		return t;
+	t.tested = 1;
+	t.lift = x / m;
+	t.others_lift = (observed - x) / (expected - m);
+	if (t.lift > t.others_lift)
+		t.p = nb_upper_tail(x, t.others_lift * m, phi);
+	t.alone = t.p < alpha;
+	return t;
 }
 
-static int stands_out(const cJSON *why, double others_observed, double others_expected)
-{
-	int tested;
-	double p = stand_out_p(why, others_observed, others_expected, &tested);
-
-	return tested && p < why_number(why, "alpha", -1);
-}
-
-/*
- * Category roll-up: when rollup_min open incidents of the rule share the
- * rollup_by value of inc's key, they are one problem. The roll-up incident
- * (keyed by that value alone) opens or updates, and inc's notification is
- * muted in its favour, unless inc stands out of the others (stand_out_p;
- * a member that does is not counted either). Membership is worked out from
- * the members' explanations each time, which a restart restores, so a
- * restart mutes what an uninterrupted run mutes. Returns 1 if inc was
- * rolled up.
- */
 /* Is o an incident of inc's rule whose rollup_by value is token? */
 static int member(const struct rule_rt *r, const struct incident *inc, const struct incident *o,
                   const char *token)
@@ -992,13 +983,22 @@ static int member(const struct rule_rt *r, const struct incident *inc, const str
 	       key_token(o->key, r->common->rollup_by, t, sizeof(t)) && strcmp(t, token) == 0;
 }
 
+/*
+ * Category roll-up: when rollup_min open incidents of the rule share the
+ * rollup_by value of inc's key, they are one problem. The roll-up incident
+ * (keyed by that value alone) opens or updates, and inc's notification is
+ * muted in its favour, unless inc stands out of the others (stand_out; a
+ * member that does is not counted either). Membership is worked out from
+ * the members' explanations each time, which a restart restores, so a
+ * restart mutes what an uninterrupted run mutes. The test of inc goes into
+ * its explanation. Returns 1 if inc was rolled up.
+ */
 static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int64_t at)
 {
 	char token[160], keys[200] = "";
 	double observed = 0, expected = 0; /* all members' */
-	int n = 0, tested;
+	int n = 0;
 
-	inc->stands_alone = 0;
 	if (r->common->rollup_by == NULL || inc->rollup ||
 	    !key_token(inc->key, r->common->rollup_by, token, sizeof(token)))
 		return 0;
@@ -1013,8 +1013,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 		const struct incident *o = e->open[i];
 
 		if (!member(r, inc, o, token) ||
-		    (o != inc && stands_out(o->why, observed - why_number(o->why, "observed", 0),
-		                            expected - why_number(o->why, "expected", 0))))
+		    (o != inc && stand_out(o->why, observed, expected).alone))
 			continue;
 		n++;
 		snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
@@ -1022,25 +1021,18 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	}
 	if (n < r->common->rollup_min)
 		return 0;
-	double others_observed = observed - why_number(inc->why, "observed", 0);
-	double others_expected = expected - why_number(inc->why, "expected", 0);
-	double p = stand_out_p(inc->why, others_observed, others_expected, &tested);
+	struct stand_out t = stand_out(inc->why, observed, expected);
 
-	if (tested) {
+	if (t.tested) {
 		cJSON *o = cJSON_CreateObject();
 
-		cJSON_AddNumberToObject(o, "lift",
-		                        round(why_number(inc->why, "observed", 0) /
-		                              why_number(inc->why, "expected", 1) * 10) /
-		                                10);
-		cJSON_AddNumberToObject(o, "members_lift",
-		                        round(others_observed / others_expected * 10) / 10);
-		cJSON_AddNumberToObject(o, "p_value", p);
-		inc->stands_alone = p < why_number(inc->why, "alpha", -1);
-		cJSON_AddBoolToObject(o, "stands_alone", inc->stands_alone);
+		cJSON_AddNumberToObject(o, "lift", round(t.lift * 10) / 10);
+		cJSON_AddNumberToObject(o, "members_lift", round(t.others_lift * 10) / 10);
+		cJSON_AddNumberToObject(o, "p_value", t.p);
+		cJSON_AddBoolToObject(o, "stands_alone", t.alone);
 		cJSON_DeleteItemFromObjectCaseSensitive(inc->why, "rollup_test");
 		cJSON_AddItemToObject(inc->why, "rollup_test", o);
-		if (inc->stands_alone)
+		if (t.alone)
 			return 0;
 	}
 	struct keyent *rk = key_get(e, r, token);
@@ -2133,8 +2125,7 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 	    !grown) {
 		memset(upgraded, 0, sizeof(upgraded));
 		now.state_size = r->kind->upgrade
-		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size,
-		                                                      r->config)
+		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size)
 		                         : 0;
 		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size) {
 			r->unreadable++; /* a layout the kind does not know: the key starts over */

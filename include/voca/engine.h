@@ -45,7 +45,6 @@ struct incident {
 	uint64_t firings;
 	uint32_t realerts, reopens;
 	int rollup;            /* a roll-up of the rule's incidents sharing a rollup_by value */
-	int stands_alone;      /* its latest firing stood out of its roll-up's members */
 	int64_t next_alert_ms; /* when an update next deserves a notification */
 	int notify;            /* this change deserves a notification (opened, reopened,
 	                        * resolved, or an update past next_alert_ms) */

@@ -368,9 +368,8 @@ static int64_t quiet_buckets(const void *config)
 }
 
 /* A record saved before the CUSUM kept its run: the same fields, no run known. */
-static size_t upgrade(void *state, const void *old, size_t len, const void *config)
+static size_t upgrade(void *state, const void *old, size_t len)
 {
-	(void)config;
 	struct rate_state *st = state;
 
 	if (len != V1_IDLE && len != V1_FULL)

@@ -431,8 +431,8 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 }
 
 /*
- * The window sums from the ring, newest bucket first, for a key woken or a
- * record of an older layout. Kept as running sums (a bucket added as it
+ * The window sums from the ring, newest bucket first, for a key woken or
+ * read from the file. Kept as running sums (a bucket added as it
  * comes, taken off as it leaves the window) they are exactly these: the
  * counts are integers, and an expectation is a float of at least
  * MU_FLOOR, so a multiple of 2^-29, and while the sums stay under
@@ -634,8 +634,8 @@ static void wake(struct rule_ctx *ctx)
 	window_sums(c, st);
 }
 
-/* State saved in an older layout: the same rings; the sums are the ring's. */
-static size_t upgrade(void *state, const void *old, size_t len, const void *config)
+/* State saved in an older layout: the same rings (restored() sums them). */
+static size_t upgrade(void *state, const void *old, size_t len)
 {
 	struct spike_state *st = state;
 	const unsigned char *o = old;
@@ -646,7 +646,6 @@ static size_t upgrade(void *state, const void *old, size_t len, const void *conf
 	memcpy(st->mu, o + offsetof(struct spike_state_v2, mu), sizeof(st->mu));
 	memcpy(st->n, o + offsetof(struct spike_state_v2, n), sizeof(st->n));
 	memcpy(st->neg, o + offsetof(struct spike_state_v2, neg), sizeof(st->neg));
-	window_sums(config, st);
 	return sizeof(*st);
 }
 

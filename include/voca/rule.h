@@ -159,10 +159,10 @@ struct rule_kind {
 	 * (optional): writes into state (RULE_MAX_STATE bytes, zeroed) what the
 	 * old len bytes hold and returns the size it wrote, the full state_size
 	 * or idle_size for a sleeping key's record; 0 for a length it does not
-	 * know (the key starts over). An upgrade keeps what keys learnt; config
-	 * is the rule's, for what the new layout derives from the old.
+	 * know (the key starts over). An upgrade keeps what keys learnt; what
+	 * the new layout derives from them, restored() fills in.
 	 */
-	size_t (*upgrade)(void *state, const void *old, size_t len, const void *config);
+	size_t (*upgrade)(void *state, const void *old, size_t len);
 	/*
 	 * A key's whole state as read from the file (optional): derives again
 	 * what it keeps for settings that are not its shape, which may differ

@@ -697,21 +697,18 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 	for (int i = 0; i < s->ninj; i++) {
 		struct injection *j = &s->inj[i];
 		int extra = 0;
+		double rate = 0; /* the key's, without the injection (a spike's, a shift's) */
 
 		if (!in_window(j, hour))
 			continue;
 		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT) {
-			double rate = key_rate(s, j->sku, j->kind == INJ_VOLUME_SPIKE ? j->cat : -1,
-			                       hour);
-
+			rate = key_rate(s, j->sku, j->kind == INJ_VOLUME_SPIKE ? j->cat : -1, hour);
 			j->expected += rate;
-			if (j->kind == INJ_VOLUME_SPIKE)
-				j->hour_expected[(hour - j->start_ms) / HOUR_MS] = rate;
 		}
-		if (j->kind == INJ_VOLUME_SPIKE)
-			extra = rng_poisson(&s->rng,
-			                    (j->size - 1) * key_rate(s, j->sku, j->cat, hour));
-		else if (j->kind == INJ_DEFECT_BURST && (hour - j->start_ms) % (2 * HOUR_MS) == 0)
+		if (j->kind == INJ_VOLUME_SPIKE) {
+			j->hour_expected[(hour - j->start_ms) / HOUR_MS] = rate;
+			extra = rng_poisson(&s->rng, (j->size - 1) * rate);
+		} else if (j->kind == INJ_DEFECT_BURST && (hour - j->start_ms) % (2 * HOUR_MS) == 0)
 			extra = 1; /* three reports, two hours apart */
 		else if (j->kind == INJ_NEW_TOPIC && (hour - j->start_ms) % (6 * HOUR_MS) == 0)
 			extra = 1;

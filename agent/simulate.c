@@ -14,6 +14,10 @@
  *   defect_burst    3 high-severity, high-confidence reports of one defect in hours
  *   flatline        one source stops sending for hours
  *   new_topic       a subcategory never seen before appears for a SKU
+ *   category_surge  (--campaigns only) one category's negatives 5x on several
+ *                   SKUs at once, hours long (a carrier's failure, a bad
+ *                   batch of a shared part); every other one lifts one of its
+ *                   SKUs 25x (a defect of its own in the middle of it)
  * Incidents start after the first quarter of the span, so baselines have
  * clean history to learn from. The PRNG is xoshiro256** seeded by splitmix64:
  * the same seed gives the same bytes on every machine.
@@ -254,11 +258,14 @@ enum inj_kind {
 	INJ_NEGATIVE_SHIFT,
 	INJ_DEFECT_BURST,
 	INJ_FLATLINE,
-	INJ_NEW_TOPIC
+	INJ_NEW_TOPIC,
+	INJ_CATEGORY_SURGE
 };
 
 static const char *const inj_names[] = {"volume_spike", "negative_shift", "defect_burst",
-                                        "flatline", "new_topic"};
+                                        "flatline",     "new_topic",      "category_surge"};
+
+#define SURGE_MAX 8 /* SKUs a category surge lifts */
 
 struct injection {
 	enum inj_kind kind;
@@ -275,13 +282,18 @@ struct injection {
 	double hour_expected[24];
 	int hour_seen[24];
 	int sub; /* defect_burst: the one defect reported, -1 until drawn */
+	/* a category surge's SKUs (sku is -1), each with its expectation and
+	 * the events the feed holds in the window, as a spike's; standout: the
+	 * member lifted stand_size x instead (-1: none) */
+	int nmembers, members[SURGE_MAX], member_seen[SURGE_MAX], standout;
+	double member_expected[SURGE_MAX], stand_size;
 };
 
 struct sim {
 	struct rng rng;
 	uint64_t seed;
 	int64_t start_ms;
-	int days, nskus, ninj;
+	int days, nskus, ninj, ncampaigns; /* ninj counts the campaigns, last */
 	double per_day, invalid;
 	struct sku *skus;
 	double *sku_cum, cat_cum[NCAT], sku_total;
@@ -368,6 +380,60 @@ static int flatline_near(const struct sim *s, int i, int64_t start)
 	return 0;
 }
 
+/*
+ * The c-th category surge: its category's busiest SKUs are those whose key
+ * (sku+category) sees 0.3-20 events at a typical hour; it lifts 5 to 8 of
+ * them (fewer if fewer qualify; the busiest 8 if not 3 do) for 6 or 12
+ * hours. Every other surge lifts one of them 25x: a problem of its own in
+ * the middle of the surge, which the roll-up must not mute. Surges of one
+ * category are three days apart at least: closer, the second finds the
+ * first's incidents open, and the report cannot tell them apart.
+ */
+static void plan_campaign(struct sim *s, int i, int c, int64_t from, int64_t room)
+{
+	static const int cats[] = {CAT_DEFECT, 2, 4, 5};
+	struct injection *j = &s->inj[i];
+	int pool[4 * SURGE_MAX], n = 0, want, near;
+
+	j->kind = INJ_CATEGORY_SURGE;
+	j->sku = -1;
+	j->cat = cats[rng_below(&s->rng, 4)];
+	for (int tries = 0; tries < 100; tries++) {
+		j->start_ms = from + (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room) : 0);
+		j->start_ms -= j->start_ms % HOUR_MS;
+		near = 0;
+		for (int k = 0; k < i; k++)
+			near |= s->inj[k].kind == INJ_CATEGORY_SURGE && s->inj[k].cat == j->cat &&
+			        llabs(s->inj[k].start_ms - j->start_ms) < 3 * DAY_MS;
+		if (!near)
+			break;
+	}
+	j->end_ms = j->start_ms + (rng_chance(&s->rng, 0.5) ? 6 : 12) * HOUR_MS;
+	j->size = 5;
+	for (int k = 0; k < s->nskus && n < (int)(sizeof(pool) / sizeof(pool[0])); k++) {
+		double r = s->per_day / 24 * s->skus[k].weight / s->sku_total *
+		           categories[j->cat].share;
+
+		if (r >= 0.3 && r <= 20)
+			pool[n++] = k;
+	}
+	if (n < 3)
+		for (n = 0; n < SURGE_MAX && n < s->nskus; n++)
+			pool[n] = n; /* SKUs are in order of weight */
+	want = 5 + rng_below(&s->rng, 4);
+	j->nmembers = want < n ? want : n;
+	for (int m = 0; m < j->nmembers; m++) { /* a partial Fisher-Yates shuffle */
+		int k = m + rng_below(&s->rng, n - m), t = pool[m];
+
+		pool[m] = pool[k];
+		pool[k] = t;
+		j->members[m] = pool[m];
+		j->baseline_per_hour += key_rate(s, pool[m], j->cat, j->start_ms);
+	}
+	j->standout = c % 2 ? rng_below(&s->rng, j->nmembers) : -1;
+	j->stand_size = 25;
+}
+
 static void plan_injections(struct sim *s)
 {
 	int64_t span = (int64_t)s->days * DAY_MS;
@@ -380,6 +446,10 @@ static void plan_injections(struct sim *s)
 		static const int spike_cats[] = {CAT_DEFECT, 2, 4, 5};
 		int64_t room = span - span / 4 - 4 * DAY_MS;
 
+		if (i >= s->ninj - s->ncampaigns) {
+			plan_campaign(s, i, i - (s->ninj - s->ncampaigns), from, room);
+			continue;
+		}
 		j->kind = (enum inj_kind)(i % 5);
 		j->start_ms = from + (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room) : 0);
 		j->start_ms -= j->start_ms % HOUR_MS;
@@ -442,6 +512,7 @@ static void plan_injections(struct sim *s)
 			j->size = 4;
 			j->baseline_per_hour = 0;
 			break;
+		case INJ_CATEGORY_SURGE: break; /* plan_campaign's, above */
 		}
 	}
 }
@@ -691,6 +762,43 @@ static int in_window(const struct injection *j, int64_t ts)
 	return ts >= j->start_ms && ts < j->end_ms;
 }
 
+static void add_draft(struct draft **v, size_t *n, size_t *alloc, const struct draft *d)
+{
+	if (*n == *alloc) {
+		*alloc *= 2;
+		*v = xrealloc(*v, *alloc * sizeof(**v));
+	}
+	(*v)[(*n)++] = *d;
+}
+
+/* A category surge's hour: each member's negatives, as a spike's. */
+static void inject_surge(struct sim *s, int i, int64_t hour, struct draft **v, size_t *n,
+                         size_t *alloc)
+{
+	struct injection *j = &s->inj[i];
+
+	for (int m = 0; m < j->nmembers; m++) {
+		double rate = key_rate(s, j->members[m], j->cat, hour);
+		int extra = rng_poisson(&s->rng,
+		                        ((m == j->standout ? j->stand_size : j->size) - 1) * rate);
+
+		j->member_expected[m] += rate;
+		for (int k = 0; k < extra; k++) {
+			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
+			                  .sku = j->members[m],
+			                  .cat = j->cat,
+			                  .inj = i + 1};
+
+			score(s, &d);
+			d.sentiment = SENTIMENT_NEGATIVE;
+			if (d.severity == SEVERITY_LOW)
+				d.severity = SEVERITY_MEDIUM;
+			add_draft(v, n, alloc, &d);
+			j->injected++;
+		}
+	}
+}
+
 /* Adds injected drafts for this hour; returns the new count. */
 static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t n, size_t *alloc)
 {
@@ -701,6 +809,10 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 
 		if (!in_window(j, hour))
 			continue;
+		if (j->kind == INJ_CATEGORY_SURGE) {
+			inject_surge(s, i, hour, v, &n, alloc);
+			continue;
+		}
 		if (j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_NEGATIVE_SHIFT) {
 			rate = key_rate(s, j->sku, j->kind == INJ_VOLUME_SPIKE ? j->cat : -1, hour);
 			j->expected += rate;
@@ -735,11 +847,7 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 			} else if (d.severity == SEVERITY_LOW) {
 				d.severity = SEVERITY_MEDIUM;
 			}
-			if (n == *alloc) {
-				*alloc *= 2;
-				*v = xrealloc(*v, *alloc * sizeof(**v));
-			}
-			(*v)[n++] = d;
+			add_draft(v, &n, alloc, &d);
 			j->injected++;
 		}
 	}
@@ -787,6 +895,9 @@ static void count_seen(struct sim *s, const struct draft *d)
 	for (int i = 0; i < s->ninj; i++) {
 		struct injection *j = &s->inj[i];
 
+		if (j->kind == INJ_CATEGORY_SURGE && d->cat == j->cat && in_window(j, d->ts))
+			for (int m = 0; m < j->nmembers; m++)
+				j->member_seen[m] += d->sku == j->members[m];
 		if ((j->kind != INJ_VOLUME_SPIKE && j->kind != INJ_NEGATIVE_SHIFT) ||
 		    d->sku != j->sku || (j->cat >= 0 && d->cat != j->cat) || !in_window(j, d->ts))
 			continue;
@@ -912,7 +1023,8 @@ static int write_truth(struct sim *s, const char *path)
 		cJSON_AddStringToObject(o, "end", ts);
 		cJSON_AddNumberToObject(o, "size", j->size);
 		cJSON_AddStringToObject(o, "size_unit",
-		                        j->kind == INJ_VOLUME_SPIKE     ? "x rate"
+		                        j->kind == INJ_VOLUME_SPIKE || j->kind == INJ_CATEGORY_SURGE
+		                                ? "x rate"
 		                        : j->kind == INJ_NEGATIVE_SHIFT ? "points of negative share"
 		                        : j->kind == INJ_FLATLINE       ? "hours silent"
 		                                                        : "events");
@@ -941,6 +1053,24 @@ static int write_truth(struct sim *s, const char *path)
 				cJSON_AddItemToArray(n, cJSON_CreateNumber(j->hour_seen[h]));
 			}
 		}
+		if (j->kind == INJ_CATEGORY_SURGE) {
+			cJSON *ms = cJSON_AddArrayToObject(o, "members");
+
+			for (int m = 0; m < j->nmembers; m++) {
+				cJSON *x = cJSON_CreateObject();
+
+				cJSON_AddItemToArray(ms, x);
+				cJSON_AddStringToObject(x, "sku", s->skus[j->members[m]].id);
+				cJSON_AddNumberToObject(x, "size",
+				                        m == j->standout ? j->stand_size : j->size);
+				cJSON_AddNumberToObject(x, "baseline_events",
+				                        round(j->member_expected[m] * 100) / 100);
+				cJSON_AddNumberToObject(x, "window_events", j->member_seen[m]);
+			}
+			if (j->standout >= 0)
+				cJSON_AddStringToObject(o, "standout",
+				                        s->skus[j->members[j->standout]].id);
+		}
 	}
 	out = jsonl_create(path, err, sizeof(err));
 	if (out == NULL) {
@@ -965,19 +1095,27 @@ static void print_injections(const struct sim *s, FILE *out)
 		rfc3339_format(j->start_ms, start, sizeof(start));
 		if (j->kind == INJ_FLATLINE)
 			snprintf(key, sizeof(key), "source %s", j->source);
+		else if (j->kind == INJ_CATEGORY_SURGE)
+			snprintf(key, sizeof(key), "%d SKUs' %s", j->nmembers,
+			         categories[j->cat].name);
 		else if (j->cat >= 0)
 			snprintf(key, sizeof(key), "%s %s", s->skus[j->sku].id,
 			         categories[j->cat].name);
 		else
 			snprintf(key, sizeof(key), "%s", s->skus[j->sku].id);
-		fprintf(out, "  inj-%-3d %-15s %-28s from %.16s for %3lldh  %s\n", i + 1,
+		fprintf(out, "  inj-%-3d %-15s %-28s from %.16s for %3lldh  %s%s%s\n", i + 1,
 		        inj_names[j->kind], key, start,
 		        (long long)((j->end_ms - j->start_ms) / HOUR_MS),
 		        j->kind == INJ_VOLUME_SPIKE     ? "5x the usual volume"
 		        : j->kind == INJ_NEGATIVE_SHIFT ? "negative share +20 points"
 		        : j->kind == INJ_DEFECT_BURST   ? "3 high-severity reports of one defect"
 		        : j->kind == INJ_FLATLINE       ? "no events at all"
-		                                        : "new subcategory battery_swelling");
+		        : j->kind == INJ_NEW_TOPIC      ? "new subcategory battery_swelling"
+		                                        : "5x the usual volume on each",
+		        j->kind == INJ_CATEGORY_SURGE && j->standout >= 0 ? ", 25x on " : "",
+		        j->kind == INJ_CATEGORY_SURGE && j->standout >= 0
+		                ? s->skus[j->members[j->standout]].id
+		                : "");
 	}
 }
 
@@ -996,6 +1134,7 @@ static void usage(FILE *f)
 	      "      --skus N          number of SKUs (default 200)\n"
 	      "      --per-day N       mean events per day (default 4000)\n"
 	      "      --incidents N     incidents to inject (default 10)\n"
+	      "      --campaigns N     category surges to inject besides (default 0)\n"
 	      "      --invalid F       fraction of extra malformed lines (default 0)\n",
 	      f);
 }
@@ -1024,6 +1163,7 @@ int simulate_main(int argc, char **argv)
 	        {"skus", required_argument, NULL, 'k'},
 	        {"per-day", required_argument, NULL, 'p'},
 	        {"incidents", required_argument, NULL, 'i'},
+	        {"campaigns", required_argument, NULL, 'C'},
 	        {"invalid", required_argument, NULL, 'I'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -1072,6 +1212,11 @@ int simulate_main(int argc, char **argv)
 				return 2;
 			s.ninj = (int)v;
 			break;
+		case 'C':
+			if (parse_num("--campaigns", optarg, 0, 1000, &v) < 0)
+				return 2;
+			s.ncampaigns = (int)v;
+			break;
 		case 'I':
 			if (parse_num("--invalid", optarg, 0, 1, &s.invalid) < 0)
 				return 2;
@@ -1084,6 +1229,7 @@ int simulate_main(int argc, char **argv)
 		fprintf(stderr, "voca simulate: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	s.ninj += s.ncampaigns;
 	rng_seed(&s.rng, s.seed);
 	snprintf(s.publisher, sizeof(s.publisher), "sim-%llu", (unsigned long long)s.seed);
 	s.out = jsonl_create(outpath, err, sizeof(err));

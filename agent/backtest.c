@@ -73,7 +73,12 @@ struct bt {
 	struct seen seen;
 	struct seen reviewed; /* reports in the review queue: each counted once */
 	int json, quiet;
-	cJSON *incidents; /* --json: by incident id order */
+	cJSON *incidents; /* --json: in order of opening */
+	/* --json: incident id -> its element of incidents. Not id - 1: a
+	 * roll-up opens inside the firing of the member that completes it,
+	 * so it is told (and appended) before that member, whose id is lower. */
+	cJSON **by_id;
+	size_t nby_id;
 	uint64_t lines, invalid, duplicates, revisions, counted, review;
 	uint64_t invalid_by[REJECT_CODES];
 	const struct decoder *example[REJECT_CODES]; /* the one that met the reason first */
@@ -161,6 +166,12 @@ static cJSON *incident_json(const struct incident *inc)
 	cJSON_AddNumberToObject(o, "firings", (double)inc->firings);
 	cJSON_AddNumberToObject(o, "realerts", inc->realerts);
 	cJSON_AddNumberToObject(o, "reopens", inc->reopens);
+	/* When it alerted: its opening, reopenings and re-alerts that were not
+	 * muted (by a roll-up, a silence, inhibition, the budget). */
+	cJSON *n = cJSON_AddArrayToObject(o, "notified");
+
+	if (inc->notify)
+		cJSON_AddItemToArray(n, cJSON_CreateString(t));
 	if (inc->suppressed[0])
 		cJSON_AddStringToObject(o, "suppressed", inc->suppressed);
 	else
@@ -186,15 +197,35 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 		b->realerts[r]++;
 	if (b->json) {
 		if (ch == INCIDENT_OPENED) {
-			cJSON_AddItemToArray(b->incidents, incident_json(inc));
+			cJSON *o = incident_json(inc);
+
+			if (inc->id >= b->nby_id) {
+				size_t n = b->nby_id ? b->nby_id : 64;
+
+				while (n <= inc->id)
+					n *= 2;
+				b->by_id = xrealloc(b->by_id, n * sizeof(*b->by_id));
+				memset(b->by_id + b->nby_id, 0,
+				       (n - b->nby_id) * sizeof(*b->by_id));
+				b->nby_id = n;
+			}
+			b->by_id[inc->id] = o;
+			cJSON_AddItemToArray(b->incidents, o);
 			return;
 		}
-		/* Incidents are appended in id order: id n is element n - 1. */
-		cJSON *o = cJSON_GetArrayItem(b->incidents, (int)inc->id - 1);
+		cJSON *o = inc->id < b->nby_id ? b->by_id[inc->id] : NULL;
+
+		if (o == NULL)
+			return; /* (cannot be: every incident is opened first) */
 
 		if (ch != INCIDENT_VERIFIED) /* (a verification carries no firings) */
 			cJSON_ReplaceItemInObject(o, "firings",
 			                          cJSON_CreateNumber((double)inc->firings));
+		if ((ch == INCIDENT_REOPENED || ch == INCIDENT_UPDATED) && inc->notify) {
+			rfc3339_format(inc->updated_ms, t, sizeof(t));
+			cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "notified"),
+			                     cJSON_CreateString(t));
+		}
 		if (ch == INCIDENT_RESOLVED) {
 			rfc3339_format(inc->resolved_ms, t, sizeof(t));
 			cJSON_ReplaceItemInObject(o, "resolved", cJSON_CreateString(t));
@@ -640,6 +671,7 @@ int backtest_main(int argc, char **argv)
 		evqueue_free(b.dec[d].in);
 		evqueue_free(b.dec[d].out);
 	}
+	free(b.by_id);
 	free(b.seen.slot);
 	free(b.reviewed.slot);
 	config_free(&b.cfg);

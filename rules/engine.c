@@ -983,15 +983,31 @@ static int member(const struct rule_rt *r, const struct incident *inc, const str
 	       key_token(o->key, r->common->rollup_by, t, sizeof(t)) && strcmp(t, token) == 0;
 }
 
+/* The open roll-up of inc's rule keyed token, if any. */
+static const struct incident *rollup_open(const struct engine *e, const struct incident *inc,
+                                          const char *token)
+{
+	for (size_t i = 0; i < e->nopen; i++)
+		if (e->open[i]->rollup && e->open[i]->rule == inc->rule &&
+		    strcmp(e->open[i]->key, token) == 0)
+			return e->open[i];
+	return NULL;
+}
+
 /*
  * Category roll-up: when rollup_min open incidents of the rule share the
  * rollup_by value of inc's key, they are one problem. The roll-up incident
- * (keyed by that value alone) opens or updates, and inc's notification is
- * muted in its favour, unless inc stands out of the others (stand_out; a
- * member that does is not counted either). Membership is worked out from
- * the members' explanations each time, which a restart restores, so a
- * restart mutes what an uninterrupted run mutes. The test of inc goes into
- * its explanation. Returns 1 if inc was rolled up.
+ * (keyed by that value alone) opens or updates, and inc is rolled up into
+ * it, unless inc stands out of the others (stand_out; a member that does is
+ * not counted either). While the roll-up is open, every firing of a member
+ * goes into it, however few members are still open: the problem goes on,
+ * and the roll-up re-alerts on its own schedule; resolving between its
+ * members' re-alerts and reopening, it told the problem again and again.
+ * A rolled-up firing that would notify (inc->notify) is muted by the
+ * caller; one that would not only updates the roll-up. Membership is worked
+ * out from the members' explanations each time, which a restart restores,
+ * so a restart mutes what an uninterrupted run mutes. The test of inc goes
+ * into its explanation. Returns 1 if inc was rolled up.
  */
 static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int64_t at)
 {
@@ -999,7 +1015,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	double observed = 0, expected = 0; /* all members' */
 	int n = 0;
 
-	if (r->common->rollup_by == NULL || inc->rollup ||
+	if (r->common->rollup_by == NULL || inc->rollup || inc->suppressed[0] ||
 	    !key_token(inc->key, r->common->rollup_by, token, sizeof(token)))
 		return 0;
 	for (size_t i = 0; i < e->nopen; i++) {
@@ -1019,7 +1035,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 		snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
 		         keys[0] ? ", " : "", o->key);
 	}
-	if (n < r->common->rollup_min)
+	if (n < r->common->rollup_min && rollup_open(e, inc, token) == NULL)
 		return 0;
 	struct stand_out t = stand_out(inc->why, observed, expected);
 
@@ -1042,14 +1058,16 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	cJSON_AddNumberToObject(f.why, "keys_together", n);
 	cJSON_AddStringToObject(f.why, "keys", keys);
 	cJSON_AddStringToObject(f.why, "latest", inc->summary);
-	snprintf(f.summary, sizeof(f.summary), "%.60s: %d keys at once (%.120s); latest: %.100s",
-	         token, n, keys, inc->summary);
+	snprintf(f.summary, sizeof(f.summary), "%.60s: %d key%s at once (%.120s); latest: %.100s",
+	         token, n, n == 1 ? "" : "s", keys, inc->summary);
 	e->rolling = 1;
 	fire(e, r, rk, &f, at);
 	e->rolling = 0;
 	mark_changed(rk);
-	snprintf(inc->suppressed, sizeof(inc->suppressed), "rolled up into incident %llu (%s)",
-	         (unsigned long long)open_of(e, rk)->id, token);
+	if (inc->notify)
+		snprintf(inc->suppressed, sizeof(inc->suppressed),
+		         "rolled up into incident %llu (%s)",
+		         (unsigned long long)open_of(e, rk)->id, token);
 	return 1;
 }
 
@@ -1111,7 +1129,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        at +
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
-		if (inc->notify && rollup(e, r, inc, at)) {
+		if (rollup(e, r, inc, at) && inc->notify) {
 			inc->notify = 0;
 			e->stats.suppressed++;
 		}
@@ -1155,7 +1173,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->resolve_next = at + r->common->resolve_after_ms;
 	if (gate(e, inc, at))
 		inc->next_alert_ms = at; /* muted for a while: owed at the first firing after */
-	if (inc->notify && rollup(e, r, inc, at)) {
+	if (rollup(e, r, inc, at) && inc->notify) {
 		inc->notify = 0;
 		e->stats.suppressed++;
 	}
@@ -2196,6 +2214,10 @@ static int restore_key(struct engine *e, struct rule_rt *r, const char *key, con
 		                : NULL;
 		if (inc->why == NULL)
 			inc->why = cJSON_CreateObject();
+		/* A roll-up's explanation says so (rollup); without this, a
+		 * restored roll-up counted as a member of itself. */
+		inc->rollup = r->common->rollup_by &&
+		              cJSON_GetObjectItemCaseSensitive(inc->why, "keys_together");
 		hist_of(e, k, 1)->open = inc;
 		k->open = 1;
 		if (e->nopen == e->aopen) {

@@ -29,6 +29,8 @@ struct log {
 	int opened, updated, resolved, reopened, realerts, reviews, verified, unqueued;
 	int alone;                /* incidents opened that stood out of their roll-up's members */
 	char rollup_summary[320]; /* of the latest change of a roll-up incident */
+	int rollup_changes[INCIDENT_VERIFIED + 1], rollup_alerts; /* a roll-up's, by change */
+	int alerts; /* changes that notified: openings, reopenings, re-alerts */
 	int64_t verified_at, verified_ats[8]; /* the latest verification's time, the first 8 */
 	uint64_t verified_id, verified_ids[8];
 	int64_t reopened_opened; /* the opened_ms of the last reopening (the first opening's) */
@@ -66,8 +68,12 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	l->alone += ch == INCIDENT_OPENED &&
 	            cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(inc->why, "rollup_test"),
 	                                             "stands_alone"));
-	if (inc->rollup)
+	l->alerts += inc->notify && ch != INCIDENT_RESOLVED;
+	if (inc->rollup) {
 		snprintf(l->rollup_summary, sizeof(l->rollup_summary), "%s", inc->summary);
+		l->rollup_changes[ch]++;
+		l->rollup_alerts += inc->notify && ch != INCIDENT_RESOLVED;
+	}
 	l->updated += ch == INCIDENT_UPDATED;
 	l->resolved += ch == INCIDENT_RESOLVED;
 	l->reopened += ch == INCIDENT_REOPENED;
@@ -1699,6 +1705,49 @@ static void test_a_restart_keeps_who_stands_out_of_a_rollup(void **state)
 }
 
 /*
+ * A roll-up lives while its members fire. A, B and C, lifted tenfold for
+ * twelve hours, fire every hour: one roll-up, opened once, re-alerting on
+ * its own schedule (cooldown 1h, then doubling: 4 re-alerts in 12 hours), and
+ * after A and B, which opened before it, no member alerts. It used to be
+ * fired only at its members' due re-alerts (1, 2, 4, 8 hours apart), so it
+ * resolved between them and reopened, alerting again each time. The same
+ * across a restart in the middle: a restored roll-up was taken for a member
+ * of itself, and rolled itself up.
+ */
+static void test_a_rollup_lives_while_its_members_fire(void **state)
+{
+	int counts[2][5];
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = xcalloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = five_skus_rolled_up(&r, ", cooldown: 1h, resolve_after: 90m");
+
+		for (int h = 0; h <= 12; h++) {
+			if (restart && h == 6)
+				e = rig_restart(&r, kv);
+			for (int k = 0; k < 5; k++)
+				burst(e, 14 * 24 + h, five_skus[k], k < 3 && h < 12 ? 20 : 2);
+		}
+		counts[restart][0] = r.l.rollup_changes[INCIDENT_OPENED];
+		counts[restart][1] = r.l.rollup_changes[INCIDENT_REOPENED];
+		counts[restart][2] = r.l.rollup_changes[INCIDENT_RESOLVED];
+		counts[restart][3] = r.l.rollup_alerts;
+		counts[restart][4] = r.l.alerts - r.l.rollup_alerts; /* the members' */
+		assert_int_equal(counts[restart][0], 1);
+		assert_int_equal(counts[restart][1], 0);
+		assert_int_equal(counts[restart][2], 0);
+		assert_int_equal(counts[restart][3], 5);
+		assert_int_equal(counts[restart][4], 2);
+		assert_non_null(strstr(r.l.rollup_summary, "3 keys at once (sku=A"));
+		rig_end(&r);
+		kvs_free(kv);
+	}
+	assert_memory_equal(counts[0], counts[1], sizeof(counts[0]));
+}
+
+/*
  * On a sparse stream nothing moves the watermark between two events days
  * apart. The second must find the first's incident resolved (at hour 1),
  * and reopen it; taken before the watermark moved, it found it open and
@@ -2960,6 +3009,7 @@ int main(void)
 	        cmocka_unit_test(test_category_rollup),
 	        cmocka_unit_test(test_a_key_that_stands_out_is_not_rolled_up),
 	        cmocka_unit_test(test_a_restart_keeps_who_stands_out_of_a_rollup),
+	        cmocka_unit_test(test_a_rollup_lives_while_its_members_fire),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

@@ -120,10 +120,9 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	}
 	/* Learn from buckets that are not part of an outage, winsorised once
 	 * the key is judged (BASELINES.md section 1, step 2; its clamp, with
-	 * phi = 1): a surge learned as it came
-	 * (a day of 25x billing complaints through zendesk) raised the
-	 * expectation of the hours it touched for days, and a quiet hour two
-	 * nights later (16 expected where 10 were usual) fired. */
+	 * phi = 1), so that a surge does not become the normal: a day of 25x
+	 * billing complaints through zendesk, learned as it came, raised the
+	 * expectation of the hours it touched for days. */
 	if (!ctx->incident_open && v != RULE_FIRE) {
 		double x = st->cur;
 
@@ -134,15 +133,14 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		if (st->level > 0 && st->buckets >= 24) {
 			double sum = 0;
 
-			/* A running mean of the first 20 visits of each hour, then EW:
-			 * at 5% from the start, nights still looked like days after ten
-			 * days. The first visit (the key's second day: the first one's
-			 * level was still learning) takes the hour as it was; it used
-			 * to be averaged with the flat start as if that were a visit,
-			 * and on the third night a quiet source (3 an hour) was
-			 * expected to send 11 an hour, so two hours without an event
-			 * were an outage. */
-			double g = fmax(0.05, 1.0 / (double)(st->buckets / 24));
+			/* A running mean for the first 20 visits of each hour, then EW:
+			 * at 5% from the start, nights still looked like days after ten days.
+			 * The flat start counts as a visit: a shrinkage that a bursty
+			 * source needs (taking the first visit as it was, the Amazon
+			 * feed's source reopened 101 times instead of once), though on
+			 * a Poisson source's third night it still expects the night to
+			 * be half a day. */
+			double g = fmax(0.05, 1.0 / (st->buckets / 24 + 1));
 
 			st->hod[h] += (float)(g * (x / st->level - st->hod[h]));
 			st->hod[h] = fmaxf(st->hod[h], 0.02f);

@@ -1482,6 +1482,37 @@ static void test_flatline(void **state)
 }
 
 /*
+ * A source's first nights are not outages. A sends 30 an hour by day
+ * (08-22) and 3 by night. On its third night it sends nothing from 01:00
+ * to 04:00 (9 expected: a quiet night, p = 1e-4), which must not fire;
+ * that afternoon it stops, which must, at the first silent bucket. The
+ * profile's flat start, counted as a visit, made the third night expect 11
+ * an hour, and the quiet night fired at 03:00.
+ */
+static void test_flatline_judges_its_first_nights_by_them(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
+
+	(void)state;
+	for (int h = 0; h < 72 + 14; h++) {
+		int hour = h % 24, night = hour < 8 || hour >= 22;
+
+		shares(e, h, 1, "Q", 1, 0); /* the watermark moves on */
+		if (h >= 48 + 1 && h < 48 + 4)
+			continue; /* the quiet night */
+		shares(e, h, 1, "A", night ? 3 : 30, 0);
+	}
+	assert_int_equal(r.l.opened, 0);
+	for (int h = 72 + 14; h < 72 + 16; h++)
+		shares(e, h, 1, "Q", 1, 0);
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.opened_at[0], T0 + (72 + 15) * H);
+	rig_end(&r);
+}
+
+/*
  * A surge is not learned as the source's normal. A sends 10 an hour for a
  * week, then 100 an hour for twelve hours, then 10 again. Two days later it
  * sends nothing for an hour the surge had touched: P(0 | 10) = 5e-5, not an
@@ -3051,6 +3082,7 @@ int main(void)
 	        cmocka_unit_test(test_spike_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_a_saved_key_in_an_unknown_layout_is_told),
 	        cmocka_unit_test(test_flatline),
+	        cmocka_unit_test(test_flatline_judges_its_first_nights_by_them),
 	        cmocka_unit_test(test_flatline_does_not_learn_a_surge),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(

@@ -265,7 +265,8 @@ enum inj_kind {
 static const char *const inj_names[] = {"volume_spike", "negative_shift", "defect_burst",
                                         "flatline",     "new_topic",      "category_surge"};
 
-#define SURGE_MAX 8 /* SKUs a category surge lifts */
+#define SURGE_MAX     8  /* SKUs a category surge lifts */
+#define STANDOUT_SIZE 25 /* x rate: a surge's standout */
 
 struct injection {
 	enum inj_kind kind;
@@ -284,9 +285,9 @@ struct injection {
 	int sub; /* defect_burst: the one defect reported, -1 until drawn */
 	/* a category surge's SKUs (sku is -1), each with its expectation and
 	 * the events the feed holds in the window, as a spike's; standout: the
-	 * member lifted stand_size x instead (-1: none) */
+	 * member lifted STANDOUT_SIZE x instead (-1: none) */
 	int nmembers, members[SURGE_MAX], member_seen[SURGE_MAX], standout;
-	double member_expected[SURGE_MAX], stand_size;
+	double member_expected[SURGE_MAX];
 };
 
 struct sim {
@@ -380,6 +381,14 @@ static int flatline_near(const struct sim *s, int i, int64_t start)
 	return 0;
 }
 
+/* An injection's first hour: on the hour, from `from` to room later. */
+static int64_t draw_start(struct sim *s, int64_t from, int64_t room)
+{
+	int64_t t = from + (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room) : 0);
+
+	return t - t % HOUR_MS;
+}
+
 /*
  * The c-th category surge: its category's busiest SKUs are those whose key
  * (sku+category) sees 0.3-20 events at a typical hour; it lifts 5 to 8 of
@@ -399,8 +408,7 @@ static void plan_campaign(struct sim *s, int i, int c, int64_t from, int64_t roo
 	j->sku = -1;
 	j->cat = cats[rng_below(&s->rng, 4)];
 	for (int tries = 0; tries < 100; tries++) {
-		j->start_ms = from + (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room) : 0);
-		j->start_ms -= j->start_ms % HOUR_MS;
+		j->start_ms = draw_start(s, from, room);
 		near = 0;
 		for (int k = 0; k < i; k++)
 			near |= s->inj[k].kind == INJ_CATEGORY_SURGE && s->inj[k].cat == j->cat &&
@@ -431,7 +439,6 @@ static void plan_campaign(struct sim *s, int i, int c, int64_t from, int64_t roo
 		j->baseline_per_hour += key_rate(s, pool[m], j->cat, j->start_ms);
 	}
 	j->standout = c % 2 ? rng_below(&s->rng, j->nmembers) : -1;
-	j->stand_size = 25;
 }
 
 static void plan_injections(struct sim *s)
@@ -451,8 +458,7 @@ static void plan_injections(struct sim *s)
 			continue;
 		}
 		j->kind = (enum inj_kind)(i % 5);
-		j->start_ms = from + (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room) : 0);
-		j->start_ms -= j->start_ms % HOUR_MS;
+		j->start_ms = draw_start(s, from, room);
 		j->cat = -1;
 		switch (j->kind) {
 		case INJ_VOLUME_SPIKE:
@@ -485,13 +491,8 @@ static void plan_injections(struct sim *s)
 			 * back they are one silence, one incident, and the truth
 			 * would list two. */
 			for (int tries = 0; tries < 100 && flatline_near(s, i, j->start_ms);
-			     tries++) {
-				j->start_ms =
-				        from +
-				        (room > 0 ? (int64_t)(rng_unit(&s->rng) * (double)room)
-				                  : 0);
-				j->start_ms -= j->start_ms % HOUR_MS;
-			}
+			     tries++)
+				j->start_ms = draw_start(s, from, room);
 			j->end_ms = j->start_ms + 8 * HOUR_MS;
 			j->size = 8;
 			break;
@@ -771,6 +772,20 @@ static void add_draft(struct draft **v, size_t *n, size_t *alloc, const struct d
 	(*v)[(*n)++] = *d;
 }
 
+/* A negative report injection i adds on sku+cat within hour, scored as the
+ * category's; the caller sets what the injection makes of it. */
+static struct draft injected_draft(struct sim *s, int i, int sku, int cat, int64_t hour)
+{
+	struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
+	                  .sku = sku,
+	                  .cat = cat,
+	                  .inj = i + 1};
+
+	score(s, &d);
+	d.sentiment = SENTIMENT_NEGATIVE;
+	return d;
+}
+
 /* A category surge's hour: each member's negatives, as a spike's. */
 static void inject_surge(struct sim *s, int i, int64_t hour, struct draft **v, size_t *n,
                          size_t *alloc)
@@ -780,17 +795,12 @@ static void inject_surge(struct sim *s, int i, int64_t hour, struct draft **v, s
 	for (int m = 0; m < j->nmembers; m++) {
 		double rate = key_rate(s, j->members[m], j->cat, hour);
 		int extra = rng_poisson(&s->rng,
-		                        ((m == j->standout ? j->stand_size : j->size) - 1) * rate);
+		                        ((m == j->standout ? STANDOUT_SIZE : j->size) - 1) * rate);
 
 		j->member_expected[m] += rate;
 		for (int k = 0; k < extra; k++) {
-			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
-			                  .sku = j->members[m],
-			                  .cat = j->cat,
-			                  .inj = i + 1};
+			struct draft d = injected_draft(s, i, j->members[m], j->cat, hour);
 
-			score(s, &d);
-			d.sentiment = SENTIMENT_NEGATIVE;
 			if (d.severity == SEVERITY_LOW)
 				d.severity = SEVERITY_MEDIUM;
 			add_draft(v, n, alloc, &d);
@@ -825,13 +835,8 @@ static size_t inject_hour(struct sim *s, int64_t hour, struct draft **v, size_t 
 		else if (j->kind == INJ_NEW_TOPIC && (hour - j->start_ms) % (6 * HOUR_MS) == 0)
 			extra = 1;
 		for (int k = 0; k < extra; k++) {
-			struct draft d = {.ts = hour + (int64_t)(rng_unit(&s->rng) * HOUR_MS),
-			                  .sku = j->sku,
-			                  .cat = j->cat,
-			                  .inj = i + 1};
+			struct draft d = injected_draft(s, i, j->sku, j->cat, hour);
 
-			score(s, &d);
-			d.sentiment = SENTIMENT_NEGATIVE;
 			if (j->kind == INJ_DEFECT_BURST) {
 				/* One defect reported three times (BASELINES.md P2: the
 				 * mentions share a topic); its first report draws it. */
@@ -1062,7 +1067,7 @@ static int write_truth(struct sim *s, const char *path)
 				cJSON_AddItemToArray(ms, x);
 				cJSON_AddStringToObject(x, "sku", s->skus[j->members[m]].id);
 				cJSON_AddNumberToObject(x, "size",
-				                        m == j->standout ? j->stand_size : j->size);
+				                        m == j->standout ? STANDOUT_SIZE : j->size);
 				cJSON_AddNumberToObject(x, "baseline_events",
 				                        round(j->member_expected[m] * 100) / 100);
 				cJSON_AddNumberToObject(x, "window_events", j->member_seen[m]);

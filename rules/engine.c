@@ -2257,6 +2257,24 @@ static const char *shape_value(const char *text, size_t len, const char *name, s
 }
 
 /*
+ * The "name=value" line of a shape text from p to e, against the text
+ * other: 1 if other has the name with the same value, 0 with another value
+ * (or the line no value), -1 without the name. *nlen: the name's length.
+ */
+static int shape_line(const char *p, const char *e, const char *other, size_t olen, size_t *nlen)
+{
+	const char *eq = memchr(p, '=', (size_t)(e - p));
+	size_t vlen = 0;
+	const char *v;
+
+	*nlen = eq ? (size_t)(eq - p) : (size_t)(e - p);
+	v = shape_value(other, olen, p, *nlen, &vlen);
+	if (v == NULL)
+		return -1;
+	return eq && vlen == (size_t)(e - eq - 1) && memcmp(v, eq + 1, vlen) == 0;
+}
+
+/*
  * Is a saved shape_text of tlen bytes the rule's own? Each of the rule's
  * lines must be there, the same; a saved line the rule's shape has no name
  * for is a setting that no longer shapes its state (spike's mid_window
@@ -2264,19 +2282,17 @@ static const char *shape_value(const char *text, size_t len, const char *name, s
  */
 static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
 {
-	size_t nowlen = strlen(r->shape), lines = 1, same = 0;
+	size_t nowlen = strlen(r->shape), lines = 1, same = 0, nlen;
 
 	for (const char *p = r->shape; (p = strchr(p, '\n')) != NULL; p++)
 		lines++;
 	for (const char *p = text, *end = text + tlen; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-		const char *eq = memchr(p, '=', (size_t)(e - p));
-		size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
-		const char *v = shape_value(r->shape, nowlen, p, nlen, &vlen);
+		int m = shape_line(p, e, r->shape, nowlen, &nlen);
 
-		if (v && (!eq || vlen != (size_t)(e - eq - 1) || memcmp(v, eq + 1, vlen) != 0))
+		if (m == 0)
 			return 0;
-		same += v != NULL;
+		same += m > 0;
 		p = e + 1;
 	}
 	return same == lines;
@@ -2286,17 +2302,13 @@ static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
  * ("bucket, window"). */
 static void shape_diff(const char *was, size_t waslen, const char *now, char *out, size_t outlen)
 {
-	size_t used = 0;
+	size_t used = 0, nlen;
 
 	out[0] = '\0';
 	for (const char *p = now, *end = now + strlen(now); p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-		const char *eq = memchr(p, '=', (size_t)(e - p));
-		size_t nlen = eq ? (size_t)(eq - p) : (size_t)(e - p), vlen = 0;
-		const char *v = shape_value(was, waslen, p, nlen, &vlen);
-		int same = v && eq && vlen == (size_t)(e - eq - 1) && memcmp(v, eq + 1, vlen) == 0;
 
-		if (!same && used < outlen) {
+		if (shape_line(p, e, was, waslen, &nlen) <= 0 && used < outlen) {
 			int w = snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "",
 			                 (int)nlen, p);
 

@@ -154,11 +154,8 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 
 			/* A running mean for the first 20 visits of each hour, then EW:
 			 * at 5% from the start, nights still looked like days after ten days.
-			 * The flat start counts as a visit: a shrinkage that a bursty
-			 * source needs (taking the first visit as it was, the Amazon
-			 * feed's source reopened 101 times instead of once), though on
-			 * a Poisson source's third night it still expects the night to
-			 * be half a day. */
+			 * The flat start counts as a visit, a shrinkage a bursty source
+			 * needs; judged_factor takes it out of a quiet hour's test. */
 			double g = fmax(0.05, 1.0 / (st->buckets / 24 + 1));
 
 			st->hod[h] += (float)(g * (x / st->level - st->hod[h]));

@@ -2,11 +2,12 @@
  * flatline.c: a source or key that stops sending (upstream freshness).
  *
  * Each key learns its events per bucket (exponentially weighted, with an
- * hour-of-day profile so a quiet night is not an outage). While a key has
- * been silent, the events it was expected to send add up; silence is
- * significant when P(0 events | that expectation) = exp(-sum) < alpha and
- * at least min_expected were due. The engine closes every key's buckets for
- * this kind (a silent key has no events to do it).
+ * hour-of-day profile so a quiet night is not an outage, and a day-of-week
+ * one so a quiet weekend is not either). While a key has been silent, the
+ * events it was expected to send add up; silence is significant when
+ * P(0 events | that expectation) = exp(-sum) < alpha and at least
+ * min_expected were due. The engine closes every key's buckets for this
+ * kind (a silent key has no events to do it).
  */
 #include <math.h>
 #include <stdio.h>
@@ -14,24 +15,37 @@
 
 #include <voca/rule.h>
 
-#define HOUR_MS     3600000LL
-#define MIN_HISTORY 48 /* buckets before the key is judged */
+#define HOUR_MS 3600000LL
+#define DAY_MS  (24 * HOUR_MS)
+#define WARM_MS (7 * DAY_MS) /* history before a key is judged: every weekday seen */
 
 struct flatline_config {
 	struct rule_common common;
 	double alpha;
 	double min_expected;
 	int64_t half_life_ms;
-	double decay; /* compiled */
+	double decay;  /* compiled */
+	uint32_t warm; /* compiled: buckets of WARM_MS */
 };
 
+/*
+ * The layout before 2026-11-24 ended at last_event (128 bytes). What came
+ * after is added at the end, and zeros are its start (no weekday seen, no
+ * bucket closed), so the engine reads an older record zero-extended.
+ */
 struct flatline_state {
 	float level;   /* EW events per bucket, deseasonalised */
 	float hod[24]; /* hour-of-day factors, mean 1 */
 	float due;     /* events expected since the silence began */
 	uint32_t cur, buckets, silent;
 	int64_t last_event;
+	int64_t closed;      /* the end of the last bucket closed */
+	float dow[7];        /* each weekday's volume over the level's, for days seen */
+	float day_x, day_mu; /* the UTC day of closed so far: events learnt, level x hod */
+	uint8_t seen[7];     /* days of each weekday learnt (at most 255) */
 };
+
+_Static_assert(offsetof(struct flatline_state, closed) == 128, "the layout saved before");
 
 #define OFF(m) offsetof(struct flatline_config, m)
 
@@ -53,12 +67,24 @@ static int check(void *config, char *err, size_t errlen)
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
 	c->decay = 1 - pow(2, -(double)c->common.bucket_ms / (double)c->half_life_ms);
+	c->warm = (uint32_t)((WARM_MS + c->common.bucket_ms - 1) / c->common.bucket_ms);
 	return 0;
 }
 
 static int hour_of(int64_t ms)
 {
-	return (int)((ms % 86400000 + 86400000) % 86400000 / HOUR_MS);
+	return (int)((ms % DAY_MS + DAY_MS) % DAY_MS / HOUR_MS);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b < 0);
+}
+
+/* Monday 0 ... Sunday 6 (1970-01-01 was a Thursday). */
+static int weekday_of(int64_t ms)
+{
+	return (int)((floor_div(ms, DAY_MS) + 3) % 7 + 7) % 7;
 }
 
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
@@ -93,22 +119,117 @@ static double judged_factor(const struct flatline_state *st, int h)
 	return fmax(((n + 1) * f - 1) / n, 0.02);
 }
 
+/*
+ * The weekday profile: dow[d] is the mean, over the days of weekday d seen,
+ * of the day's events over what the level and the hours expected (a running
+ * mean for 10 days, then weighted 0.1, about 7 weeks' half-life). A day not
+ * yet seen counts as 1; the factors are scaled to a mean of 1.
+ */
+static double day_scale(const struct flatline_state *st)
+{
+	double sum = 0;
+
+	for (int d = 0; d < 7; d++)
+		sum += st->seen[d] ? st->dow[d] : 1;
+	return sum > 0 ? 7 / sum : 1;
+}
+
+static double day_factor(const struct flatline_state *st, int d)
+{
+	return day_scale(st) * (st->seen[d] ? st->dow[d] : 1);
+}
+
+/*
+ * The weekday's factor a silence is judged by: a day quieter than the
+ * level as it was seen (a weekend a support desk is closed is 0), a busier
+ * one shrunk to 1 as if the flat start were one more day, for its first 20
+ * days, so that one busy day does not make the next silent one an outage.
+ */
+static double judged_day(const struct flatline_state *st, int d)
+{
+	double f = st->seen[d] ? st->dow[d] : 1, n = st->seen[d];
+
+	if (f > 1 && n < 20)
+		f = (1 + n * f) / (n + 1);
+	return day_scale(st) * f;
+}
+
+/*
+ * A bucket of another UTC day than the last one closed: the day of the
+ * last one is over, and a key older than the day learns its factor from
+ * it. A key's first day is left out: its level was still a running mean
+ * of a few buckets (a source's first night, at 3 an hour, then its day at
+ * 30), and the next Monday was judged 1.65 times as busy as the other
+ * days, and a quiet night fired.
+ */
+static void learn_day(struct flatline_state *st, const struct flatline_config *c)
+{
+	int d = weekday_of(st->closed - 1);
+	int64_t began = floor_div(st->closed - 1, DAY_MS) * DAY_MS;
+
+	if (st->day_mu > 0 && (int64_t)st->buckets * c->common.bucket_ms > st->closed - began) {
+		double r = st->day_x / st->day_mu,
+		       g = st->seen[d] < 10 ? 1.0 / (st->seen[d] + 1) : 0.1;
+
+		st->dow[d] += (float)(g * (r - st->dow[d]));
+		if (st->seen[d] < 255)
+			st->seen[d]++;
+	}
+	st->day_x = st->day_mu = 0;
+}
+
+/*
+ * The engine replays the last 31 days of a longer silence (time jumps so
+ * far only in a backtest, or after the daemon was down): the buckets it
+ * left out, from the last one closed to start, were silent too, and what
+ * they were due is added as the profile has it (whole weeks at once), so
+ * the silence is as long as it was. The level learns nothing from them.
+ */
+static void add_skipped(struct flatline_state *st, const struct flatline_config *c,
+                        int64_t start_ms)
+{
+	int64_t b = c->common.bucket_ms, n = (start_ms - st->closed) / b, week = 7 * DAY_MS / b;
+	double sum = 0;
+
+	if (n >= week) {
+		for (int64_t i = 0; i < week; i++)
+			sum += judged_factor(st, hour_of(i * b)) *
+			       judged_day(st, weekday_of(i * b));
+		sum *= (double)(n / week);
+	}
+	for (int64_t i = n - n % week; i < n; i++) {
+		int64_t t = st->closed + i * b;
+
+		sum += judged_factor(st, hour_of(t)) * judged_day(st, weekday_of(t));
+	}
+	st->silent += (uint32_t)n;
+	st->due += (float)(st->level * sum);
+}
+
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
 {
 	const struct flatline_config *c = ctx->config;
 	struct flatline_state *st = ctx->state;
-	int h = hour_of(end_ms - c->common.bucket_ms);
-	double mu = st->level * st->hod[h], a;
+	int64_t start_ms = end_ms - c->common.bucket_ms;
+	int h = hour_of(start_ms), d = weekday_of(start_ms);
+	double fd, mu, a;
 	enum rule_verdict v = RULE_QUIET;
 
+	if (st->closed > 0 && floor_div(st->closed - 1, DAY_MS) != floor_div(start_ms, DAY_MS))
+		learn_day(st, c);
+	if (st->closed > 0 && start_ms > st->closed)
+		add_skipped(st, c, start_ms);
+	st->closed = end_ms;
+	fd = day_factor(st, d);
+	mu = st->level * st->hod[h] * fd;
 	if (st->cur > 0) {
 		st->silent = 0;
 		st->due = 0;
 	} else {
 		st->silent++;
-		st->due += (float)(st->level * judged_factor(st, h));
+		st->due += (float)(st->level * judged_factor(st, h) * judged_day(st, d));
 	}
-	if (st->buckets >= MIN_HISTORY && st->silent > 0 && st->due >= c->min_expected &&
+	if (st->buckets >= c->warm && st->silent > 0 && st->due >= c->min_expected &&
 	    exp(-st->due) < c->alpha) {
 		cJSON *why = cJSON_CreateObject();
 		char t[48];
@@ -118,12 +239,15 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		cJSON_AddNumberToObject(why, "silent_buckets", st->silent);
 		cJSON_AddNumberToObject(why, "expected", round(st->due * 10) / 10);
 		cJSON_AddNumberToObject(why, "observed", 0);
+		cJSON_AddNumberToObject(why, "hour_factor",
+		                        round(judged_factor(st, h) * 100) / 100);
+		cJSON_AddNumberToObject(why, "day_factor", round(judged_day(st, d) * 100) / 100);
 		cJSON_AddStringToObject(why, "test", "Poisson P(0 | expected)");
 		cJSON_AddNumberToObject(why, "p_value", exp(-st->due));
 		cJSON_AddNumberToObject(why, "alpha", c->alpha);
 		rule_why_window(why, st->last_event, end_ms);
 		rule_why_guard(why, "min_expected", "%.1f>=%g ok", st->due, c->min_expected);
-		rule_why_guard(why, "history", "%u>=%d buckets ok", st->buckets, MIN_HISTORY);
+		rule_why_guard(why, "history", "%u>=%u buckets ok", st->buckets, c->warm);
 		cJSON_AddNumberToObject(why, "baseline_age_h",
 		                        (double)st->buckets * (double)c->common.bucket_ms /
 		                                HOUR_MS);
@@ -145,10 +269,18 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	if (!ctx->incident_open && v != RULE_FIRE) {
 		double x = st->cur;
 
-		if (st->buckets >= MIN_HISTORY)
+		if (st->buckets >= c->warm)
 			x = fmin(x, mu + 4 * sqrt(mu) + 1);
+		st->day_x += (float)x;
+		st->day_mu += st->level * st->hod[h];
 		a = st->buckets < 1 / c->decay ? 1.0 / (st->buckets + 1) : c->decay;
-		st->level += (float)(a * (x / st->hod[h] - st->level));
+		/* Events over what the profile expected (the ratio of their sums),
+		 * not each bucket's events over its factors: a sparse source's
+		 * event in an hour that had seen few counted as up to 50, and the
+		 * Amazon feed's source, at 4 a day, was judged by 17. Weighted by
+		 * the day's factor, a weekend a source never sends on teaches the
+		 * level nothing. */
+		st->level += (float)(a * (x - st->hod[h] * fd * st->level));
 		if (st->level > 0 && st->buckets >= 24) {
 			double sum = 0;
 
@@ -158,7 +290,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 			 * needs; judged_factor takes it out of a quiet hour's test. */
 			double g = fmax(0.05, 1.0 / (st->buckets / 24 + 1));
 
-			st->hod[h] += (float)(g * (x / st->level - st->hod[h]));
+			st->hod[h] += (float)(g * (x / st->level - fd * st->hod[h]));
 			st->hod[h] = fmaxf(st->hod[h], 0.02f);
 			for (int i = 0; i < 24; i++)
 				sum += st->hod[i];

@@ -1460,22 +1460,23 @@ static void test_flatline(void **state)
 	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
 
 	(void)state;
-	/* 20 an hour for 3 days, with a quiet key beside it (1 a day: never judged). */
-	for (int h = 0; h < 72; h++) {
+	/* 20 an hour for 8 days (a week before it is judged), with a quiet key
+	 * beside it (1 a day: never judged). */
+	for (int h = 0; h < 192; h++) {
 		shares(e, h, 1, "A", 20, 0);
 		if (h % 24 == 0)
 			shares(e, h, 1, "Q", 1, 0);
 	}
 	assert_int_equal(r.l.opened, 0);
 	/* A stops; Q goes on. The watermark moves on with Q's events alone. */
-	for (int h = 72; h < 76; h++)
+	for (int h = 192; h < 196; h++)
 		shares(e, h, 1, "Q", 1, 0);
 	assert_int_equal(r.l.opened, 1);
 	/* Opened at the first silent bucket's close (then updated while silent). */
-	assert_int_equal(r.l.opened_at[0], T0 + 73 * H);
+	assert_int_equal(r.l.opened_at[0], T0 + 193 * H);
 	assert_non_null(strstr(r.l.last_summary, "sku=A: no events for 3 buckets"));
 	/* A is back: the incident resolves an hour after the last firing. */
-	for (int h = 76; h < 80; h++)
+	for (int h = 196; h < 200; h++)
 		shares(e, h, 1, "A", 20, 0);
 	assert_int_equal(r.l.resolved, 1);
 	rig_end(&r);
@@ -1483,11 +1484,12 @@ static void test_flatline(void **state)
 
 /*
  * A source's first nights are not outages. A sends 30 an hour by day
- * (08-22) and 3 by night. On its third night it sends nothing from 01:00
- * to 04:00 (9 expected: a quiet night, p = 1e-4), which must not fire;
- * that afternoon it stops, which must, at the first silent bucket. The
- * profile's flat start, counted as a visit, made the third night expect 11
- * an hour, and the quiet night fired at 03:00.
+ * (08-22) and 3 by night. On its first judged night (its eighth) it sends
+ * nothing from 01:00 to 04:00 (9 expected: a quiet night, p = 1e-4), which
+ * must not fire; that afternoon it stops, which must, at the first silent
+ * bucket. The profile's flat start, counted as a visit, made that night
+ * expect 5 an hour (on the third night, when two days were enough to be
+ * judged, 11), and the quiet night fired.
  */
 static void test_flatline_judges_its_first_nights_by_them(void **state)
 {
@@ -1496,19 +1498,19 @@ static void test_flatline_judges_its_first_nights_by_them(void **state)
 	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
 
 	(void)state;
-	for (int h = 0; h < 72 + 14; h++) {
+	for (int h = 0; h < 168 + 14; h++) {
 		int hour = h % 24, night = hour < 8 || hour >= 22;
 
 		shares(e, h, 1, "Q", 1, 0); /* the watermark moves on */
-		if (h >= 48 + 1 && h < 48 + 4)
+		if (h >= 168 + 1 && h < 168 + 4)
 			continue; /* the quiet night */
 		shares(e, h, 1, "A", night ? 3 : 30, 0);
 	}
 	assert_int_equal(r.l.opened, 0);
-	for (int h = 72 + 14; h < 72 + 16; h++)
+	for (int h = 168 + 14; h < 168 + 16; h++)
 		shares(e, h, 1, "Q", 1, 0);
 	assert_int_equal(r.l.opened, 1);
-	assert_int_equal(r.l.opened_at[0], T0 + (72 + 15) * H);
+	assert_int_equal(r.l.opened_at[0], T0 + (168 + 15) * H);
 	rig_end(&r);
 }
 
@@ -1538,6 +1540,120 @@ static void test_flatline_does_not_learn_a_surge(void **state)
 	assert_int_equal(r.l.opened, 1);
 	assert_int_equal(r.l.opened_at[0], T0 + (stop + 2) * H);
 	rig_end(&r);
+}
+
+/*
+ * A support desk's weekend is not an outage. A sends 20 an hour on
+ * weekdays and nothing at weekends. Four weeks pass without an incident
+ * (with an hour-of-day profile alone, every weekend fired, at Saturday
+ * 01:00, and re-alerted till Monday). A silence that runs on from Friday
+ * into Monday fires at Monday's first silent hour, and a stop on a
+ * Wednesday at its first silent hour.
+ */
+static void test_flatline_learns_the_week(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
+	int monday = 28 * 24, wednesday = 30 * 24 + 10;
+
+	(void)state;
+	for (int h = 0; h < wednesday + 3; h++) {
+		int day = h / 24 % 7; /* T0 is a Monday */
+
+		shares(e, h, 1, "Q", 1, 0); /* the watermark moves on */
+		if (day < 5 && !(h >= monday && h < monday + 6) && h < wednesday)
+			shares(e, h, 1, "A", 20, 0);
+		if (h == monday - 1)
+			assert_int_equal(r.l.opened, 0);
+	}
+	assert_int_equal(r.l.opened, 1);
+	assert_int_equal(r.l.opened_at[0], T0 + (monday + 1) * H);
+	assert_int_equal(r.l.reopened, 1);
+	assert_int_equal(r.l.reopened_opened, T0 + (monday + 1) * H);
+	assert_non_null(strstr(r.l.last_summary, "sku=A: no events for 2 buckets"));
+	rig_end(&r);
+}
+
+/*
+ * A sparse source is judged by its rate. A sends 2 to 6 a day (4 on
+ * average) at hours drawn at random, for four weeks, and stops: the
+ * silence fires once about 14 were due, 103 hours later. Learnt as the
+ * mean of each bucket's events over its hour's factor, an event in an hour
+ * that had seen few counted as up to 50: the level doubled, the silence
+ * fired after 49 hours, and a week of it was due 44 (for 28 sent in a
+ * week). Learnt as events over what the profile expected (the ratio of
+ * their sums, so a quiet hour's event counts as one), a week is due 22.
+ */
+static void test_flatline_learns_a_sparse_rate(void **state)
+{
+	struct rig r;
+	struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+	                                 "    group_by: [sku]\n    resolve_after: 1h\n");
+	uint32_t x = 12345;
+	int stop = 28 * 24;
+
+	(void)state;
+	for (int d = 0; d < 28; d++) {
+		int n, at[6];
+
+		x = x * 1103515245 + 12345;
+		n = 2 + (int)(x >> 16) % 5;
+		for (int i = 0; i < n; i++) {
+			x = x * 1103515245 + 12345;
+			at[i] = (int)(x >> 16) % 24;
+		}
+		for (int h = 0; h < 24; h++) {
+			shares(e, d * 24 + h, 1, "Q", 1, 0); /* the watermark moves on */
+			for (int i = 0; i < n; i++)
+				if (at[i] == h)
+					shares(e, d * 24 + h, 1, "A", 1, 0);
+		}
+	}
+	for (int h = stop; h < stop + 7 * 24; h++)
+		shares(e, h, 1, "Q", 1, 0);
+	assert_int_equal(r.l.opened, 1);
+	assert_in_range((r.l.opened_at[0] - T0) / H - stop, 72, 120);
+	/* A week silent: 28 were due at 4 a day; the judged profile says less. */
+	assert_non_null(strstr(r.l.last_summary, "168 buckets"));
+	assert_true(r.l.last_expected > 14 && r.l.last_expected < 28);
+	rig_end(&r);
+}
+
+/*
+ * A silence is judged whole however the watermark moves. A sends 20 an
+ * hour for 8 days and stops; the next event of any key comes 3 days later
+ * (in a backtest of a single source, the watermark moves by events alone).
+ * The silence fires at its first bucket, as the daemon's clock would have
+ * had it: when the engine replayed only the last 48 buckets of a gap, it
+ * fired 24 hours late. A gap longer than the 31 days replayed counts the
+ * buckets left out.
+ */
+static void test_flatline_judges_a_long_silence_whole(void **state)
+{
+	for (int gap = 72; gap <= 40 * 24; gap += 40 * 24 - 72) {
+		struct rig r;
+		struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+		                                 "    group_by: [sku]\n    resolve_after: 1h\n");
+		char want[64];
+
+		(void)state;
+		for (int h = 0; h < 192; h++)
+			shares(e, h, 1, "A", 20, 0);
+		shares(e, 192 + gap, 1, "Q", 1, 0);
+		assert_int_equal(r.l.opened, 1);
+		if (gap == 72) {
+			assert_int_equal(r.l.opened_at[0], T0 + 193 * H);
+		} else {
+			/* The first of the 744 buckets replayed as time moves to just
+			 * before Q's event, 215 after the stop. */
+			assert_int_equal(r.l.opened_at[0], T0 + (192 + gap - 744) * H);
+		}
+		/* The buckets left out count: the silence is as long as it was. */
+		snprintf(want, sizeof(want), "sku=A: no events for %d buckets", gap);
+		assert_non_null(strstr(r.l.last_summary, want));
+		rig_end(&r);
+	}
 }
 
 /* One event for key sku with the given subcategory at hour h. */
@@ -1954,6 +2070,60 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 	assert_true(opened[0] >= 1);
 	assert_int_equal(opened[1], opened[0]);
 	assert_int_equal(first[1], first[0]);
+}
+
+/*
+ * flatline's state saved before the weekday profile (128 bytes, a prefix
+ * of this layout) is read zero-extended: the key keeps its level and
+ * hours, and a stop after the upgrade fires at the same hour, with the
+ * same expectation, as without one. Refused, the key would start over and
+ * not be judged for a week.
+ */
+static void test_flatline_state_of_an_older_layout_is_kept(void **state)
+{
+	int64_t first[2] = {0, 0};
+	double expected[2] = {0, 0};
+
+	(void)state;
+	for (int restart = 0; restart <= 1; restart++) {
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct rig r;
+		struct engine *e = rig_start(&r, "rules:\n  - name: silent\n    kind: flatline\n"
+		                                 "    group_by: [sku]\n");
+
+		for (int h = 0; h < 9 * 24; h++)
+			shares(e, h, 1, "A", 10 + 10 * (h % 24 >= 8), 0);
+		if (restart) {
+			int old = 0;
+
+			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
+			for (size_t i = 0; i < kv->n; i++) {
+				struct kv *v = &kv->v[i];
+				uint32_t size, n = 128; /* the layout before the weekday profile */
+
+				if (strcmp(v->rule, "silent") != 0 || !v->key[0])
+					continue;
+				memcpy(&size, v->blob + 4, sizeof(size));
+				assert_true(size > n);
+				v->len -= size - n; /* the state is the record's end */
+				memcpy(v->blob + 4, &n, sizeof(n));
+				old++;
+			}
+			assert_int_equal(old, 1);
+			e = rig_reload(&r, kv);
+		}
+		for (int h = 9 * 24; h < 9 * 24 + 14; h++)
+			shares(e, h, 1, "Q", 1, 0);
+		assert_int_equal(r.l.opened, 1);
+		first[restart] = r.l.opened_at[0];
+		expected[restart] = r.l.first_expected;
+		rig_end(&r);
+		kvs_free(kv);
+	}
+	assert_int_equal(first[0], T0 + (9 * 24 + 2) * H); /* 10 due in the first */
+	assert_int_equal(first[1], first[0]);
+	/* Every day alike: the weekdays' factors, learnt or not, are 1. */
+	assert_true(fabs(expected[1] / expected[0] - 1) < 0.02);
 }
 
 /*
@@ -3079,11 +3249,15 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_catches_slow_drift),
 	        cmocka_unit_test(test_rate_shift_cusum_run_is_cut_at_half_life),
 	        cmocka_unit_test(test_rate_shift_state_of_an_older_layout_is_kept),
+	        cmocka_unit_test(test_flatline_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_spike_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_a_saved_key_in_an_unknown_layout_is_told),
 	        cmocka_unit_test(test_flatline),
 	        cmocka_unit_test(test_flatline_judges_its_first_nights_by_them),
 	        cmocka_unit_test(test_flatline_does_not_learn_a_surge),
+	        cmocka_unit_test(test_flatline_learns_the_week),
+	        cmocka_unit_test(test_flatline_learns_a_sparse_rate),
+	        cmocka_unit_test(test_flatline_judges_a_long_silence_whole),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(
 	                test_a_regression_within_the_watch_reopens_and_a_quiet_watch_verifies),

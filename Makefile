@@ -9,6 +9,7 @@
 #   make bench      the ingest benchmark (tests/bench)
 #   make crash      kill -9 voca 50 times while it delivers to the fakes (tests/bench)
 #   make detect     detection report: recall, delay, false incidents (tests/bench/detect)
+#   make real       incidents per rule and month on the real feeds in ../shared/data, if any
 #   make install    PREFIX (/usr/local) and DESTDIR as usual
 #
 # Dependencies come from Debian's archive through packaging/install-deps.sh,
@@ -58,7 +59,7 @@ VOCA      = $(BUILD)/voca
 DEPS_STAMP      = build/.deps-ok
 TEST_DEPS_STAMP = build/.test-deps-ok
 
-.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench crash detect install clean
+.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench crash detect real install clean
 
 all: $(VOCA)
 
@@ -182,6 +183,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libvoca.a | $(DEPS_STAMP)
 # Detection report over simulated seeds (prints numbers; see tests/bench/detect).
 detect: $(VOCA) | $(TEST_DEPS_STAMP)
 	$(PYTHON) tests/bench/detect --voca $(abspath $(VOCA))
+
+# Incidents on real feeds, when ../shared/data holds any (see tests/bench/real_feed).
+real: $(VOCA) | $(TEST_DEPS_STAMP)
+	$(PYTHON) tests/bench/real_feed --voca $(abspath $(VOCA))
 
 CRASH_ARGS ?=
 crash: $(VOCA) | $(TEST_DEPS_STAMP)

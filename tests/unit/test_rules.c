@@ -1576,6 +1576,64 @@ static void test_flatline_learns_the_week(void **state)
 }
 
 /*
+ * Buckets shorter than an hour. A sends 20 an hour on weekdays from 08 to
+ * 18, 2 an hour on weekday nights (at :29 and :59) and nothing at
+ * weekends, in 15-minute buckets: three weeks pass without an incident.
+ * Its first weekend, silent before any weekend was learnt, was due 193 as
+ * weekdays, and fired at the first empty bucket judged, Monday 00:15; a
+ * silence through a day that ended before the key was judged is now due
+ * what the day's new factor says. And each hour's visits are days, not
+ * buckets: B sends 30 an hour by day and 3 by night and stops on a night
+ * at 00:00, which fires at 03:45, within the hour that hourly buckets fire
+ * it (04:00). Learnt four times a visit, its nights were judged as quieter,
+ * and it fired at 05:00.
+ */
+static void topic(struct engine *e, double h, const char *sku, const char *sub);
+
+static void test_flatline_in_quarter_hours(void **state)
+{
+	int64_t at[2] = {0, 0};
+	int stop = 23 * 24; /* a Wednesday */
+
+	(void)state;
+	for (int quarter = 0; quarter <= 1; quarter++) {
+		struct rig r;
+		struct engine *e =
+		        rig_start(&r, quarter ? "rules:\n  - name: silent\n"
+		                                "    kind: flatline\n    group_by: [sku]\n"
+		                                "    bucket: 15m\n    resolve_after: 1h\n"
+		                              : "rules:\n  - name: silent\n"
+		                                "    kind: flatline\n    group_by: [sku]\n"
+		                                "    resolve_after: 1h\n");
+
+		for (int h = 0; h < stop + 8; h++) {
+			int hour = h % 24, weekday = h / 24 % 7 < 5;
+			int na = weekday ? (hour >= 8 && hour < 18 ? 20 : 2) : 0;
+			int nb = h < stop ? (hour >= 8 && hour < 22 ? 30 : 3) : 0;
+
+			/* In time order (an event of a closed bucket is late): n an
+			 * hour, one in each minute m where (m + 1) n / 60 steps. */
+			topic(e, h, "Q", "x"); /* the watermark moves on */
+			if (h == 0)
+				topic(e, 0, "A", "first"); /* judged from Monday 00:00 on */
+			for (int m = 0; m < 60; m++) {
+				if ((m + 1) * na / 60 > m * na / 60)
+					topic(e, h + m / 60.0, "A", "x");
+				if ((m + 1) * nb / 60 > m * nb / 60)
+					topic(e, h + m / 60.0, "B", "x");
+			}
+			if (h == stop - 1)
+				assert_int_equal(r.l.opened, 0);
+		}
+		assert_int_equal(r.l.opened, 1);
+		assert_non_null(strstr(r.l.last_summary, "sku=B"));
+		at[quarter] = r.l.opened_at[0];
+		rig_end(&r);
+	}
+	assert_in_range(at[1], at[0] - H, at[0]);
+}
+
+/*
  * A sparse source is judged by its rate. A sends 2 to 6 a day (4 on
  * average) at hours drawn at random, for four weeks, and stops: the
  * silence fires once about 14 were due, 103 hours later. Learnt as the
@@ -3256,6 +3314,7 @@ int main(void)
 	        cmocka_unit_test(test_flatline_judges_its_first_nights_by_them),
 	        cmocka_unit_test(test_flatline_does_not_learn_a_surge),
 	        cmocka_unit_test(test_flatline_learns_the_week),
+	        cmocka_unit_test(test_flatline_in_quarter_hours),
 	        cmocka_unit_test(test_flatline_learns_a_sparse_rate),
 	        cmocka_unit_test(test_flatline_judges_a_long_silence_whole),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),

@@ -2280,10 +2280,30 @@ static int shape_line(const char *p, const char *e, const char *other, size_t ol
 }
 
 /*
+ * Is the rule's shape line from p to e one a saved shape without it agrees
+ * with? A text key added to the kind's shape since, at its default, is what
+ * the version that saved it did (flatline's time_zone, UTC before it was a
+ * setting).
+ */
+static int added_at_default(const struct rule_rt *r, const char *p, const char *e)
+{
+	const char *eq = memchr(p, '=', (size_t)(e - p));
+
+	for (const struct conf_key *k = r->kind->keys; eq && k->path; k++)
+		if (strlen(k->path) == (size_t)(eq - p) &&
+		    memcmp(k->path, p, (size_t)(eq - p)) == 0)
+			return k->type == CONF_STR && k->def &&
+			       strlen(k->def) == (size_t)(e - eq - 1) &&
+			       memcmp(k->def, eq + 1, (size_t)(e - eq - 1)) == 0;
+	return 0;
+}
+
+/*
  * Is a saved shape_text of tlen bytes the rule's own? Each of the rule's
- * lines must be there, the same; a saved line the rule's shape has no name
- * for is a setting that no longer shapes its state (spike's mid_window
- * before 2026-11-23: its sums are derived again at restore), and is passed.
+ * lines must be there, the same, or be a key added since at its default; a
+ * saved line the rule's shape has no name for is a setting that no longer
+ * shapes its state (spike's mid_window before 2026-11-23: its sums are
+ * derived again at restore), and is passed.
  */
 static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
 {
@@ -2298,6 +2318,13 @@ static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
 		if (m == 0)
 			return 0;
 		same += m > 0;
+		p = e + 1;
+	}
+	for (const char *p = r->shape, *end = r->shape + nowlen; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
+
+		if (shape_line(p, e, text, tlen, &nlen) < 0 && added_at_default(r, p, e))
+			same++;
 		p = e + 1;
 	}
 	return same == lines;

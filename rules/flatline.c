@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <voca/rule.h>
+#include <voca/tz.h>
 
 #define HOUR_MS 3600000LL
 #define DAY_MS  (24 * HOUR_MS)
@@ -24,9 +25,11 @@ struct flatline_config {
 	double alpha;
 	double min_expected;
 	int64_t half_life_ms;
-	double decay;    /* compiled */
-	uint32_t warm;   /* compiled: buckets of WARM_MS */
-	double per_hour; /* compiled: buckets an hour (1 for an hour or longer) */
+	char *time_zone;
+	const struct tz *zone; /* compiled */
+	double decay;          /* compiled */
+	uint32_t warm;         /* compiled: buckets of WARM_MS */
+	double per_hour;       /* compiled: buckets an hour (1 for an hour or longer) */
 };
 
 /*
@@ -59,6 +62,8 @@ static const struct conf_key keys[] = {
                  "fewest events that must have been due during the silence"),
         CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "7d", HOUR_MS, 365 * 86400000LL,
                  NULL, "how fast the expected rate forgets"),
+        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), "UTC", 0, 0, NULL,
+                 "the IANA zone whose hours and weekdays the source keeps (its weekend)"),
         CONF_END,
 };
 
@@ -66,8 +71,15 @@ static int check(void *config, char *err, size_t errlen)
 {
 	struct flatline_config *c = config;
 
+	char why[256];
+
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
+	c->zone = tz_get(c->time_zone, why, sizeof(why));
+	if (c->zone == NULL) {
+		snprintf(err, errlen, "time_zone: %s", why);
+		return -1;
+	}
 	c->decay = 1 - pow(2, -(double)c->common.bucket_ms / (double)c->half_life_ms);
 	c->warm = (uint32_t)((WARM_MS + c->common.bucket_ms - 1) / c->common.bucket_ms);
 	c->per_hour = c->common.bucket_ms < HOUR_MS ? (double)HOUR_MS / c->common.bucket_ms : 1;
@@ -88,6 +100,13 @@ static int64_t floor_div(int64_t a, int64_t b)
 static int weekday_of(int64_t ms)
 {
 	return (int)((floor_div(ms, DAY_MS) + 3) % 7 + 7) % 7;
+}
+
+/* The instant t as the wall clock of the rule's time_zone reads it, in ms
+ * since a local epoch: hours and weekdays are the source's own. */
+static int64_t local(const struct flatline_config *c, int64_t t)
+{
+	return t + (int64_t)tz_offset(c->zone, floor_div(t, 1000)) * 1000;
 }
 
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
@@ -178,10 +197,10 @@ static double judged_day(const struct flatline_state *st, int d)
  */
 static void learn_day(struct flatline_state *st, const struct flatline_config *c)
 {
-	int d = weekday_of(st->closed - 1);
-	int64_t began = floor_div(st->closed - 1, DAY_MS) * DAY_MS;
+	int64_t last = local(c, st->closed - 1), began = floor_div(last, DAY_MS) * DAY_MS;
+	int d = weekday_of(last);
 
-	if (st->day_mu > 0 && (int64_t)st->buckets * c->common.bucket_ms > st->closed - began) {
+	if (st->day_mu > 0 && (int64_t)st->buckets * c->common.bucket_ms > last + 1 - began) {
 		double r = st->day_x / st->day_mu,
 		       g = st->seen[d] < 10 ? 1.0 / (st->seen[d] + 1) : 0.1,
 		       was = judged_day(st, d);
@@ -207,16 +226,17 @@ static void add_skipped(struct flatline_state *st, const struct flatline_config 
                         int64_t start_ms)
 {
 	int64_t b = c->common.bucket_ms, n = (start_ms - st->closed) / b, week = 7 * DAY_MS / b;
+	int64_t weeks = n / week;
 	double sum = 0;
 
-	if (n >= week) {
-		for (int64_t i = 0; i < week; i++)
-			sum += judged_factor(st, c, hour_of(i * b)) *
-			       judged_day(st, weekday_of(i * b));
-		sum *= (double)(n / week);
+	for (int64_t i = 0; i < (weeks ? week : 0); i++) { /* a week, for each whole one */
+		int64_t t = local(c, st->closed + i * b);
+
+		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t)) *
+		       (double)weeks;
 	}
-	for (int64_t i = n - n % week; i < n; i++) {
-		int64_t t = st->closed + i * b;
+	for (int64_t i = weeks * week; i < n; i++) {
+		int64_t t = local(c, st->closed + i * b);
 
 		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t));
 	}
@@ -229,11 +249,13 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	const struct flatline_config *c = ctx->config;
 	struct flatline_state *st = ctx->state;
 	int64_t start_ms = end_ms - c->common.bucket_ms;
-	int h = hour_of(start_ms), d = weekday_of(start_ms);
+	int64_t lstart = local(c, start_ms);
+	int h = hour_of(lstart), d = weekday_of(lstart);
 	double fd, mu, a;
 	enum rule_verdict v = RULE_QUIET;
 
-	if (st->closed > 0 && floor_div(st->closed - 1, DAY_MS) != floor_div(start_ms, DAY_MS))
+	if (st->closed > 0 &&
+	    floor_div(local(c, st->closed - 1), DAY_MS) != floor_div(lstart, DAY_MS))
 		learn_day(st, c);
 	if (st->closed > 0 && start_ms > st->closed)
 		add_skipped(st, c, start_ms);
@@ -325,6 +347,9 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	return v;
 }
 
+/* The profiles are learnt in the zone's hours and weekdays. */
+static const char *const shape[] = {"time_zone", NULL};
+
 const struct rule_kind rule_flatline = {
         .name = "flatline",
         .keys = keys,
@@ -334,4 +359,5 @@ const struct rule_kind rule_flatline = {
         .check = check,
         .on_event = on_event,
         .on_close = on_close,
+        .shape = shape,
 };

@@ -1679,6 +1679,50 @@ static void test_flatline_learns_a_sparse_rate(void **state)
 }
 
 /*
+ * A source's weekend is its own. A sends 20 an hour on weekdays in Los
+ * Angeles and nothing at weekends there, for ten weeks across the change to
+ * daylight saving time (2026-03-08): with time_zone: America/Los_Angeles
+ * nothing fires, and a stop on a Wednesday at 10:00 there fires at its
+ * first silent hour. Judged in UTC (the default), whose Saturday holds
+ * Friday's last eight hours there, every weekend fired.
+ */
+static void test_flatline_keeps_its_time_zone(void **state)
+{
+	const int64_t dst = 1772964000000LL;    /* 2026-03-08T10:00Z: PST to PDT */
+	const int stop = 70 * 24 + 2 * 24 + 17; /* Wednesday 2026-03-18 10:00 PDT */
+
+	(void)state;
+	for (int zoned = 0; zoned <= 1; zoned++) {
+		struct rig r;
+		struct engine *e = rig_start(&r, zoned ? "rules:\n  - name: silent\n"
+		                                         "    kind: flatline\n    group_by: [sku]\n"
+		                                         "    time_zone: America/Los_Angeles\n"
+		                                         "    resolve_after: 1h\n"
+		                                       : "rules:\n  - name: silent\n"
+		                                         "    kind: flatline\n    group_by: [sku]\n"
+		                                         "    resolve_after: 1h\n");
+
+		for (int h = 0; h < stop + 2; h++) {
+			int64_t t = T0 + h * H, lt = t + (t >= dst ? -7 : -8) * H;
+			int weekday = (lt / (24 * H) + 3) % 7 < 5; /* the epoch was a Thursday */
+
+			shares(e, h, 1, "Q", 1, 0); /* the watermark moves on */
+			if (weekday && h < stop)
+				shares(e, h, 1, "A", 20, 0);
+			if (h == stop - 1 && zoned)
+				assert_int_equal(r.l.opened, 0);
+		}
+		if (zoned) {
+			assert_int_equal(r.l.opened, 1);
+			assert_int_equal(r.l.opened_at[0], T0 + (stop + 1) * H);
+		} else {
+			assert_true(r.l.opened + r.l.reopened >= 8); /* a weekend, 8 of them */
+		}
+		rig_end(&r);
+	}
+}
+
+/*
  * A silence is judged whole however the watermark moves. A sends 20 an
  * hour for 8 days and stops; the next event of any key comes 3 days later
  * (in a backtest of a single source, the watermark moves by events alone).
@@ -2132,10 +2176,10 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 
 /*
  * flatline's state saved before the weekday profile (128 bytes, a prefix
- * of this layout) is read zero-extended: the key keeps its level and
- * hours, and a stop after the upgrade fires at the same hour, with the
- * same expectation, as without one. Refused, the key would start over and
- * not be judged for a week.
+ * of this layout), under a shape without time_zone, is read zero-extended
+ * and its shape taken as UTC's: the key keeps its level and hours, and a stop after the upgrade
+ * fires at the same hour, with the same expectation, as without one. Refused, the key would start
+ * over and not be judged for a week.
  */
 static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 {
@@ -2152,13 +2196,22 @@ static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 		for (int h = 0; h < 9 * 24; h++)
 			shares(e, h, 1, "A", 10 + 10 * (h % 24 >= 8), 0);
 		if (restart) {
-			int old = 0;
+			int old = 0, shaped = 0;
 
 			assert_int_equal(engine_save(r.e, kv_put, kv), 0);
 			for (size_t i = 0; i < kv->n; i++) {
 				struct kv *v = &kv->v[i];
 				uint32_t size, n = 128; /* the layout before the weekday profile */
+				unsigned char *tz;
 
+				/* The rule's shape as that version wrote it: time_zone was no
+				 * setting (its hours were UTC's), and is UTC here. */
+				if (strcmp(v->rule, "") == 0 && strcmp(v->key, "silent") == 0 &&
+				    (tz = memmem(v->blob, v->len, "\ntime_zone=UTC", 14)) != NULL) {
+					memmove(tz, tz + 14, v->len - (size_t)(tz - v->blob) - 14);
+					v->len -= 14;
+					shaped++;
+				}
 				if (strcmp(v->rule, "silent") != 0 || !v->key[0])
 					continue;
 				memcpy(&size, v->blob + 4, sizeof(size));
@@ -2168,6 +2221,7 @@ static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 				old++;
 			}
 			assert_int_equal(old, 1);
+			assert_int_equal(shaped, 1);
 			e = rig_reload(&r, kv);
 		}
 		for (int h = 9 * 24; h < 9 * 24 + 14; h++)
@@ -3259,6 +3313,8 @@ static void test_rule_config_errors(void **state)
 	         "mid_window: 'soon' is not a duration"},
 	        {"rules:\n  - name: a\n    kind: spike\n    mid_window: 24h\n",
 	         "mid_window must be whole buckets, shorter than window"},
+	        {"rules:\n  - name: a\n    kind: flatline\n    time_zone: Mars/Olympus\n",
+	         "t.yaml:2: rules[0] (a): time_zone: unknown IANA time zone 'Mars/Olympus'"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -3316,6 +3372,7 @@ int main(void)
 	        cmocka_unit_test(test_flatline_learns_the_week),
 	        cmocka_unit_test(test_flatline_in_quarter_hours),
 	        cmocka_unit_test(test_flatline_learns_a_sparse_rate),
+	        cmocka_unit_test(test_flatline_keeps_its_time_zone),
 	        cmocka_unit_test(test_flatline_judges_a_long_silence_whole),
 	        cmocka_unit_test(test_realert_backs_off_and_reopen_within_cooldown),
 	        cmocka_unit_test(

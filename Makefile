@@ -10,6 +10,7 @@
 #   make crash      kill -9 voca 50 times while it delivers to the fakes (tests/bench)
 #   make detect     detection report: recall, delay, false incidents (tests/bench/detect)
 #   make real       incidents per rule and month on the real feeds in ../shared/data, if any
+#   make zones      a desk in Los Angeles: seasons in UTC against seasons in its zone
 #   make install    PREFIX (/usr/local) and DESTDIR as usual
 #
 # Dependencies come from Debian's archive through packaging/install-deps.sh,
@@ -59,7 +60,7 @@ VOCA      = $(BUILD)/voca
 DEPS_STAMP      = build/.deps-ok
 TEST_DEPS_STAMP = build/.test-deps-ok
 
-.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench crash detect real install clean
+.PHONY: all deps test-deps demo test unit e2e sanitize lint fuzz bench crash detect real zones install clean
 
 all: $(VOCA)
 
@@ -187,6 +188,10 @@ detect: $(VOCA) | $(TEST_DEPS_STAMP)
 # Incidents on real feeds, when ../shared/data holds any (see tests/bench/real_feed).
 real: $(VOCA) | $(TEST_DEPS_STAMP)
 	$(PYTHON) tests/bench/real_feed --voca $(abspath $(VOCA))
+
+# A business's feed in its own time zone (see tests/bench/zone_feed).
+zones: $(VOCA) | $(TEST_DEPS_STAMP)
+	$(PYTHON) tests/bench/zone_feed --voca $(abspath $(VOCA))
 
 CRASH_ARGS ?=
 crash: $(VOCA) | $(TEST_DEPS_STAMP)

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <voca/rule.h>
+#include <voca/tz.h>
 #include <voca/xalloc.h>
 
 #define RING         24
@@ -47,7 +48,9 @@ struct spike_config {
 	int64_t warmup_events;
 	int64_t half_life_ms;
 	double season_gamma;
+	char *time_zone;
 	/* compiled */
+	const struct tz *zone;
 	int win; /* long window in buckets */
 	/* the scales tested, in buckets: 1, the mid windows (shortest first),
 	 * win; the state's sums are of len[1] to len[ns - 1] */
@@ -144,6 +147,8 @@ static const struct conf_key keys[] = {
                  "events a key needs before the normal test applies"),
         CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "14d", HOUR_MS, 365 * DAY_MS, NULL,
                  "how fast the level forgets"),
+        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), "UTC", 0, 0, NULL,
+                 "the IANA zone whose hours and weekdays the season follows"),
         CONF_KEY("season_gamma", CONF_DOUBLE, OFF(season_gamma), "0.05", 0, 1, NULL,
                  "learning rate of the category's hour-of-day and day-of-week factors"),
         CONF_END,
@@ -154,8 +159,15 @@ static int check(void *config, char *err, size_t errlen)
 	struct spike_config *c = config;
 	int64_t b = c->common.bucket_ms;
 
+	char why[256];
+
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
+	c->zone = tz_get(c->time_zone, why, sizeof(why));
+	if (c->zone == NULL) {
+		snprintf(err, errlen, "time_zone: %s", why);
+		return -1;
+	}
 	if ((c->win = rule_window_buckets(&c->common, c->window_ms, RING, err, errlen)) < 0)
 		return -1;
 	c->len[0] = 1;
@@ -207,8 +219,16 @@ static void free_shared(void *p)
 	free(sh);
 }
 
-static void slot(int64_t start_ms, int *hour, int *dow)
+/* The instant t on the wall clock of the rule's zone, in ms since a local epoch. */
+static int64_t local_ms(const struct spike_config *c, int64_t t)
 {
+	return t + (int64_t)tz_offset(c->zone, t >= 0 ? t / 1000 : (t - 999) / 1000) * 1000;
+}
+
+/* The hour and weekday (0 Monday) at t on the wall clock of the rule's zone. */
+static void slot(const struct spike_config *c, int64_t t, int *hour, int *dow)
+{
+	int64_t start_ms = local_ms(c, t);
 	int64_t days = start_ms >= 0 ? start_ms / DAY_MS : (start_ms - DAY_MS + 1) / DAY_MS;
 	int64_t d7 = (days + 3) % 7; /* 0 = Monday; 1970-01-01 was a Thursday */
 
@@ -216,11 +236,11 @@ static void slot(int64_t start_ms, int *hour, int *dow)
 	*dow = (int)(d7 < 0 ? d7 + 7 : d7);
 }
 
-static double season_factor(const struct season *s, int64_t start_ms)
+static double season_factor(const struct spike_config *c, const struct season *s, int64_t start_ms)
 {
 	int h, d;
 
-	slot(start_ms, &h, &d);
+	slot(c, start_ms, &h, &d);
 	return (double)s->hod[h] * s->dow[d];
 }
 
@@ -264,11 +284,11 @@ static uint16_t category_index(struct shared *sh, const char *name)
 /* Closes a category's bucket: learns its level and seasonal factors. */
 static void season_close(const struct spike_config *c, struct season *s, int64_t start_ms)
 {
-	double x = s->cur, f = season_factor(s, start_ms), g = c->season_gamma;
+	double x = s->cur, f = season_factor(c, s, start_ms), g = c->season_gamma;
 	double a = s->buckets < c->mean_until ? 1.0 / (s->buckets + 1) : c->alpha_level;
 	int h, d;
 
-	slot(start_ms, &h, &d);
+	slot(c, start_ms, &h, &d);
 	if (s->level > 0 && s->buckets >= 24) {
 		double ratio = x / s->level, sum = 0;
 		/* A factor's first visits are averaged (weight 1/n), then blended at
@@ -349,10 +369,10 @@ static double expected_sf(const struct spike_state *st, const struct season *s, 
 	return fmax(MU_FLOOR, *level_eff * sf);
 }
 
-static double expected(const struct spike_state *st, const struct season *s, int64_t start_ms,
-                       double *level_eff)
+static double expected(const struct spike_config *c, const struct spike_state *st,
+                       const struct season *s, int64_t start_ms, double *level_eff)
 {
-	return expected_sf(st, s, season_factor(s, start_ms), level_eff);
+	return expected_sf(st, s, season_factor(c, s, start_ms), level_eff);
 }
 
 static void explain(struct rule_ctx *ctx, const struct spike_state *st, const struct season *s,
@@ -367,7 +387,7 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	char how[32], scale[32];
 	int h, d;
 
-	slot(start_ms, &h, &d);
+	slot(c, start_ms, &h, &d);
 	snprintf(how, sizeof(how), "%s %02d:00", days[d], h);
 	if (w * c->common.bucket_ms % DAY_MS == 0)
 		snprintf(scale, sizeof(scale), "%lldd",
@@ -384,7 +404,8 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 	o = cJSON_AddObjectToObject(why, "expected_breakdown");
 	cJSON_AddNumberToObject(o, "level_per_bucket", round(level_eff * 1000) / 1000);
 	cJSON_AddNumberToObject(o, "key_level", st->level); /* frozen while open */
-	cJSON_AddNumberToObject(o, "season_factor", round(season_factor(s, start_ms) * 100) / 100);
+	cJSON_AddNumberToObject(o, "season_factor",
+	                        round(season_factor(c, s, start_ms) * 100) / 100);
 	cJSON_AddStringToObject(o, "how_slot", how);
 	cJSON_AddStringToObject(o, "pooled_over", s->name);
 	cJSON_AddNumberToObject(why, "ratio", round(x / m * 10) / 10);
@@ -421,12 +442,12 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 		        "%d/%.0f negative",
 		        ctx->key, x, scale, m, how, x / m, p, neg, x);
 	} else {
-		slot(end_ms, &h, &d);
+		slot(c, end_ms, &h, &d);
 		snprintf(f->summary, sizeof(f->summary),
 		         "%s: %.0f events in the %s to %s %02d:%02d vs %.1f expected (%.1fx, "
 		         "p=%.1g); %d/%.0f negative",
-		         ctx->key, x, scale, days[d], h, (int)(end_ms / 60000 % 60), m, x / m, p,
-		         neg, x);
+		         ctx->key, x, scale, days[d], h, (int)(local_ms(c, end_ms) / 60000 % 60), m,
+		         x / m, p, neg, x);
 	}
 }
 
@@ -474,7 +495,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	struct shared *sh = ctx->shared;
 	struct season *s = &sh->cats[st->cat];
 	int64_t start = end_ms - c->common.bucket_ms;
-	double sf = season_factor(s, start), level_eff, mu = expected_sf(st, s, sf, &level_eff);
+	double sf = season_factor(c, s, start), level_eff, mu = expected_sf(st, s, sf, &level_eff);
 	double x = st->cur;
 	double xw = 0, mw = 0, p = 1;
 	int w;
@@ -629,7 +650,7 @@ static void wake(struct rule_ctx *ctx)
 
 	for (int i = 1; i <= n; i++)
 		st->mu[(st->head - i + RING) % RING] = (float)expected(
-		        st, &sh->cats[st->cat], st->last_end - (int64_t)i * c->common.bucket_ms,
+		        c, st, &sh->cats[st->cat], st->last_end - (int64_t)i * c->common.bucket_ms,
 		        &level_eff);
 	window_sums(c, st);
 }
@@ -661,7 +682,7 @@ static void restored(void *state, const void *config)
 	window_sums(config, state);
 }
 
-static const char *const shape[] = {"window", NULL};
+static const char *const shape[] = {"window", "time_zone", NULL};
 
 const struct rule_kind rule_spike = {
         .name = "spike",

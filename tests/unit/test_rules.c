@@ -694,6 +694,38 @@ static void test_spike_season_learns_a_weekday_in_a_few_visits(void **state)
 }
 
 /*
+ * The season is the zone's. A category busy on Saturdays in Tokyo (3x),
+ * which in UTC run from Friday 15:00 to Saturday 15:00: with time_zone:
+ * Asia/Tokyo its first Saturday is news and the next three are not, as in
+ * UTC for a UTC Saturday, and the summary tells Tokyo's hour; judged in
+ * UTC, hours of day and weekdays cannot say it, and 3 incidents opened.
+ */
+static void test_spike_season_keeps_its_time_zone(void **state)
+{
+	int opened[2];
+
+	(void)state;
+	for (int zoned = 0; zoned <= 1; zoned++) {
+		struct rig r;
+		struct engine *e = rig_start(&r, zoned ? "rules:\n  - {name: spike, kind: spike, "
+		                                         "group_by: [sku], time_zone: Asia/Tokyo}\n"
+		                                       : spike_yaml);
+
+		for (int h = 0; h < 4 * 7 * 24; h++)
+			burst(e, h, "W", (h + 9) / 24 % 7 == 5 ? 6 : 2); /* Tokyo is UTC+9 */
+		opened[zoned] = r.l.opened + r.l.reopened;
+		if (zoned) {
+			assert_true(r.l.opened_at[0] < T0 + 7 * 24 * H);
+			/* Its last update, at Sunday 00:00 UTC, in Tokyo's hours. */
+			assert_non_null(strstr(r.l.last_summary, "in the 1d to Sunday 09:00"));
+		}
+		rig_end(&r);
+	}
+	assert_int_equal(opened[1], 1);
+	assert_true(opened[0] > 1);
+}
+
+/*
  * A key's first days are its level learning: a product whose reviews pick up
  * on day 3 is off its expectation by a lot for a day or two. That is not
  * noise, and learned as dispersion it would blunt the tests for weeks.
@@ -3315,6 +3347,8 @@ static void test_rule_config_errors(void **state)
 	         "mid_window must be whole buckets, shorter than window"},
 	        {"rules:\n  - name: a\n    kind: flatline\n    time_zone: Mars/Olympus\n",
 	         "t.yaml:2: rules[0] (a): time_zone: unknown IANA time zone 'Mars/Olympus'"},
+	        {"rules:\n  - name: a\n    kind: spike\n    time_zone: Europe/Atlantis\n",
+	         "t.yaml:2: rules[0] (a): time_zone: unknown IANA time zone 'Europe/Atlantis'"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -3385,6 +3419,7 @@ int main(void)
 	        cmocka_unit_test(test_binomial_and_wilson),
 	        cmocka_unit_test(test_spike_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_spike_season_learns_a_weekday_in_a_few_visits),
+	        cmocka_unit_test(test_spike_season_keeps_its_time_zone),
 	        cmocka_unit_test(test_rate_shift_hysteresis_holds_until_clear),
 	        cmocka_unit_test(test_restart_gives_the_same_incidents),
 	        cmocka_unit_test(test_threshold_max_p_borrows_the_skus_rate_while_a_key_is_young),

@@ -27,6 +27,8 @@ struct flatline_config {
 	int64_t half_life_ms;
 	char *time_zone;
 	const struct tz *zone; /* compiled */
+	int fixed;             /* compiled: the zone's offset never changes: */
+	int64_t fixed_ms;      /* it, in ms */
 	double decay;          /* compiled */
 	uint32_t warm;         /* compiled: buckets of WARM_MS */
 	double per_hour;       /* compiled: buckets an hour (1 for an hour or longer) */
@@ -80,6 +82,10 @@ static int check(void *config, char *err, size_t errlen)
 		snprintf(err, errlen, "time_zone: %s", why);
 		return -1;
 	}
+	int32_t off;
+
+	c->fixed = tz_fixed(c->zone, &off);
+	c->fixed_ms = c->fixed ? (int64_t)off * 1000 : 0;
 	c->decay = 1 - pow(2, -(double)c->common.bucket_ms / (double)c->half_life_ms);
 	c->warm = (uint32_t)((WARM_MS + c->common.bucket_ms - 1) / c->common.bucket_ms);
 	c->per_hour = c->common.bucket_ms < HOUR_MS ? (double)HOUR_MS / c->common.bucket_ms : 1;
@@ -106,6 +112,8 @@ static int weekday_of(int64_t ms)
  * since a local epoch: hours and weekdays are the source's own. */
 static int64_t local(const struct flatline_config *c, int64_t t)
 {
+	if (c->fixed) /* UTC's, or another that never changes: no lookup */
+		return t + c->fixed_ms;
 	return t + (int64_t)tz_offset(c->zone, floor_div(t, 1000)) * 1000;
 }
 

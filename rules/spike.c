@@ -51,7 +51,9 @@ struct spike_config {
 	char *time_zone;
 	/* compiled */
 	const struct tz *zone;
-	int win; /* long window in buckets */
+	int fixed;        /* the zone's offset never changes: */
+	int64_t fixed_ms; /* it, in ms */
+	int win;          /* long window in buckets */
 	/* the scales tested, in buckets: 1, the mid windows (shortest first),
 	 * win; the state's sums are of len[1] to len[ns - 1] */
 	int len[SCALES];
@@ -168,6 +170,10 @@ static int check(void *config, char *err, size_t errlen)
 		snprintf(err, errlen, "time_zone: %s", why);
 		return -1;
 	}
+	int32_t off;
+
+	c->fixed = tz_fixed(c->zone, &off);
+	c->fixed_ms = c->fixed ? (int64_t)off * 1000 : 0;
 	if ((c->win = rule_window_buckets(&c->common, c->window_ms, RING, err, errlen)) < 0)
 		return -1;
 	c->len[0] = 1;
@@ -222,6 +228,8 @@ static void free_shared(void *p)
 /* The instant t on the wall clock of the rule's zone, in ms since a local epoch. */
 static int64_t local_ms(const struct spike_config *c, int64_t t)
 {
+	if (c->fixed) /* UTC's, or another that never changes: no lookup */
+		return t + c->fixed_ms;
 	return t + (int64_t)tz_offset(c->zone, t >= 0 ? t / 1000 : (t - 999) / 1000) * 1000;
 }
 

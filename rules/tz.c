@@ -377,6 +377,14 @@ int32_t tz_offset(const struct tz *z, int64_t t)
 	return z->off[lo];
 }
 
+int tz_fixed(const struct tz *z, int32_t *off)
+{
+	if (z->n > 0 || (z->has_rule && z->has_dst))
+		return 0;
+	*off = z->has_rule ? z->std_off : z->before;
+	return 1;
+}
+
 void tz_local(const struct tz *z, int64_t t_ms, int *weekday, int *month, int *minute)
 {
 	int64_t t = floor_div(t_ms, 1000), local = t + tz_offset(z, t);

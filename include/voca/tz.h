@@ -26,6 +26,10 @@ const struct tz *tz_get(const char *name, char *err, size_t errlen);
 /* Local time minus UTC, in seconds, at the instant t (seconds since the epoch). */
 int32_t tz_offset(const struct tz *z, int64_t t);
 
+/* 1 with *off set when the zone's offset never changes (UTC, Etc/GMT+5):
+ * callers on a hot path add it and skip tz_offset. */
+int tz_fixed(const struct tz *z, int32_t *off);
+
 /* The local calendar at t_ms: weekday (0 Monday), month (0 January), minute of the day. */
 void tz_local(const struct tz *z, int64_t t_ms, int *weekday, int *month, int *minute);
 

@@ -119,6 +119,22 @@ static void test_local_calendar(void **state)
 	assert_int_equal(minute, 30);
 }
 
+/* A zone whose offset never changes is told, so a hot path skips the lookup. */
+static void test_fixed_zones(void **state)
+{
+	char err[256];
+	int32_t off = 1;
+
+	(void)state;
+	assert_true(tz_fixed(tz_get("UTC", err, sizeof(err)), &off));
+	assert_int_equal(off, 0);
+	assert_true(tz_fixed(tz_get("Etc/GMT+5", err, sizeof(err)), &off)); /* POSIX signs */
+	assert_int_equal(off, -5 * 3600);
+	assert_int_equal(tz_offset(tz_get("Etc/GMT+5", err, sizeof(err)), 1774745999), off);
+	assert_false(tz_fixed(tz_get("Europe/Berlin", err, sizeof(err)), &off));
+	assert_false(tz_fixed(tz_get("Asia/Tokyo", err, sizeof(err)), &off)); /* DST in 1948-51 */
+}
+
 static void test_unknown_zones_are_refused(void **state)
 {
 	char err[256];
@@ -139,6 +155,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_offsets_agree_with_glibc),
 	        cmocka_unit_test(test_local_calendar),
+	        cmocka_unit_test(test_fixed_zones),
 	        cmocka_unit_test(test_unknown_zones_are_refused),
 	};
 

@@ -26,9 +26,7 @@ struct flatline_config {
 	double min_expected;
 	int64_t half_life_ms;
 	char *time_zone;
-	const struct tz *zone; /* compiled */
-	int fixed;             /* compiled: the zone's offset never changes: */
-	int64_t fixed_ms;      /* it, in ms */
+	struct tz_clock clock; /* compiled: time_zone's */
 	double decay;          /* compiled */
 	uint32_t warm;         /* compiled: buckets of WARM_MS */
 	double per_hour;       /* compiled: buckets an hour (1 for an hour or longer) */
@@ -73,19 +71,10 @@ static int check(void *config, char *err, size_t errlen)
 {
 	struct flatline_config *c = config;
 
-	char why[256];
-
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
-	c->zone = tz_get(c->time_zone, why, sizeof(why));
-	if (c->zone == NULL) {
-		snprintf(err, errlen, "time_zone: %s", why);
+	if (tz_clock_init(&c->clock, c->time_zone, err, errlen) < 0)
 		return -1;
-	}
-	int32_t off;
-
-	c->fixed = tz_fixed(c->zone, &off);
-	c->fixed_ms = c->fixed ? (int64_t)off * 1000 : 0;
 	c->decay = 1 - pow(2, -(double)c->common.bucket_ms / (double)c->half_life_ms);
 	c->warm = (uint32_t)((WARM_MS + c->common.bucket_ms - 1) / c->common.bucket_ms);
 	c->per_hour = c->common.bucket_ms < HOUR_MS ? (double)HOUR_MS / c->common.bucket_ms : 1;
@@ -106,15 +95,6 @@ static int64_t floor_div(int64_t a, int64_t b)
 static int weekday_of(int64_t ms)
 {
 	return (int)((floor_div(ms, DAY_MS) + 3) % 7 + 7) % 7;
-}
-
-/* The instant t as the wall clock of the rule's time_zone reads it, in ms
- * since a local epoch: hours and weekdays are the source's own. */
-static int64_t local(const struct flatline_config *c, int64_t t)
-{
-	if (c->fixed) /* UTC's, or another that never changes: no lookup */
-		return t + c->fixed_ms;
-	return t + (int64_t)tz_offset(c->zone, floor_div(t, 1000)) * 1000;
 }
 
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
@@ -205,7 +185,8 @@ static double judged_day(const struct flatline_state *st, int d)
  */
 static void learn_day(struct flatline_state *st, const struct flatline_config *c)
 {
-	int64_t last = local(c, st->closed - 1), began = floor_div(last, DAY_MS) * DAY_MS;
+	int64_t last = tz_clock_local(&c->clock, st->closed - 1),
+	        began = floor_div(last, DAY_MS) * DAY_MS;
 	int d = weekday_of(last);
 
 	if (st->day_mu > 0 && (int64_t)st->buckets * c->common.bucket_ms > last + 1 - began) {
@@ -238,13 +219,13 @@ static void add_skipped(struct flatline_state *st, const struct flatline_config 
 	double sum = 0;
 
 	for (int64_t i = 0; i < (weeks ? week : 0); i++) { /* a week, for each whole one */
-		int64_t t = local(c, st->closed + i * b);
+		int64_t t = tz_clock_local(&c->clock, st->closed + i * b);
 
 		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t)) *
 		       (double)weeks;
 	}
 	for (int64_t i = weeks * week; i < n; i++) {
-		int64_t t = local(c, st->closed + i * b);
+		int64_t t = tz_clock_local(&c->clock, st->closed + i * b);
 
 		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t));
 	}
@@ -257,13 +238,13 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	const struct flatline_config *c = ctx->config;
 	struct flatline_state *st = ctx->state;
 	int64_t start_ms = end_ms - c->common.bucket_ms;
-	int64_t lstart = local(c, start_ms);
+	int64_t lstart = tz_clock_local(&c->clock, start_ms);
 	int h = hour_of(lstart), d = weekday_of(lstart);
 	double fd, mu, a;
 	enum rule_verdict v = RULE_QUIET;
 
-	if (st->closed > 0 &&
-	    floor_div(local(c, st->closed - 1), DAY_MS) != floor_div(lstart, DAY_MS))
+	if (st->closed > 0 && floor_div(tz_clock_local(&c->clock, st->closed - 1), DAY_MS) !=
+	                              floor_div(lstart, DAY_MS))
 		learn_day(st, c);
 	if (st->closed > 0 && start_ms > st->closed)
 		add_skipped(st, c, start_ms);

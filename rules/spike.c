@@ -50,10 +50,8 @@ struct spike_config {
 	double season_gamma;
 	char *time_zone;
 	/* compiled */
-	const struct tz *zone;
-	int fixed;        /* the zone's offset never changes: */
-	int64_t fixed_ms; /* it, in ms */
-	int win;          /* long window in buckets */
+	struct tz_clock clock; /* time_zone's */
+	int win;               /* long window in buckets */
 	/* the scales tested, in buckets: 1, the mid windows (shortest first),
 	 * win; the state's sums are of len[1] to len[ns - 1] */
 	int len[SCALES];
@@ -161,19 +159,10 @@ static int check(void *config, char *err, size_t errlen)
 	struct spike_config *c = config;
 	int64_t b = c->common.bucket_ms;
 
-	char why[256];
-
 	if (rule_common_check(&c->common, err, errlen) < 0)
 		return -1;
-	c->zone = tz_get(c->time_zone, why, sizeof(why));
-	if (c->zone == NULL) {
-		snprintf(err, errlen, "time_zone: %s", why);
+	if (tz_clock_init(&c->clock, c->time_zone, err, errlen) < 0)
 		return -1;
-	}
-	int32_t off;
-
-	c->fixed = tz_fixed(c->zone, &off);
-	c->fixed_ms = c->fixed ? (int64_t)off * 1000 : 0;
 	if ((c->win = rule_window_buckets(&c->common, c->window_ms, RING, err, errlen)) < 0)
 		return -1;
 	c->len[0] = 1;
@@ -225,18 +214,10 @@ static void free_shared(void *p)
 	free(sh);
 }
 
-/* The instant t on the wall clock of the rule's zone, in ms since a local epoch. */
-static int64_t local_ms(const struct spike_config *c, int64_t t)
-{
-	if (c->fixed) /* UTC's, or another that never changes: no lookup */
-		return t + c->fixed_ms;
-	return t + (int64_t)tz_offset(c->zone, t >= 0 ? t / 1000 : (t - 999) / 1000) * 1000;
-}
-
 /* The hour and weekday (0 Monday) at t on the wall clock of the rule's zone. */
 static void slot(const struct spike_config *c, int64_t t, int *hour, int *dow)
 {
-	int64_t start_ms = local_ms(c, t);
+	int64_t start_ms = tz_clock_local(&c->clock, t);
 	int64_t days = start_ms >= 0 ? start_ms / DAY_MS : (start_ms - DAY_MS + 1) / DAY_MS;
 	int64_t d7 = (days + 3) % 7; /* 0 = Monday; 1970-01-01 was a Thursday */
 
@@ -454,8 +435,9 @@ static void explain(struct rule_ctx *ctx, const struct spike_state *st, const st
 		snprintf(f->summary, sizeof(f->summary),
 		         "%s: %.0f events in the %s to %s %02d:%02d vs %.1f expected (%.1fx, "
 		         "p=%.1g); %d/%.0f negative",
-		         ctx->key, x, scale, days[d], h, (int)(local_ms(c, end_ms) / 60000 % 60), m,
-		         x / m, p, neg, x);
+		         ctx->key, x, scale, days[d], h,
+		         (int)(tz_clock_local(&c->clock, end_ms) / 60000 % 60), m, x / m, p, neg,
+		         x);
 	}
 }
 

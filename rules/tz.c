@@ -385,6 +385,21 @@ int tz_fixed(const struct tz *z, int32_t *off)
 	return 1;
 }
 
+int tz_clock_init(struct tz_clock *c, const char *name, char *err, size_t errlen)
+{
+	char why[256];
+	int32_t off = 0;
+
+	c->zone = tz_get(name, why, sizeof(why));
+	if (c->zone == NULL) {
+		snprintf(err, errlen, "time_zone: %s", why);
+		return -1;
+	}
+	c->fixed = tz_fixed(c->zone, &off);
+	c->fixed_ms = (int64_t)off * 1000;
+	return 0;
+}
+
 void tz_local(const struct tz *z, int64_t t_ms, int *weekday, int *month, int *minute)
 {
 	int64_t t = floor_div(t_ms, 1000), local = t + tz_offset(z, t);

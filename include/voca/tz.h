@@ -33,4 +33,26 @@ int tz_fixed(const struct tz *z, int32_t *off);
 /* The local calendar at t_ms: weekday (0 Monday), month (0 January), minute of the day. */
 void tz_local(const struct tz *z, int64_t t_ms, int *weekday, int *month, int *minute);
 
+/*
+ * A zone for a hot path (a rule's seasons, looked up at every key's close):
+ * tz_clock_init loads it (0, or -1 with err "time_zone: ..."), and
+ * tz_clock_local gives the wall clock at t_ms in ms since a local epoch, a
+ * zone whose offset never changes (UTC) without a lookup.
+ */
+struct tz_clock {
+	const struct tz *zone;
+	int fixed;        /* the offset never changes: */
+	int64_t fixed_ms; /* it */
+};
+
+int tz_clock_init(struct tz_clock *c, const char *name, char *err, size_t errlen);
+
+static inline int64_t tz_clock_local(const struct tz_clock *c, int64_t t_ms)
+{
+	if (c->fixed)
+		return t_ms + c->fixed_ms;
+	return t_ms +
+	       (int64_t)tz_offset(c->zone, t_ms >= 0 ? t_ms / 1000 : (t_ms - 999) / 1000) * 1000;
+}
+
 #endif

@@ -2209,9 +2209,10 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 /*
  * flatline's state saved before the weekday profile (128 bytes, a prefix
  * of this layout), under a shape without time_zone, is read zero-extended
- * and its shape taken as UTC's: the key keeps its level and hours, and a stop after the upgrade
- * fires at the same hour, with the same expectation, as without one. Refused, the key would start
- * over and not be judged for a week.
+ * and its shape taken as UTC's: the key keeps its level and hours, and a
+ * stop after the upgrade fires at the same hour, with the same expectation,
+ * as without one. Refused, the key would start over and not be judged for
+ * a week.
  */
 static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 {

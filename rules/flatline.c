@@ -45,7 +45,7 @@ struct flatline_state {
 	int64_t last_event;
 	int64_t closed;      /* the end of the last bucket closed */
 	float dow[7];        /* each weekday's volume over the level's, for days seen */
-	float day_x, day_mu; /* the UTC day of closed so far: events learnt, level x hod */
+	float day_x, day_mu; /* closed's local day so far: events learnt, level x hod */
 	uint8_t seen[7];     /* days of each weekday learnt (at most 255) */
 	float day_due;       /* what of due that day's buckets added */
 };
@@ -110,6 +110,12 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
 	return RULE_QUIET;
 }
 
+/* Whole days of the key's history: each hour's visits so far. */
+static double days_seen(const struct flatline_state *st, const struct flatline_config *c)
+{
+	return (double)((int64_t)st->buckets * c->common.bucket_ms / DAY_MS);
+}
+
 /*
  * The hour's factor a silence is judged by. The profile learns each hour as
  * a running mean in which the flat start counts as one visit: a shrinkage
@@ -120,12 +126,6 @@ static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, 
  * below 1 is judged by the mean of its visits alone, (n + 1) f - 1 over n
  * (the prior taken out), never by more than the profile says.
  */
-/* Whole days of the key's history: each hour's visits so far. */
-static double days_seen(const struct flatline_state *st, const struct flatline_config *c)
-{
-	return (double)((int64_t)st->buckets * c->common.bucket_ms / DAY_MS);
-}
-
 static double judged_factor(const struct flatline_state *st, const struct flatline_config *c, int h)
 {
 	double f = st->hod[h], n = days_seen(st, c) - 1; /* visits so far */
@@ -171,17 +171,18 @@ static double judged_day(const struct flatline_state *st, int d)
 }
 
 /*
- * A bucket of another UTC day than the last one closed: the day of the
- * last one is over, and a key older than the day learns its factor from
- * it. A key's first day is left out: its level was still a running mean
- * of a few buckets (a source's first night, at 3 an hour, then its day at
- * 30), and the next Monday was judged 1.65 times as busy as the other
- * days, and a quiet night fired. In the week before a key is judged, a
- * silence that ran through the day is then due what the day's new factor
+ * A bucket of another day (the zone's) than the last one closed: the day
+ * of the last one is over, and a key older than the day learns its factor
+ * from it. A key's first day is left out: its level was still a running
+ * mean of a few buckets (a source's first night, at 3 an hour, then its
+ * day at 30), and the next Monday was judged 1.65 times as busy as the
+ * other days, and a quiet night fired. In the week before a key is judged,
+ * a silence that ran through the day is then due what the day's new factor
  * says: a new source's first weekend, silent and due as a weekday, fired
  * at the first empty bucket judged (with 15-minute buckets, Monday 00:15,
- * 193 due in the unit test, 390 in a backtest). Later, a silent day learnt is not taken back out of
- * a silence (a sparse source's outage of days would be found a day later).
+ * 193 due in the unit test, 390 in a backtest). Later, a silent day learnt
+ * is not taken back out of a silence (a sparse source's outage of days
+ * would be found a day later).
  */
 static void learn_day(struct flatline_state *st, const struct flatline_config *c)
 {

@@ -1054,13 +1054,25 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	}
 	struct keyent *rk = key_get(e, r, token);
 	struct firing f = {.window_start_ms = at, .window_end_ms = at};
+	const struct incident *was = rollup_open(e, inc, token);
+	/* The most keys at once so far: a roll-up kept alive by fewer than
+	 * rollup_min says so ("1 key at once" read as if one were a surge). */
+	int most = was ? (int)why_number(was->why, "keys_most", n) : n;
 
+	most = most > n ? most : n;
 	f.why = cJSON_CreateObject();
 	cJSON_AddNumberToObject(f.why, "keys_together", n);
+	cJSON_AddNumberToObject(f.why, "keys_most", most);
 	cJSON_AddStringToObject(f.why, "keys", keys);
 	cJSON_AddStringToObject(f.why, "latest", inc->summary);
-	snprintf(f.summary, sizeof(f.summary), "%.60s: %d key%s at once (%.120s); latest: %.100s",
-	         token, n, n == 1 ? "" : "s", keys, inc->summary);
+	if (n >= r->common->rollup_min)
+		snprintf(f.summary, sizeof(f.summary),
+		         "%.60s: %d keys at once (%.120s); latest: %.100s", token, n, keys,
+		         inc->summary);
+	else
+		snprintf(f.summary, sizeof(f.summary),
+		         "%.60s: %d key%s still firing of %d at once (%.90s); latest: %.100s",
+		         token, n, n == 1 ? "" : "s", most, keys, inc->summary);
 	e->rolling = 1;
 	fire(e, r, rk, &f, at);
 	e->rolling = 0;

@@ -2057,6 +2057,30 @@ static void test_a_rollup_lives_while_its_members_fire(void **state)
 }
 
 /*
+ * A roll-up kept alive by fewer keys than rollup_min says how many are
+ * still firing of how many at once. A, B and C are lifted for four hours,
+ * then A alone for four more: the roll-up's latest update reads "2 keys
+ * still firing of 3 at once"; it read "2 keys at once", as if two keys
+ * were the category's surge.
+ */
+static void test_a_rollup_says_how_many_still_fire(void **state)
+{
+	struct rig r;
+	struct engine *e = five_skus_rolled_up(&r, ", cooldown: 1h, resolve_after: 90m");
+
+	(void)state;
+	for (int h = 0; h <= 8; h++)
+		for (int k = 0; k < 5; k++)
+			burst(e, 14 * 24 + h, five_skus[k],
+			      (k == 0 || (k < 3 && h < 4)) && h < 8 ? 20 : 2);
+	assert_int_equal(r.l.rollup_changes[INCIDENT_OPENED], 1);
+	/* B and C's day windows still fire; A, lifted longest, stands out. */
+	assert_non_null(strstr(r.l.rollup_summary, "category=product_defect: 2 keys still firing "
+	                                           "of 3 at once (sku=B"));
+	rig_end(&r);
+}
+
+/*
  * On a sparse stream nothing moves the watermark between two events days
  * apart. The second must find the first's incident resolved (at hour 1),
  * and reopen it; taken before the watermark moved, it found it open and
@@ -3388,6 +3412,7 @@ int main(void)
 	        cmocka_unit_test(test_a_key_that_stands_out_is_not_rolled_up),
 	        cmocka_unit_test(test_a_restart_keeps_who_stands_out_of_a_rollup),
 	        cmocka_unit_test(test_a_rollup_lives_while_its_members_fire),
+	        cmocka_unit_test(test_a_rollup_says_how_many_still_fire),
 	        cmocka_unit_test(test_time_window_follows_dst),
 	        cmocka_unit_test(test_suppression_config_errors),
 	        cmocka_unit_test(test_spike_baseline_frozen_while_open),

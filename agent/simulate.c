@@ -31,6 +31,7 @@
 #include <cjson/cJSON.h>
 
 #include <voca/event.h>
+#include <voca/tz.h>
 #include <voca/xalloc.h>
 
 #include "jsonl.h"
@@ -302,32 +303,37 @@ struct sim {
 	struct jsonl_out *out;
 	char publisher[32];
 	uint64_t seq, serial, events, duplicates, revisions, invalid_n[6];
+	const char *time_zone; /* whose wall clock the seasons follow (UTC) */
+	struct tz_clock clock;
+	double weekend; /* Saturday's and Sunday's volume, times theirs (1) */
 };
 
-static double seasonal(int64_t ms)
+/* The seasons at ms, on the wall clock of --time-zone (a business's own). */
+static double seasonal(const struct sim *s, int64_t ms)
 {
-	int64_t days = ms / DAY_MS;
-	int hour = (int)(ms / HOUR_MS % 24);
-	int dow = (int)((days + 3) % 7); /* 1970-01-01 was a Thursday */
+	int64_t local = tz_clock_local(&s->clock, ms);
+	int64_t days = local >= 0 ? local / DAY_MS : (local - DAY_MS + 1) / DAY_MS;
+	int hour = (int)((local - days * DAY_MS) / HOUR_MS);
+	int dow = (int)(((days + 3) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
 
-	return hour_of_day[hour] * day_of_week[dow];
+	return hour_of_day[hour] * day_of_week[dow] * (dow >= 5 ? s->weekend : 1);
 }
 
-static double seasonal_mean(void)
+static double seasonal_mean(const struct sim *s)
 {
 	double h = 0, d = 0;
 
 	for (int i = 0; i < 24; i++)
 		h += hour_of_day[i];
 	for (int i = 0; i < 7; i++)
-		d += day_of_week[i];
+		d += day_of_week[i] * (i >= 5 ? s->weekend : 1);
 	return (h / 24) * (d / 7);
 }
 
 /* Expected events per hour for one sku+category (cat < 0: all categories). */
 static double key_rate(const struct sim *s, int sku, int cat, int64_t ms)
 {
-	double r = s->per_day / 24 * seasonal(ms) / seasonal_mean() * s->skus[sku].weight /
+	double r = s->per_day / 24 * seasonal(s, ms) / seasonal_mean(s) * s->skus[sku].weight /
 	           s->sku_total;
 
 	return cat < 0 ? r : r * categories[cat].share;
@@ -921,7 +927,7 @@ static int run(struct sim *s)
 
 	for (int64_t hour = s->start_ms; hour < s->start_ms + (int64_t)s->days * DAY_MS && !rc;
 	     hour += HOUR_MS) {
-		double mean = s->per_day / 24 * seasonal(hour) / seasonal_mean();
+		double mean = s->per_day / 24 * seasonal(s, hour) / seasonal_mean(s);
 		size_t n = (size_t)rng_poisson(&s->rng, mean);
 
 		if (n > alloc) {
@@ -994,6 +1000,10 @@ static int write_truth(struct sim *s, const char *path)
 	rfc3339_format(s->start_ms + (int64_t)s->days * DAY_MS, ts, sizeof(ts));
 	cJSON_AddStringToObject(root, "end", ts);
 	cJSON_AddNumberToObject(root, "skus", s->nskus);
+	if (strcmp(s->time_zone, "UTC") != 0 || s->weekend != 1) { /* a default feed's as before */
+		cJSON_AddStringToObject(root, "time_zone", s->time_zone);
+		cJSON_AddNumberToObject(root, "weekend", s->weekend);
+	}
 	cJSON_AddNumberToObject(root, "events", (double)s->events);
 	cJSON_AddNumberToObject(root, "duplicates", (double)s->duplicates);
 	cJSON_AddNumberToObject(root, "revisions", (double)s->revisions);
@@ -1140,6 +1150,10 @@ static void usage(FILE *f)
 	      "      --per-day N       mean events per day (default 4000)\n"
 	      "      --incidents N     incidents to inject (default 10)\n"
 	      "      --campaigns N     category surges to inject besides (default 0)\n"
+	      "      --time-zone ZONE  the IANA zone whose hours and weekdays the seasons\n"
+	      "                        follow (default UTC)\n"
+	      "      --weekend F       Saturday's and Sunday's volume, times their usual\n"
+	      "                        (default 1; 0.1: a desk closed at weekends)\n"
 	      "      --invalid F       fraction of extra malformed lines (default 0)\n",
 	      f);
 }
@@ -1169,11 +1183,19 @@ int simulate_main(int argc, char **argv)
 	        {"per-day", required_argument, NULL, 'p'},
 	        {"incidents", required_argument, NULL, 'i'},
 	        {"campaigns", required_argument, NULL, 'C'},
+	        {"time-zone", required_argument, NULL, 'z'},
+	        {"weekend", required_argument, NULL, 'w'},
 	        {"invalid", required_argument, NULL, 'I'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	struct sim s = {.days = 28, .nskus = 200, .per_day = 4000, .ninj = 10, .seed = 1};
+	struct sim s = {.days = 28,
+	                .nskus = 200,
+	                .per_day = 4000,
+	                .ninj = 10,
+	                .seed = 1,
+	                .time_zone = "UTC",
+	                .weekend = 1};
 	const char *outpath = "-", *truth = NULL;
 	char err[256];
 	double v;
@@ -1226,12 +1248,21 @@ int simulate_main(int argc, char **argv)
 			if (parse_num("--invalid", optarg, 0, 1, &s.invalid) < 0)
 				return 2;
 			break;
+		case 'z': s.time_zone = optarg; break;
+		case 'w':
+			if (parse_num("--weekend", optarg, 0.01, 10, &s.weekend) < 0)
+				return 2;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "voca simulate: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (tz_clock_init(&s.clock, s.time_zone, err, sizeof(err)) < 0) {
+		fprintf(stderr, "voca simulate: --time-zone: %s\n", err + strlen("time_zone: "));
 		return 2;
 	}
 	s.ninj += s.ncampaigns;

@@ -140,6 +140,35 @@ def test_simulate_is_deterministic_and_writes_truth(tmp_path):
     assert len(hits) >= 3
 
 
+def test_simulate_follows_a_time_zone_and_its_weekend(tmp_path):
+    # A desk in Los Angeles closed at weekends: its busiest hours and its
+    # quiet days are Los Angeles', its volume a day stays --per-day, and the
+    # truth names the zone; a zone that is none is refused.
+    import datetime
+    from zoneinfo import ZoneInfo
+    la = ZoneInfo("America/Los_Angeles")
+    args = ["simulate", "--seed", "3", "--days", "14", "--per-day", "2000", "--incidents", "0"]
+    feed, truth = tmp_path / "la.jsonl", tmp_path / "la.json"
+    r = run_voca(*args, "--time-zone", "America/Los_Angeles", "--weekend", "0.1",
+                 "-o", str(feed), "--truth", str(truth))
+    assert r.returncode == 0, r.stderr
+    days, hours = [0] * 7, [0] * 24
+    events = [json.loads(line) for line in feed.read_text().splitlines()]
+    for e in events:
+        t = datetime.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).astimezone(la)
+        days[t.weekday()] += 1
+        hours[t.hour] += 1
+    weekday, weekend = sum(days[:5]) / 5, sum(days[5:]) / 2
+    assert 0.06 < weekend / weekday < 0.16, days
+    assert hours.index(max(hours)) in range(18, 22), hours  # the simulator's evening peak
+    assert 0.9 < len(events) / 14 / 2000 < 1.1
+    t = json.loads(truth.read_text())
+    assert (t["time_zone"], t["weekend"]) == ("America/Los_Angeles", 0.1)
+    r = run_voca(*args, "--time-zone", "Mars/Olympus", "-o", str(feed))
+    assert r.returncode == 2
+    assert "--time-zone: unknown IANA time zone 'Mars/Olympus'" in r.stderr
+
+
 def test_simulated_silences_of_a_source_are_a_day_apart(tmp_path):
     # Back to back, two injected silences are one silence and one incident:
     # the truth must not list two (seed 27 of detect's forty did).

@@ -1716,7 +1716,10 @@ static void test_flatline_learns_a_sparse_rate(void **state)
  * daylight saving time (2026-03-08): with time_zone: America/Los_Angeles
  * nothing fires, and a stop on a Wednesday at 10:00 there fires at its
  * first silent hour. Judged in UTC (the default), whose Saturday holds
- * Friday's last eight hours there, every weekend fired.
+ * Friday's last eight hours there, every weekend fired. A's first day is a
+ * Sunday afternoon there, which is left out of learning: a week later that
+ * Sunday is judged before it is learnt, as the quietest weekday seen
+ * (judged as a weekday, its evening fired).
  */
 static void test_flatline_keeps_its_time_zone(void **state)
 {
@@ -1738,8 +1741,8 @@ static void test_flatline_keeps_its_time_zone(void **state)
 			int64_t t = T0 + h * H, lt = t + (t >= dst ? -7 : -8) * H;
 			int weekday = (lt / (24 * H) + 3) % 7 < 5; /* the epoch was a Thursday */
 
-			shares(e, h, 1, "Q", 1, 0); /* the watermark moves on */
-			if (weekday && h < stop)
+			shares(e, h, 1, "Q", 1, 0);          /* the watermark moves on */
+			if ((weekday || h == 0) && h < stop) /* h 0: a Sunday there, left out */
 				shares(e, h, 1, "A", 20, 0);
 			if (h == stop - 1 && zoned)
 				assert_int_equal(r.l.opened, 0);

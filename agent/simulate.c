@@ -311,11 +311,9 @@ struct sim {
 /* The seasons at ms, on the wall clock of --time-zone (a business's own). */
 static double seasonal(const struct sim *s, int64_t ms)
 {
-	int64_t local = tz_clock_local(&s->clock, ms);
-	int64_t days = local >= 0 ? local / DAY_MS : (local - DAY_MS + 1) / DAY_MS;
-	int hour = (int)((local - days * DAY_MS) / HOUR_MS);
-	int dow = (int)(((days + 3) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
+	int hour, dow;
 
+	tz_hour_weekday(tz_clock_local(&s->clock, ms), &hour, &dow);
 	return hour_of_day[hour] * day_of_week[dow] * (dow >= 5 ? s->weekend : 1);
 }
 

@@ -1036,7 +1036,9 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 		snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%.40s",
 		         keys[0] ? ", " : "", o->key);
 	}
-	if (n < r->common->rollup_min && rollup_open(e, inc, token) == NULL)
+	const struct incident *was = rollup_open(e, inc, token);
+
+	if (n < r->common->rollup_min && was == NULL)
 		return 0;
 	struct stand_out t = stand_out(inc->why, observed, expected);
 
@@ -1054,7 +1056,6 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 	}
 	struct keyent *rk = key_get(e, r, token);
 	struct firing f = {.window_start_ms = at, .window_end_ms = at};
-	const struct incident *was = rollup_open(e, inc, token);
 	/* The most keys at once so far: a roll-up kept alive by fewer than
 	 * rollup_min says so ("1 key at once" read as if one were a surge). */
 	int most = was ? (int)why_number(was->why, "keys_most", n) : n;

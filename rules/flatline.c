@@ -81,20 +81,9 @@ static int check(void *config, char *err, size_t errlen)
 	return 0;
 }
 
-static int hour_of(int64_t ms)
-{
-	return (int)((ms % DAY_MS + DAY_MS) % DAY_MS / HOUR_MS);
-}
-
 static int64_t floor_div(int64_t a, int64_t b)
 {
 	return a / b - (a % b < 0);
-}
-
-/* Monday 0 ... Sunday 6 (1970-01-01 was a Thursday). */
-static int weekday_of(int64_t ms)
-{
-	return (int)((floor_div(ms, DAY_MS) + 3) % 7 + 7) % 7;
 }
 
 static enum rule_verdict on_event(struct rule_ctx *ctx, const struct event *ev, struct firing *f)
@@ -204,8 +193,9 @@ static void learn_day(struct flatline_state *st, const struct flatline_config *c
 {
 	int64_t last = tz_clock_local(&c->clock, st->closed - 1),
 	        began = floor_div(last, DAY_MS) * DAY_MS;
-	int d = weekday_of(last);
+	int h, d;
 
+	tz_hour_weekday(last, &h, &d);
 	if (st->day_mu > 0 && (int64_t)st->buckets * c->common.bucket_ms > last + 1 - began) {
 		double r = st->day_x / st->day_mu,
 		       g = st->seen[d] < 10 ? 1.0 / (st->seen[d] + 1) : 0.1,
@@ -228,24 +218,24 @@ static void learn_day(struct flatline_state *st, const struct flatline_config *c
  * they were due is added as the profile has it (whole weeks at once), so
  * the silence is as long as it was. The level learns nothing from them.
  */
+/* What a silent bucket starting at t (UTC) is due, over the level. */
+static double due_at(const struct flatline_state *st, const struct flatline_config *c, int64_t t)
+{
+	int h, d;
+
+	tz_hour_weekday(tz_clock_local(&c->clock, t), &h, &d);
+	return judged_factor(st, c, h) * judged_day(st, d);
+}
+
 static void add_skipped(struct flatline_state *st, const struct flatline_config *c,
                         int64_t start_ms)
 {
 	int64_t b = c->common.bucket_ms, n = (start_ms - st->closed) / b, week = 7 * DAY_MS / b;
-	int64_t weeks = n / week;
 	double sum = 0;
 
-	for (int64_t i = 0; i < (weeks ? week : 0); i++) { /* a week, for each whole one */
-		int64_t t = tz_clock_local(&c->clock, st->closed + i * b);
-
-		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t)) *
-		       (double)weeks;
-	}
-	for (int64_t i = weeks * week; i < n; i++) {
-		int64_t t = tz_clock_local(&c->clock, st->closed + i * b);
-
-		sum += judged_factor(st, c, hour_of(t)) * judged_day(st, weekday_of(t));
-	}
+	/* A week's buckets once, each as many times as the gap holds its slot. */
+	for (int64_t i = 0; i < n && i < week; i++)
+		sum += due_at(st, c, st->closed + i * b) * (double)(n / week + (i < n % week));
 	st->silent += (uint32_t)n;
 	st->due += (float)(st->level * sum);
 }
@@ -256,10 +246,11 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 	struct flatline_state *st = ctx->state;
 	int64_t start_ms = end_ms - c->common.bucket_ms;
 	int64_t lstart = tz_clock_local(&c->clock, start_ms);
-	int h = hour_of(lstart), d = weekday_of(lstart);
+	int h, d;
 	double fd, mu, a;
 	enum rule_verdict v = RULE_QUIET;
 
+	tz_hour_weekday(lstart, &h, &d);
 	if (st->closed > 0 && floor_div(tz_clock_local(&c->clock, st->closed - 1), DAY_MS) !=
 	                              floor_div(lstart, DAY_MS))
 		learn_day(st, c);

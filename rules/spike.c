@@ -217,12 +217,7 @@ static void free_shared(void *p)
 /* The hour and weekday (0 Monday) at t on the wall clock of the rule's zone. */
 static void slot(const struct spike_config *c, int64_t t, int *hour, int *dow)
 {
-	int64_t start_ms = tz_clock_local(&c->clock, t);
-	int64_t days = start_ms >= 0 ? start_ms / DAY_MS : (start_ms - DAY_MS + 1) / DAY_MS;
-	int64_t d7 = (days + 3) % 7; /* 0 = Monday; 1970-01-01 was a Thursday */
-
-	*hour = (int)((start_ms - days * DAY_MS) / HOUR_MS);
-	*dow = (int)(d7 < 0 ? d7 + 7 : d7);
+	tz_hour_weekday(tz_clock_local(&c->clock, t), hour, dow);
 }
 
 static double season_factor(const struct spike_config *c, const struct season *s, int64_t start_ms)

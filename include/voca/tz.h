@@ -47,6 +47,15 @@ struct tz_clock {
 
 int tz_clock_init(struct tz_clock *c, const char *name, char *err, size_t errlen);
 
+/* The hour (0-23) and weekday (0 Monday) of a wall clock's ms since its epoch. */
+static inline void tz_hour_weekday(int64_t local_ms, int *hour, int *weekday)
+{
+	int64_t day = local_ms >= 0 ? local_ms / 86400000 : (local_ms - 86399999) / 86400000;
+
+	*hour = (int)((local_ms - day * 86400000) / 3600000);
+	*weekday = (int)((day % 7 + 10) % 7); /* 1970-01-01 was a Thursday */
+}
+
 static inline int64_t tz_clock_local(const struct tz_clock *c, int64_t t_ms)
 {
 	if (c->fixed)

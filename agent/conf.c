@@ -261,6 +261,12 @@ static int set_scalar(struct loader *l, const struct conf_key *k, const yaml_nod
 	case CONF_STR:
 		if (*s == '\0')
 			return fail(l, node, k->path, "needs a value");
+		if (node && k->check) {
+			char why[200];
+
+			if (k->check(s, why, sizeof(why)) < 0)
+				return fail(l, node, k->path, "%s", why);
+		}
 		free(*(char **)p);
 		*(char **)p = xstrdup(s);
 		return 0;
@@ -620,6 +626,19 @@ out_parser:
 	if (rc < 0)
 		conf_free(keys, dst);
 	return rc;
+}
+
+int conf_inherit(const struct conf_key *keys, void *dst, const char *path, const char *value)
+{
+	for (const struct conf_key *k = keys; k->path; k++) {
+		if (k->type != CONF_STR || strcmp(k->path, path) != 0)
+			continue;
+		if (*(char **)field(k, dst) != NULL)
+			return 0;
+		*(char **)field(k, dst) = xstrdup(value);
+		return 1;
+	}
+	return 0;
 }
 
 void conf_print(const struct conf_key *keys, const void *dst, FILE *out)

@@ -16,6 +16,7 @@
 #include <voca/route.h>
 #include <voca/rule.h>
 #include <voca/suppress.h>
+#include <voca/tz.h>
 #include <voca/buf.h>
 #include <voca/xalloc.h>
 
@@ -25,6 +26,11 @@ static const char *const modes[] = {"sub", "pull", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define OFF(m) offsetof(struct config, m)
+
+static int zone_check(const char *name, char *err, size_t errlen)
+{
+	return tz_get(name, err, errlen) ? 0 : -1;
+}
 
 const struct conf_key config_keys[] = {
         CONF_KEY("ingest.mode", CONF_ENUM, OFF(ingest.mode), "sub", 0, 0, modes,
@@ -89,6 +95,13 @@ const struct conf_key config_keys[] = {
                  "another receiver fails for good"),
         CONF_KEY("redaction.patterns", CONF_STRLIST, OFF(redaction.patterns), NULL, 0, 0, NULL,
                  "extra POSIX extended regexes replaced by [redacted] in text that leaves"),
+        {.path = "time_zone",
+         .type = CONF_STR,
+         .offset = OFF(time_zone),
+         .def = "UTC",
+         .check = zone_check,
+         .doc = "the business's IANA time zone: the hours and weekdays of the rules' seasons "
+                "(spike, flatline) and of time windows, unless one names its own"},
         {.path = "rules",
          .type = CONF_LIST,
          .offset = OFF(rules),
@@ -156,7 +169,11 @@ static int check_compiled(const char *file, struct config *cfg, char *err, size_
 		}
 	}
 	for (size_t i = 0; i < cfg->time_windows.n; i++) {
-		if (time_window_check(cfg->time_windows.v[i].data, why, sizeof(why)) < 0) {
+		struct time_window *w = cfg->time_windows.v[i].data;
+
+		if (w->time_zone == NULL)
+			w->time_zone = xstrdup(cfg->time_zone);
+		if (time_window_check(w, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: time_windows[%zu]: %s", file,
 			         cfg->time_windows.v[i].line, i, why);
 			return -1;
@@ -309,6 +326,7 @@ static int check_rules(const char *file, struct config *cfg, char *err, size_t e
 		struct rule_common *c = it->data;
 		char why[256];
 
+		conf_inherit(kind->keys, it->data, "time_zone", cfg->time_zone);
 		if (kind->check(it->data, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: rules[%zu] (%s): %s", file, it->line, i,
 			         c->name ? c->name : kind->name, why);

@@ -58,6 +58,7 @@ struct config {
 	struct {
 		struct conf_list deadletter_receivers; /* told when a delivery fails for good */
 	} delivery;
+	char *time_zone;                /* the business's: rules' and time windows' default */
 	struct conf_items rules;        /* items of rule_variants(), checked */
 	struct conf_items silences;     /* struct silence, checked */
 	struct conf_items time_windows; /* struct time_window, checked */

@@ -586,6 +586,14 @@ static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
  * wrong until relearned, and a ring sum kept for another window length wrong
  * for good: state saved under other settings is not restored.
  */
+/* Does the kind's shape entry ("window", "time_zone=UTC") name key path? */
+static int shape_names(const char *entry, const char *path)
+{
+	size_t n = strcspn(entry, "=");
+
+	return strlen(path) == n && memcmp(entry, path, n) == 0;
+}
+
 static char *shape_text(const struct rule_rt *r)
 {
 	static const char *const common[] = {"group_by", "where", "bucket", NULL};
@@ -601,7 +609,7 @@ static char *shape_text(const struct rule_rt *r)
 		for (size_t i = 0; common[i] && !take; i++)
 			take = strcmp(k->path, common[i]) == 0;
 		for (size_t i = 0; r->kind->shape && r->kind->shape[i] && !take; i++)
-			take = strcmp(k->path, r->kind->shape[i]) == 0;
+			take = shape_names(r->kind->shape[i], k->path);
 		if (!take)
 			continue;
 		buf_addf(&b, "\n%s=", k->path);
@@ -2294,20 +2302,20 @@ static int shape_line(const char *p, const char *e, const char *other, size_t ol
 
 /*
  * Is the rule's shape line from p to e one a saved shape without it agrees
- * with? A text key added to the kind's shape since, at its default, is what
- * the version that saved it did (flatline's time_zone, UTC before it was a
- * setting).
+ * with? A key added to the kind's shape since ("time_zone=UTC") at the value
+ * the state was learned under before it was a setting.
  */
 static int added_at_default(const struct rule_rt *r, const char *p, const char *e)
 {
 	const char *eq = memchr(p, '=', (size_t)(e - p));
 
-	for (const struct conf_key *k = r->kind->keys; eq && k->path; k++)
-		if (strlen(k->path) == (size_t)(eq - p) &&
-		    memcmp(k->path, p, (size_t)(eq - p)) == 0)
-			return k->type == CONF_STR && k->def &&
-			       strlen(k->def) == (size_t)(e - eq - 1) &&
-			       memcmp(k->def, eq + 1, (size_t)(e - eq - 1)) == 0;
+	for (const char *const *s = r->kind->shape; eq && s && *s; s++) {
+		size_t n = strcspn(*s, "=");
+
+		if ((*s)[n] == '=' && n == (size_t)(eq - p) && memcmp(*s, p, n) == 0)
+			return strlen(*s + n + 1) == (size_t)(e - eq - 1) &&
+			       memcmp(*s + n + 1, eq + 1, (size_t)(e - eq - 1)) == 0;
+	}
 	return 0;
 }
 

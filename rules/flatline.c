@@ -62,8 +62,9 @@ static const struct conf_key keys[] = {
                  "fewest events that must have been due during the silence"),
         CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "7d", HOUR_MS, 365 * 86400000LL,
                  NULL, "how fast the expected rate forgets"),
-        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), "UTC", 0, 0, NULL,
-                 "the IANA zone whose hours and weekdays the source keeps (its weekend)"),
+        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), NULL, 0, 0, NULL,
+                 "the IANA zone whose hours and weekdays the source keeps (its weekend); "
+                 "unset: the top-level time_zone"),
         CONF_END,
 };
 
@@ -345,7 +346,7 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 }
 
 /* The profiles are learnt in the zone's hours and weekdays. */
-static const char *const shape[] = {"time_zone", NULL};
+static const char *const shape[] = {"time_zone=UTC", NULL};
 
 const struct rule_kind rule_flatline = {
         .name = "flatline",

@@ -147,8 +147,9 @@ static const struct conf_key keys[] = {
                  "events a key needs before the normal test applies"),
         CONF_KEY("half_life", CONF_DURATION, OFF(half_life_ms), "14d", HOUR_MS, 365 * DAY_MS, NULL,
                  "how fast the level forgets"),
-        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), "UTC", 0, 0, NULL,
-                 "the IANA zone whose hours and weekdays the season follows"),
+        CONF_KEY("time_zone", CONF_STR, OFF(time_zone), NULL, 0, 0, NULL,
+                 "the IANA zone whose hours and weekdays the season follows; unset: the "
+                 "top-level time_zone"),
         CONF_KEY("season_gamma", CONF_DOUBLE, OFF(season_gamma), "0.05", 0, 1, NULL,
                  "learning rate of the category's hour-of-day and day-of-week factors"),
         CONF_END,
@@ -667,7 +668,7 @@ static void restored(void *state, const void *config)
 	window_sums(config, state);
 }
 
-static const char *const shape[] = {"window", "time_zone", NULL};
+static const char *const shape[] = {"window", "time_zone=UTC", NULL};
 
 const struct rule_kind rule_spike = {
         .name = "spike",

@@ -39,8 +39,9 @@ static const struct conf_key window_keys[] = {
                  "HH:MM-HH:MM local times, end excluded (none: all day)"),
         CONF_KEY("months", CONF_STRLIST, WOFF(months), NULL, 0, 0, NULL,
                  "january .. december (none: every month), e.g. peak season"),
-        CONF_KEY("time_zone", CONF_STR, WOFF(time_zone), "UTC", 0, 0, NULL,
-                 "IANA time zone the times are in, e.g. Europe/Berlin"),
+        CONF_KEY("time_zone", CONF_STR, WOFF(time_zone), NULL, 0, 0, NULL,
+                 "IANA time zone the times are in, e.g. Europe/Berlin; unset: the "
+                 "top-level time_zone"),
         CONF_END,
 };
 

@@ -347,6 +347,10 @@ const struct tz *tz_get(const char *name, char *err, size_t errlen)
 {
 	struct tz *z;
 
+	if (name == NULL) {
+		snprintf(err, errlen, "no time zone named");
+		return NULL;
+	}
 	pthread_mutex_lock(&zones_mu);
 	for (z = zones; z && strcmp(z->name, name) != 0; z = z->next)
 		;

@@ -66,6 +66,9 @@ struct conf_key {
 	const char *doc;            /* one line for `voca check` and the reference */
 	/* CONF_LIST: the variants, NULL-terminated by name (a function: they may be built) */
 	const struct conf_variant *(*variants)(void);
+	/* CONF_STR (optional): checks a value the file gives as it is read, so that
+	 * its error names the key's line. Returns 0, or -1 with err. */
+	int (*check)(const char *value, char *err, size_t errlen);
 };
 
 /* A row of a key table; CONF_END closes the table. */
@@ -93,6 +96,14 @@ void conf_defaults(const struct conf_key *keys, void *dst);
 
 /* Frees what conf_load or conf_defaults allocated in dst. */
 void conf_free(const struct conf_key *keys, void *dst);
+
+/*
+ * Sets the CONF_STR key path of dst to a copy of value if it is unset (a
+ * key whose table default is NULL, not in the file): a default the file
+ * gives elsewhere (the top-level time_zone for a rule's). Returns 1 if it
+ * set it, 0 if the key was set or keys has no such string key.
+ */
+int conf_inherit(const struct conf_key *keys, void *dst, const char *path, const char *value);
 
 /* Prints "path = value" for every key; secrets show their reference only. */
 void conf_print(const struct conf_key *keys, const void *dst, FILE *out);

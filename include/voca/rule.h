@@ -176,7 +176,10 @@ struct rule_kind {
 	 * the per-key and shared state its meaning (a ring's length, what a
 	 * share counts, what an identity hashes): NULL-terminated, may be NULL.
 	 * Saved state learned under other values is not restored (the engine
-	 * starts the rule's baselines over), never misread.
+	 * starts the rule's baselines over), never misread. A key added to the
+	 * shape since state was first saved is written "key=value", the value
+	 * the state was learned under before (flatline's "time_zone=UTC"): a
+	 * saved shape without the key is the same as one with that value.
 	 */
 	const char *const *shape;
 	/* How long after its latest event a key's state still decides anything

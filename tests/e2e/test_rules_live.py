@@ -744,6 +744,41 @@ rules:
     assert a.counter("rules_forgotten") == 1
 
 
+def test_the_business_time_zone_reshapes_the_rules_that_take_it(agent_factory):
+    """The top-level time_zone is the seasons' zone of every spike and
+    flatline rule that names none: set after a run in UTC, those rules'
+    baselines start over (their hours would mean other hours), and voca
+    check says so first; a rule that names its own zone keeps its state."""
+    cfg = """engine:
+  lateness: 0s
+rules:
+  - name: takes
+    kind: spike
+    group_by: [sku]
+  - name: own
+    kind: spike
+    group_by: [sku]
+    time_zone: UTC
+"""
+    a = agent_factory(extra=cfg).start()
+    a.send_event(event("z-0", sku="SKU-A", ts="2026-03-01T10:00:00Z"))
+    a.wait_event("z-0")
+    a.stop()
+    a.write_config(extra="time_zone: America/Chicago\n" + cfg)
+    r = run_voca("check", "-c", str(a.config))
+    assert r.returncode == 0, r.stderr
+    assert ("warning: rule 'takes': its 2 saved records were learned under other settings "
+            "(time_zone changed): at the next start its baselines start over") in r.stderr, r.stderr
+    assert "rule 'own'" not in r.stderr, r.stderr
+    a.start()
+    a.stop()
+    log = a.log_text()
+    assert "rules: rule 'takes': its state was learned under other settings (time_zone" in log, log
+    assert "rule 'own'" not in log, log
+    assert a.query("SELECT key FROM rule_state WHERE rule = 'own' AND key != ''",
+                   db=a.rules_db) == [("sku=SKU-A",)]
+
+
 def test_a_rule_whose_settings_changed_or_that_went_starts_over_or_is_kept(agent_factory):
     """Baselines learned per hour, read after a restart as per two hours,
     would be wrong until relearned (a ring sum kept for another window for

@@ -699,30 +699,42 @@ static void test_spike_season_learns_a_weekday_in_a_few_visits(void **state)
  * Asia/Tokyo its first Saturday is news and the next three are not, as in
  * UTC for a UTC Saturday, and the summary tells Tokyo's hour; judged in
  * UTC, hours of day and weekdays cannot say it, and 3 incidents opened.
+ * The zone is the rule's own or, unset, the top-level time_zone; a rule's
+ * own (UTC) is kept under a top-level Tokyo.
  */
 static void test_spike_season_keeps_its_time_zone(void **state)
 {
-	int opened[2];
+	static const struct {
+		const char *yaml;
+		int tokyo;
+	} runs[] = {
+	        {"rules:\n  - {name: spike, kind: spike, group_by: [sku]}\n", 0},
+	        {"rules:\n  - {name: spike, kind: spike, group_by: [sku], time_zone: Asia/Tokyo}\n",
+	         1},
+	        {"time_zone: Asia/Tokyo\nrules:\n  - {name: spike, kind: spike, group_by: [sku]}\n",
+	         1},
+	        {"time_zone: Asia/Tokyo\n"
+	         "rules:\n  - {name: spike, kind: spike, group_by: [sku], time_zone: UTC}\n",
+	         0},
+	};
 
 	(void)state;
-	for (int zoned = 0; zoned <= 1; zoned++) {
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
 		struct rig r;
-		struct engine *e = rig_start(&r, zoned ? "rules:\n  - {name: spike, kind: spike, "
-		                                         "group_by: [sku], time_zone: Asia/Tokyo}\n"
-		                                       : spike_yaml);
+		struct engine *e = rig_start(&r, runs[i].yaml);
 
 		for (int h = 0; h < 4 * 7 * 24; h++)
 			burst(e, h, "W", (h + 9) / 24 % 7 == 5 ? 6 : 2); /* Tokyo is UTC+9 */
-		opened[zoned] = r.l.opened + r.l.reopened;
-		if (zoned) {
+		if (runs[i].tokyo) {
+			assert_int_equal(r.l.opened + r.l.reopened, 1);
 			assert_true(r.l.opened_at[0] < T0 + 7 * 24 * H);
 			/* Its last update, at Sunday 00:00 UTC, in Tokyo's hours. */
 			assert_non_null(strstr(r.l.last_summary, "in the 1d to Sunday 09:00"));
+		} else {
+			assert_true(r.l.opened + r.l.reopened > 1);
 		}
 		rig_end(&r);
 	}
-	assert_int_equal(opened[1], 1);
-	assert_true(opened[0] > 1);
 }
 
 /*
@@ -1187,14 +1199,18 @@ static void test_time_window_follows_dst(void **state)
 	int64_t t;
 
 	(void)state;
+	/* office's zone is the top-level one; utc-office names its own. */
 	assert_int_equal(config_load_text("t.yaml",
+	                                  "time_zone: Europe/Berlin\n"
 	                                  "time_windows:\n  - name: office\n"
 	                                  "    weekdays: [monday, tuesday, wednesday, thursday, "
 	                                  "friday]\n    times: [\"09:00-17:00\"]\n"
-	                                  "    time_zone: Europe/Berlin\n",
+	                                  "  - name: utc-office\n    times: [\"09:00-17:00\"]\n"
+	                                  "    time_zone: UTC\n",
 	                                  &cfg, err, sizeof(err)),
 	                 0);
 	const struct time_window *w = cfg.time_windows.v[0].data;
+	const struct time_window *u = cfg.time_windows.v[1].data;
 
 	/* Friday 27 March 2026, CET (UTC+1): 08:30 UTC is 09:30 local. */
 	rfc3339_parse("2026-03-27T08:30:00Z", &t);
@@ -1205,6 +1221,9 @@ static void test_time_window_follows_dst(void **state)
 	 * 07:30 UTC is 09:30 local, inside; a fixed UTC+1 would say 08:30. */
 	rfc3339_parse("2026-03-30T07:30:00Z", &t);
 	assert_true(time_window_contains(w, t));
+	assert_false(time_window_contains(u, t));
+	rfc3339_parse("2026-03-30T09:30:00Z", &t);
+	assert_true(time_window_contains(u, t));
 	rfc3339_parse("2026-03-30T15:30:00Z", &t); /* 17:30 local: after */
 	assert_false(time_window_contains(w, t));
 	rfc3339_parse("2026-03-29T09:00:00Z", &t); /* Sunday */
@@ -1228,6 +1247,9 @@ static void test_suppression_config_errors(void **state)
 	         "needs at least one matcher"},
 	        {"time_windows:\n  - name: w\n    time_zone: Mars/Olympus\n",
 	         "t.yaml:2: time_windows[0]: time_zone: unknown IANA time zone 'Mars/Olympus'"},
+	        {"time_zone: Mars/Olympus\ntime_windows:\n  - name: w\n",
+	         "t.yaml:1: time_zone: unknown IANA time zone 'Mars/Olympus'"},
+	        {"time_zone: \"\"\n", "t.yaml:1: time_zone: needs a value"},
 	        {"time_windows:\n  - name: w\n    weekdays: [caturday]\n",
 	         "weekdays: 'caturday' is not monday .. sunday"},
 	        {"time_windows:\n  - name: w\n    times: [\"17:00-09:00\"]\n",
@@ -1716,7 +1738,8 @@ static void test_flatline_learns_a_sparse_rate(void **state)
  * daylight saving time (2026-03-08): with time_zone: America/Los_Angeles
  * nothing fires, and a stop on a Wednesday at 10:00 there fires at its
  * first silent hour. Judged in UTC (the default), whose Saturday holds
- * Friday's last eight hours there, every weekend fired. A's first day is a
+ * Friday's last eight hours there, every weekend fired. (The zone here is
+ * the top-level time_zone, which a rule without its own takes.) A's first day is a
  * Sunday afternoon there, which is left out of learning: a week later that
  * Sunday is judged before it is learnt, as the quietest weekday seen
  * (judged as a weekday, its evening fired).
@@ -1729,9 +1752,9 @@ static void test_flatline_keeps_its_time_zone(void **state)
 	(void)state;
 	for (int zoned = 0; zoned <= 1; zoned++) {
 		struct rig r;
-		struct engine *e = rig_start(&r, zoned ? "rules:\n  - name: silent\n"
+		struct engine *e = rig_start(&r, zoned ? "time_zone: America/Los_Angeles\n"
+		                                         "rules:\n  - name: silent\n"
 		                                         "    kind: flatline\n    group_by: [sku]\n"
-		                                         "    time_zone: America/Los_Angeles\n"
 		                                         "    resolve_after: 1h\n"
 		                                       : "rules:\n  - name: silent\n"
 		                                         "    kind: flatline\n    group_by: [sku]\n"

@@ -1136,15 +1136,16 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		inc->why = f->why;
 		memcpy(inc->summary, f->summary, sizeof(inc->summary));
 		/* Re-alert while it persists, at a doubling interval (ElastAlert's
-		 * exponential realert): notify now and then, not at every firing.
-		 * One a silence or time window muted stays due: the first firing
-		 * after it ends notifies, not the next interval's (hours later). */
+		 * exponential realert): cooldown after the opening, twice that
+		 * after the first re-alert, and so on. One a silence or time window
+		 * muted stays due: the first firing after it ends notifies, not the
+		 * next interval's (hours later). */
 		int due = at >= inc->next_alert_ms;
 
 		inc->notify = due;
 		if (!gate(e, inc, at) && due) {
 			int64_t gap = r->common->cooldown_ms
-			              << (inc->realerts < 20 ? inc->realerts : 20);
+			              << (inc->realerts < 20 ? inc->realerts + 1 : 21);
 
 			inc->realerts++;
 			inc->next_alert_ms =

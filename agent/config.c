@@ -171,7 +171,7 @@ static int check_compiled(const char *file, struct config *cfg, char *err, size_
 	for (size_t i = 0; i < cfg->time_windows.n; i++) {
 		struct time_window *w = cfg->time_windows.v[i].data;
 
-		if (w->time_zone == NULL)
+		if (w->time_zone == NULL) /* none of its own: the business's */
 			w->time_zone = xstrdup(cfg->time_zone);
 		if (time_window_check(w, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: time_windows[%zu]: %s", file,
@@ -326,6 +326,8 @@ static int check_rules(const char *file, struct config *cfg, char *err, size_t e
 		struct rule_common *c = it->data;
 		char why[256];
 
+		/* A kind with seasons (spike, flatline) keeps the business's zone
+		 * unless the rule names its own. */
 		conf_inherit(kind->keys, it->data, "time_zone", cfg->time_zone);
 		if (kind->check(it->data, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: rules[%zu] (%s): %s", file, it->line, i,

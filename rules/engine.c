@@ -1142,7 +1142,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		 * next interval's (hours later). */
 		int due = at >= inc->next_alert_ms;
 
-		inc->notify = due;
+		inc->notify = due || f->again;
 		if (!gate(e, inc, at) && due) {
 			int64_t gap = r->common->cooldown_ms
 			              << (inc->realerts < 20 ? inc->realerts + 1 : 21);
@@ -1153,8 +1153,12 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 			        (gap < r->common->realert_max_ms ? gap : r->common->realert_max_ms);
 		}
 		if (rollup(e, r, inc, at) && inc->notify) {
-			inc->notify = 0;
-			e->stats.suppressed++;
+			if (f->again) { /* a new episode is the key's news, not the surge's */
+				inc->suppressed[0] = '\0';
+			} else {
+				inc->notify = 0;
+				e->stats.suppressed++;
+			}
 		}
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
@@ -1210,6 +1214,7 @@ static void firing_clear(struct firing *f)
 	f->why = NULL;
 	f->summary[0] = '\0';
 	f->window_start_ms = f->window_end_ms = 0;
+	f->again = 0;
 }
 
 static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyent *k)
@@ -1219,7 +1224,8 @@ static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyen
 	                         .shared = r->shared,
 	                         .key = KEY(r, k),
 	                         .incident_open = k->open,
-	                         .fired_ms = k->open ? hist_of(e, k, 0)->open->last_fire_ms : 0};
+	                         .fired_ms = k->open ? hist_of(e, k, 0)->open->last_fire_ms : 0,
+	                         .opened_ms = k->open ? hist_of(e, k, 0)->open->opened_ms : 0};
 }
 
 /*

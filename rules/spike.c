@@ -474,6 +474,39 @@ static inline int scale_used(const int *scales, int j, int w)
 	return scales[j] >= 1 && (j == 0 || scales[j] > scales[j - 1]) && scales[j] <= w;
 }
 
+/*
+ * Is a firing on the last bucket alone, with the key's incident open, a new
+ * episode? An incident stays open while its long window still holds the
+ * surge that opened it (a day, for 24 h), so a fresh spike the next
+ * morning only updated it: told to nobody before the next re-alert, or
+ * ever, rolled up into its category's surge. BASELINES.md 1.6's edge
+ * trigger re-arms after p > clear_p for R buckets: here the resolve_after
+ * buckets before this one, taken as one window, clear (and wholly after
+ * the opening), so this is an edge of its own. The ring holds them: no
+ * state of its own, the same after a restart.
+ */
+static int again(const struct spike_config *c, const struct spike_state *st, int last,
+                 int64_t end_ms, int64_t opened_ms, int nscales, double m_long)
+{
+	/* Returns the buckets that were clear before it, or 0. */
+	int64_t b = c->common.bucket_ms, r = c->common.resolve_after_ms / b;
+	int quiet = r < 1 ? 1 : r > RING - 1 ? RING - 1 : (int)r;
+	double x = 0, m = 0, phi = st->phi1, clear = c->clear_p > 0 ? c->clear_p : 0.1;
+
+	if (end_ms - (int64_t)(quiet + 1) * b < opened_ms || st->buckets < (uint32_t)quiet + 1)
+		return 0;
+	for (int i = 1; i <= quiet; i++) {
+		int k = (last - i + RING) % RING;
+
+		x += st->n[k];
+		m += st->mu[k];
+	}
+	/* The window's dispersion as the mid windows take it (negative binomial 2). */
+	if (st->phiw > 1 && m_long > 0)
+		phi = fmax(phi, 1 + (st->phiw - 1) * m / m_long);
+	return x <= m || nscales * nb_upper_tail(x, m, phi) >= clear ? quiet : 0;
+}
+
 static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct firing *f)
 {
 	const struct spike_config *c = ctx->config;
@@ -579,9 +612,31 @@ static enum rule_verdict on_close(struct rule_ctx *ctx, int64_t end_ms, struct f
 		p = fmin(1, nscales * P[best]);
 	if (best >= 0 && p < alpha && X[best] >= min_count && X[best] / M[best] >= c->min_ratio &&
 	    X[best] - M[best] >= c->min_excess) {
-		explain(ctx, st, s, start, end_ms, scales[best], X[best], M[best], PHI[best], p,
-		        alpha, level_eff, warm, NEG[best], f);
+		/* The last bucket fires on its own, whichever window tells most... */
+		int alone = scale_used(scales, 0, w) && nscales * P[0] < alpha &&
+		            X[0] >= min_count && X[0] / M[0] >= c->min_ratio &&
+		            X[0] - M[0] >= c->min_excess;
+		/* ...after a clear spell in an open incident: a new episode, told
+		 * by its own bucket, not by the window still holding the old one. */
+		int clear = alone && ctx->incident_open
+		                    ? again(c, st, last, end_ms, ctx->opened_ms, nscales, M[L])
+		                    : 0;
+		int j = clear ? 0 : best;
+
+		explain(ctx, st, s, start, end_ms, scales[j], X[j], M[j], PHI[j],
+		        fmin(1, nscales * P[j]), alpha, level_eff, warm, NEG[j], f);
 		v = RULE_FIRE;
+		if (clear) {
+			size_t used = strlen(f->summary);
+			int64_t min = clear * c->common.bucket_ms / 60000;
+
+			f->again = 1;
+			cJSON_AddNumberToObject(f->why, "again_after_clear_buckets", clear);
+			snprintf(f->summary + used, sizeof(f->summary) - used,
+			         min % 60 ? "; again, after %lld min clear"
+			                  : "; again, after %lld h clear",
+			         (long long)(min % 60 ? min : min / 60));
+		}
 	}
 	/* Hysteresis (BASELINES.md 1.6): an open incident is not clear while a
 	 * window lying wholly after its last firing is still above expectation

@@ -94,12 +94,17 @@ struct rule_ctx {
 	const char *key;    /* "sku=SKU-1 category=shipping" */
 	int incident_open;  /* an incident is open for this rule and key */
 	int64_t fired_ms;   /* when it last fired (event time), if open */
+	int64_t opened_ms;  /* when it first opened (event time), if open */
 };
 
 struct firing {
 	cJSON *why;        /* explanation object; the engine takes ownership */
 	char summary[320]; /* one line: what changed, against what */
 	int64_t window_start_ms, window_end_ms;
+	/* A new episode inside an open incident (BASELINES.md 1.6: fired again
+	 * after the key re-armed): it notifies now, a re-alert due or not, and
+	 * a roll-up does not mute it. */
+	int again;
 };
 
 enum rule_verdict {

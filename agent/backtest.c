@@ -172,6 +172,9 @@ static cJSON *incident_json(const struct incident *inc)
 
 	if (inc->notify)
 		cJSON_AddItemToArray(n, cJSON_CreateString(t));
+	/* Of those, the updates that told a new episode inside the open incident
+	 * (spike: fired on its own again after a clear spell). */
+	cJSON_AddArrayToObject(o, "again");
 	if (inc->suppressed[0])
 		cJSON_AddStringToObject(o, "suppressed", inc->suppressed);
 	else
@@ -225,6 +228,10 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 			rfc3339_format(inc->updated_ms, t, sizeof(t));
 			cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "notified"),
 			                     cJSON_CreateString(t));
+			if (ch == INCIDENT_UPDATED &&
+			    cJSON_GetObjectItemCaseSensitive(inc->why, "again_after_clear_buckets"))
+				cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "again"),
+				                     cJSON_CreateString(t));
 		}
 		if (ch == INCIDENT_RESOLVED) {
 			rfc3339_format(inc->resolved_ms, t, sizeof(t));

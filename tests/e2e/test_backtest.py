@@ -302,3 +302,31 @@ def test_backtest_reports_reopenings_and_verifications(tmp_path):
     assert (counts["opened"], counts["reopened"], counts["verified"]) == (1, 1, 1)
     text = run_voca("backtest", "-c", str(conf), str(feed)).stdout
     assert "reopened #1" in text and "1 verified" in text, text
+
+
+def test_a_new_spike_inside_an_open_incident_is_told_again(tmp_path):
+    """Seed 1 with campaigns: a billing surge opens SKU-1000's incident, which
+    its 24 h window keeps open into the next day, when SKU-1000 spikes on its
+    own (+43 over 3 hours). That only updated the open incident, rolled up
+    into the surge's: told to nobody. It is told at its first hour's close,
+    as the key's own news, listed under `again` (a subset of `notified`)."""
+    feed, truth = tmp_path / "f.jsonl.gz", tmp_path / "t.json"
+    r = run_voca("simulate", "--seed", "1", "--campaigns", "4", "-o", str(feed), "--truth",
+                 str(truth))
+    assert r.returncode == 0, r.stderr
+    spikes = [(i["category"], i["start"]) for i in json.loads(truth.read_text())["incidents"]
+              if i["kind"] == "volume_spike" and i["sku"] == "SKU-1000"]
+    assert ("billing", "2026-01-14T14:00:00.000Z") in spikes, spikes
+    r = run_voca("backtest", "-c", EXAMPLE, "--json", str(feed))
+    assert r.returncode == 0, r.stderr
+    told = [(i["key"], i["again"]) for i in json.loads(r.stdout)["incidents"] if i["again"]]
+    assert told == [("sku=SKU-1000 category=billing", ["2026-01-14T15:00:00.000Z"])], told
+    inc = next(i for i in json.loads(r.stdout)["incidents"]
+               if i["key"] == "sku=SKU-1000 category=billing")
+    assert "2026-01-14T15:00:00.000Z" in inc["notified"]
+    assert inc["opened"] < "2026-01-14"  # the surge's, the day before
+    text = run_voca("backtest", "-c", EXAMPLE, str(feed)).stdout.splitlines()
+    n = next(k for k, line in enumerate(text) if "again, after 6 h clear" in line)
+    assert text[n].startswith("2026-01-14T15:00  re-alert"), text[n]
+    assert "sku=SKU-1000 category=billing: 21 events in the last 1h" in text[n], text[n]
+    assert not text[n + 1].lstrip().startswith("(not notified"), text[n + 1]

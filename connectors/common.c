@@ -154,6 +154,12 @@ void text_append_cut(struct buf *out, const char *s, size_t max)
 	buf_adds(out, "\xe2\x80\xa6"); /* … */
 }
 
+int pack_again(const cJSON *pack)
+{
+	return strcmp(pack_str(pack, "incident.change", ""), "updated") == 0 &&
+	       pack_num(pack, "what_changed.again_after_clear_buckets", 0) > 0;
+}
+
 void render_note(const struct delivery *d, struct buf *out)
 {
 	/* By action; a known issue's note goes by the change, in the same order. */
@@ -169,17 +175,21 @@ void render_note(const struct delivery *d, struct buf *out)
 	if (back >= 0 && (d->action == ACTION_REOPEN || strcmp(change, "reopened") == 0))
 		snprintf(since, sizeof(since), ", %.4g h after it resolved", back);
 	if (d->action != ACTION_KNOWN) {
+		const char *verb = (unsigned)d->action < 5 ? verbs[d->action] : verbs[1];
+
+		if (d->action == ACTION_UPDATE && pack_again(d->pack))
+			verb = "fired again after a clear spell";
 		buf_addf(out, "voca: incident %lld %s at %s%s (firings: %d). %s",
-		         (long long)d->incident_id,
-		         (unsigned)d->action < 5 ? verbs[d->action] : verbs[1],
-		         pack_str(d->pack, "incident.at", ""), since,
-		         (int)pack_num(d->pack, "incident.firings", 0),
+		         (long long)d->incident_id, verb, pack_str(d->pack, "incident.at", ""),
+		         since, (int)pack_num(d->pack, "incident.firings", 0),
 		         pack_str(d->pack, "incident.summary", ""));
 		return;
 	}
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
 		if (strcmp(change, changes[i]) == 0)
 			change = verbs[i];
+	if (pack_again(d->pack))
+		change = "fired again after a clear spell";
 	buf_addf(out,
 	         "voca: incident %lld (%s, %s) %s at %s%s (firings: %d); it matches this known "
 	         "issue, so voca opens no ticket of its own. %s",
@@ -198,6 +208,8 @@ void render_headline(const cJSON *pack, struct buf *out, size_t max)
 	const char *change = pack_str(pack, "incident.change", "opened");
 	double back = pack_num(pack, "what_changed.hours_since_resolved", -1);
 
+	if (pack_again(pack))
+		change = "fired again after a clear spell";
 	buf_addf(&line, "[voca] tier %d %s: %s %s", (int)pack_num(pack, "incident.tier", 0),
 	         pack_str(pack, "incident.rule", "?"), pack_str(pack, "incident.key", ""), change);
 	if (back >= 0 && strcmp(change, "reopened") == 0)

@@ -120,7 +120,9 @@ static cJSON *message(const struct delivery *d)
 
 	buf_init(&s, 1 << 20);
 	buf_init(&t, 1 << 20);
-	buf_addf(&t, "%s: ", verbs[d->action]);
+	buf_addf(&t, "%s: ",
+	         d->action == ACTION_UPDATE && pack_again(d->pack) ? "New episode"
+	                                                           : verbs[d->action]);
 	render_headline(d->pack, &t, 300);
 	cJSON_AddStringToObject(msg, "text", buf_str(&t));
 	blocks = cJSON_AddArrayToObject(msg, "blocks");

@@ -75,7 +75,9 @@ static cJSON *card(const struct delivery *d, int nex)
 	cJSON_AddStringToObject(c, "version", "1.4");
 	body = cJSON_AddArrayToObject(c, "body");
 
-	buf_addf(&s, "%s: ", verbs[d->action]);
+	buf_addf(&s, "%s: ",
+	         d->action == ACTION_UPDATE && pack_again(d->pack) ? "New episode"
+	                                                           : verbs[d->action]);
 	render_headline(d->pack, &s, 200);
 	t = text_block(body, buf_str(&s));
 	cJSON_AddStringToObject(t, "weight", "Bolder");

@@ -37,6 +37,11 @@ const char *pack_str(const cJSON *pack, const char *path, const char *dflt);
 double pack_num(const cJSON *pack, const char *path, double dflt);
 const cJSON *pack_get(const cJSON *pack, const char *path);
 
+/* Is the change an update that tells a new episode inside the open incident
+ * (what_changed.again_after_clear_buckets: fired again after a clear spell)?
+ * It "fired again after a clear spell"; it is not "still firing". */
+int pack_again(const cJSON *pack);
+
 /* "[voca] tier 1 · severe-defects · sku=SKU-1 opened", at most max bytes (UTF-8 safe). */
 void render_headline(const cJSON *pack, struct buf *out, size_t max);
 

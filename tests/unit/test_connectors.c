@@ -746,6 +746,51 @@ static void test_urls_and_escaping(void **state)
 	buf_free(&b);
 }
 
+/*
+ * A new episode inside an open incident (spike fired again after a clear
+ * spell) says so everywhere it is told, not "still firing": in the
+ * ticket's note, the headline and the chat's title.
+ */
+static void test_a_new_episode_says_firing_again(void **state)
+{
+	static const char *const chats[] = {"slack", "teams"};
+	cJSON *pack =
+	        cJSON_Parse("{\"incident\": {\"tier\": 2, \"rule\": \"spike\", \"key\": "
+	                    "\"sku=A\", \"change\": \"updated\", \"at\": "
+	                    "\"2026-03-03T10:00:00Z\", \"firings\": 9, \"summary\": \"21 "
+	                    "events\"}, \"what_changed\": {\"again_after_clear_buckets\": 6}}");
+	struct delivery d = {.incident_id = 1, .action = ACTION_UPDATE, .pack = pack};
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1024);
+	render_note(&d, &b);
+	assert_non_null(strstr(buf_str(&b), "voca: incident 1 fired again after a clear spell at "
+	                                    "2026-03-03T10:00:00Z (firings: 9). 21 events"));
+	buf_reset(&b);
+	render_headline(pack, &b, 300);
+	assert_string_equal(buf_str(&b),
+	                    "[voca] tier 2 spike: sku=A fired again after a clear spell");
+	for (size_t i = 0; i < 2; i++) {
+		const struct connector *conn = connector_find(chats[i]);
+		struct receiver rcv = {.name = "c"};
+		struct http_req req;
+		struct verdict v;
+
+		rcv.url = rcv.secret_url.value = "https://hooks.example.com/x";
+		d.rcv = &rcv;
+		http_req_init(&req);
+		assert_int_equal(conn->render(&d, &req, &v), RENDER_REQUEST);
+		assert_non_null(strstr(buf_str(&req.body),
+		                       "New episode: [voca] tier 2 spike: sku=A "
+		                       "fired again after a clear spell"));
+		assert_null(strstr(buf_str(&req.body), "Still firing"));
+		http_req_free(&req);
+	}
+	buf_free(&b);
+	cJSON_Delete(pack);
+}
+
 /* A regression says how long it stayed away, in the ticket's note and the chat's headline. */
 static void test_a_reopening_says_how_long_it_was_resolved(void **state)
 {
@@ -772,6 +817,7 @@ static void test_a_reopening_says_how_long_it_was_resolved(void **state)
 	buf_reset(&b);
 	render_note(&d, &b);
 	assert_null(strstr(buf_str(&b), "after it resolved"));
+	assert_non_null(strstr(buf_str(&b), "is still firing"));
 	buf_free(&b);
 	cJSON_Delete(pack);
 }
@@ -808,6 +854,7 @@ int main(void)
 	        cmocka_unit_test(test_webhook_signature),
 	        cmocka_unit_test(test_urls_and_escaping),
 	        cmocka_unit_test(test_a_reopening_says_how_long_it_was_resolved),
+	        cmocka_unit_test(test_a_new_episode_says_firing_again),
 	        cmocka_unit_test(test_what_changed_names_the_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

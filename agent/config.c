@@ -171,8 +171,8 @@ static int check_compiled(const char *file, struct config *cfg, char *err, size_
 	for (size_t i = 0; i < cfg->time_windows.n; i++) {
 		struct time_window *w = cfg->time_windows.v[i].data;
 
-		if (w->time_zone == NULL) /* none of its own: the business's */
-			w->time_zone = xstrdup(cfg->time_zone);
+		/* A window without a zone of its own keeps the business's. */
+		conf_inherit(time_window_variants()[0].keys, w, "time_zone", cfg->time_zone);
 		if (time_window_check(w, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%d: time_windows[%zu]: %s", file,
 			         cfg->time_windows.v[i].line, i, why);

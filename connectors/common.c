@@ -160,6 +160,16 @@ int pack_again(const cJSON *pack)
 	       pack_num(pack, "what_changed.again_after_clear_buckets", 0) > 0;
 }
 
+const char *render_chat_verb(const struct delivery *d)
+{
+	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again",
+	                                    "NOT DELIVERED"};
+
+	if (d->action == ACTION_UPDATE && pack_again(d->pack))
+		return "New episode";
+	return (unsigned)d->action < 5 ? verbs[d->action] : verbs[1];
+}
+
 void render_note(const struct delivery *d, struct buf *out)
 {
 	/* By action; a known issue's note goes by the change, in the same order. */

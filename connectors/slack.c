@@ -112,17 +112,13 @@ static void mentions(const struct delivery *d, struct buf *out)
 /* The message: {text, blocks} (plus channel/thread for the bot). */
 static cJSON *message(const struct delivery *d)
 {
-	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again",
-	                                    "NOT DELIVERED"};
 	cJSON *msg = cJSON_CreateObject(), *blocks, *b, *fields, *ex;
 	struct buf s, t;
 	int n = 0;
 
 	buf_init(&s, 1 << 20);
 	buf_init(&t, 1 << 20);
-	buf_addf(&t, "%s: ",
-	         d->action == ACTION_UPDATE && pack_again(d->pack) ? "New episode"
-	                                                           : verbs[d->action]);
+	buf_addf(&t, "%s: ", render_chat_verb(d));
 	render_headline(d->pack, &t, 300);
 	cJSON_AddStringToObject(msg, "text", buf_str(&t));
 	blocks = cJSON_AddArrayToObject(msg, "blocks");

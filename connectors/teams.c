@@ -55,8 +55,6 @@ static void fact(cJSON *facts, const char *title, const char *value)
 /* The whole message with at most nex examples. */
 static cJSON *card(const struct delivery *d, int nex)
 {
-	static const char *const verbs[] = {"New", "Still firing", "Resolved", "Back again",
-	                                    "NOT DELIVERED"};
 	cJSON *msg = cJSON_CreateObject(), *att, *a, *c, *body, *t, *facts, *ex, *actions;
 	struct buf s, e;
 	int n = 0;
@@ -75,9 +73,7 @@ static cJSON *card(const struct delivery *d, int nex)
 	cJSON_AddStringToObject(c, "version", "1.4");
 	body = cJSON_AddArrayToObject(c, "body");
 
-	buf_addf(&s, "%s: ",
-	         d->action == ACTION_UPDATE && pack_again(d->pack) ? "New episode"
-	                                                           : verbs[d->action]);
+	buf_addf(&s, "%s: ", render_chat_verb(d));
 	render_headline(d->pack, &s, 200);
 	t = text_block(body, buf_str(&s));
 	cJSON_AddStringToObject(t, "weight", "Bolder");

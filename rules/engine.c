@@ -578,14 +578,6 @@ static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
 	k->awake = 0;
 }
 
-/*
- * What a rule's saved state means: its kind and the settings its state is
- * learned under (group_by, where, bucket and the kind's shape keys), one
- * "key=value" a line. A baseline learned per hour read as per five minutes,
- * or a volume learned over negative reviews read as all reviews, would be
- * wrong until relearned, and a ring sum kept for another window length wrong
- * for good: state saved under other settings is not restored.
- */
 /* Does the kind's shape entry ("window", "time_zone=UTC") name key path? */
 static int shape_names(const char *entry, const char *path)
 {
@@ -594,6 +586,14 @@ static int shape_names(const char *entry, const char *path)
 	return strlen(path) == n && memcmp(entry, path, n) == 0;
 }
 
+/*
+ * What a rule's saved state means: its kind and the settings its state is
+ * learned under (group_by, where, bucket and the kind's shape keys), one
+ * "key=value" a line. A baseline learned per hour read as per five minutes,
+ * or a volume learned over negative reviews read as all reviews, would be
+ * wrong until relearned, and a ring sum kept for another window length wrong
+ * for good: state saved under other settings is not restored.
+ */
 static char *shape_text(const struct rule_rt *r)
 {
 	static const char *const common[] = {"group_by", "where", "bucket", NULL};

@@ -483,12 +483,12 @@ static inline int scale_used(const int *scales, int j, int w)
  * trigger re-arms after p > clear_p for R buckets: here the resolve_after
  * buckets before this one, taken as one window, clear (and wholly after
  * the opening), so this is an edge of its own. The ring holds them: no
- * state of its own, the same after a restart.
+ * state of its own, the same after a restart. Returns how many buckets were
+ * clear before it, or 0.
  */
 static int again(const struct spike_config *c, const struct spike_state *st, int last,
                  int64_t end_ms, int64_t opened_ms, int nscales, double m_long)
 {
-	/* Returns the buckets that were clear before it, or 0. */
 	int64_t b = c->common.bucket_ms, r = c->common.resolve_after_ms / b;
 	int quiet = r < 1 ? 1 : r > RING - 1 ? RING - 1 : (int)r;
 	double x = 0, m = 0, phi = st->phi1, clear = c->clear_p > 0 ? c->clear_p : 0.1;

@@ -42,6 +42,12 @@ const cJSON *pack_get(const cJSON *pack, const char *path);
  * It "fired again after a clear spell"; it is not "still firing". */
 int pack_again(const cJSON *pack);
 
+/* A chat message's title word for the delivery's action: "New", "Still
+ * firing", "Resolved", "Back again", "New episode" (pack_again), or "NOT
+ * DELIVERED". */
+struct delivery;
+const char *render_chat_verb(const struct delivery *d);
+
 /* "[voca] tier 1 · severe-defects · sku=SKU-1 opened", at most max bytes (UTF-8 safe). */
 void render_headline(const cJSON *pack, struct buf *out, size_t max);
 
@@ -65,7 +71,6 @@ void render_text(const cJSON *pack, struct buf *out, void (*esc)(struct buf *, c
  * 9). <summary>". For ACTION_KNOWN it says which incident of which rule and
  * key changed and how, since the ticket is not the incident's own.
  */
-struct delivery;
 void render_note(const struct delivery *d, struct buf *out);
 
 /* One line per explanation field worth showing: "test: ...; observed 18 vs expected 2.2". */

@@ -53,7 +53,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS = $(wildcard tests/bench/*.c)
 BENCH_BINS = $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
-HEADERS   = $(wildcard include/voca/*.h agent/*.h)
+HEADERS   = $(wildcard include/voca/*.h agent/*.h rules/*.h)
 C_FILES   = $(wildcard agent/*.c rules/*.c connectors/*.c tests/*/*.c) $(HEADERS)
 VOCA      = $(BUILD)/voca
 

@@ -7,6 +7,9 @@
  * bucket, or when the watermark passes it; only keys with events in their
  * open bucket (the dirty list) are visited then, so an hour boundary costs
  * the keys that were active, not all of them.
+ *
+ * What it saves to the rules' file and restores from it is in
+ * engine_state.c; the structures both share are in engine_int.h.
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,196 +23,14 @@
 #include <voca/suppress.h>
 #include <voca/xalloc.h>
 
+#include "engine_int.h"
+
 #define MAX_REPLAY  48            /* empty buckets replayed for a key that was quiet longer */
 #define SILENT_DAYS 31            /* days of them replayed for a kind that judges silence */
 #define NIDS        3             /* example event ids given with a firing */
 #define ID_MAX      255           /* the schema allows event ids of up to 200 characters */
 #define RECENT_TEXT (RECENT * 32) /* bytes of id text kept: a ring too */
 #define RECENT      16384         /* matching events remembered per rule, for examples */
-#define BUDGET_RING 1024          /* the largest hourly notification budget */
-
-/*
- * One (rule, group key): 16 bytes of header, the kind's state (or, for a
- * kind that sleeps, its idle part), then the key text (KEY()). Hundreds of
- * thousands of these are the engine's memory, so the header is packed: a
- * bucket index fits 32 bits (buckets are at least 5 minutes: year 9999 is
- * bucket 8.4e8), the flags are bytes, and what only keys with incidents
- * need (the open incident, the last one for reopening) lives in the
- * engine's history table instead.
- */
-struct keyent {
-	uint32_t hash;
-	int32_t bucket; /* index of the open bucket; -1 before the first event */
-	/* A sleeping kind's key: 1 + its full state's pool block; 0 asleep. Any
-	 * other kind's: 1 + the bucket of its latest event (see key_seen). */
-	uint32_t awake;
-	uint8_t dirty;   /* KEY_FREE: forgotten, its bytes on the rule's free list */
-	uint8_t changed; /* touched since the last engine_save */
-	uint8_t open;    /* an incident is open (in the history table) */
-	uint8_t history; /* the key has a record in the history table */
-	_Alignas(8) unsigned char state[];
-};
-
-/* The key text, stored after the kind's state (or its idle part). */
-#define KEY(r, k) ((char *)(k)->state + (r)->inline_size)
-
-#define KEY_FREE 0xff
-
-/* Whether the kind sleeps its quiet keys (then awake is a pool block). */
-#define SLEEPS(r) ((r)->kind->idle_size != 0)
-
-/* A key's incident history: few keys have one, so it is not in every key. */
-struct hist {
-	const struct keyent *k;
-	struct incident *open;
-	uint64_t last_id;      /* the key's last incident, for reopening */
-	int64_t last_resolved; /* when it resolved */
-	uint32_t last_reopens;
-	uint32_t verified;   /* last_id was quiet for its whole watch: it stays closed */
-	int64_t last_opened; /* when it first opened (0: not known, saved before VKE4) */
-};
-
-/* A resolved incident under watch (see watch_due), verified at due if quiet. */
-struct watch {
-	struct rule_rt *r;
-	struct keyent *k;
-	uint64_t id;
-	int64_t due;
-};
-
-/*
- * The full states of a sleeping kind's awake keys: fixed-size blocks in
- * chunks that never move, with a free list (a free block holds the next
- * free one's index + 1). A key quiet for the kind's quiet_buckets keeps only
- * its idle part (most keys, most of the time).
- */
-#define POOL_CHUNK 1024
-
-struct pool {
-	unsigned char **chunks;
-	size_t nchunks, bsize;
-	uint32_t used;      /* blocks ever handed out */
-	uint32_t free_head; /* 1 + first free block; 0: none */
-};
-
-/*
- * The latest matching events of a rule, for a firing's examples. Keeping them
- * per rule rather than per key saves ~150 bytes a key (there are 100,000 of
- * them); a firing scans back for its key, which is rare and cheap. The ids'
- * text goes round a byte ring of its own, so that ids of any length up to the
- * schema's are kept whole (a fixed slot cut long ones short); an entry whose
- * text has been written over is skipped.
- */
-struct recent {
-	const struct keyent *k;
-	uint64_t at; /* where its id starts in the text ring, counted since the start */
-	uint16_t len;
-};
-
-#define SLAB_SIZE (1 << 20)
-
-struct slab {
-	struct slab *next;
-	size_t used;
-	_Alignas(8) unsigned char data[];
-};
-
-struct rule_rt {
-	struct slab *slab; /* where the keys live */
-	const struct rule_kind *kind;
-	size_t inline_size; /* state bytes in the key: idle_size for a kind that sleeps */
-	int64_t quiet;      /* closed empty buckets after which a key sleeps (0: never) */
-	struct pool pool;   /* awake keys' full states (kinds that sleep) */
-	/* Keys that went quiet, by the bucket they went quiet at (oldest first):
-	 * the sweep takes them in turn once quiet buckets have passed. */
-	struct quiet_ent {
-		struct keyent *k;
-		int64_t bucket;
-	} * q;
-	size_t qhead, qlen, qcap;
-	int qsorted;           /* 0 after a restore appended in no order */
-	struct keyent **retry; /* awake keys whose incident resolved: may sleep now */
-	size_t nretry, aretry;
-	const void *config;
-	const struct rule_common *common;
-	char implied[256]; /* key tokens its conditions imply (rule_implied_key) */
-	int same_key;      /* an earlier rule with this group_by (its key is this one's); -1 */
-	void *shared;
-	struct slab **slabv; /* the slabs by number, for slot references */
-	size_t nslabv;
-	uint32_t *slots; /* key references (slab_ref); 0: empty */
-	size_t nslots, nkeys;
-	struct keyent **dirty;
-	size_t ndirty, adirty;
-	struct recent *recent; /* ring of RECENT */
-	size_t recent_head;
-	char *recent_text;       /* ring of RECENT_TEXT bytes */
-	uint64_t text_pos;       /* bytes ever written to it */
-	struct buf saved_shared; /* the shared state as last saved */
-	int64_t advanced;        /* watermark bucket already processed */
-	uint32_t *free_refs;     /* forgotten keys' bytes, by size / 8: lists through them */
-	size_t nfree_classes;
-	/* No key's latest activity is older (INT64_MIN: not known, after a
-	 * restore): a forgetting pass before seen_lb + the wait has nothing to do. */
-	int64_t seen_lb;
-	size_t nforget; /* keys of this rule in the pass under way */
-	/* What the state means (shape_text), and how it stands with the file. */
-	char *shape;
-	int shape_saved;   /* the file's record says so, as of shape_day */
-	int64_t shape_day; /* event-time day the record was last written */
-	int reshaped;      /* the file's state was learned under other settings */
-	char changed[160]; /* which of them, for the log */
-	size_t reset_kept; /* keys kept (incident history) with their state zeroed */
-	size_t reset_gone; /* keys dropped */
-	size_t unreadable; /* saved keys in a layout this build does not read */
-};
-
-/* A rule the file has state for and the configuration no longer names. */
-struct retired {
-	char *name;
-	int64_t last_seen; /* event time it was last configured; INT64_MIN: not known */
-	int has_record;    /* its shape record is in the file */
-	size_t records;
-};
-
-struct engine {
-	struct rule_rt *rules;
-	size_t nrules;
-	int64_t lateness_ms, max_ts;
-	incident_fn fn;
-	void *arg;
-	struct incident **open;
-	size_t nopen, aopen;
-	struct pend {
-		char key[RULE_KEY_MAX];
-		size_t len;
-		uint32_t h;
-		int ok;
-	} * pend;          /* engine_event's rules taking the event, per rule */
-	struct hist *hist; /* open addressing by key pointer; keys never move */
-	size_t nhist, ahist;
-	uint64_t next_id;
-	struct engine_stats stats;
-	double review_confidence;
-	int review_counts_volume;
-	review_fn review;
-	const struct suppress_lists *lists;
-	int budget;                /* tier-1/2 notifications an hour; 0: no limit */
-	int rolling;               /* fire() is opening a roll-up */
-	int64_t sent[BUDGET_RING]; /* times of recent tier-1/2 notifications */
-	int sent_head;
-	int save_all;        /* the next engine_save writes every record (engine_save_everything) */
-	size_t max_keys;     /* per rule (engine_max_keys) */
-	struct watch *watch; /* resolved incidents under watch, in no order */
-	size_t nwatch, awatch;
-	int64_t watch_next;   /* the earliest due in watch (INT64_MAX: none) */
-	int64_t resolve_next; /* no open incident is due before (INT64_MIN: not known) */
-	int64_t forget_ms;    /* keys quiet this long are forgotten (0: never) */
-	int64_t forgot_day;   /* the event-time day of the last forgetting pass */
-	struct buf forgotten; /* "rule\0key\0" of keys forgotten since the last save */
-	struct retired *retired;
-	size_t nretired;
-};
 
 /*
  * A hash slot holds a 32-bit reference to its key instead of a pointer (half
@@ -246,12 +67,6 @@ static void grow(struct rule_rt *r)
 	free(r->slots);
 	r->slots = slots;
 	r->nslots = n;
-}
-
-/* A key's bytes in its slab, for a key text of len bytes with its NUL; 8-aligned. */
-static size_t key_bytes(const struct rule_rt *r, size_t len)
-{
-	return (sizeof(struct keyent) + r->inline_size + len + 7) & ~(size_t)7;
 }
 
 /*
@@ -347,7 +162,7 @@ static struct keyent *key_get_h(struct engine *e, struct rule_rt *r, const char 
 	return k;
 }
 
-static struct keyent *key_get(struct engine *e, struct rule_rt *r, const char *key)
+struct keyent *engine_key_get(struct engine *e, struct rule_rt *r, const char *key)
 {
 	size_t len = strlen(key);
 
@@ -383,7 +198,7 @@ static void hist_grow(struct engine *e)
 }
 
 /* The key's history record; created (zeroed) when create is set, else NULL if none. */
-static struct hist *hist_of(struct engine *e, struct keyent *k, int create)
+struct hist *engine_hist_of(struct engine *e, struct keyent *k, int create)
 {
 	size_t i;
 
@@ -406,7 +221,7 @@ static struct hist *hist_of(struct engine *e, struct keyent *k, int create)
 
 static struct incident *open_of(struct engine *e, struct keyent *k)
 {
-	return k->open ? hist_of(e, k, 0)->open : NULL;
+	return k->open ? engine_hist_of(e, k, 0)->open : NULL;
 }
 
 /*
@@ -426,7 +241,7 @@ static int watched(const struct rule_rt *r, const struct hist *h, int64_t at)
 	return h->last_id && !h->verified && !h->open && at - h->last_resolved < watch_ms(r);
 }
 
-static void watch_add(struct engine *e, struct rule_rt *r, struct keyent *k, const struct hist *h)
+void engine_watch_add(struct engine *e, struct rule_rt *r, struct keyent *k, const struct hist *h)
 {
 	if (r->common->watch_ms == 0)
 		return; /* no watch: reopened within cooldown, never verified */
@@ -487,7 +302,7 @@ static void watch_due(struct engine *e, int64_t now)
 	due = xmalloc(e->nwatch * sizeof(*due));
 	for (size_t i = 0; i < e->nwatch; i++) {
 		struct watch w = e->watch[i];
-		struct hist *h = hist_of(e, w.k, 0);
+		struct hist *h = engine_hist_of(e, w.k, 0);
 
 		if (h == NULL || h->last_id != w.id || h->verified || h->open ||
 		    h->last_resolved + watch_ms(w.r) != w.due)
@@ -503,17 +318,11 @@ static void watch_due(struct engine *e, int64_t now)
 	e->nwatch = j;
 	qsort(due, ndue, sizeof(*due), by_due);
 	for (size_t i = 0; i < ndue; i++)
-		verify(e, due[i].r, due[i].k, hist_of(e, due[i].k, 0));
+		verify(e, due[i].r, due[i].k, engine_hist_of(e, due[i].k, 0));
 	free(due);
 }
 
 /* ---- sleeping keys: full states in a pool ---- */
-
-/* The full state in block i. */
-static void *block_at(const struct rule_rt *r, uint32_t i)
-{
-	return r->pool.chunks[i / POOL_CHUNK] + (size_t)(i % POOL_CHUNK) * r->pool.bsize;
-}
 
 static uint32_t pool_take(struct rule_rt *r)
 {
@@ -543,7 +352,7 @@ static void pool_put(struct rule_rt *r, uint32_t i)
  * The key's full state, woken if it sleeps: the idle part is copied back and
  * the kind rebuilds the rest (its rings start empty: the key was quiet).
  */
-static void *key_state(struct engine *e, struct rule_rt *r, struct keyent *k)
+void *engine_key_state(struct engine *e, struct rule_rt *r, struct keyent *k)
 {
 	if (r->kind->idle_size == 0)
 		return k->state;
@@ -568,7 +377,7 @@ static void *key_state(struct engine *e, struct rule_rt *r, struct keyent *k)
 	return full;
 }
 
-static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
+void engine_key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
 {
 	uint32_t i = k->awake - 1;
 
@@ -576,78 +385,6 @@ static void key_sleep(struct engine *e, struct rule_rt *r, struct keyent *k)
 	memcpy(k->state, block_at(r, i), r->kind->idle_size);
 	pool_put(r, i);
 	k->awake = 0;
-}
-
-/* Does the kind's shape entry ("window", "time_zone=UTC") name key path? */
-static int shape_names(const char *entry, const char *path)
-{
-	size_t n = strcspn(entry, "=");
-
-	return strlen(path) == n && memcmp(entry, path, n) == 0;
-}
-
-/*
- * What a rule's saved state means: its kind and the settings its state is
- * learned under (group_by, where, bucket and the kind's shape keys), one
- * "key=value" a line. A baseline learned per hour read as per five minutes,
- * or a volume learned over negative reviews read as all reviews, would be
- * wrong until relearned, and a ring sum kept for another window length wrong
- * for good: state saved under other settings is not restored.
- */
-static char *shape_text(const struct rule_rt *r)
-{
-	static const char *const common[] = {"group_by", "where", "bucket", NULL};
-	struct buf b;
-	char *out;
-
-	buf_init(&b, 1 << 20);
-	buf_addf(&b, "kind=%s", r->kind->name);
-	for (const struct conf_key *k = r->kind->keys; k->path; k++) {
-		int take = 0;
-		const char *at = (const char *)r->config + k->offset;
-
-		for (size_t i = 0; common[i] && !take; i++)
-			take = strcmp(k->path, common[i]) == 0;
-		for (size_t i = 0; r->kind->shape && r->kind->shape[i] && !take; i++)
-			take = shape_names(r->kind->shape[i], k->path);
-		if (!take)
-			continue;
-		buf_addf(&b, "\n%s=", k->path);
-		switch (k->type) {
-		case CONF_STR: buf_adds(&b, *(char *const *)at ? *(char *const *)at : ""); break;
-		case CONF_STRLIST: {
-			/* Conditions (where, share_where) by their meaning: a
-			 * respelt one is the same. Durations (spike's mid_window)
-			 * in milliseconds, as a duration key's: "6h" is what
-			 * mid_window: 6h saved when it took one duration. */
-			const struct conf_list *l = (const struct conf_list *)at;
-			size_t plen = strlen(k->path);
-			int conds = plen >= 5 && strcmp(k->path + plen - 5, "where") == 0;
-			char canon[192];
-			int64_t ms;
-
-			for (size_t i = 0; i < l->n; i++) {
-				if (conds && cond_canonical(l->v[i], canon, sizeof(canon)) == 0)
-					buf_addf(&b, "%s%s", i ? ", " : "", canon);
-				else if (!conds && conf_parse_duration(l->v[i], &ms) == 0)
-					buf_addf(&b, "%s%lld", i ? ", " : "", (long long)ms);
-				else
-					buf_addf(&b, "%s%s", i ? ", " : "", l->v[i]);
-			}
-			break;
-		}
-		case CONF_INT:
-		case CONF_DURATION:
-		case CONF_SIZE: buf_addf(&b, "%lld", (long long)*(const int64_t *)at); break;
-		case CONF_DOUBLE: buf_addf(&b, "%.17g", *(const double *)at); break;
-		case CONF_BOOL:
-		case CONF_ENUM: buf_addf(&b, "%d", *(const int *)at); break;
-		default: break; /* not a shape */
-		}
-	}
-	out = xstrdup(buf_str(&b));
-	buf_free(&b);
-	return out;
 }
 
 struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, incident_fn fn,
@@ -687,7 +424,7 @@ struct engine *engine_new(const struct conf_items *rules, int64_t lateness_ms, i
 		            : r->kind->shared_size ? xcalloc(1, r->kind->shared_size)
 		                                   : NULL;
 		r->advanced = INT64_MIN;
-		r->shape = shape_text(r);
+		r->shape = engine_shape_text(r);
 		r->qsorted = 1;
 		r->recent = xcalloc(RECENT, sizeof(*r->recent));
 		r->recent_text = xmalloc(RECENT_TEXT);
@@ -920,12 +657,6 @@ int engine_is_open(const struct engine *e, uint64_t id)
 	return 0;
 }
 
-/* engine_save finds the changed keys by walking the slabs: no list of them to keep. */
-static void mark_changed(struct keyent *k)
-{
-	k->changed = 1;
-}
-
 static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct firing *f,
                  int64_t at);
 
@@ -1062,7 +793,7 @@ static int rollup(struct engine *e, struct rule_rt *r, struct incident *inc, int
 		if (t.alone)
 			return 0;
 	}
-	struct keyent *rk = key_get(e, r, token);
+	struct keyent *rk = engine_key_get(e, r, token);
 	struct firing f = {.window_start_ms = at, .window_end_ms = at};
 	/* The most keys at once so far: a roll-up kept alive by fewer than
 	 * rollup_min says so ("1 key at once" read as if one were a surge). */
@@ -1163,7 +894,7 @@ static void fire(struct engine *e, struct rule_rt *r, struct keyent *k, struct f
 		e->fn(e->arg, inc, INCIDENT_UPDATED);
 		return;
 	}
-	h = hist_of(e, k, 1);
+	h = engine_hist_of(e, k, 1);
 	int reopen = watched(r, h, at);
 
 	/* Its watch ended before this firing, and the watermark has not said so yet. */
@@ -1219,13 +950,14 @@ static void firing_clear(struct firing *f)
 
 static struct rule_ctx ctx_for(struct engine *e, struct rule_rt *r, struct keyent *k)
 {
-	return (struct rule_ctx){.config = r->config,
-	                         .state = key_state(e, r, k),
-	                         .shared = r->shared,
-	                         .key = KEY(r, k),
-	                         .incident_open = k->open,
-	                         .fired_ms = k->open ? hist_of(e, k, 0)->open->last_fire_ms : 0,
-	                         .opened_ms = k->open ? hist_of(e, k, 0)->open->opened_ms : 0};
+	return (struct rule_ctx){
+	        .config = r->config,
+	        .state = engine_key_state(e, r, k),
+	        .shared = r->shared,
+	        .key = KEY(r, k),
+	        .incident_open = k->open,
+	        .fired_ms = k->open ? engine_hist_of(e, k, 0)->open->last_fire_ms : 0,
+	        .opened_ms = k->open ? engine_hist_of(e, k, 0)->open->opened_ms : 0};
 }
 
 /*
@@ -1258,7 +990,7 @@ static void close_until(struct engine *e, struct rule_rt *r, struct keyent *k, i
 		enum rule_verdict v = r->kind->on_close(&ctx, (i + 1) * b, &f);
 
 		if (v == RULE_HOLD && k->open) {
-			struct incident *inc = hist_of(e, k, 0)->open;
+			struct incident *inc = engine_hist_of(e, k, 0)->open;
 
 			if (inc->held_ms < (i + 1) * b)
 				inc->held_ms = (i + 1) * b;
@@ -1305,8 +1037,8 @@ static void resolve_due(struct engine *e, int64_t now)
 		}
 		inc->resolved_ms = active + r->common->resolve_after_ms;
 		/* Find the key to clear its open pointer. */
-		struct keyent *k = key_get(e, r, inc->key);
-		struct hist *h = hist_of(e, k, 1);
+		struct keyent *k = engine_key_get(e, r, inc->key);
+		struct hist *h = engine_hist_of(e, k, 1);
 
 		h->open = NULL;
 		k->open = 0;
@@ -1318,7 +1050,7 @@ static void resolve_due(struct engine *e, int64_t now)
 		h->verified = 0;
 		if (inc->resolved_ms < r->seen_lb)
 			r->seen_lb = inc->resolved_ms;
-		watch_add(e, r, k, h);
+		engine_watch_add(e, r, k, h);
 		if (r->quiet && k->awake) {
 			if (r->nretry == r->aretry) {
 				r->aretry = r->aretry ? r->aretry * 2 : 16;
@@ -1336,7 +1068,7 @@ static void resolve_due(struct engine *e, int64_t now)
 }
 
 /* Queues k, whose bucket just closed: it may sleep quiet buckets from now. */
-static void quiet_push(struct rule_rt *r, struct keyent *k)
+void engine_quiet_push(struct rule_rt *r, struct keyent *k)
 {
 	if (r->qlen == r->qcap) {
 		size_t n = r->qcap ? r->qcap * 2 : 1024;
@@ -1371,7 +1103,7 @@ static void try_sleep(struct engine *e, struct rule_rt *r, struct keyent *k, int
 		return;
 	close_until(e, r, k, idx);
 	if (!k->open)
-		key_sleep(e, r, k);
+		engine_key_sleep(e, r, k);
 }
 
 /*
@@ -1536,7 +1268,7 @@ static void forget(struct engine *e, int64_t now)
 
 			if (k == NULL)
 				continue;
-			h = k->history ? hist_of(e, k, 0) : NULL;
+			h = k->history ? engine_hist_of(e, k, 0) : NULL;
 			/* (An awake key's bucket, for a sleeping kind, is below what it
 			 * will have slept at: a bound all the same.) */
 			seen = key_seen_ms(r, k, h);
@@ -1621,7 +1353,7 @@ static void advance(struct engine *e, int64_t watermark)
 				close_until(e, r, k, idx);
 				k->dirty = 0;
 				if (r->quiet)
-					quiet_push(r, k);
+					engine_quiet_push(r, k);
 			} else {
 				r->dirty[j++] = k;
 			}
@@ -1823,664 +1555,4 @@ void engine_finish(struct engine *e)
 		r->ndirty = 0;
 	}
 	resolve_due(e, e->max_ts);
-}
-
-/* ---- persistence ---- */
-
-/*
- * A key's record. magic names this layout: a record of an older one (which
- * began with the bucket, never this value) is skipped, not misread.
- * state_size says what follows: the kind's full state, or a sleeping key's
- * idle part.
- */
-#define KEY_MAGIC    0x34454B56u /* "VKE4": the head has last_opened */
-#define KEY_MAGIC_V3 0x33454B56u /* "VKE3": read too; the open incident's head has held */
-#define KEY_MAGIC_V2 0x32454B56u /* "VKE2": read too, held = 0 */
-
-struct key_head {
-	uint32_t magic, state_size;
-	int64_t bucket, last_resolved;
-	uint64_t last_id;
-	uint32_t last_reopens, dirty, has_open;
-	uint32_t verified;   /* 0 in a record saved before watches: verified at its end */
-	int64_t last_opened; /* since "VKE4"; older records have none (0) */
-	int64_t seen;        /* a kind that does not sleep: 1 + its latest event's bucket */
-};
-
-#define KEY_HEAD_V3 offsetof(struct key_head, last_opened)
-
-struct inc_head {
-	uint64_t id, firings;
-	int64_t opened, updated, resolved, last_fire, next_alert;
-	uint32_t realerts, reopens;
-	int64_t held; /* since KEY_MAGIC "VKE3"; a "VKE2" record has none */
-};
-
-#define INC_HEAD_V2 offsetof(struct inc_head, held)
-
-struct engine_head {
-	int64_t max_ts;
-	uint64_t next_id;
-	/* What the rules left out, saved so that a replay recounts exactly (a
-	 * head saved before these existed restores them as 0). */
-	uint64_t late, ungrouped, capped;
-	int64_t forgot_day; /* since forgetting; an older head: 0 */
-	uint64_t forgotten;
-};
-
-struct rule_head {
-	int64_t advanced;
-};
-
-static int save_key(struct engine *e, struct rule_rt *r, struct keyent *k, struct buf *b,
-                    engine_put_fn put, void *arg)
-{
-	const struct hist *hi = hist_of(e, k, 0);
-	const struct incident *inc = hi ? hi->open : NULL;
-	int awake = SLEEPS(r) && k->awake;
-	size_t size = awake ? r->kind->state_size : r->inline_size;
-	struct key_head h = {.magic = KEY_MAGIC,
-	                     .state_size = (uint32_t)size,
-	                     .bucket = k->bucket,
-	                     .last_resolved = hi ? hi->last_resolved : 0,
-	                     .last_id = hi ? hi->last_id : 0,
-	                     .last_reopens = hi ? hi->last_reopens : 0,
-	                     .dirty = k->dirty,
-	                     .has_open = inc != NULL,
-	                     .verified = hi ? hi->verified : 0,
-	                     .last_opened = hi ? hi->last_opened : 0,
-	                     .seen = SLEEPS(r) ? 0 : k->awake};
-
-	buf_reset(b);
-	buf_add(b, &h, sizeof(h));
-	buf_add(b, awake ? block_at(r, k->awake - 1) : k->state, size);
-	if (inc) {
-		struct inc_head ih = {
-		        inc->id,          inc->firings,      inc->opened_ms,     inc->updated_ms,
-		        inc->resolved_ms, inc->last_fire_ms, inc->next_alert_ms, inc->realerts,
-		        inc->reopens,     inc->held_ms};
-		char *why = cJSON_PrintUnformatted(inc->why);
-
-		buf_add(b, &ih, sizeof(ih));
-		buf_add(b, inc->summary, strlen(inc->summary) + 1);
-		buf_add(b, why, strlen(why) + 1);
-		cJSON_free(why);
-	}
-	return put(arg, r->common->name, KEY(r, k), b->data, b->len);
-}
-
-/* A key to save, with its rule. */
-struct to_save {
-	struct rule_rt *r;
-	struct keyent *k;
-};
-
-/* The store's order: rule, then key. */
-static int by_rule_and_key(const void *a, const void *b)
-{
-	const struct to_save *x = a, *y = b;
-	int c = x->r == y->r ? 0 : strcmp(x->r->common->name, y->r->common->name);
-
-	return c ? c : strcmp(KEY(x->r, x->k), KEY(y->r, y->k));
-}
-
-/*
- * Rules the file has state for and the configuration no longer names: kept
- * for engine_forget_after of event time (a rule taken out for a while comes
- * back with its baselines), then deleted. A file from before shape records
- * gets one, dated now.
- */
-static int save_retired(struct engine *e, engine_put_fn put, void *arg)
-{
-	int rc = 0;
-
-	for (size_t i = 0; i < e->nretired && rc == 0;) {
-		struct retired *t = &e->retired[i];
-
-		if (e->max_ts == INT64_MIN) {
-			i++;
-		} else if (!t->has_record) {
-			rc = put(arg, "", t->name, &e->max_ts, sizeof(e->max_ts));
-			t->has_record = 1;
-			t->last_seen = e->max_ts;
-			i++;
-		} else if (e->forget_ms > 0 && t->last_seen != INT64_MIN &&
-		           e->max_ts - t->last_seen >= e->forget_ms) {
-			rc = put(arg, t->name, NULL, NULL, 0);
-			if (rc == 0)
-				rc = put(arg, "", t->name, NULL, 0);
-			if (rc != 0)
-				break;
-			e->stats.retired++;
-			free(t->name);
-			*t = e->retired[--e->nretired];
-		} else {
-			i++;
-		}
-	}
-	return rc;
-}
-
-int engine_save(struct engine *e, engine_put_fn put, void *arg)
-{
-	struct buf b, shared;
-	struct engine_head eh = {e->max_ts,          e->next_id,      e->stats.late,
-	                         e->stats.ungrouped, e->stats.capped, e->forgot_day,
-	                         e->stats.forgotten};
-	struct to_save *v;
-	size_t nv = 0, nkeys = 0;
-	int rc = 0;
-
-	/*
-	 * The changed keys, found in allocation order (every key is in the
-	 * slabs: sequential reads), are written in the file's order (rule,
-	 * key). A key's row is found by a b-tree walk, and 100,000s of them in
-	 * allocation order touch its leaves at random, each a read once the
-	 * tree outgrows the page cache: 3.0 s for 380,000 keys. In key order
-	 * each leaf is read once. The array is sized for every key at once: at
-	 * 100,000s of keys it is big enough for its own mapping, given back when
-	 * freed rather than left as a hole in the heap.
-	 */
-	for (size_t n = 0; n < e->nrules; n++)
-		nkeys += e->rules[n].nkeys;
-	v = xmalloc((nkeys ? nkeys : 1) * sizeof(*v));
-	for (size_t n = 0; n < e->nrules; n++) {
-		struct rule_rt *r = &e->rules[n];
-
-		for (struct slab *s = r->slab; s; s = s->next) {
-			for (size_t off = 0; off < s->used;) {
-				struct keyent *k = (struct keyent *)(s->data + off);
-
-				off += key_bytes(r, strlen(KEY(r, k)) + 1);
-				if (k->dirty != KEY_FREE && (k->changed || e->save_all) &&
-				    nv < nkeys)
-					v[nv++] = (struct to_save){r, k};
-			}
-		}
-	}
-	qsort(v, nv, sizeof(*v), by_rule_and_key);
-	/* The forgotten first: a key forgotten and back since is written after. */
-	for (const char *p = e->forgotten.data, *end = p + e->forgotten.len; p < end && rc == 0;) {
-		const char *key = p + strlen(p) + 1;
-
-		rc = put(arg, p, key, NULL, 0);
-		p = key + strlen(key) + 1;
-	}
-	if (rc == 0)
-		buf_reset(&e->forgotten);
-	if (rc == 0)
-		rc = save_retired(e, put, arg);
-	buf_init(&b, 64 << 20);
-	buf_init(&shared, 64 << 20);
-	for (size_t i = 0; i < nv && rc == 0; i++) {
-		rc = save_key(e, v[i].r, v[i].k, &b, put, arg);
-		v[i].k->changed = 0;
-	}
-	for (size_t n = 0; n < e->nrules && rc == 0; n++) {
-		struct rule_rt *r = &e->rules[n];
-		struct rule_head rh = {r->advanced};
-		int64_t day = e->max_ts / 86400000;
-
-		/* What the state means, and that the rule is configured: once a day. */
-		if (!r->shape_saved || e->save_all || day != r->shape_day) {
-			buf_reset(&shared);
-			buf_add(&shared, &e->max_ts, sizeof(e->max_ts));
-			buf_adds(&shared, r->shape);
-			rc = put(arg, "", r->common->name, shared.data, shared.len);
-			if (rc != 0)
-				break;
-			r->shape_saved = 1;
-			r->shape_day = day;
-		}
-
-		/* The rule's own record: written when it changed since the last save. */
-		buf_reset(&shared);
-		buf_add(&shared, &rh, sizeof(rh));
-		if (r->kind->save_shared)
-			r->kind->save_shared(r->shared, &shared);
-		else if (r->kind->shared_size)
-			buf_add(&shared, r->shared, r->kind->shared_size);
-		if (e->save_all || shared.len != r->saved_shared.len ||
-		    memcmp(shared.data, r->saved_shared.data, shared.len) != 0) {
-			rc = put(arg, r->common->name, "", shared.data, shared.len);
-			buf_reset(&r->saved_shared);
-			buf_add(&r->saved_shared, shared.data, shared.len);
-		}
-	}
-	if (rc == 0)
-		rc = put(arg, "", "", &eh, sizeof(eh));
-	if (rc == 0)
-		e->save_all = 0;
-	free(v);
-	buf_free(&b);
-	buf_free(&shared);
-	return rc;
-}
-
-void engine_restore_notes(const struct engine *e, restore_note_fn fn, void *arg)
-{
-	char line[512];
-
-	for (size_t n = 0; n < e->nrules; n++) {
-		const struct rule_rt *r = &e->rules[n];
-
-		if (r->unreadable) {
-			snprintf(line, sizeof(line),
-			         "%zu saved keys are in a layout this version does not read: they "
-			         "start over (warm-up included)",
-			         r->unreadable);
-			fn(arg, r->common->name, line);
-		}
-		if (!r->reshaped)
-			continue;
-		snprintf(line, sizeof(line),
-		         "its state was learned under other settings (%s changed): its baselines "
-		         "start over; %zu keys dropped, %zu kept for their incidents",
-		         r->changed[0] ? r->changed : "kind", r->reset_gone, r->reset_kept);
-		fn(arg, r->common->name, line);
-	}
-	for (size_t i = 0; i < e->nretired; i++) {
-		const struct retired *t = &e->retired[i];
-
-		if (t->records == 0)
-			continue;
-		if (e->forget_ms > 0)
-			snprintf(
-			        line, sizeof(line),
-			        "no longer configured: its %zu saved records are kept, and deleted "
-			        "%lld d (engine.forget_after) after it was last configured",
-			        t->records, (long long)(e->forget_ms / 86400000));
-		else
-			snprintf(line, sizeof(line),
-			         "no longer configured: its %zu saved records are kept "
-			         "(engine.forget_after is 0)",
-			         t->records);
-		fn(arg, t->name, line);
-	}
-}
-
-void engine_save_everything(struct engine *e)
-{
-	e->save_all = 1;
-}
-
-static struct rule_rt *rule_named(const struct engine *e, const char *name)
-{
-	for (size_t n = 0; n < e->nrules; n++)
-		if (strcmp(e->rules[n].common->name, name) == 0)
-			return &e->rules[n];
-	return NULL;
-}
-
-/* A key's state from its record (the layout checked). */
-static void restore_state(struct engine *e, struct rule_rt *r, struct keyent *k,
-                          const struct key_head *h, const unsigned char *state)
-{
-	if (!SLEEPS(r))
-		k->awake = (uint32_t)h->seen;
-	void *at;
-
-	if (h->state_size == r->inline_size) {
-		if (SLEEPS(r) && k->awake)
-			key_sleep(e, r, k);
-		at = k->state;
-	} else {
-		at = key_state(e, r, k);
-	}
-	memcpy(at, state, h->state_size);
-	if (r->kind->restored && h->state_size == r->kind->state_size)
-		r->kind->restored(at, r->config);
-	if (h->dirty && !k->dirty) {
-		if (r->ndirty == r->adirty) {
-			r->adirty = r->adirty ? r->adirty * 2 : 256;
-			r->dirty = xrealloc(r->dirty, r->adirty * sizeof(*r->dirty));
-		}
-		r->dirty[r->ndirty++] = k;
-		k->dirty = 1;
-	}
-	if (r->quiet && k->awake && !k->dirty) {
-		quiet_push(r, k); /* in restore order: sorted by the next sweep */
-		r->qsorted = 0;
-	}
-}
-
-static int restore_key(struct engine *e, struct rule_rt *r, const char *key, const unsigned char *p,
-                       size_t len)
-{
-	struct key_head h = {0};
-	struct keyent *k;
-	size_t hs = KEY_HEAD_V3;
-
-	if (len < hs)
-		return 1;
-	memcpy(&h, p, hs);
-	if (h.magic == KEY_MAGIC) {
-		hs = sizeof(h);
-		if (len < hs)
-			return 1;
-		memcpy(&h, p, hs);
-	}
-	/* A kind that does not sleep may have grown at the end since (zeros). */
-	int grown = r->kind->idle_size == 0 && h.state_size < r->kind->state_size;
-	/* Another layout of the kind's state, which the kind may read. */
-	_Alignas(8) unsigned char upgraded[RULE_MAX_STATE];
-	const unsigned char *state = p + hs;
-	struct key_head now = h;
-
-	if ((h.magic != KEY_MAGIC && h.magic != KEY_MAGIC_V3 && h.magic != KEY_MAGIC_V2) ||
-	    len < hs + h.state_size) {
-		r->unreadable++; /* not a key's record: the key starts over, and the log says so */
-		return 1;
-	}
-	if (!r->reshaped && h.state_size != r->kind->state_size && h.state_size != r->inline_size &&
-	    !grown) {
-		memset(upgraded, 0, sizeof(upgraded));
-		now.state_size = r->kind->upgrade
-		                         ? (uint32_t)r->kind->upgrade(upgraded, state, h.state_size)
-		                         : 0;
-		if (now.state_size != r->kind->state_size && now.state_size != r->inline_size) {
-			r->unreadable++; /* a layout the kind does not know: the key starts over */
-			return 1;
-		}
-		state = upgraded;
-	}
-	if (r->reshaped && !h.last_id && !h.has_open) {
-		/* Learned under other settings, and nothing else to keep: its
-		 * record goes at the next save (with the rule's new shape). */
-		buf_add(&e->forgotten, r->common->name, strlen(r->common->name) + 1);
-		buf_add(&e->forgotten, key, strlen(key) + 1);
-		r->reset_gone++;
-		return 1;
-	}
-	k = key_get(e, r, key);
-	if (r->reshaped) {
-		/* Its incidents are kept (an open one resolves, a resolved one is
-		 * watched); its state starts over, as a new key's. */
-		r->reset_kept++;
-		mark_changed(k);
-	} else {
-		k->bucket = (int32_t)h.bucket;
-	}
-	if (h.last_id || h.has_open) {
-		struct hist *hi = hist_of(e, k, 1);
-
-		hi->last_resolved = h.last_resolved;
-		hi->last_id = h.last_id;
-		hi->last_reopens = h.last_reopens;
-		hi->verified = h.verified;
-		hi->last_opened = h.last_opened;
-		if (!h.has_open && h.last_id && !h.verified)
-			watch_add(e, r, k, hi);
-	}
-	if (!r->reshaped)
-		restore_state(e, r, k, &now, state);
-	p += hs + h.state_size;
-	len -= hs + h.state_size;
-	size_t ihlen = h.magic != KEY_MAGIC_V2 ? sizeof(struct inc_head) : INC_HEAD_V2;
-
-	if (h.has_open && len > ihlen) {
-		struct inc_head ih = {0};
-		struct incident *inc = xcalloc(1, sizeof(*inc));
-		const char *summary = (const char *)p + ihlen;
-		size_t slen = strnlen(summary, len - ihlen);
-		const char *why = summary + slen + 1;
-
-		memcpy(&ih, p, ihlen);
-		inc->id = ih.id;
-		inc->firings = ih.firings;
-		inc->opened_ms = ih.opened;
-		inc->updated_ms = ih.updated;
-		inc->resolved_ms = ih.resolved;
-		inc->last_fire_ms = ih.last_fire;
-		inc->next_alert_ms = ih.next_alert;
-		inc->realerts = ih.realerts;
-		inc->reopens = ih.reopens;
-		inc->held_ms = ih.held;
-		inc->rule = r->common->name;
-		inc->kind = r->kind->name;
-		inc->tier = (int)r->common->tier;
-		snprintf(inc->key, sizeof(inc->key), "%s", key);
-		snprintf(inc->summary, sizeof(inc->summary), "%.*s", (int)slen, summary);
-		inc->why =
-		        (size_t)(why - (const char *)p) < len
-		                ? cJSON_ParseWithLength(why, len - (size_t)(why - (const char *)p))
-		                : NULL;
-		if (inc->why == NULL)
-			inc->why = cJSON_CreateObject();
-		/* A roll-up's explanation says so (rollup); without this, a
-		 * restored roll-up counted as a member of itself. */
-		inc->rollup = r->common->rollup_by &&
-		              cJSON_GetObjectItemCaseSensitive(inc->why, "keys_together");
-		hist_of(e, k, 1)->open = inc;
-		k->open = 1;
-		if (e->nopen == e->aopen) {
-			e->aopen = e->aopen ? e->aopen * 2 : 16;
-			e->open = xrealloc(e->open, e->aopen * sizeof(*e->open));
-		}
-		e->open[e->nopen++] = inc;
-		e->resolve_next = INT64_MIN; /* restored: walked at the next move */
-	}
-	return 0;
-}
-
-static struct retired *retired_get(struct engine *e, const char *name)
-{
-	for (size_t i = 0; i < e->nretired; i++)
-		if (strcmp(e->retired[i].name, name) == 0)
-			return &e->retired[i];
-	e->retired = xrealloc(e->retired, (e->nretired + 1) * sizeof(*e->retired));
-	e->retired[e->nretired] = (struct retired){xstrdup(name), INT64_MIN, 0, 0};
-	return &e->retired[e->nretired++];
-}
-
-/* The value of name's line in a shape_text of len bytes (NULL: none). */
-static const char *shape_value(const char *text, size_t len, const char *name, size_t nlen,
-                               size_t *vlen)
-{
-	for (const char *p = text, *end = text + len; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-
-		if ((size_t)(e - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
-			*vlen = (size_t)(e - p) - nlen - 1;
-			return p + nlen + 1;
-		}
-		p = e + 1;
-	}
-	return NULL;
-}
-
-/*
- * The "name=value" line of a shape text from p to e, against the text
- * other: 1 if other has the name with the same value, 0 with another value
- * (or the line no value), -1 without the name. *nlen: the name's length.
- */
-static int shape_line(const char *p, const char *e, const char *other, size_t olen, size_t *nlen)
-{
-	const char *eq = memchr(p, '=', (size_t)(e - p));
-	size_t vlen = 0;
-	const char *v;
-
-	*nlen = eq ? (size_t)(eq - p) : (size_t)(e - p);
-	v = shape_value(other, olen, p, *nlen, &vlen);
-	if (v == NULL)
-		return -1;
-	return eq && vlen == (size_t)(e - eq - 1) && memcmp(v, eq + 1, vlen) == 0;
-}
-
-/*
- * Is the rule's shape line from p to e one a saved shape without it agrees
- * with? A key added to the kind's shape since ("time_zone=UTC") at the value
- * the state was learned under before it was a setting.
- */
-static int added_at_default(const struct rule_rt *r, const char *p, const char *e)
-{
-	const char *eq = memchr(p, '=', (size_t)(e - p));
-
-	for (const char *const *s = r->kind->shape; eq && s && *s; s++) {
-		size_t n = strcspn(*s, "=");
-
-		if ((*s)[n] == '=' && n == (size_t)(eq - p) && memcmp(*s, p, n) == 0)
-			return strlen(*s + n + 1) == (size_t)(e - eq - 1) &&
-			       memcmp(*s + n + 1, eq + 1, (size_t)(e - eq - 1)) == 0;
-	}
-	return 0;
-}
-
-/*
- * Is a saved shape_text of tlen bytes the rule's own? Each of the rule's
- * lines must be there, the same, or be a key added since at its default; a
- * saved line the rule's shape has no name for is a setting that no longer
- * shapes its state (spike's mid_window before 2026-11-23: its sums are
- * derived again at restore), and is passed.
- */
-static int shape_same(const struct rule_rt *r, const char *text, size_t tlen)
-{
-	size_t nowlen = strlen(r->shape), lines = 1, same = 0, nlen;
-
-	for (const char *p = r->shape; (p = strchr(p, '\n')) != NULL; p++)
-		lines++;
-	for (const char *p = text, *end = text + tlen; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-		int m = shape_line(p, e, r->shape, nowlen, &nlen);
-
-		if (m == 0)
-			return 0;
-		same += m > 0;
-		p = e + 1;
-	}
-	for (const char *p = r->shape, *end = r->shape + nowlen; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-
-		if (shape_line(p, e, text, tlen, &nlen) < 0 && added_at_default(r, p, e))
-			same++;
-		p = e + 1;
-	}
-	return same == lines;
-}
-
-/* Names the settings of now whose saved value (was) differs or is missing
- * ("bucket, window"). */
-static void shape_diff(const char *was, size_t waslen, const char *now, char *out, size_t outlen)
-{
-	size_t used = 0, nlen;
-
-	out[0] = '\0';
-	for (const char *p = now, *end = now + strlen(now); p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *e = nl ? nl : end;
-
-		if (shape_line(p, e, was, waslen, &nlen) <= 0 && used < outlen) {
-			int w = snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "",
-			                 (int)nlen, p);
-
-			used = w > 0 ? used + (size_t)w : used;
-		}
-		p = e + 1;
-	}
-}
-
-/*
- * The record ("", rule): when it was last saved under the configuration
- * (event time) and its shape_text then. Restored before the rule's own
- * records (the file's order: rule "" first).
- */
-static int restore_shape(struct engine *e, const char *name, const void *blob, size_t len)
-{
-	struct rule_rt *r = rule_named(e, name);
-	int64_t seen;
-
-	if (len < sizeof(seen))
-		return 1;
-	memcpy(&seen, blob, sizeof(seen));
-	if (r == NULL) {
-		struct retired *t = retired_get(e, name);
-
-		/* Saved before any event: dated again at the next save. */
-		t->last_seen = seen;
-		t->has_record = seen != INT64_MIN;
-		return 0;
-	}
-	const char *text = (const char *)blob + sizeof(seen);
-	size_t tlen = len - sizeof(seen);
-
-	/* Empty: written for a rule no longer configured, shape not known. */
-	if (tlen == 0 || shape_same(r, text, tlen)) {
-		r->shape_saved = tlen != 0;
-		r->shape_day = seen / 86400000;
-		return 0;
-	}
-	r->reshaped = 1;
-	shape_diff(text, tlen, r->shape, r->changed, sizeof(r->changed));
-	return 0;
-}
-
-int engine_shape_changed(const struct engine *e, const char *rule, const void *blob, size_t len,
-                         char *changed, size_t changedlen)
-{
-	const struct rule_rt *r = rule_named(e, rule);
-
-	if (r == NULL)
-		return -1;
-	if (len <= sizeof(int64_t))
-		return 0; /* no shape saved: taken as it is */
-	const char *text = (const char *)blob + sizeof(int64_t);
-	size_t tlen = len - sizeof(int64_t);
-
-	if (shape_same(r, text, tlen))
-		return 0;
-	shape_diff(text, tlen, r->shape, changed, changedlen);
-	return 1;
-}
-
-int engine_restore(struct engine *e, const char *rule, const char *key, const void *blob,
-                   size_t len)
-{
-	struct rule_rt *r;
-
-	if (rule[0] == '\0' && key[0] != '\0')
-		return restore_shape(e, key, blob, len);
-	if (rule[0] == '\0') {
-		struct engine_head eh = {0};
-
-		if (len != sizeof(eh) && len != offsetof(struct engine_head, late) &&
-		    len != offsetof(struct engine_head, forgot_day))
-			return 1;
-		memcpy(&eh, blob, len);
-		e->max_ts = eh.max_ts;
-		e->next_id = eh.next_id;
-		e->stats.late = eh.late;
-		e->stats.ungrouped = eh.ungrouped;
-		e->stats.capped = eh.capped;
-		e->forgot_day = eh.forgot_day;
-		e->stats.forgotten = eh.forgotten;
-		return 0;
-	}
-	r = rule_named(e, rule);
-	if (r == NULL) {
-		retired_get(e, rule)->records++; /* kept for a while: see engine_save */
-		return 1;
-	}
-	if (key[0] != '\0')
-		return restore_key(e, r, key, blob, len);
-	if (r->reshaped)
-		return 1; /* its shared state too was learned under other settings */
-	struct rule_head rh;
-
-	if (len < sizeof(rh))
-		return 1;
-	memcpy(&rh, blob, sizeof(rh));
-	r->advanced = rh.advanced;
-	const char *body = (const char *)blob + sizeof(rh);
-	size_t blen = len - sizeof(rh);
-
-	if (r->kind->load_shared) {
-		if (r->kind->load_shared(r->shared, body, blen) < 0)
-			return 1;
-	} else if (r->kind->shared_size) {
-		if (blen != r->kind->shared_size)
-			return 1;
-		memcpy(r->shared, body, blen);
-	}
-	buf_reset(&r->saved_shared);
-	buf_add(&r->saved_shared, blob, len);
-	return 0;
 }

@@ -581,15 +581,12 @@ static int shape_line(const char *p, const char *e, const char *other, size_t ol
  */
 static int added_at_default(const struct rule_rt *r, const char *p, const char *e)
 {
-	const char *eq = memchr(p, '=', (size_t)(e - p));
+	size_t nlen;
 
-	for (const char *const *s = r->kind->shape; eq && s && *s; s++) {
-		size_t n = strcspn(*s, "=");
-
-		if ((*s)[n] == '=' && n == (size_t)(eq - p) && memcmp(*s, p, n) == 0)
-			return strlen(*s + n + 1) == (size_t)(e - eq - 1) &&
-			       memcmp(*s + n + 1, eq + 1, (size_t)(e - eq - 1)) == 0;
-	}
+	/* An entry with a value is a shape text of one line. */
+	for (const char *const *s = r->kind->shape; s && *s; s++)
+		if (shape_line(p, e, *s, strlen(*s), &nlen) > 0)
+			return 1;
 	return 0;
 }
 

@@ -2369,6 +2369,60 @@ static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 }
 
 /*
+ * A shape saved before time_zone was a setting (no time_zone line) was
+ * learned in UTC's hours: it is the rule's own while the rule's zone is
+ * UTC, and not once the rule's zone is another, named on the rule or at
+ * the top level (a baseline of UTC's hours read as Tokyo's would be wrong
+ * until relearned). The same for spike, whose shape has window besides.
+ */
+static void test_a_shape_saved_before_time_zone_is_utc_only(void **state)
+{
+	static const char *const rules =
+	        "rules:\n  - {name: silent, kind: flatline, group_by: [source]}\n"
+	        "  - {name: vol, kind: spike, group_by: [sku]}\n";
+	static const struct {
+		const char *top;
+		int changed;
+	} cases[] = {{"", 0}, {"time_zone: UTC\n", 0}, {"time_zone: Asia/Tokyo\n", 1}};
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char yaml[512], changed[160];
+		struct kvs *kv = calloc(1, sizeof(*kv));
+		struct rig r;
+		int shapes = 0;
+
+		snprintf(yaml, sizeof(yaml), "%s%s", cases[c].top, rules);
+		rig_start(&r, rules); /* saved in UTC */
+		assert_int_equal(engine_save(r.e, kv_put, kv), 0);
+		rig_end(&r);
+		rig_start(&r, yaml);
+		for (size_t i = 0; i < kv->n; i++) {
+			struct kv *v = &kv->v[i];
+			unsigned char *tz;
+
+			if (strcmp(v->rule, "") != 0 || v->key[0] == '\0')
+				continue;
+			tz = memmem(v->blob, v->len, "\ntime_zone=UTC", 14);
+			assert_non_null(tz);
+			/* as the version before the setting wrote it */
+			memmove(tz, tz + 14, v->len - (size_t)(tz - v->blob) - 14);
+			v->len -= 14;
+			changed[0] = '\0';
+			assert_int_equal(engine_shape_changed(r.e, v->key, v->blob, v->len, changed,
+			                                      sizeof(changed)),
+			                 cases[c].changed);
+			if (cases[c].changed)
+				assert_string_equal(changed, "time_zone");
+			shapes++;
+		}
+		assert_int_equal(shapes, 2);
+		rig_end(&r);
+		kvs_free(kv);
+	}
+}
+
+/*
  * Rewrites an awake spike key's record (one mid window) into a layout voca
  * saved before: the same fields up to head, then the mid and long windows'
  * counts (n_mid, n_win, neg_mid, neg_win), the rings, and from 2026-11-23
@@ -3497,6 +3551,7 @@ int main(void)
 	        cmocka_unit_test(test_rate_shift_cusum_run_is_cut_at_half_life),
 	        cmocka_unit_test(test_rate_shift_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_flatline_state_of_an_older_layout_is_kept),
+	        cmocka_unit_test(test_a_shape_saved_before_time_zone_is_utc_only),
 	        cmocka_unit_test(test_spike_state_of_an_older_layout_is_kept),
 	        cmocka_unit_test(test_a_saved_key_in_an_unknown_layout_is_told),
 	        cmocka_unit_test(test_flatline),

@@ -267,7 +267,7 @@ static void on_incident(void *arg, const struct incident *inc, enum incident_cha
 	                                 : "re-alert",
 	       (unsigned long long)inc->id, inc->tier, inc->rule, inc->summary);
 	if (inc->suppressed[0])
-		printf("                  (not notified: suppressed by %s)\n", inc->suppressed);
+		printf("                  (not notified: %s)\n", inc->suppressed);
 	if (inc->muted_by == SUPPRESSED_KNOWN_ISSUE) {
 		const struct known_issue *k = known_issue_find(&b->cfg.known_issues, inc->rule,
 		                                               inc->kind, inc->tier, inc->key);

@@ -89,7 +89,7 @@ static void print_muted(const cJSON *rows)
 	if (cJSON_GetArraySize(rows) == 0)
 		printf("no muted changes\n");
 	cJSON_ArrayForEach(row, rows) printf(
-	        "%s  #%-5.0f %-8s tier %.0f %-20s %-.60s\n                  muted by "
+	        "%s  #%-5.0f %-8s tier %.0f %-20s %-.60s\n                  not notified: "
 	        "%.250s\n",
 	        when(row, "at_ms", t, sizeof(t)), num(row, "incident_id"), str(row, "change"),
 	        num(row, "tier"), str(row, "rule"), str(row, "key"), str(row, "suppressed"));
@@ -119,7 +119,7 @@ static void print_one(const cJSON *r)
 		printf("  %s  %-20s %s", when(row, "at_ms", t, sizeof(t)), str(row, "change"),
 		       num(row, "notify") ? "notified" : "not notified");
 		if (str(row, "suppressed")[0])
-			printf(": muted by %s", str(row, "suppressed"));
+			printf(": %s", str(row, "suppressed"));
 		printf("\n");
 	}
 	printf("deliveries:\n");

@@ -138,6 +138,9 @@ def test_backtest_rolls_a_category_surge_up(tmp_path):
         if not muted:
             told.setdefault(id, []).append(when)
     assert len(summary) == len(incidents) and any(i["suppressed"] for i in incidents)
+    # What muted a change reads on its own ("suppressed by rolled up into ..." did not).
+    assert any(line.strip().startswith("(not notified: rolled up into incident ")
+               for line in text), text
     for i in incidents:
         assert i["summary"].startswith(summary[i["id"]][:100]), i["id"]
         assert [n[:16] for n in i["notified"]] == told.get(i["id"], []), i["id"]
@@ -237,7 +240,7 @@ known_issues:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     i = next(n for n, line in enumerate(lines) if "opened" in line and "sku=SKU-1" in line)
-    assert "suppressed by known issue OPS-7" in lines[i + 1], lines[i:i + 3]
+    assert "(not notified: known issue OPS-7" in lines[i + 1], lines[i:i + 3]
     assert "a comment on OPS-7 through jira instead" in lines[i + 2], lines[i:i + 3]
     assert r.stdout.count("a comment on") == 1, r.stdout
 

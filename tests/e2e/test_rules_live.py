@@ -633,7 +633,7 @@ def test_incidents_and_review_show_what_was_decided_and_why(agent_factory):
         ("sku=SKU-B", "opened", "silence 0 by oncall@example.com until 2026-03-02T00"),
         ("sku=SKU-K", "opened", "known issue OPS-42")]
     text = run_voca("incidents", "-c", cfg, "--muted").stdout
-    assert "muted by known issue OPS-42: lids, tracked" in text, text
+    assert "not notified: known issue OPS-42: lids, tracked" in text, text
 
     a_id = next(i["id"] for i in listed["incidents"] if i["key"] == "sku=SKU-A")
     one = run_voca("incidents", "-c", cfg, str(int(a_id)))

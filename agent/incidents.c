@@ -69,9 +69,13 @@ static void print_list(const cJSON *rows)
 	{
 		printf("#%-5.0f %-8s tier %.0f  %-20s %-.80s\n", num(row, "id"), str(row, "status"),
 		       num(row, "tier"), str(row, "rule"), str(row, "key"));
-		printf("       opened %s, last %s; %.0f firings, %.0f re-alerts, %.0f reopens\n",
+		double firings = num(row, "firings"), realerts = num(row, "realerts"),
+		       reopens = num(row, "reopens");
+
+		printf("       opened %s, last %s; %.0f firing%s, %.0f re-alert%s, %.0f reopen%s\n",
 		       when(row, "opened_ms", t, sizeof(t)), when(row, "updated_ms", u, sizeof(u)),
-		       num(row, "firings"), num(row, "realerts"), num(row, "reopens"));
+		       firings, firings == 1 ? "" : "s", realerts, realerts == 1 ? "" : "s",
+		       reopens, reopens == 1 ? "" : "s");
 		printf("       %.300s\n", str(row, "summary"));
 		if (str(row, "suppressed")[0])
 			printf("       muted: %.250s\n", str(row, "suppressed"));

@@ -152,10 +152,10 @@ static void print_text(const cJSON *r)
 	printf("incidents: %.0f opened\n", opened);
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "incidents_by_rule"))
 	        printf("  %-24s %-10s tier %.0f  %4.0f open, %4.0f resolved (%.0f verified), "
-	               "%.0f reopened, %.0f re-alerts\n",
+	               "%.0f reopened, %.0f re-alert%s\n",
 	               str(row, "rule"), str(row, "kind"), num(row, "tier"), num(row, "open"),
 	               num(row, "resolved"), num(row, "verified"), num(row, "reopens"),
-	               num(row, "realerts"));
+	               num(row, "realerts"), num(row, "realerts") == 1 ? "" : "s");
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "recent_incidents"))
 	{
 		rfc3339_format((int64_t)num(row, "opened_ms"), t1, sizeof(t1));

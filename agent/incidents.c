@@ -131,10 +131,13 @@ static void print_one(const cJSON *r)
 		printf("  none\n");
 	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(r, "deliveries"))
 	{
-		printf("  %-5.0f %-14s %-8s %-8s %-14s %.0f attempts", num(row, "id"),
+		/* attempts counts the failed tries of the step under way (or the last) */
+		double retries = num(row, "attempts");
+
+		printf("  %-5.0f %-14s %-8s %-8s %-14s %.0f %s", num(row, "id"),
 		       str(row, "receiver"), str(row, "action"), str(row, "status"),
-		       str(row, "remote_key")[0] ? str(row, "remote_key") : "-",
-		       num(row, "attempts"));
+		       str(row, "remote_key")[0] ? str(row, "remote_key") : "-", retries,
+		       retries == 1 ? "retry" : "retries");
 		if (str(row, "last_error")[0])
 			printf("; last error: %.200s", str(row, "last_error"));
 		printf("\n");

@@ -854,9 +854,10 @@ int delivery_deadletters(const char *db_path, int requeue, int64_t id, char *err
 	                       " WHERE status = 'dead' ORDER BY id",
 	                       -1, &s, NULL) != SQLITE_OK)
 		goto fail;
-	printf("%-6s %-8s %-16s %-8s %-4s %-8s %-19s %s\n", "id", "incident", "receiver", "action",
-	       "step", "attempts", "failed", "reason");
 	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == 0) /* attempts: the failed tries of its step before it was given up */
+			printf("%-6s %-8s %-16s %-8s %-4s %-8s %-19s %s\n", "id", "incident",
+			       "receiver", "action", "step", "retries", "failed", "reason");
 		printf("%-6lld %-8lld %-16s %-8s %-4d %-8d %-19s %s\n",
 		       (long long)sqlite3_column_int64(s, 0), (long long)sqlite3_column_int64(s, 1),
 		       sqlite3_column_text(s, 2), sqlite3_column_text(s, 3),

@@ -476,7 +476,7 @@ static void print_counts(const struct bt *b, double secs)
 	printf("  review queue: %llu events under confidence %.2f or flagged needs_review\n",
 	       (unsigned long long)b->review, b->cfg.engine.review_confidence);
 	printf("  muted notifications: %llu (known issues, silences, time windows, inhibition, "
-	       "budget)\n",
+	       "budget, roll-ups)\n",
 	       (unsigned long long)st->suppressed);
 	for (size_t i = 0; i < b->cfg.rules.n && i < 64; i++) {
 		const struct rule_common *c = b->cfg.rules.v[i].data;

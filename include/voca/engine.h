@@ -66,7 +66,7 @@ struct engine_stats {
 	uint64_t keys;       /* group keys with state, over all rules */
 	uint64_t awake;      /* of those, keys of sleeping kinds holding their full state */
 	uint64_t review;     /* sent to the review queue */
-	uint64_t suppressed; /* notifications muted by silences or time windows */
+	uint64_t suppressed; /* notifications muted (gate, roll-ups): recorded, not sent */
 	uint64_t forgotten;  /* keys forgotten after engine_forget_after of quiet */
 	uint64_t slab_bytes; /* held for keys, forgotten ones' included (reused first) */
 	uint64_t retired;    /* rules no longer configured whose records were deleted */

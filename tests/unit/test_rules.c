@@ -2304,6 +2304,21 @@ static void test_rate_shift_state_of_an_older_layout_is_kept(void **state)
 }
 
 /*
+ * Rewrites a rule's shape record as voca wrote it before time_zone was a
+ * setting: without its "time_zone=UTC" line. Returns 1, or 0 if it had none.
+ */
+static int shape_before_time_zone(struct kv *v)
+{
+	unsigned char *tz = memmem(v->blob, v->len, "\ntime_zone=UTC", 14);
+
+	if (tz == NULL)
+		return 0;
+	memmove(tz, tz + 14, v->len - (size_t)(tz - v->blob) - 14);
+	v->len -= 14;
+	return 1;
+}
+
+/*
  * flatline's state saved before the weekday profile (128 bytes, a prefix
  * of this layout), under a shape without time_zone, is read zero-extended
  * and its shape taken as UTC's: the key keeps its level and hours, and a
@@ -2332,16 +2347,11 @@ static void test_flatline_state_of_an_older_layout_is_kept(void **state)
 			for (size_t i = 0; i < kv->n; i++) {
 				struct kv *v = &kv->v[i];
 				uint32_t size, n = 128; /* the layout before the weekday profile */
-				unsigned char *tz;
 
 				/* The rule's shape as that version wrote it: time_zone was no
 				 * setting (its hours were UTC's), and is UTC here. */
-				if (strcmp(v->rule, "") == 0 && strcmp(v->key, "silent") == 0 &&
-				    (tz = memmem(v->blob, v->len, "\ntime_zone=UTC", 14)) != NULL) {
-					memmove(tz, tz + 14, v->len - (size_t)(tz - v->blob) - 14);
-					v->len -= 14;
-					shaped++;
-				}
+				if (strcmp(v->rule, "") == 0 && strcmp(v->key, "silent") == 0)
+					shaped += shape_before_time_zone(v);
 				if (strcmp(v->rule, "silent") != 0 || !v->key[0])
 					continue;
 				memcpy(&size, v->blob + 4, sizeof(size));
@@ -2399,15 +2409,10 @@ static void test_a_shape_saved_before_time_zone_is_utc_only(void **state)
 		rig_start(&r, yaml);
 		for (size_t i = 0; i < kv->n; i++) {
 			struct kv *v = &kv->v[i];
-			unsigned char *tz;
 
 			if (strcmp(v->rule, "") != 0 || v->key[0] == '\0')
 				continue;
-			tz = memmem(v->blob, v->len, "\ntime_zone=UTC", 14);
-			assert_non_null(tz);
-			/* as the version before the setting wrote it */
-			memmove(tz, tz + 14, v->len - (size_t)(tz - v->blob) - 14);
-			v->len -= 14;
+			assert_int_equal(shape_before_time_zone(v), 1);
 			changed[0] = '\0';
 			assert_int_equal(engine_shape_changed(r.e, v->key, v->blob, v->len, changed,
 			                                      sizeof(changed)),
